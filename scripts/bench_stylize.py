@@ -1,0 +1,118 @@
+"""Speed and memory of a 5-level stylisation on this machine, against its convolution throughput.
+
+Measures (median of --runs):
+  - conv throughput: one VGG19 forward to relu5_1 at 512x512, FLOPs counted by torch;
+  - the time of a full 5-level stylisation of a 512-px content with a 512-px style, and the FLOPs
+    of every pass it runs (style encoding, five encodings, five decodings);
+  - peak RSS of a 1024-px stylisation, in a fresh process.
+Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
+
+    python scripts/bench_stylize.py [--runs 5] [--json bench/stylize.json]
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+CONTENT = Path("../shared/data/content/adain__input_content_golden_gate.jpg")
+STYLE = Path("../shared/data/styles/neuralstyle__examples_inputs_starry_night.jpg")
+
+
+def images(size: int):
+    from wct.demo import landscape, painting
+    from wct.images import load_image
+
+    c = CONTENT if CONTENT.exists() else landscape(size, size)
+    s = STYLE if STYLE.exists() else painting(size, size)
+    return load_image(c, size), load_image(s, size)
+
+
+def median_time(fn, runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def peak_rss_gb(size: int) -> float:
+    code = f"""
+import resource, torch
+from wct.pipeline import Stylizer
+import sys; sys.path.insert(0, 'scripts')
+from bench_stylize import images
+s = Stylizer('cpu')
+c, st = images({size})
+s.stylize(c, s.style(st), 0.6)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024**2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    from wct.pipeline import Stylizer
+
+    torch.set_grad_enabled(False)
+    s = Stylizer("cpu")
+    x = torch.rand(1, 3, 512, 512)
+    vgg_flops = flops(lambda: s.encoder(x, 5))
+    vgg_time = median_time(lambda: s.encoder(x, 5), args.runs)
+    throughput = vgg_flops / vgg_time
+
+    content, style = images(args.size)
+
+    def full():
+        return s.stylize(content, s.style(style), 0.6, (5, 4, 3, 2, 1))
+
+    stats = s.style(style)
+    total_flops = flops(full)
+    total_time = median_time(full, args.runs)
+    transfer_only = median_time(lambda: s.stylize(content, stats, 0.6), args.runs)
+    ideal = total_flops / throughput
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                   f"torch {torch.__version__}",
+        "vgg19_relu5_1_512px_gflop": round(vgg_flops / 1e9, 1),
+        "vgg19_relu5_1_512px_seconds": round(vgg_time, 3),
+        "conv_throughput_gflops": round(throughput / 1e9, 1),
+        "content_px": list(content.shape[-2:]),
+        "style_px": list(style.shape[-2:]),
+        "stylize_gflop": round(total_flops / 1e9, 1),
+        "stylize_seconds": round(total_time, 3),
+        "stylize_seconds_cached_style": round(transfer_only, 3),
+        "ideal_seconds": round(ideal, 3),
+        "ratio_to_ideal": round(total_time / ideal, 3),
+        "target_ratio": 1.3,
+        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),
+        "target_peak_rss_gb": 4.0,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Evaluate the committed decoders and write their model card (decoders/README.md).
+
+Scores use the protocol of shared/README.md on ../shared/data/val; the picture shows one Kodak
+image (released for unrestricted use) reconstructed at each level.
+
+    python scripts/make_model_card.py
+"""
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from wct.cli import PUBLISHED, TARGETS
+from wct.decoder import load_decoder
+from wct.encoder import load_encoder
+from wct.evaluate import load_val_images, reconstruction_scores
+from wct.images import list_images, tensor_to_pil
+
+VAL = Path("../shared/data/val")
+PICTURE_IMAGE = "kodim23"
+FIRST_BAR = {1: 32, 2: 29, 3: 25, 4: 21, 5: 18}
+
+
+def main() -> None:
+    torch.set_grad_enabled(False)
+    encoder = load_encoder("cpu")
+    images = load_val_images(VAL)
+    pick = next(i for i, p in enumerate(list_images(VAL)) if PICTURE_IMAGE in p.name)
+    rows, tiles, metas = [], [tensor_to_pil(images[pick])], {}
+    for level in range(1, 6):
+        dec = load_decoder(level, "cpu")
+        metas[level] = dec.metadata
+        r = reconstruction_scores(encoder, dec, images)
+        tiles.append(tensor_to_pil(dec(encoder(images[pick], level))))
+        cfg = json.loads(dec.metadata.get("config", "{}"))
+        pub = PUBLISHED[level]
+        rows.append(
+            f"| relu{level}_1 | {r['psnr']:.2f} | {r['ssim']:.4f} | {FIRST_BAR[level]} | {TARGETS[level]} "
+            f"| {'n/a' if pub is None else pub} | {dec.metadata['steps']} | {cfg.get('crop')} "
+            f"| {cfg.get('lr')} | {float(dec.metadata.get('train_seconds', 0)) / 60:.0f} |"
+        )
+        print(rows[-1], flush=True)
+    w, h = tiles[0].size
+    sheet = Image.new("RGB", (w * 3 + 16, h * 2 + 8), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % 3) * (w + 8), (i // 3) * (h + 8)))
+    Path("docs").mkdir(exist_ok=True)
+    sheet.save("docs/reconstructions.png", optimize=True)
+    table = "\n".join(
+        ["| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
+         "| peak lr | train minutes |", "|---|---|---|---|---|---|---|---|---|---|", *rows])
+    card = Path("decoders/README.template.md").read_text()
+    hardware = f"{platform.machine()} CPU, {torch.get_num_threads()} cores, fp32, torch {torch.__version__}"
+    card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
+    Path("decoders/README.md").write_text(card)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The README's results picture: content | style | output, for public-domain/CC0 inputs only.
+
+    python scripts/make_results.py [--out docs/results.png]
+"""
+
+import argparse
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+import wct
+
+DATA = Path("../shared/data")
+# Only inputs we may show: public domain (NASA, SpaceX, old masters) or CC0 (see SOURCES.txt).
+PAIRS = [
+    ("content/skimage__astronaut.jpg", "styles/neuralstyle__examples_inputs_starry_night.jpg"),
+    ("content/skimage__chelsea.jpg", "styles/neuralstyle__examples_inputs_the_scream.jpg"),
+    ("content/skimage__coffee.jpg", "styles/msgnet__experiments_images_21styles_composition_vii.jpg"),
+    ("content/skimage__rocket.jpg", "styles/neuralstyle__examples_inputs_shipwreck.jpg"),
+]
+H = 256
+
+
+def fit(im: Image.Image, h: int = H) -> Image.Image:
+    return im.resize((round(im.width * h / im.height), h), Image.Resampling.LANCZOS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("docs/results.png"))
+    ap.add_argument("--alpha", type=float, default=0.6)
+    args = ap.parse_args()
+    rows = []
+    for c, s in PAIRS:
+        content, style = Image.open(DATA / c).convert("RGB"), Image.open(DATA / s).convert("RGB")
+        out = wct.stylize(content, style, alpha=args.alpha, size=512, style_size=512)
+        rows.append([fit(content), fit(style.crop(_square(style))), fit(out)])
+    width = max(sum(im.width for im in r) + 8 * (len(r) - 1) for r in rows)
+    sheet = Image.new("RGB", (width, len(rows) * (H + 8) - 8), "white")
+    for i, r in enumerate(rows):
+        x = 0
+        for im in r:
+            sheet.paste(im, (x, i * (H + 8)))
+            x += im.width + 8
+    ImageDraw.Draw(sheet)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out, optimize=True)
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+
+
+def _square(im: Image.Image) -> tuple[int, int, int, int]:
+    side = min(im.size)
+    x, y = (im.width - side) // 2, (im.height - side) // 2
+    return x, y, x + side, y + side
+
+
+if __name__ == "__main__":
+    main()

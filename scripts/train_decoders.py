@@ -1,0 +1,48 @@
+"""Train the five shipped decoders in sequence, each warm-started from the previous level.
+
+Decoder X+1 ends with exactly the layers of decoder X, so those start trained. The schedule
+below is the one used for the committed decoders on a 2-core CPU (see decoders/README.md).
+
+    python scripts/train_decoders.py [--levels 1,2,3,4,5] [--out runs]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from wct.train import Config, train
+
+DATA = "../shared/data/train"
+VAL = "../shared/data/val"
+# level: (steps, crop, lr, feature_from). Level 1 is solved by least squares, then fine-tuned.
+SCHEDULE = {
+    1: (200, 128, 1e-5, 0.0),
+    2: (1400, 128, 3e-3, 0.8),
+    3: (700, 112, 3e-3, 0.8),
+    4: (450, 112, 2e-3, 0.8),
+    5: (320, 112, 2e-3, 0.8),
+}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levels", default="1,2,3,4,5")
+    ap.add_argument("--out", default="runs")
+    ap.add_argument("--export", default="decoders")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for level in [int(v) for v in args.levels.split(",")]:
+        steps, crop, lr, feature_from = SCHEDULE[level]
+        prev = Path(args.export) / f"relu{level - 1}_1.safetensors"
+        cfg = Config(level=level, data=DATA, val=VAL, crop=crop, batch=8, steps=steps, lr=lr,
+                     feature_weight=0.01, feature_from=feature_from, warmup=min(100, steps // 4),
+                     out=args.out, export=args.export,
+                     resume=args.resume, init_from=str(prev) if prev.exists() else None,
+                     workers=1, val_every=500, val_images=8, ckpt_every=50, stats_images=64)
+        t = time.time()
+        summary = train(cfg)
+        summary["minutes"] = round((time.time() - t) / 60, 1)
+        print(json.dumps({"level": level, **summary}), flush=True)

@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from wct.encoder import load_encoder
+
+    return load_encoder("cpu")
+
+
+@pytest.fixture(scope="session")
+def stylizer():
+    from wct.pipeline import Stylizer
+
+    return Stylizer("cpu")
+
+
+def gradient_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth synthetic photo-like image (1, 3, h, w) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([xx, yy, (xx + yy) / 2])
+    noise = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=g), (h, w),
+                                            mode="bilinear", align_corners=False)[0]
+    return (0.6 * base + 0.4 * noise).clamp(0, 1)[None]

@@ -1,0 +1,121 @@
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from wct.cli import main
+from wct.demo import landscape, painting
+
+
+def wct_subprocess(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "wct", *args], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.fixture
+def wct_cli(capfd):
+    """The CLI in-process (fast); same result shape as subprocess.run."""
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, e.value.code or 0, out, err)
+
+    return call
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    landscape(96, 72).save(d / "content.png")
+    painting(64, 64).save(d / "style.jpg")
+    return d
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, text: str = "") -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr + r.stdout
+    assert text in r.stderr
+
+
+def test_stylize_end_to_end(pair):
+    out = pair / "out.png"
+    r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out),
+                "--size", "64", "--alpha", "0.8")
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as im:
+        assert im.size == (64, 48) and im.mode == "RGB"
+    r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out))
+    assert_clean_error(r, "exists")
+    before = digest(out)
+    r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out),
+                       "--size", "80", "--overwrite", "--levels", "2,1")
+    assert r.returncode == 0 and digest(out) != before
+    assert not list(pair.glob(".*.tmp"))
+
+
+def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = str(tmp_path / "o.png")
+    cases = [
+        (("stylize", str(tmp_path / "missing.jpg"), style, "-o", out), "does not exist"),
+        (("stylize", str(fake), style, "-o", out), "fake.jpg"),
+        (("stylize", content, str(empty), "-o", out), "empty.png"),
+        (("stylize", content, style, "-o", out, "--levels", "7"), "levels"),
+        (("stylize", content, style, "-o", out, "--alpha", "1.5"), "alpha"),
+        (("stylize", content, style, "-o", out, "--size", "-3"), "size"),
+        (("stylize", content, style, "-o", out, "--vgg-weights", str(fake)), "md5"),
+    ]
+    for args, text in cases:
+        assert_clean_error(wct_cli(*args), text)
+    assert not Path(out).exists()
+
+
+def test_inputs_are_never_overwritten(pair, wct_cli):
+    before = digest(pair / "content.png")
+    r = wct_cli("stylize", str(pair / "content.png"), str(pair / "style.jpg"),
+                "-o", str(pair / "content.png"), "--overwrite")
+    assert_clean_error(r, "input")
+    assert digest(pair / "content.png") == before
+
+
+def test_directories_give_every_pair_and_resume(pair, tmp_path, wct_cli):
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    landscape(64, 48, seed=1).save(contents / "a.png")
+    landscape(48, 64, seed=2).save(contents / "b.jpg")
+    (contents / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    outdir = tmp_path / "out"
+    r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(outdir), "--size", "48")
+    assert r.returncode == 1 and "broken.png" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in outdir.iterdir()) == ["a__style.png", "b__style.png"]
+    r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(outdir), "--size", "48")
+    assert "2 already complete" in r.stderr
+
+
+def test_info_and_eval_decoders(pair, tmp_path, wct_cli):
+    r = wct_cli("info")
+    assert r.returncode == 0 and "ok" in r.stdout and "relu1_1" in r.stdout
+    val = tmp_path / "val"
+    val.mkdir()
+    landscape(100, 80).save(val / "x.png")
+    js = tmp_path / "scores.json"
+    r = wct_cli("eval-decoders", "--data", str(val), "--levels", "1", "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    scores = json.loads(js.read_text())["levels"]["relu1_1"]
+    assert scores["psnr"] > 30 and scores["images"] == 1

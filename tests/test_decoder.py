@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from wct.decoder import Decoder, decoder_layers, load_decoder, save_decoder
+from wct.encoder import VGG19_MD5
+from wct.errors import WeightsError
+from wct.train import warm_start
+
+from .conftest import gradient_image
+
+
+def test_decoders_mirror_the_encoder():
+    convs = [m for m in decoder_layers(3) if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (256, 128), (128, 128), (128, 64), (64, 64), (64, 3)]
+    ups = [m for m in decoder_layers(5) if isinstance(m, torch.nn.Upsample)]
+    assert len(ups) == 4
+    assert len(decoder_layers(1)) == 1
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4, 5])
+def test_decoder_output_size(level):
+    f = torch.rand(1, Decoder(level).mean.numel(), 5, 7)
+    y = Decoder(level)(f)
+    assert y.shape == (1, 3, 5 * 2 ** (level - 1), 7 * 2 ** (level - 1))
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_save_load_round_trip_and_refusals(tmp_path):
+    dec = Decoder(2)
+    dec.mean.uniform_(1, 3)
+    dec.whiten.mul_(0.5)
+    path = tmp_path / "relu2_1.safetensors"
+    save_decoder(dec, path, {"encoder": VGG19_MD5, "steps": 3})
+    loaded = load_decoder(2, "cpu", path=path)
+    f = torch.rand(1, 128, 4, 4)
+    torch.testing.assert_close(loaded(f), dec(f), atol=2e-3, rtol=0)
+    assert loaded.metadata["steps"] == "3"
+    with pytest.raises(WeightsError, match="trained for encoder"):
+        load_decoder(2, "cpu", encoder_id="0" * 32, path=path)
+    with pytest.raises(WeightsError, match="level"):
+        load_decoder(3, "cpu", path=path)
+    other = tmp_path / "other.safetensors"
+    save_decoder(dec, other, {"encoder": "deadbeef"})
+    with pytest.raises(WeightsError, match="trained for encoder"):
+        load_decoder(2, "cpu", path=other)
+
+
+def test_corrupt_and_truncated_files_are_refused(tmp_path):
+    path = tmp_path / "relu1_1.safetensors"
+    save_decoder(Decoder(1), path, {"encoder": VGG19_MD5})
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[-5] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_decoder(1, "cpu", path=path)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match=str(path.name)):
+        load_decoder(1, "cpu", path=path)
+
+
+def test_warm_start_copies_the_shared_tail(tmp_path):
+    small = Decoder(2)
+    path = tmp_path / "relu2_1.safetensors"
+    save_decoder(small, path, {"encoder": VGG19_MD5})
+    big = Decoder(3)
+    assert warm_start(big, path) == 6  # all three convs of decoder 2, weight and bias
+    torch.testing.assert_close(big.net[-1].weight, small.net[-1].weight.half().float())
+    torch.testing.assert_close(big.net[-3].weight, small.net[-3].weight.half().float())
+
+
+@pytest.mark.parametrize("level", [1, 3, 5])
+def test_odd_sizes_round_trip_at_the_same_size(stylizer, level):
+    x = gradient_image(333, 517)
+    y = stylizer.reconstruct(x, level)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()

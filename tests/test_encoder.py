@@ -1,0 +1,63 @@
+import h5py
+import pytest
+import torch
+
+from wct.encoder import VGG19_MD5, default_weights_path, load_encoder, read_weights, save_weights
+from wct.errors import WeightsError
+
+
+def test_weights_match_the_h5_file(encoder):
+    path = default_weights_path()
+    convs = {n: m for n, m in zip(encoder.index, encoder.layers, strict=True) if n.startswith("conv")}
+    with h5py.File(path, "r") as f:
+        for name, (o, i, ky, kx) in [("conv1_1", (5, 2, 0, 1)), ("conv3_2", (100, 7, 2, 2)),
+                                     ("conv5_1", (511, 300, 1, 0))]:
+            b, n = name[4:].split("_")
+            w = f[f"block{b}_conv{n}/block{b}_conv{n}_W_1:0"][()]
+            bias = f[f"block{b}_conv{n}/block{b}_conv{n}_b_1:0"][()]
+            assert convs[name].weight[o, i, ky, kx].item() == pytest.approx(float(w[ky, kx, i, o]))
+            assert convs[name].bias[o].item() == pytest.approx(float(bias[o]))
+    assert encoder.weights_id == VGG19_MD5
+
+
+def test_relu5_1_shape_and_one_pass_for_all_levels(encoder):
+    x = torch.rand(1, 3, 384, 512)
+    with torch.no_grad():
+        assert encoder(x, 5).shape == (1, 512, 24, 32)
+        feats = encoder.extract(x, ["relu1_1", "relu3_1", "relu4_2"])
+    assert feats["relu1_1"].shape == (1, 64, 384, 512)
+    assert feats["relu3_1"].shape == (1, 256, 96, 128)
+    assert feats["relu4_2"].shape == (1, 512, 48, 64)
+    assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_encoder_uses_caffe_preprocessing(encoder):
+    # A uniform image at the Caffe mean colour is zero after preprocessing: relu1_1 = relu(bias).
+    mean_rgb = torch.tensor([123.68, 116.779, 103.939]) / 255
+    x = mean_rgb.view(1, 3, 1, 1).expand(1, 3, 8, 8).contiguous()
+    with torch.no_grad():
+        f = encoder(x, 1)
+    expected = encoder.layers[0].bias.clamp_min(0)
+    torch.testing.assert_close(f[0, :, 4, 4], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_wrong_weights_file_is_refused(tmp_path):
+    bad = tmp_path / "vgg19.h5"
+    bad.write_bytes(b"not a vgg file" * 100)
+    with pytest.raises(WeightsError, match="md5"):
+        load_encoder("cpu", bad)
+    with pytest.raises(WeightsError, match="not found"):
+        load_encoder("cpu", tmp_path / "missing.h5")
+
+
+def test_safetensors_export_round_trip_and_corruption(tmp_path):
+    weights, _ = read_weights(default_weights_path())
+    path = tmp_path / "vgg19.safetensors"
+    save_weights(weights, path, torch.float16)
+    enc = load_encoder("cpu", path)
+    assert enc.weights_id == VGG19_MD5
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_encoder("cpu", path)

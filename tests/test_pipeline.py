@@ -1,0 +1,90 @@
+import pytest
+import torch
+from PIL import Image
+
+import wct
+from wct.errors import ImageError, InputError
+from wct.images import pil_to_tensor, tensor_to_pil
+from wct.pipeline import pad_to_multiple
+
+from .conftest import gradient_image
+
+
+def stripes(h: int, w: int) -> torch.Tensor:
+    """A high-contrast warm style: orange and dark red diagonal stripes."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    on = (((xx + yy) // 6) % 2).float()
+    a, b = torch.tensor([1.0, 0.55, 0.1]), torch.tensor([0.45, 0.05, 0.05])
+    return (on[None] * a[:, None, None] + (1 - on[None]) * b[:, None, None])[None]
+
+
+def test_output_has_content_size_and_takes_style_colours(stylizer):
+    content = gradient_image(90, 130)
+    style = stripes(96, 96)
+    out = wct.stylize(content[0], style[0], alpha=1.0, size=None)
+    assert out.size == (130, 90)
+    y = pil_to_tensor(out)
+    d_before = (content.mean((2, 3)) - style.mean((2, 3))).abs().sum()
+    d_after = (y.mean((2, 3)) - style.mean((2, 3))).abs().sum()
+    assert d_after < 0.5 * d_before
+
+
+def test_size_scales_the_longer_side_and_accepts_paths_and_pil(tmp_path):
+    c = tmp_path / "c.png"
+    tensor_to_pil(gradient_image(60, 100)).save(c)
+    style = tensor_to_pil(stripes(64, 64))
+    out = wct.stylize(c, style, size=48, levels=(3, 2, 1))
+    assert out.size == (48, 29)
+
+
+def test_style_statistics_come_from_one_encoder_pass_and_are_reused(stylizer, monkeypatch):
+    calls = []
+    real = stylizer.encoder.extract
+    monkeypatch.setattr(stylizer.encoder, "extract", lambda x, layers: calls.append(list(layers))
+                        or real(x, layers))
+    style = stylizer.style(stripes(64, 64))
+    assert len(calls) == 1 and len(calls[0]) == 5
+    calls.clear()
+    for seed in range(2):
+        stylizer.stylize(gradient_image(48, 48, seed), style, 0.6, (5, 4, 3, 2, 1))
+    assert len(calls) == 10
+    assert all(len(c) == 1 for c in calls)
+
+
+def test_alpha_zero_is_a_reconstruction(stylizer):
+    x = gradient_image(64, 80)
+    style = stylizer.style(stripes(64, 64))
+    y = stylizer.stylize(x, style, alpha=0.0, levels=(1,))
+    torch.testing.assert_close(y, stylizer.reconstruct(x, 1))
+    assert 10 * torch.log10(1 / ((y - x) ** 2).mean()) > 30
+
+
+def test_pad_to_multiple_handles_tiny_images():
+    x, (h, w) = pad_to_multiple(torch.rand(1, 3, 5, 33))
+    assert x.shape[-2:] == (16, 48) and (h, w) == (5, 33)
+
+
+def test_bad_api_inputs_raise_typed_errors(tmp_path):
+    nan = torch.rand(3, 32, 32)
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(InputError):
+        wct.stylize(nan, stripes(32, 32)[0])
+    with pytest.raises(InputError):
+        wct.stylize(stripes(32, 32)[0], stripes(32, 32)[0], alpha=1.5)
+    with pytest.raises(InputError):
+        wct.stylize(stripes(32, 32)[0], stripes(32, 32)[0], levels=(6,))
+    bad = tmp_path / "x.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageError):
+        wct.stylize(bad, stripes(32, 32)[0])
+    with pytest.raises(ImageError):
+        wct.stylize(tmp_path / "missing.jpg", stripes(32, 32)[0])
+
+
+def test_images_of_any_mode_load_as_rgb(tmp_path):
+    for mode in ("L", "P", "RGBA", "CMYK", "I;16"):
+        im = Image.new(mode, (20, 10))
+        p = tmp_path / f"{mode.replace(';', '')}.{'tiff' if mode in ('CMYK', 'I;16') else 'png'}"
+        im.save(p)
+        x = wct.images.load_image(p)
+        assert x.shape == (1, 3, 10, 20)

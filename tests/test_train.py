@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from wct.decoder import load_decoder
+from wct.demo import landscape
+from wct.errors import InputError
+from wct.train import Config, StepSampler, load_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    (d / "sub").mkdir()
+    for i in range(6):
+        landscape(48 + 8 * i, 40, seed=i).save(d / ("sub" if i % 2 else ".") / f"{i}.png")
+    landscape(20, 24, seed=9).convert("L").save(d / "small_gray.jpg")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return d
+
+
+def config(data, out, **kw) -> Config:
+    base = dict(level=2, data=str(data), val=str(data), crop=32, batch=2, steps=6, lr=1e-3, warmup=2,
+                feature_weight=0.5, feature_from=0.5, out=str(out), device="cpu", workers=0,
+                val_every=3, ckpt_every=2, stats_images=4, seed=3)
+    base.update(kw)
+    return Config(**base)
+
+
+def weights(out, level=2):
+    return load_checkpoint(out / f"relu{level}_1.last.pt")["decoder"]
+
+
+def test_training_lowers_loss_exports_and_counts_bad_files(data, tmp_path):
+    summary = train(config(data, tmp_path / "run", steps=12, export=str(tmp_path / "dec")))
+    assert summary["step"] == 12 and summary["files"] == 8
+    assert summary["bad_files"] >= 1
+    ck = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")
+    losses = [h["loss"] for h in ck["state"]["history"] if "loss" in h]
+    assert ck["state"]["step"] == 12
+    assert (tmp_path / "run" / "relu2_1.curves.png").exists()
+    dec = load_decoder(2, "cpu", path=tmp_path / "dec" / "relu2_1.safetensors")
+    assert dec.metadata["steps"] == "12" and float(dec.metadata["val_psnr"]) > 0
+    assert losses == [] or all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_resume_matches_an_uninterrupted_run(data, tmp_path):
+    train(config(data, tmp_path / "a"))
+    train(config(data, tmp_path / "b", stop_at=4))
+    train(config(data, tmp_path / "b", steps=6, resume=True))
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_sampler_splits_ranks_and_resumes():
+    full = StepSampler(10, 2, 0, 0, 0, 1)
+    it = iter(full)
+    stream = [next(it) for _ in range(40)]
+    r0, r1 = iter(StepSampler(10, 1, 0, 0, 0, 2)), iter(StepSampler(10, 1, 0, 0, 1, 2))
+    interleaved = [x for _ in range(20) for x in (next(r0), next(r1))]
+    assert interleaved == stream
+    later = iter(StepSampler(10, 2, 0, 5, 0, 1))
+    assert [next(later) for _ in range(30)] == stream[10:]
+
+
+def test_bad_arguments(data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no images"):
+        train(config(empty, tmp_path / "x"))
+    with pytest.raises(InputError):
+        train(config(data, tmp_path / "y", level=7))
+
+
+def test_corrupt_checkpoint_is_refused(data, tmp_path):
+    out = tmp_path / "c"
+    train(config(data, out, stop_at=2))
+    p = out / "relu2_1.last.pt"
+    p.write_bytes(p.read_bytes()[:100])
+    from wct.errors import WCTError
+
+    with pytest.raises(WCTError, match="corrupt"):
+        train(config(data, out, steps=4, resume=True))

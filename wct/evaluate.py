@@ -1,0 +1,65 @@
+"""Reconstruction quality of decoders, with the protocol of shared/README.md."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .decoder import Decoder
+from .encoder import Encoder
+from .errors import ImageError
+from .images import list_images, open_image, pil_to_tensor, scaled_size
+
+
+def load_val_images(directory: str | Path, max_side: int = 384, limit: int | None = None) -> list[Tensor]:
+    """Each image's longer side scaled to `max_side` (Lanczos), cropped top-left to multiples of 16."""
+    out = []
+    for p in list_images(directory)[:limit]:
+        try:
+            im = open_image(p)
+        except ImageError as e:
+            warnings.warn(f"skipped {e}", stacklevel=2)
+            continue
+        im = im.resize(scaled_size(im.width, im.height, max_side), Image.Resampling.LANCZOS)
+        w, h = im.width // 16 * 16, im.height // 16 * 16
+        out.append(pil_to_tensor(im.crop((0, 0, w, h))))
+    return out
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(a: Tensor, b: Tensor) -> float:
+    """Mean SSIM over RGB channels (Gaussian window 11, sigma 1.5, as in Wang et al. 2004)."""
+    import torch.nn.functional as F
+
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum())[:, None] @ (g / g.sum())[None, :]
+    w = g.expand(3, 1, 11, 11).to(a)
+    mu_a, mu_b = F.conv2d(a, w, groups=3), F.conv2d(b, w, groups=3)
+    var_a = F.conv2d(a * a, w, groups=3) - mu_a**2
+    var_b = F.conv2d(b * b, w, groups=3) - mu_b**2
+    cov = F.conv2d(a * b, w, groups=3) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean().item()
+
+
+@torch.no_grad()
+def reconstruction_scores(encoder: Encoder, decoder: Decoder, images: list[Tensor]) -> dict[str, float]:
+    """Mean PSNR and SSIM of decoder(encoder(x)) clamped to [0, 1] against x."""
+    p, s = [], []
+    device = next(decoder.parameters()).device
+    for x in images:
+        x = x.to(device)
+        y = decoder(encoder(x, decoder.level))
+        p.append(psnr(y, x))
+        s.append(ssim(y, x))
+    return {"psnr": sum(p) / len(p), "ssim": sum(s) / len(s), "images": len(p)}

@@ -1,0 +1,438 @@
+"""Train a decoder that inverts relu{X}_1 of the frozen encoder.
+
+Loss: pixel MSE, plus `feature_weight` x MSE of the normalised relu{X}_1 features, switched on
+after `feature_from` of the steps (from the start it slows learning badly). Adam with warm-up and
+cosine decay. Every random choice (order, crops, flips) is a function of (seed, step), so a resumed
+run continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
+
+    python -m wct.train --level 2 --data DIR --val DIR --steps 4000
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .decoder import Decoder, load_decoder, read_decoder, save_decoder
+from .encoder import Encoder, load_encoder, relu, resolve_device
+from .errors import ImageError, InputError, WCTError
+from .evaluate import load_val_images, reconstruction_scores
+from .images import list_images, open_image
+
+
+@dataclass
+class Config:
+    level: int = 1
+    data: str = "../shared/data/train"
+    val: str | None = None
+    crop: int = 256
+    batch: int = 8
+    steps: int = 10000
+    lr: float = 1e-3
+    warmup: int = 100
+    feature_weight: float = 1.0
+    feature_from: float = 0.5
+    out: str = "runs"
+    export: str | None = None
+    resume: bool = False
+    init_from: str | None = None
+    device: str = "auto"
+    amp: bool | None = None  # bf16 autocast; default: on for CUDA, off on CPU
+    seed: int = 0
+    workers: int = 2
+    val_every: int = 500
+    val_images: int | None = None
+    ckpt_every: int = 100
+    stats_images: int = 64
+    vgg_weights: str | None = None
+    stop_at: int | None = None  # checkpoint and stop early at this step (train in chunks)
+
+
+# ---------------------------------------------------------------- data
+
+
+class Crops(Dataset):
+    """Random crops of any folder of images; unreadable files yield None and are counted."""
+
+    def __init__(self, root: str | Path, crop: int):
+        self.files = list_images(root)
+        if not self.files:
+            raise InputError(f"no images (jpg, png, webp...) found under {root}")
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: tuple[int, int]) -> Tensor | None:
+        index, seed = key
+        rng = random.Random(seed)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = open_image(self.files[index])
+        except ImageError:
+            return None
+        short = min(im.size)
+        if short < self.crop:
+            s = self.crop / short
+            im = im.resize((max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s))))
+        x0 = rng.randint(0, im.width - self.crop)
+        y0 = rng.randint(0, im.height - self.crop)
+        im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
+        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        x = x.view(self.crop, self.crop, 3).permute(2, 0, 1)
+        return x.flip(2) if rng.random() < 0.5 else x
+
+
+class StepSampler(Sampler):
+    """Endless (index, seed) stream from `start` on; epoch e is a permutation seeded by (seed, e).
+
+    Rank r of w takes items r, r + w, ... of each global batch, so ranks see disjoint data.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, start_step: int, rank: int = 0, world: int = 1):
+        self.n, self.batch, self.seed = n, batch, seed
+        self.start, self.rank, self.world = start_step, rank, world
+
+    def __iter__(self):
+        per_step = self.batch * self.world
+        i = self.start * per_step
+        while True:
+            epoch, j = divmod(i, self.n)
+            g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+            while j < self.n:
+                if (i % per_step) % self.world == self.rank:
+                    yield perm[j], hash((self.seed, i)) & 0x7FFFFFFF
+                i, j = i + 1, j + 1
+
+
+def collate(batch: list[Tensor | None]) -> tuple[Tensor, int]:
+    good = [b for b in batch if b is not None]
+    stacked = torch.stack(good) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    return stacked, len(batch) - len(good)
+
+
+def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
+    data = Crops(cfg.data, cfg.crop)
+    sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
+    dl = DataLoader(data, batch_size=cfg.batch, sampler=sampler, collate_fn=collate,
+                    num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                    prefetch_factor=4 if cfg.workers else None)
+    return dl, len(data)
+
+
+# ---------------------------------------------------------------- model pieces
+
+
+@torch.no_grad()
+def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Mean and ZCA whitening matrix of relu{X}_1 over `stats_images` training crops.
+
+    Eigenvalues are floored at 1e-4 of the largest: dead or redundant channels stay bounded.
+    """
+    from .transform import feature_stats
+
+    data = Crops(cfg.data, cfg.crop)
+    g = torch.Generator().manual_seed(cfg.seed)
+    stats = None
+    for i in torch.randperm(len(data), generator=g)[: cfg.stats_images].tolist():
+        x = data[(i, i)]
+        if x is None:
+            continue
+        s = feature_stats(encoder(x[None].float().div(255).to(device), cfg.level)[0])
+        stats = s if stats is None else stats + s
+    cov = stats.cov
+    values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
+    values = values.clamp_min(values.max() * 1e-4)
+    return stats.mean.float(), ((vectors * values.rsqrt()) @ vectors.T).float()
+
+
+@torch.no_grad()
+def fit_linear(encoder: Encoder, decoder: Decoder, cfg: Config, device: torch.device,
+               images: int = 256, ridge: float = 1e-6) -> None:
+    """Solve a one-conv decoder (level 1) exactly: least squares of pixels on 3x3 feature patches.
+
+    Adam needs thousands of steps to approach this optimum, because VGG features are strongly
+    correlated; the normal equations reach it at once (about 43 dB on val).
+    """
+    conv = decoder.net[0]
+    k = conv.in_channels * 9 + 1
+    a = torch.zeros(k, k, dtype=torch.float64, device=device)
+    b = torch.zeros(k, 3, dtype=torch.float64, device=device)
+    data = Crops(cfg.data, cfg.crop)
+    for i in torch.linspace(0, len(data) - 1, min(images, len(data))).long().tolist():
+        x = data[(i, i + cfg.seed)]
+        if x is None:
+            continue
+        x = x[None].float().div(255).to(device)
+        f = decoder.normalise(encoder(x, decoder.level))
+        p = F.unfold(F.pad(f, (1, 1, 1, 1), mode="replicate"), 3)[0].T.double()
+        p = torch.cat([p, torch.ones_like(p[:, :1])], 1)
+        a += p.T @ p
+        b += p.T @ x[0].reshape(3, -1).T.double()
+    w = torch.linalg.solve(a + ridge * a.diagonal().mean() * torch.eye(k, dtype=a.dtype, device=device), b)
+    conv.weight.copy_(w[:-1].T.reshape(conv.weight.shape).float())
+    conv.bias.copy_(w[-1].float())
+
+
+def progress_bar(enabled: bool) -> Progress:
+    """A rich bar with loss, images/s and ETA on a terminal; plain log lines otherwise."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    return Progress(*columns, disable=not enabled)
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def warm_start(decoder: Decoder, path: str | Path) -> int:
+    """Copy the layers decoder X+1 shares with decoder X (its tail) from a decoder file."""
+    tensors, _ = read_decoder(path)
+    donor = {k: v for k, v in tensors.items() if k.startswith("net.")}
+    n_donor = 1 + max(int(k.split(".")[1]) for k in donor)
+    offset = len(decoder.net) - n_donor
+    own = decoder.state_dict()
+    copied = 0
+    for k, v in donor.items():
+        _, i, kind = k.split(".")
+        key = f"net.{int(i) + offset}.{kind}"
+        if key in own and own[key].shape == v.shape:
+            own[key] = v.float()
+            copied += 1
+    decoder.load_state_dict(own)
+    return copied
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WCTError(f"checkpoint {path} is corrupt or not a wct checkpoint ({e.__class__.__name__})"
+                       ) from None
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    tr = [h for h in history if "loss" in h]
+    va = [h for h in history if "psnr" in h]
+    ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr])
+    ax[0].set(yscale="log", xlabel="step", title="training loss")
+    ax[1].plot([h["step"] for h in va], [h["psnr"] for h in va], "o-")
+    ax[1].set(xlabel="step", ylabel="dB", title="validation PSNR")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(cfg: Config) -> dict:
+    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
+    relu(cfg.level)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        device = resolve_device(cfg.device)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    else:
+        device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = relu(cfg.level)
+    last, best = out / f"{name}.last.pt", out / f"{name}.best.safetensors"
+
+    encoder = load_encoder(device, cfg.vgg_weights)
+    decoder = Decoder(cfg.level).to(device)
+    if device.type == "cuda":
+        decoder = decoder.to(memory_format=torch.channels_last)
+        encoder = encoder.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": 0, "seconds": 0.0}
+    if cfg.resume and last.exists():
+        ck = load_checkpoint(last)
+        decoder.load_state_dict(ck["decoder"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+    else:
+        mean, whiten = input_whitening(encoder, cfg, device)
+        decoder.mean.copy_(mean)
+        decoder.whiten.copy_(whiten)
+        if len(decoder.net) == 1:
+            fit_linear(encoder, decoder, cfg, device)
+        elif cfg.init_from:
+            warm_start(decoder, cfg.init_from)
+    net = decoder.net
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net)
+
+    val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
+    feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
+    dl, n_files = loader(cfg, state["step"], rank, world)
+    t0, seen, bad = time.time(), 0, 0
+    log_every = 25
+
+    def validate_and_save(step: int) -> None:
+        entry = {"step": step}
+        final = step == cfg.steps
+        val = val_all if final else val_all[: cfg.val_images]
+        if val:
+            decoder.eval()
+            entry.update(reconstruction_scores(encoder, decoder, val))
+            decoder.train()
+            if final or entry["psnr"] > state["best_psnr"]:
+                state["best_psnr"] = entry["psnr"]
+                save_decoder(decoder, best, metadata(cfg, state, step, entry, encoder))
+            print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
+            state["history"].append(entry)
+
+    decoder.train()
+    step = state["step"]
+    end = min(cfg.steps, cfg.stop_at or cfg.steps)
+    bar = progress_bar(rank == 0 and sys.stdout.isatty())
+    task = bar.add_task(name, total=cfg.steps, completed=step, info="")
+    bar.start()
+    for batch, n_bad in dl:
+        if step >= end:
+            break
+        bad += n_bad
+        if batch.shape[0] == 0:
+            continue
+        x = batch.to(device, non_blocking=True).float().div_(255)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        use_feat = cfg.feature_weight > 0 and step >= cfg.feature_from * cfg.steps
+        with amp:
+            with torch.no_grad():
+                f = encoder(x, cfg.level)
+            y = net(decoder.normalise(f))
+            loss = F.mse_loss(y.float(), x)
+            if use_feat:
+                fy = encoder(y, cfg.level)
+                feat = F.mse_loss(fy.float(), f.float()) / feature_var
+                loss = loss + cfg.feature_weight * feat
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += x.shape[0] * world
+        if step % log_every == 0 and rank == 0:
+            rate = seen / (time.time() - t0)
+            state["history"].append({"step": step, "loss": loss.item()})
+            info = f"loss {loss.item():.5f} lr {lr_at(step, cfg):.2e} {rate:.1f} img/s"
+            bar.update(task, completed=step, info=info)
+            if not bar.live.is_started:
+                print(f"step {step}/{cfg.steps} {info}", flush=True)
+        if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
+            validate_and_save(step)
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == end):
+            state.update(step=step, bad_files=state["bad_files"] + bad,
+                         seconds=state["seconds"] + time.time() - t0)
+            t0, seen, bad = time.time(), 0, 0
+            atomic_torch_save({"decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
+                               "state": state, "config": asdict(cfg)}, last)
+            if state["history"]:
+                plot_history(state["history"], out / f"{name}.curves.png")
+    bar.stop()
+    if world > 1:
+        dist.barrier()
+    summary = {"step": step, "best_psnr": state["best_psnr"], "bad_files": state["bad_files"],
+               "files": n_files}
+    if rank == 0 and state["bad_files"]:
+        warnings.warn(f"{state['bad_files']} unreadable training images were skipped", stacklevel=1)
+    if rank == 0 and cfg.export and best.exists():
+        summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
+    return summary
+
+
+def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder) -> dict:
+    return {
+        "encoder": encoder.weights_id,
+        "training_data": str(cfg.data),
+        "steps": step,
+        "val_psnr": round(scores["psnr"], 3),
+        "val_ssim": round(scores["ssim"], 4),
+        "val_data": str(cfg.val),
+        "val_images": scores["images"],
+        "train_seconds": round(state["seconds"], 1),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "stop_at"},
+    }
+
+
+def export(best: Path, target: Path, force: bool = False) -> bool:
+    """Copy the best decoder to `target` unless the one there scores higher on validation."""
+    new = read_decoder(best)[1]
+    if target.exists() and not force:
+        try:
+            old = read_decoder(target)[1]
+            if float(old.get("val_psnr", "-1")) >= float(new["val_psnr"]):
+                print(f"kept {target}: {old.get('val_psnr')} dB >= {new['val_psnr']} dB", flush=True)
+                return False
+        except WCTError:
+            pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    shutil.copyfile(best, tmp)
+    os.replace(tmp, target)
+    load_decoder(int(new["level"]), "cpu", path=target)
+    print(f"exported {target} ({new['val_psnr']} dB)", flush=True)
+    return True
+
+
+if __name__ == "__main__":
+    from .cli import train_main
+
+    train_main()
