@@ -93,7 +93,7 @@ def main() -> None:
     ideal = total_flops / throughput
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
         "vgg19_relu5_1_512px_gflop": round(vgg_flops / 1e9, 1),
         "vgg19_relu5_1_512px_seconds": round(vgg_time, 3),
         "conv_throughput_gflops": round(throughput / 1e9, 1),

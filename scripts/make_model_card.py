@@ -7,12 +7,12 @@ image (released for unrestricted use) reconstructed at each level.
 """
 
 import json
-import platform
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from wct.bench import machine
 from wct.cli import PUBLISHED, TARGETS
 from wct.decoder import load_decoder
 from wct.encoder import load_encoder
@@ -22,6 +22,16 @@ from wct.images import list_images, tensor_to_pil
 VAL = Path("../shared/data/val")
 PICTURE_IMAGE = "kodim23"
 FIRST_BAR = {1: 32, 2: 29, 3: 25, 4: 21, 5: 18}
+
+
+def steps(meta: dict) -> str:
+    """Total steps, as 'first stage + fine-tuning' when the decoder was fine-tuned."""
+    prior = int(meta.get("prior_steps", 0))
+    return f"{prior} + {meta['steps']}" if prior else meta["steps"]
+
+
+def minutes(meta: dict) -> float:
+    return (float(meta.get("train_seconds", 0)) + float(meta.get("prior_train_seconds", 0))) / 60
 
 
 def main() -> None:
@@ -39,8 +49,8 @@ def main() -> None:
         pub = PUBLISHED[level]
         rows.append(
             f"| relu{level}_1 | {r['psnr']:.2f} | {r['ssim']:.4f} | {FIRST_BAR[level]} | {TARGETS[level]} "
-            f"| {'n/a' if pub is None else pub} | {dec.metadata['steps']} | {cfg.get('crop')} "
-            f"| {cfg.get('lr')} | {float(dec.metadata.get('train_seconds', 0)) / 60:.0f} |"
+            f"| {'n/a' if pub is None else pub} | {steps(dec.metadata)} | {cfg.get('crop')} "
+            f"| {cfg.get('lr')} | {minutes(dec.metadata):.0f} |"
         )
         print(rows[-1], flush=True)
     w, h = tiles[0].size
@@ -50,10 +60,15 @@ def main() -> None:
     Path("docs").mkdir(exist_ok=True)
     sheet.save("docs/reconstructions.png", optimize=True)
     table = "\n".join(
-        ["| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
-         "| peak lr | train minutes |", "|---|---|---|---|---|---|---|---|---|---|", *rows])
+        [
+            "| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
+            "| peak lr | train minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
     card = Path("decoders/README.template.md").read_text()
-    hardware = f"{platform.machine()} CPU, {torch.get_num_threads()} cores, fp32, torch {torch.__version__}"
+    hardware = f"Trained and scored on {machine()}, fp32"
     card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
     Path("decoders/README.md").write_text(card)
     print(table)

@@ -1,6 +1,6 @@
 """The README's results picture: content | style | output, for public-domain/CC0 inputs only.
 
-    python scripts/make_results.py [--out docs/results.png]
+python scripts/make_results.py [--out docs/results.png]
 """
 
 import argparse

@@ -21,9 +21,15 @@ VAL = "../shared/data/val"
 SCHEDULE = {
     1: (200, 128, 1e-5, 0.0),
     2: (1400, 128, 3e-3, 0.8),
-    3: (700, 112, 3e-3, 0.8),
-    4: (450, 112, 2e-3, 0.8),
-    5: (320, 112, 2e-3, 0.8),
+    3: (600, 112, 3e-3, 0.8),
+    4: (380, 112, 2e-3, 0.8),
+    5: (260, 112, 2e-3, 0.8),
+}
+# Second stage (--finetune): continue each committed decoder with a fresh cosine cycle.
+FINETUNE = {
+    3: (400, 128, 1e-3, 0.7),
+    4: (300, 128, 1e-3, 0.7),
+    5: (250, 128, 1e-3, 0.7),
 }
 
 if __name__ == "__main__":
@@ -32,16 +38,34 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="runs")
     ap.add_argument("--export", default="decoders")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--finetune", action="store_true", help="start from the committed decoders")
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     for level in [int(v) for v in args.levels.split(",")]:
-        steps, crop, lr, feature_from = SCHEDULE[level]
-        prev = Path(args.export) / f"relu{level - 1}_1.safetensors"
-        cfg = Config(level=level, data=DATA, val=VAL, crop=crop, batch=8, steps=steps, lr=lr,
-                     feature_weight=0.01, feature_from=feature_from, warmup=min(100, steps // 4),
-                     out=args.out, export=args.export,
-                     resume=args.resume, init_from=str(prev) if prev.exists() else None,
-                     workers=1, val_every=500, val_images=8, ckpt_every=50, stats_images=64)
+        steps, crop, lr, feature_from = (FINETUNE if args.finetune else SCHEDULE)[level]
+        prev = Path(args.export) / f"relu{level - int(not args.finetune)}_1.safetensors"
+        cfg = Config(
+            level=level,
+            data=DATA,
+            val=VAL,
+            crop=crop,
+            batch=8,
+            steps=steps,
+            lr=lr,
+            feature_weight=0.01,
+            feature_from=feature_from,
+            warmup=min(100, steps // 4),
+            out=args.out,
+            export=args.export,
+            resume=args.resume,
+            init_from=str(prev) if prev.exists() else None,
+            workers=1,
+            val_every=500,
+            val_images=8,
+            ckpt_every=50,
+            stats_images=64,
+        )
         t = time.time()
         summary = train(cfg)
         summary["minutes"] = round((time.time() - t) / 60, 1)

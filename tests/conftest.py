@@ -1,4 +1,5 @@
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,22 @@ def gradient_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     base = torch.stack([xx, yy, (xx + yy) / 2])
-    noise = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=g), (h, w),
-                                            mode="bilinear", align_corners=False)[0]
+    noise = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 8, 8, generator=g), (h, w), mode="bilinear", align_corners=False
+    )[0]
     return (0.6 * base + 0.4 * noise).clamp(0, 1)[None]
+
+
+@pytest.fixture
+def wct_cli(capfd):
+    """The CLI in-process (fast); same result shape as subprocess.run."""
+
+    from wct.cli import main
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, e.value.code or 0, out, err)
+
+    return call

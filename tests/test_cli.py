@@ -6,27 +6,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wct.cli import main
 from wct.demo import landscape, painting
 
 
 def wct_subprocess(*args: str) -> subprocess.CompletedProcess:
     """The real console entry point, in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "wct", *args], capture_output=True, text=True,
-                          timeout=300, check=False)
-
-
-@pytest.fixture
-def wct_cli(capfd):
-    """The CLI in-process (fast); same result shape as subprocess.run."""
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        with pytest.raises(SystemExit) as e:
-            main(list(args))
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, e.value.code or 0, out, err)
-
-    return call
+    return subprocess.run(
+        [sys.executable, "-m", "wct", *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +36,35 @@ def assert_clean_error(r: subprocess.CompletedProcess, text: str = "") -> None:
 
 def test_stylize_end_to_end(pair):
     out = pair / "out.png"
-    r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out),
-                "--size", "64", "--alpha", "0.8")
+    r = wct_subprocess(
+        "stylize",
+        str(pair / "content.png"),
+        str(pair / "style.jpg"),
+        "-o",
+        str(out),
+        "--size",
+        "64",
+        "--alpha",
+        "0.8",
+    )
     assert r.returncode == 0, r.stderr
     with Image.open(out) as im:
         assert im.size == (64, 48) and im.mode == "RGB"
     r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out))
     assert_clean_error(r, "exists")
     before = digest(out)
-    r = wct_subprocess("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out),
-                       "--size", "80", "--overwrite", "--levels", "2,1")
+    r = wct_subprocess(
+        "stylize",
+        str(pair / "content.png"),
+        str(pair / "style.jpg"),
+        "-o",
+        str(out),
+        "--size",
+        "80",
+        "--overwrite",
+        "--levels",
+        "2,1",
+    )
     assert r.returncode == 0 and digest(out) != before
     assert not list(pair.glob(".*.tmp"))
 
@@ -86,8 +92,14 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
 
 def test_inputs_are_never_overwritten(pair, wct_cli):
     before = digest(pair / "content.png")
-    r = wct_cli("stylize", str(pair / "content.png"), str(pair / "style.jpg"),
-                "-o", str(pair / "content.png"), "--overwrite")
+    r = wct_cli(
+        "stylize",
+        str(pair / "content.png"),
+        str(pair / "style.jpg"),
+        "-o",
+        str(pair / "content.png"),
+        "--overwrite",
+    )
     assert_clean_error(r, "input")
     assert digest(pair / "content.png") == before
 

@@ -12,7 +12,12 @@ from .conftest import gradient_image
 def test_decoders_mirror_the_encoder():
     convs = [m for m in decoder_layers(3) if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [
-        (256, 128), (128, 128), (128, 64), (64, 64), (64, 3)]
+        (256, 128),
+        (128, 128),
+        (128, 64),
+        (64, 64),
+        (64, 3),
+    ]
     ups = [m for m in decoder_layers(5) if isinstance(m, torch.nn.Upsample)]
     assert len(ups) == 4
     assert len(decoder_layers(1)) == 1

@@ -10,8 +10,11 @@ def test_weights_match_the_h5_file(encoder):
     path = default_weights_path()
     convs = {n: m for n, m in zip(encoder.index, encoder.layers, strict=True) if n.startswith("conv")}
     with h5py.File(path, "r") as f:
-        for name, (o, i, ky, kx) in [("conv1_1", (5, 2, 0, 1)), ("conv3_2", (100, 7, 2, 2)),
-                                     ("conv5_1", (511, 300, 1, 0))]:
+        for name, (o, i, ky, kx) in [
+            ("conv1_1", (5, 2, 0, 1)),
+            ("conv3_2", (100, 7, 2, 2)),
+            ("conv5_1", (511, 300, 1, 0)),
+        ]:
             b, n = name[4:].split("_")
             w = f[f"block{b}_conv{n}/block{b}_conv{n}_W_1:0"][()]
             bias = f[f"block{b}_conv{n}/block{b}_conv{n}_b_1:0"][()]

@@ -40,8 +40,9 @@ def test_size_scales_the_longer_side_and_accepts_paths_and_pil(tmp_path):
 def test_style_statistics_come_from_one_encoder_pass_and_are_reused(stylizer, monkeypatch):
     calls = []
     real = stylizer.encoder.extract
-    monkeypatch.setattr(stylizer.encoder, "extract", lambda x, layers: calls.append(list(layers))
-                        or real(x, layers))
+    monkeypatch.setattr(
+        stylizer.encoder, "extract", lambda x, layers: calls.append(list(layers)) or real(x, layers)
+    )
     style = stylizer.style(stripes(64, 64))
     assert len(calls) == 1 and len(calls[0]) == 5
     calls.clear()

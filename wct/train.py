@@ -10,6 +10,8 @@ run continues exactly as if it had never stopped. Runs alone or under torchrun (
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 import random
@@ -29,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .decoder import Decoder, load_decoder, read_decoder, save_decoder
-from .encoder import Encoder, load_encoder, relu, resolve_device
+from .encoder import Encoder, load_encoder, relu, resolve_device, tensors_sha256
 from .errors import ImageError, InputError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image
@@ -131,9 +133,15 @@ def collate(batch: list[Tensor | None]) -> tuple[Tensor, int]:
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
     data = Crops(cfg.data, cfg.crop)
     sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
-    dl = DataLoader(data, batch_size=cfg.batch, sampler=sampler, collate_fn=collate,
-                    num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
-                    prefetch_factor=4 if cfg.workers else None)
+    dl = DataLoader(
+        data,
+        batch_size=cfg.batch,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers else None,
+    )
     return dl, len(data)
 
 
@@ -164,8 +172,14 @@ def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tupl
 
 
 @torch.no_grad()
-def fit_linear(encoder: Encoder, decoder: Decoder, cfg: Config, device: torch.device,
-               images: int = 256, ridge: float = 1e-6) -> None:
+def fit_linear(
+    encoder: Encoder,
+    decoder: Decoder,
+    cfg: Config,
+    device: torch.device,
+    images: int = 256,
+    ridge: float = 1e-6,
+) -> None:
     """Solve a one-conv decoder (level 1) exactly: least squares of pixels on 3x3 feature patches.
 
     Adam needs thousands of steps to approach this optimum, because VGG features are strongly
@@ -193,8 +207,13 @@ def fit_linear(encoder: Encoder, decoder: Decoder, cfg: Config, device: torch.de
 
 def progress_bar(enabled: bool) -> Progress:
     """A rich bar with loss, images/s and ETA on a terminal; plain log lines otherwise."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
     return Progress(*columns, disable=not enabled)
 
 
@@ -206,8 +225,12 @@ def lr_at(step: int, cfg: Config) -> float:
 
 
 def warm_start(decoder: Decoder, path: str | Path) -> int:
-    """Copy the layers decoder X+1 shares with decoder X (its tail) from a decoder file."""
-    tensors, _ = read_decoder(path)
+    """Start from a decoder file: all of it if it has the same level (fine-tuning), else copy the
+    layers decoder X+1 shares with decoder X (its tail)."""
+    tensors, meta = read_decoder(path)
+    if meta.get("level") == str(decoder.level):
+        decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return len(tensors)
     donor = {k: v for k, v in tensors.items() if k.startswith("net.")}
     n_donor = 1 + max(int(k.split(".")[1]) for k in donor)
     offset = len(decoder.net) - n_donor
@@ -227,10 +250,18 @@ def warm_start(decoder: Decoder, path: str | Path) -> int:
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
+    """torch.save via a temporary file and rename, wrapped with the sha256 of the inner bytes."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    sealed = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        torch.save(sealed, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -240,11 +271,26 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint of `atomic_torch_save`, its digest checked; only tensors and plain data load.
+
+    Checkpoints from before the digest (no "sha256" key) still load, unchecked.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(ck, dict) and "sha256" in ck and "payload" in ck:
+            data = ck["payload"].numpy().tobytes()
+            if hashlib.sha256(data).hexdigest() != ck["sha256"]:
+                raise WCTError(f"checkpoint {path} is corrupt: its contents do not match their digest")
+            ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except WCTError:
+        raise
     except Exception as e:
-        raise WCTError(f"checkpoint {path} is corrupt or not a wct checkpoint ({e.__class__.__name__})"
-                       ) from None
+        raise WCTError(
+            f"checkpoint {path} is corrupt or not a wct checkpoint ({e.__class__.__name__})"
+        ) from None
+    if not isinstance(ck, dict) or not {"decoder", "optimizer", "state"} <= ck.keys():
+        raise WCTError(f"checkpoint {path} is not a wct checkpoint")
+    return ck
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -306,10 +352,17 @@ def train(cfg: Config) -> dict:
         mean, whiten = input_whitening(encoder, cfg, device)
         decoder.mean.copy_(mean)
         decoder.whiten.copy_(whiten)
-        if len(decoder.net) == 1:
-            fit_linear(encoder, decoder, cfg, device)
-        elif cfg.init_from:
+        if cfg.init_from:
             warm_start(decoder, cfg.init_from)
+            donor = read_decoder(cfg.init_from)[1]
+            if donor.get("level") == str(cfg.level):  # fine-tuning: carry the earlier training along
+                state["prior"] = {
+                    "steps": int(donor.get("steps", 0)) + int(donor.get("prior_steps", 0)),
+                    "seconds": float(donor.get("train_seconds", 0))
+                    + float(donor.get("prior_train_seconds", 0)),
+                }
+        elif len(decoder.net) == 1:
+            fit_linear(encoder, decoder, cfg, device)
     net = decoder.net
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net)
@@ -378,18 +431,33 @@ def train(cfg: Config) -> dict:
         if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
             validate_and_save(step)
         if rank == 0 and (step % cfg.ckpt_every == 0 or step == end):
-            state.update(step=step, bad_files=state["bad_files"] + bad,
-                         seconds=state["seconds"] + time.time() - t0)
+            state.update(
+                step=step, bad_files=state["bad_files"] + bad, seconds=state["seconds"] + time.time() - t0
+            )
             t0, seen, bad = time.time(), 0, 0
-            atomic_torch_save({"decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
-                               "state": state, "config": asdict(cfg)}, last)
+            atomic_torch_save(
+                {
+                    "decoder": decoder.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "state": state,
+                    "config": asdict(cfg),
+                },
+                last,
+            )
             if state["history"]:
                 plot_history(state["history"], out / f"{name}.curves.png")
     bar.stop()
     if world > 1:
         dist.barrier()
-    summary = {"step": step, "best_psnr": state["best_psnr"], "bad_files": state["bad_files"],
-               "files": n_files}
+        dist.destroy_process_group()
+    summary = {
+        "step": step,
+        "best_psnr": state["best_psnr"],
+        "bad_files": state["bad_files"],
+        "files": n_files,
+        "rank": rank,
+        "weights_sha256": tensors_sha256(decoder.state_dict()),
+    }
     if rank == 0 and state["bad_files"]:
         warnings.warn(f"{state['bad_files']} unreadable training images were skipped", stacklevel=1)
     if rank == 0 and cfg.export and best.exists():
@@ -408,6 +476,11 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
         "val_images": scores["images"],
         "train_seconds": round(state["seconds"], 1),
         "config": {k: v for k, v in asdict(cfg).items() if k != "stop_at"},
+        **(
+            {"prior_steps": state["prior"]["steps"], "prior_train_seconds": state["prior"]["seconds"]}
+            if "prior" in state
+            else {}
+        ),
     }
 
 

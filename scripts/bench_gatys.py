@@ -1,0 +1,25 @@
+"""The README's WCT-vs-Gatys table and contact sheet (issue: Gatys baseline and benchmark).
+
+Uses the public-domain/CC0 pairs of make_results.py, so the sheet may be published.
+
+    python scripts/bench_gatys.py [--steps 500] [--sizes 256,512] [--out docs/bench]
+"""
+
+import argparse
+import sys
+
+from make_results import DATA, PAIRS
+
+from wct.cli import main
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", default="500")
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--pairs", type=int, default=4)
+    ap.add_argument("--out", default="docs/bench")
+    args = ap.parse_args()
+    pairs = [f"--pair={DATA / c},{DATA / s}" for c, s in PAIRS[: args.pairs]]
+    sys.exit(
+        main(["bench", *pairs, "--steps", args.steps, "--sizes", args.sizes, "-o", args.out, "--overwrite"])
+    )

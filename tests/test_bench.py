@@ -1,0 +1,150 @@
+import json
+
+import pytest
+import torch
+
+from wct import bench
+from wct.demo import landscape, painting
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gatys_pair")
+    landscape(80, 64).save(d / "content.png")
+    painting(64, 64).save(d / "style.png")
+    return d
+
+
+def test_bench_quick_writes_valid_json_table_and_sheet(tmp_path, wct_cli):
+    out = tmp_path / "report"
+    r = wct_cli("bench", "--quick", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "bench.json").read_text())
+    (row,) = report["summary"]
+    (rec,) = report["pairs"]
+    assert row["size"] == 64 and row["pairs"] == 1
+    assert rec["wct"]["seconds"] > 0 and rec["gatys"]["seconds"] > 0 and rec["wct"]["peak_rss_mb"] > 0
+    assert len(rec["gatys"]["history"]) == rec["gatys"]["steps"] == 5
+    for method in ("wct", "gatys"):
+        assert rec[method]["style"] > 0 and rec[method]["content"] >= 0
+    assert "| 64 | 1 |" in (out / "bench.md").read_text()
+    from PIL import Image
+
+    assert Image.open(out / "sheet.png").size == (1024, 256)
+    again = wct_cli("bench", "--quick", "-o", str(out))
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_time_to_match_is_the_first_time_the_loss_reaches_the_target():
+    history = [{"total": 9.0, "seconds": 1.0}, {"total": 4.0, "seconds": 2.0}, {"total": 3.0, "seconds": 3.0}]
+    assert bench.time_to_match(history, 5.0) == 2.0
+    assert bench.time_to_match(history, 1.0) is None
+
+
+def test_score_is_zero_for_the_style_image_on_itself_and_content_on_itself(encoder):
+    x = torch.rand(1, 3, 64, 64)
+    s = bench.score(encoder, x, x, x, {"content": 1.0, "style": 1.0, "tv": 0.0})
+    assert (
+        s["content"] == 0
+        and s["style"]
+        < 1e-6
+        * bench.score(encoder, x, x, torch.rand(1, 3, 64, 64), {"content": 1, "style": 1, "tv": 0})["style"]
+    )
+
+
+def test_gatys_cli_writes_output_and_intermediates_and_history(pair, tmp_path, wct_cli):
+    out = tmp_path / "g.png"
+    hist = tmp_path / "h.json"
+    r = wct_cli(
+        "gatys",
+        str(pair / "content.png"),
+        str(pair / "style.png"),
+        "-o",
+        str(out),
+        "--steps",
+        "4",
+        "--size",
+        "64",
+        "--save-every",
+        "2",
+        "--history",
+        str(hist),
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and (tmp_path / "g_step0002.png").exists() and (tmp_path / "g_step0004.png").exists()
+    h = json.loads(hist.read_text())
+    assert len(h) == 4 and h[-1]["total"] < h[0]["total"]
+
+
+def test_texture_synthesis_and_inversion_from_the_cli(pair, tmp_path, wct_cli):
+    from PIL import Image
+
+    tex = tmp_path / "tex.png"
+    r = wct_cli(
+        "gatys",
+        "--no-content",
+        str(pair / "style.png"),
+        "-o",
+        str(tex),
+        "--steps",
+        "3",
+        "--size",
+        "64",
+        "--optimizer",
+        "adam",
+        "--gram",
+        "both",
+    )
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tex).size == (64, 64)
+    inv = tmp_path / "inv.png"
+    r = wct_cli(
+        "invert",
+        str(pair / "content.png"),
+        "-o",
+        str(inv),
+        "--layer",
+        "relu2_1",
+        "--steps",
+        "3",
+        "--size",
+        "64",
+    )
+    assert r.returncode == 0, r.stderr
+    assert Image.open(inv).size == (64, 51)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--optimizer", "sgd"], "unknown optimizer"),
+        (["--gram", "weird"], "unknown gram"),
+        (["--steps", "0"], "steps must be"),
+        (["--init", "content", "--no-content"], "STYLE"),
+    ],
+)
+def test_gatys_cli_bad_options_fail_cleanly_without_writing(pair, tmp_path, wct_cli, args, message):
+    out = tmp_path / "x.png"
+    r = wct_cli(
+        "gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64", *args
+    )
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_gatys_cli_never_writes_over_an_input(pair, wct_cli):
+    before = (pair / "content.png").read_bytes()
+    r = wct_cli(
+        "gatys",
+        str(pair / "content.png"),
+        str(pair / "style.png"),
+        "-o",
+        str(pair / "content.png"),
+        "--overwrite",
+        "--steps",
+        "1",
+        "--size",
+        "64",
+    )
+    assert r.returncode == 1 and "input" in r.stderr
+    assert (pair / "content.png").read_bytes() == before

@@ -1,0 +1,370 @@
+"""Artists' controls: masks, style interpolation, texture synthesis, colour preservation, presets,
+determinism. Tiny images (<= 64 px) keep the end-to-end runs cheap on the CPU."""
+
+import hashlib
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from wct.controls import (
+    fit_labels,
+    parse_size,
+    parse_style_spec,
+    preserve_color,
+    read_mask,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from wct.errors import InputError
+from wct.images import load_image, tensor_to_pil
+from wct.transform import FeatureStats, feature_stats, wct, wct_masked, wct_mix
+
+from .conftest import gradient_image
+
+RED = ([1.0, 0.3, 0.1], [0.6, 0.05, 0.05])
+BLUE = ([0.1, 0.3, 1.0], [0.05, 0.05, 0.6])
+
+
+def stripes(h: int, w: int, colours: tuple[list[float], list[float]]) -> torch.Tensor:
+    """Diagonal stripes of two colours, (1, 3, h, w)."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    on = (((xx + yy) // 6) % 2).float()[None]
+    a, b = (torch.tensor(c)[:, None, None] for c in colours)
+    return (on * a + (1 - on) * b)[None]
+
+
+def halves(h: int, w: int, values: tuple[int, ...]) -> Image.Image:
+    """A grey mask of vertical bands with the given grey values, left to right."""
+    im = Image.new("L", (w, h))
+    step = w // len(values)
+    for i, v in enumerate(values):
+        im.paste(v, (i * step, 0, w if i == len(values) - 1 else (i + 1) * step, h))
+    return im
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def mean_colour(x: torch.Tensor) -> torch.Tensor:
+    return x.mean((0, 2, 3))
+
+
+def cli(*args: str) -> int:
+    """The CLI in-process, for module-scoped fixtures (the `wct_cli` fixture is per test)."""
+    from wct.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    return e.value.code or 0
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, text: str) -> None:
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], r.stderr
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """A flat grey-ish content, red and blue striped styles, and masks."""
+    d = tmp_path_factory.mktemp("controls")
+    f = {k: d / f"{k}.png" for k in ("content", "red", "blue", "mask", "mask3", "mask_small")}
+    tensor_to_pil(0.5 + 0.3 * (gradient_image(64, 64) - 0.5)).save(f["content"])
+    tensor_to_pil(stripes(48, 48, RED)).save(f["red"])
+    tensor_to_pil(stripes(48, 48, BLUE)).save(f["blue"])
+    halves(64, 64, (0, 255)).save(f["mask"])  # black (region 0) left, white (region 1) right
+    halves(64, 64, (0, 128, 255)).save(f["mask3"])
+    halves(24, 48, (0, 255)).save(f["mask_small"])  # another aspect ratio: resized with a warning
+    return f
+
+
+@pytest.fixture(scope="module")
+def reference(files) -> Path:
+    """CONTENT stylised with the red style, the plain positional way."""
+    out = files["content"].parent / "reference.png"
+    assert cli("stylize", str(files["content"]), str(files["red"]), "-o", str(out), "--size", "64") == 0
+    return out
+
+
+# ---------------------------------------------------------------- the pure transforms
+
+
+def random_stats(c: int, n: int, seed: int) -> FeatureStats:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(c, c, generator=g, dtype=torch.float64)
+    return feature_stats(a @ torch.randn(c, n, generator=g, dtype=torch.float64) + 5 * seed)
+
+
+def test_wct_masked_gives_each_region_its_own_style_statistics():
+    c, h, w = 6, 8, 10
+    f = torch.randn(c, h, w, dtype=torch.float64) * 3 + 1
+    labels = torch.zeros(h, w, dtype=torch.long)
+    labels[:, 5:] = 1
+    styles = [random_stats(c, 200, 1), random_stats(c, 200, 2)]
+    out = wct_masked(f, labels, styles, alpha=1.0)
+    for i, style in enumerate(styles):
+        region = feature_stats(out[:, labels == i])
+        torch.testing.assert_close(region.mean, style.mean)
+        torch.testing.assert_close(region.cov, style.cov)
+    # One region covering everything is plain WCT (content statistics over the whole map).
+    torch.testing.assert_close(
+        wct_masked(f, torch.zeros(h, w, dtype=torch.long), styles, 0.7), wct(f, styles[0], 0.7)
+    )
+    with pytest.raises(InputError, match="labels"):
+        wct_masked(f, labels + 1, styles)
+
+
+def test_wct_mix_is_the_weighted_sum_and_checks_weights():
+    f = torch.randn(5, 6, 7, dtype=torch.float64)
+    s0, s1 = random_stats(5, 100, 3), random_stats(5, 100, 4)
+    mixed = wct_mix(f, [s0, s1], [7, 3], alpha=0.8)
+    torch.testing.assert_close(mixed, 0.7 * wct(f, s0, 0.8) + 0.3 * wct(f, s1, 0.8))
+    assert torch.equal(wct_mix(f, [s0, s1], [1, 0], 0.8), wct(f, s0, 0.8))
+    for bad, text in (([-1, 2], "non-negative"), ([0, 0], "zero"), ([float("nan"), 1], "non-negative")):
+        with pytest.raises(InputError, match=text):
+            wct_mix(f, [s0, s1], bad)
+
+
+def test_style_specs_only_take_a_trailing_number_as_weight(tmp_path):
+    assert parse_style_spec("a.jpg:0.7") == (Path("a.jpg"), 0.7)
+    assert parse_style_spec("a.jpg") == (Path("a.jpg"), None)
+    assert parse_style_spec("take:2/a.jpg:.5") == (Path("take:2/a.jpg"), 0.5)
+    assert parse_style_spec("C:/art/a.jpg") == (Path("C:/art/a.jpg"), None)
+    assert parse_style_spec("a.jpg:1e-1") == (Path("a.jpg"), 0.1)
+    assert parse_style_spec("a.jpg:-1") == (Path("a.jpg"), -1.0)  # refused later, with a clear error
+    assert parse_style_spec("a.jpg:heavy") == (Path("a.jpg:heavy"), None)
+    odd = tmp_path / "s.png:3"
+    odd.write_bytes(b"")
+    assert parse_style_spec(str(odd)) == (odd, None)  # an existing file keeps its whole name
+    assert parse_size("768x512") == (768, 512) and parse_size("64") == (64, 64)
+    for bad in ("12by3", "0x5", "", "-4x4"):
+        with pytest.raises(InputError, match="--size"):
+            parse_size(bad)
+
+
+def test_mask_values_label_regions_in_sorted_order():
+    grey = read_mask(halves(4, 6, (200, 10, 90)))
+    assert grey[0].tolist() == [2, 2, 0, 0, 1, 1]
+    colours = Image.new("RGB", (3, 1))
+    colours.putdata([(0, 0, 255), (255, 0, 0), (0, 255, 0)])
+    assert read_mask(colours)[0].tolist() == [0, 2, 1]  # sorted by (R, G, B)
+    with pytest.raises(InputError, match="3 regions"):
+        read_mask(halves(4, 6, (200, 10, 90)), styles=2)
+    labels = torch.zeros(40, 60, dtype=torch.long)
+    labels[:, 30:] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = fit_labels(labels, (20, 30), scale=30)  # scaled like the content: no warning
+    assert fitted.shape == (20, 30) and set(fitted.unique().tolist()) == {0, 1}
+    with pytest.warns(UserWarning, match="resizing"):
+        assert fit_labels(labels, (30, 30)).shape == (30, 30)
+
+
+def test_preserve_color_keeps_the_content_chroma_and_brightness():
+    content = gradient_image(32, 40)
+    stylised = stripes(32, 40, RED)
+    out = preserve_color(content, stylised)
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(content)), content)
+    inside = ((out > 0.01) & (out < 0.99)).all(1, keepdim=True).expand(-1, 2, -1, -1)
+    torch.testing.assert_close(rgb_to_ycbcr(out)[:, 1:][inside], rgb_to_ycbcr(content)[:, 1:][inside])
+    assert (mean_colour(out) - mean_colour(content)).abs().max() < 0.02
+    luma = rgb_to_ycbcr(out)[:, 0]
+    assert torch.corrcoef(torch.stack([luma.flatten(), rgb_to_ycbcr(stylised)[:, 0].flatten()]))[0, 1] > 0.99
+
+
+# ---------------------------------------------------------------- end to end, through the CLI
+
+
+def test_two_region_mask_gives_each_region_its_style(files, wct_cli, tmp_path):
+    out = tmp_path / "masked.png"
+    args = ["--mask", str(files["mask"]), "-o", str(out), "--size", "64", "--alpha", "1"]
+    r = wct_cli(
+        "stylize", str(files["content"]), "--style", str(files["red"]), "--style", str(files["blue"]), *args
+    )
+    assert r.returncode == 0, r.stderr
+    y = load_image(out)
+    assert y.shape[-2:] == (64, 64)
+    red, blue = mean_colour(load_image(files["red"])), mean_colour(load_image(files["blue"]))
+    left, right = mean_colour(y[..., :24]), mean_colour(y[..., 40:])  # away from the seam
+    assert (left - red).abs().sum() < 0.5 * (left - blue).abs().sum()
+    assert (right - blue).abs().sum() < 0.5 * (right - red).abs().sum()
+    assert left[0] > left[2] + 0.4 and right[2] > right[0] + 0.4
+
+
+def test_wrong_size_mask_is_resized_with_a_warning(files, wct_cli, tmp_path):
+    out = tmp_path / "masked.png"
+    with pytest.warns(UserWarning, match="the mask is 48x24 but the content is 48x48: resizing it"):
+        r = wct_cli(
+            "stylize",
+            str(files["content"]),
+            "--style",
+            str(files["red"]),
+            "--style",
+            str(files["blue"]),
+            "--mask",
+            str(files["mask_small"]),
+            "-o",
+            str(out),
+            "--size",
+            "48",
+            "--levels",
+            "3,2,1",
+        )
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (48, 48)
+
+
+def test_preserve_color_keeps_the_content_mean_colour(files, reference, wct_cli, tmp_path):
+    out = tmp_path / "kept.png"
+    r = wct_cli(
+        "stylize",
+        str(files["content"]),
+        str(files["red"]),
+        "-o",
+        str(out),
+        "--size",
+        "64",
+        "--preserve-color",
+    )
+    assert r.returncode == 0, r.stderr
+    y, x = load_image(out), load_image(files["content"])
+    assert (mean_colour(y) - mean_colour(x)).abs().max() < 0.02
+    assert (mean_colour(load_image(reference)) - mean_colour(x)).abs().max() > 0.15  # without: red
+    assert (y - x).abs().mean() > 0.01  # the style's texture did arrive
+
+
+def test_interpolation_weights_one_zero_equal_the_single_style(files, reference, wct_cli, tmp_path):
+    one_zero, half = tmp_path / "one_zero.png", tmp_path / "half.png"
+    content, red, blue = (str(files[k]) for k in ("content", "red", "blue"))
+    r = wct_cli(
+        "stylize", content, "--style", f"{red}:1", "--style", f"{blue}:0", "-o", str(one_zero), "--size", "64"
+    )
+    assert r.returncode == 0, r.stderr
+    assert digest(one_zero) == digest(reference)
+    r = wct_cli(
+        "stylize", content, "--style", f"{red}:0.5", "--style", f"{blue}:0.5", "-o", str(half), "--size", "64"
+    )
+    assert r.returncode == 0, r.stderr
+    mixed, only_red = mean_colour(load_image(half)), mean_colour(load_image(reference))
+    assert mixed[0] < only_red[0] - 0.1 and mixed[2] > only_red[2] + 0.1
+
+
+def test_texture_is_deterministic_for_a_seed(files, wct_cli, tmp_path):
+    outs = {name: tmp_path / f"{name}.png" for name in ("a", "b", "c")}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        r = wct_cli(
+            "texture",
+            str(files["red"]),
+            "-o",
+            str(outs[name]),
+            "--size",
+            "40x24",
+            "--seed",
+            seed,
+            "--passes",
+            "2",
+            "--levels",
+            "3,2,1",
+        )
+        assert r.returncode == 0, r.stderr
+    assert digest(outs["a"]) == digest(outs["b"])
+    assert digest(outs["a"]) != digest(outs["c"])
+    y = load_image(outs["a"])
+    assert y.shape[-2:] == (24, 40)
+    assert mean_colour(y)[0] > mean_colour(y)[2] + 0.3  # the red style's colours
+
+
+def test_presets_round_trip_and_refuse_another_encoder(files, reference, wct_cli, tmp_path):
+    preset, out = tmp_path / "red.safetensors", tmp_path / "from_preset.png"
+    r = wct_cli("style-stats", str(files["red"]), "-o", str(preset))
+    assert r.returncode == 0, r.stderr
+    with safe_open(str(preset), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    assert meta["format"] == "wct-style-stats" and meta["version"] == "1" and meta["levels"] == "1,2,3,4,5"
+    assert len(meta["encoder"]) == 32 and tensors["relu5_1.outer"].shape == (512, 512)
+    r = wct_cli("stylize", str(files["content"]), str(preset), "-o", str(out), "--size", "64")
+    assert r.returncode == 0, r.stderr
+    assert digest(out) == digest(reference)
+
+    other = tmp_path / "other.safetensors"
+    save_file(tensors, str(other), metadata={**meta, "encoder": "0" * 32})
+    r = wct_cli("stylize", str(files["content"]), "--style", str(other), "-o", str(tmp_path / "x.png"))
+    assert_clean_error(r, "encoder")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(preset.read_bytes()[:1000])
+    assert_clean_error(wct_cli("texture", str(broken), "-o", str(tmp_path / "t.png")), "broken.safetensors")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "t.png").exists()
+
+
+def test_same_inputs_give_byte_identical_outputs(files, reference, wct_cli, tmp_path):
+    again = tmp_path / "again.png"
+    r = wct_cli("stylize", str(files["content"]), str(files["red"]), "-o", str(again), "--size", "64")
+    assert r.returncode == 0, r.stderr
+    assert again.read_bytes() == reference.read_bytes()
+
+
+def test_python_api_takes_masks_weights_presets_and_colour(files, tmp_path):
+    import wct
+
+    content, red, blue = files["content"], files["red"], files["blue"]
+    labels = torch.zeros(64, 64, dtype=torch.long)
+    labels[:, 32:] = 1
+    by_path = wct.stylize(content, [red, blue], levels=(2, 1), size=48, mask=files["mask"])
+    by_labels = wct.stylize(content, [red, blue], levels=(2, 1), size=48, mask=labels)
+    assert by_path.size == (48, 48) and by_path.tobytes() == by_labels.tobytes()
+    s = wct.pipeline.stylizer()
+    preset = s.save_style(s.style(red), tmp_path / "red.safetensors")
+    one_zero = wct.stylize(content, [preset, blue], levels=(2, 1), size=48, weights=[1, 0])
+    assert one_zero.tobytes() == wct.stylize(content, red, levels=(2, 1), size=48).tobytes()
+    kept = wct.stylize(content, red, levels=(2, 1), size=48, preserve_color=True)
+    x = load_image(content, 48)
+    assert (mean_colour(load_image(kept)) - mean_colour(x)).abs().max() < 0.02
+    tex = wct.texture(red, (32, 16), seed=3, passes=1, levels=(2, 1))
+    assert tex.size == (32, 16) and tex.tobytes() == wct.texture(red, (32, 16), 3, 1, (2, 1)).tobytes()
+
+
+def test_bad_inputs_fail_cleanly(files, wct_cli, tmp_path):
+    content, red, blue = (str(files[k]) for k in ("content", "red", "blue"))
+    out = str(tmp_path / "o.png")
+    two = ("--style", red, "--style", blue)
+    cases = [
+        (("stylize", content, *two, "--mask", str(files["mask3"]), "-o", out), "3 regions"),
+        (("stylize", content, "--style", f"{red}:-1", "--style", blue, "-o", out), "non-negative"),
+        (("stylize", content, "--style", f"{red}:0", "--style", f"{blue}:0", "-o", out), "zero"),
+        (
+            (
+                "stylize",
+                content,
+                "--style",
+                f"{red}:0.5",
+                "--style",
+                blue,
+                "--mask",
+                str(files["mask"]),
+                "-o",
+                out,
+            ),
+            "combine",
+        ),
+        (("stylize", content, red, "--style", blue, "-o", out), "not both"),
+        (("stylize", content, "-o", out), "give a STYLE"),
+        (
+            ("stylize", content, "--style", str(tmp_path / "missing.png"), "--style", blue, "-o", out),
+            "does not exist",
+        ),
+        (("texture", red, "-o", out, "--size", "12by3"), "--size"),
+        (("texture", red, "-o", out, "--size", "0x5"), "--size"),
+        (("texture", red, "-o", out, "--passes", "0"), "--passes"),
+        (("style-stats", red, "-o", str(tmp_path / "stats.png")), ".safetensors"),
+    ]
+    for args, text in cases:
+        assert_clean_error(wct_cli(*args), text)
+    assert not Path(out).exists()

@@ -1,0 +1,171 @@
+import math
+
+import pytest
+import torch
+
+from wct import gatys as G
+from wct.errors import InputError
+
+from .conftest import gradient_image
+
+
+def stripes(h: int, w: int) -> torch.Tensor:
+    """A high-frequency coloured style image (1, 3, h, w) in [0, 1], unlike gradient_image."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    s = (torch.sin(xx * 0.9 + yy * 0.3) + 1) / 2
+    return torch.stack([s, 1 - s, (xx % 7 < 3).float()])[None].float()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return gradient_image(64, 64, seed=0), stripes(64, 64)
+
+
+def test_gram_matches_hand_computed_values():
+    f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])  # (1, 2, 2, 2)
+    # plain: F Fᵀ / (H*W) = [[1+4+9+16, 0+2+0+4], [., 0+1+0+1]] / 4
+    assert torch.allclose(G.gram(f), torch.tensor([[[7.5, 1.5], [1.5, 0.5]]]))
+    # centred: means 2.5 and 0.5 -> [[5, 1], [1, 1]] / 4
+    assert torch.allclose(G.gram(f, centered=True), torch.tensor([[[1.25, 0.25], [0.25, 0.25]]]))
+
+
+def test_centered_gram_of_zero_mean_features_is_the_plain_gram():
+    f = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    f = f - f.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(G.gram(f, centered=True), G.gram(f), atol=1e-6)
+
+
+def test_style_loss_is_zero_on_its_own_targets_and_both_adds_the_two_terms(encoder, pair):
+    content, style = pair
+    with torch.no_grad():
+        fs = encoder.extract(style, G.STYLE_LAYERS)
+        fc = encoder.extract(content, G.STYLE_LAYERS)
+        losses = {k: G.style_loss(fc, G.style_targets(fs, k), k) for k in G.GRAMS}
+        assert G.style_loss(fs, G.style_targets(fs, "both"), "both") == 0
+    assert losses["plain"] > 0 and losses["centered"] > 0
+    assert torch.allclose(losses["both"], losses["plain"] + losses["centered"], rtol=1e-5)
+    with pytest.raises(InputError):
+        G.style_loss(fc, G.style_targets(fs, "plain"), "both")
+
+
+def test_tv_loss_is_zero_for_a_flat_image_and_positive_for_noise():
+    assert G.tv_loss(torch.full((1, 3, 8, 8), 0.3)) == 0
+    assert G.tv_loss(torch.rand(1, 3, 8, 8)) > 0
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_gatys_lowers_its_total_loss(encoder, pair, optimizer):
+    content, style = pair
+    result = G.gatys(encoder, content, style, steps=10, optimizer=optimizer)
+    h = result.history
+    assert [e["step"] for e in h] == list(range(1, 11))
+    assert set(h[0]) == {"step", "content", "style", "tv", "total", "seconds"}
+    assert h[-1]["total"] < h[0]["total"]
+    assert math.isclose(h[-1]["total"], h[-1]["content"] + h[-1]["style"] + h[-1]["tv"], rel_tol=1e-4)
+    assert result.image.shape == (1, 3, 64, 64)
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_gatys_accepts_non_contiguous_images_and_style_init(encoder, pair):
+    content, style = pair
+    content = content.contiguous(memory_format=torch.channels_last)
+    result = G.gatys(encoder, content, style[..., :48, :40], steps=2, init="style", gram="both")
+    assert result.image.shape == (1, 3, 64, 64) and len(result.history) == 2
+
+
+def test_lbfgs_memory_gets_the_step_actually_taken_after_clamping():
+    x = torch.full((4,), 0.9, requires_grad=True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (x - 3).square().sum()
+        loss.backward()
+        return loss
+
+    before = x.detach().clone()
+    opt.step(closure)  # first step: t = 1 / |g|_1 = 1 / 16.8, d = 4.2, so x goes to 1.15
+    with torch.no_grad():
+        x.clamp_(0, 1)
+        G._match_lbfgs_step(opt, x - before)
+    state = opt.state[x]
+    assert torch.allclose(state["d"] * state["t"], torch.full((4,), 0.1))
+
+
+def test_texture_synthesis_returns_the_requested_size(encoder, pair):
+    result = G.gatys(encoder, None, pair[1], steps=3, size=(32, 48))
+    assert result.image.shape == (1, 3, 32, 48)
+    assert all(e["content"] == 0 for e in result.history)
+
+
+def test_same_seed_gives_identical_output(encoder, pair):
+    a, b, c = (G.gatys(encoder, None, pair[1], steps=3, size=(32, 32), seed=s).image for s in (5, 5, 6))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_callback_gets_every_step_and_images_every_save_every(encoder, pair):
+    calls = []
+    G.gatys(
+        encoder,
+        None,
+        pair[1],
+        steps=4,
+        size=(32, 32),
+        save_every=2,
+        callback=lambda step, image, losses: calls.append((step, image, losses["total"])),
+    )
+    assert [c[0] for c in calls] == [1, 2, 3, 4]
+    assert [c[1] is not None for c in calls] == [False, True, False, True]
+    assert calls[1][1].shape == (1, 3, 32, 32)
+
+
+def test_invert_lowers_its_loss(encoder, pair):
+    result = G.invert(encoder, pair[0], layer="relu2_1", steps=10)
+    assert result.image.shape == (1, 3, 64, 64)
+    assert result.history[-1]["total"] < result.history[0]["total"]
+    assert result.history[0]["style"] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"optimizer": "sgd"},
+        {"init": "random"},
+        {"gram": "fancy"},
+        {"steps": 0},
+        {"steps": 2.5},
+        {"content_weight": -1.0},
+        {"style_weight": float("nan")},
+        {"tv_weight": -1e-3},
+        {"lr": 0.0},
+        {"save_every": -1},
+        {"seed": "a"},
+        {"callback": 3},
+        {"size": (32, 32)},
+    ],
+)
+def test_bad_arguments_raise_input_error(encoder, pair, kwargs):
+    with pytest.raises(InputError):
+        G.gatys(encoder, pair[0], pair[1], **{"steps": 1, **kwargs})
+
+
+def test_bad_images_and_layers_raise_input_error(encoder, pair):
+    content, style = pair
+    nan = content.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    for bad in (
+        lambda: G.gatys(encoder, nan, style, steps=1),
+        lambda: G.gatys(encoder, content, nan, steps=1),
+        lambda: G.gatys(encoder, content * 2, style, steps=1),
+        lambda: G.gatys(encoder, content[..., :8, :8], style, steps=1),
+        lambda: G.gatys(encoder, content[:, :1], style, steps=1),
+        lambda: G.gatys(encoder, None, style, steps=1, init="content"),
+        lambda: G.gatys(encoder, None, style, steps=1, size=(8, 64)),
+        lambda: G.invert(encoder, content, layer="relu9_1", steps=1),
+        lambda: G.invert(encoder, nan, steps=1),
+        lambda: G.invert(encoder, content, steps=0),
+        lambda: G.gram(torch.ones(2, 3)),
+    ):
+        with pytest.raises(InputError):
+            bad()

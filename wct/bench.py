@@ -1,0 +1,246 @@
+"""WCT against the Gatys optimisation, side by side: time, peak memory and the same two losses.
+
+Both outputs are scored by one encoder with the Gatys objective (`score`): content = relu4_2 MSE
+against the content image, style = the 1e3 / C**2-weighted Gram MSE summed over relu1_1..relu5_1
+against the style image, total = the weighted sum Gatys minimises. "Time to match" is when the
+Gatys run's total first drops below the total of WCT's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import gatys as g
+from .encoder import Encoder
+from .errors import InputError
+from .images import list_images, load_image, tensor_to_pil
+from .pipeline import Stylizer
+
+
+def peak_rss_reset() -> None:
+    """Reset the kernel's peak-RSS counter of this process (Linux); elsewhere a no-op."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB since the last reset (Linux), else since start."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.no_grad()
+def score(encoder: Encoder, image: Tensor, content: Tensor, style: Tensor, weights: dict[str, float]) -> dict:
+    """The Gatys losses of `image` (all (1, 3, H, W) in [0, 1]) with the given weights."""
+    targets = g.style_targets(encoder.extract(style, g.STYLE_LAYERS))
+    c_target = encoder.extract(content, [g.CONTENT_LAYER])[g.CONTENT_LAYER]
+    feats = encoder.extract(image, [*g.STYLE_LAYERS, g.CONTENT_LAYER])
+    c = g.content_loss(feats[g.CONTENT_LAYER], c_target).item()
+    s = g.style_loss(feats, targets).item()
+    t = g.tv_loss(image).item()
+    total = weights["content"] * c + weights["style"] * s + weights["tv"] * t
+    return {"content": c, "style": s, "tv": t, "total": total}
+
+
+def pick_pairs(contents: Path, styles: Path, n: int) -> list[tuple[Path, Path]]:
+    """n (content, style) pairs spread evenly over the two sorted folders (deterministic)."""
+    cs, ss = list_images(contents), list_images(styles)
+    if not cs or not ss:
+        raise InputError(f"no images found in {contents if not cs else styles}")
+    if n < 1:
+        raise InputError(f"the number of pairs must be >= 1, got {n}")
+    return [(cs[i * len(cs) // n % len(cs)], ss[(i * len(ss) // n + i) % len(ss)]) for i in range(n)]
+
+
+def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
+    """'content,style' strings as existing file pairs."""
+    out = []
+    for t in texts:
+        parts = [Path(v.strip()) for v in t.split(",")]
+        if len(parts) != 2:
+            raise InputError(f"--pair takes CONTENT,STYLE, got {t!r}")
+        for p in parts:
+            if not p.is_file():
+                raise InputError(f"{p} does not exist")
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def time_to_match(history: list[dict], target: float) -> float | None:
+    """Seconds until the Gatys total loss is first at or below `target`; None if it never is."""
+    for h in history:
+        if h["total"] <= target:
+            return h["seconds"]
+    return None
+
+
+def run_pair(
+    stylizer: Stylizer,
+    content_path: Path,
+    style_path: Path,
+    size: int,
+    steps: int,
+    repeats: int = 3,
+    alpha: float = 1.0,
+    weights: dict[str, float] | None = None,
+) -> tuple[dict, Tensor, Tensor]:
+    """Measure one pair at one size; returns the record and the two output images."""
+    weights = weights or {"content": 1.0, "style": 0.05, "tv": 1e6}
+    enc = stylizer.encoder
+    content = load_image(content_path, size).to(stylizer.device)
+    style = load_image(style_path, size).to(stylizer.device)
+    for level in (5, 4, 3, 2, 1):
+        stylizer.decoder(level)  # load weights outside the timed region
+    times = []
+    peak_rss_reset()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        y_wct = stylizer.stylize(content, stylizer.style(style), alpha)
+        times.append(time.perf_counter() - t)
+    wct_rss = peak_rss_mb()
+    wct_score = score(enc, y_wct, content, style, weights)
+
+    peak_rss_reset()
+    t = time.perf_counter()
+    result = g.gatys(
+        enc,
+        content,
+        style,
+        steps=steps,
+        content_weight=weights["content"],
+        style_weight=weights["style"],
+        tv_weight=weights["tv"],
+    )
+    gatys_time = time.perf_counter() - t
+    gatys_rss = peak_rss_mb()
+    gatys_score = score(enc, result.image, content, style, weights)
+    match = time_to_match(result.history, wct_score["total"])
+    wct_time = statistics.median(times)
+    record = {
+        "content": content_path.name,
+        "style": style_path.name,
+        "size": size,
+        "shape": list(content.shape[-2:]),
+        "wct": {"seconds": wct_time, "all_seconds": times, "peak_rss_mb": wct_rss, **wct_score},
+        "gatys": {
+            "seconds": gatys_time,
+            "steps": steps,
+            "seconds_per_step": gatys_time / steps,
+            "peak_rss_mb": gatys_rss,
+            **gatys_score,
+            "time_to_match_wct": match,
+            "history": result.history,
+        },
+        "speedup": gatys_time / wct_time,
+        "speedup_500_steps": gatys_time / steps * 500 / wct_time,
+        "time_to_match_ratio": None if match is None else match / wct_time,
+    }
+    return record, y_wct, result.image
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Medians per size over the pairs."""
+    rows = []
+    for size in sorted({r["size"] for r in records}):
+        rs = [r for r in records if r["size"] == size]
+
+        def med(fn: Callable[[dict], float | None], rs: list[dict] = rs) -> float | None:
+            vals = [v for v in map(fn, rs) if v is not None]
+            return statistics.median(vals) if vals else None
+
+        rows.append(
+            {
+                "size": size,
+                "pairs": len(rs),
+                "gatys_steps": rs[0]["gatys"]["steps"],
+                "wct_seconds": med(lambda r: r["wct"]["seconds"]),
+                "gatys_seconds": med(lambda r: r["gatys"]["seconds"]),
+                "gatys_seconds_500": med(lambda r: r["gatys"]["seconds_per_step"] * 500),
+                "wct_rss_mb": med(lambda r: r["wct"]["peak_rss_mb"]),
+                "gatys_rss_mb": med(lambda r: r["gatys"]["peak_rss_mb"]),
+                "wct_style": med(lambda r: r["wct"]["style"]),
+                "gatys_style": med(lambda r: r["gatys"]["style"]),
+                "wct_content": med(lambda r: r["wct"]["content"]),
+                "gatys_content": med(lambda r: r["gatys"]["content"]),
+                "speedup_500_steps": med(lambda r: r["speedup_500_steps"]),
+                "time_to_match_ratio": med(lambda r: r["time_to_match_ratio"]),
+                "matched": sum(r["gatys"]["time_to_match_wct"] is not None for r in rs),
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict], machine: str) -> str:
+    def f(v: float | None, fmt: str = ".3g") -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [
+        f"Measured on {machine}; medians over the pairs.",
+        "",
+        "| size | pairs | WCT s | Gatys s (steps run) | Gatys s for 500 steps | speed-up at 500 steps "
+        "| time to match WCT / WCT time | WCT MiB | Gatys MiB | style loss WCT / Gatys "
+        "| content loss WCT / Gatys |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        match = f(r["time_to_match_ratio"]) + f" ({r['matched']}/{r['pairs']} matched)"
+        lines.append(
+            f"| {r['size']} | {r['pairs']} | {f(r['wct_seconds'])} | {f(r['gatys_seconds'])} "
+            f"({r['gatys_steps']}) | {f(r['gatys_seconds_500'])} | {f(r['speedup_500_steps'], '.0f')}x "
+            f"| {match} | {f(r['wct_rss_mb'], '.0f')} | {f(r['gatys_rss_mb'], '.0f')} "
+            f"| {f(r['wct_style'])} / {f(r['gatys_style'])} "
+            f"| {f(r['wct_content'])} / {f(r['gatys_content'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def contact_sheet(rows: Sequence[tuple[Tensor, ...]], cell: int = 256) -> Image.Image:
+    """One row per pair: content | style | WCT | Gatys, each fitted into a cell x cell square."""
+    sheet = Image.new("RGB", (cell * 4, cell * len(rows)), "white")
+    for i, images in enumerate(rows):
+        for j, x in enumerate(images):
+            im = tensor_to_pil(x)
+            im.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            sheet.paste(im, (j * cell + (cell - im.width) // 2, i * cell + (cell - im.height) // 2))
+    return sheet
+
+
+def machine() -> str:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)

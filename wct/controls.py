@@ -1,0 +1,252 @@
+"""Artists' controls: style specs with weights, region masks, colour preservation, style presets.
+
+Everything here is a small pure function on tensors or a file reader/writer; the pipeline and the
+command line only wire them together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .encoder import relu, tensors_sha256
+from .errors import InputError, OutputError, WeightsError
+from .images import open_image, scaled_size, to_rgb
+from .transform import FeatureStats, normalise_weights
+
+# ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
+
+_WEIGHTED = re.compile(r"^(?P<path>.+):(?P<weight>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$")
+
+
+def parse_style_spec(text: str) -> tuple[Path, float | None]:
+    """'a.jpg:0.7' -> (a.jpg, 0.7); 'a.jpg' -> (a.jpg, None).
+
+    Only a trailing ':NUMBER' is a weight, and not when the whole text names an existing file,
+    so paths with colons ('C:/x.jpg', 'take:2/a.jpg', even a file named 'a.jpg:2') still work.
+    """
+    if Path(text).exists():
+        return Path(text), None
+    m = _WEIGHTED.match(text)
+    if m is None:
+        return Path(text), None
+    return Path(m["path"]), float(m["weight"])
+
+
+def parse_styles(
+    positional: Path | None, options: Sequence[str], mask: Path | None = None
+) -> tuple[list[Path], list[float] | None]:
+    """The styles of `wct stylize` (the positional STYLE, or every --style) and their normalised
+    weights; weights are None for a single style or with a mask (each region takes one style)."""
+    if positional is not None and options:
+        raise InputError("give STYLE or --style, not both")
+    if positional is None and not options:
+        raise InputError("give a STYLE, or one or more --style")
+    specs = [(positional, None)] if positional is not None else [parse_style_spec(t) for t in options]
+    if mask is not None and any(w is not None for _, w in specs):
+        raise InputError("--style PATH:WEIGHT and --mask do not combine: a mask gives each region one style")
+    weights = normalise_weights([1.0 if w is None else w for _, w in specs])
+    paths = [p for p, _ in specs]
+    if len(paths) > 1 or mask is not None:
+        for p in paths:
+            if not p.is_file():
+                kind = "is a directory" if p.is_dir() else "does not exist"
+                raise InputError(f"{p} {kind}: with several styles or --mask, each style must be a file")
+    return paths, weights if len(paths) > 1 and mask is None else None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'768x512' -> (768, 512) as (width, height); '512' -> (512, 512)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
+        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512), got {text!r}")
+    return int(m[1]), int(m[2] or m[1])
+
+
+# ---------------------------------------------------------------- masks
+
+
+def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None) -> Tensor:
+    """A mask image as (H, W) int64 region labels 0..k-1, its distinct values sorted ascending.
+
+    Grey levels and colours both work (colours sort by (R, G, B)). With `styles`, a mask with
+    more regions than styles is an InputError.
+    """
+    im = to_rgb(image) if isinstance(image, Image.Image) else open_image(image)
+    a = np.asarray(im, dtype=np.int64)
+    codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+    values, labels = np.unique(codes, return_inverse=True)
+    if styles is not None and len(values) > styles:
+        raise InputError(
+            f"the mask has {len(values)} regions (distinct values) but only {styles} style(s) were given"
+            + ("; save masks as PNG, JPEG adds values" if len(values) > 16 else "")
+        )
+    return torch.from_numpy(labels.reshape(codes.shape))
+
+
+def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """(H, W) labels resized to `size` (h, w) by nearest neighbour: no new labels appear."""
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    x = F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest")
+    return x[0, 0].round().long()
+
+
+def pad_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """(H, W) labels padded at the bottom and right to `size` (h, w) by repeating the edge."""
+    ph, pw = size[0] - labels.shape[0], size[1] - labels.shape[1]
+    if not ph and not pw:
+        return labels
+    x = F.pad(labels[None, None].float(), (0, pw, 0, ph), mode="replicate")
+    return x[0, 0].round().long()
+
+
+def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) -> Tensor:
+    """Labels for a content image of `size` (h, w) that was scaled to longer side `scale`.
+
+    The mask is scaled like the content; if it still differs (another aspect ratio, or another
+    size with scale None), it is the wrong size: it is resized anyway, with a warning.
+    """
+    h, w = size
+    mw, mh = scaled_size(labels.shape[1], labels.shape[0], scale)
+    if (mh, mw) != (h, w):
+        warnings.warn(
+            f"the mask is {labels.shape[1]}x{labels.shape[0]} but the content is {w}x{h}: resizing it",
+            stacklevel=2,
+        )
+    return resize_labels(labels, (h, w))
+
+
+# ---------------------------------------------------------------- colour preservation
+
+_RGB_TO_YCBCR = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=torch.float64
+)
+_CHROMA_OFFSET = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)
+
+
+def rgb_to_ycbcr(x: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> full-range YCbCr (BT.601, as in JPEG), Cb and Cr centred on 0.5."""
+    m = _RGB_TO_YCBCR.to(x)
+    return torch.einsum("ij,njhw->nihw", m, x) + _CHROMA_OFFSET.to(x)[:, None, None]
+
+
+def ycbcr_to_rgb(y: Tensor) -> Tensor:
+    """Inverse of `rgb_to_ycbcr` (not clamped)."""
+    m = torch.linalg.inv(_RGB_TO_YCBCR).to(y)
+    return torch.einsum("ij,njhw->nihw", m, y - _CHROMA_OFFSET.to(y)[:, None, None])
+
+
+def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
+    """Luminance-only transfer: the stylised luma with the content's chroma, in YCbCr.
+
+    The stylised luma is first shifted and scaled to the content's luma mean and standard
+    deviation (Gatys et al. 2016, "Preserving color in neural artistic style transfer", match
+    the style's luminance to the content's the same way), so the photo keeps its hues, its
+    saturation and its overall brightness, and takes only the style's texture and strokes.
+    Both images are (N, 3, H, W) in [0, 1] of the same size; returns that, clamped.
+    """
+    if content.shape != stylized.shape:
+        raise InputError(f"content {tuple(content.shape)} and stylised {tuple(stylized.shape)} differ")
+    c = rgb_to_ycbcr(content.to(stylized))
+    s = rgb_to_ycbcr(stylized)
+    ys, yc = s[:, :1], c[:, :1]
+    dims = (1, 2, 3)
+    ys_mean, ys_std = ys.mean(dims, keepdim=True), ys.std(dims, keepdim=True, unbiased=False)
+    yc_mean, yc_std = yc.mean(dims, keepdim=True), yc.std(dims, keepdim=True, unbiased=False)
+    luma = (ys - ys_mean) * (yc_std / ys_std.clamp_min(1e-6)) + yc_mean
+    return ycbcr_to_rgb(torch.cat([luma, c[:, 1:]], 1)).clamp(0, 1)
+
+
+# ---------------------------------------------------------------- style presets
+
+PRESET_FORMAT = "wct-style-stats"
+PRESET_VERSION = "1"
+_FIELDS = ("count", "total", "outer", "shift")
+
+
+def is_preset(image: object) -> bool:
+    """A style given as a path to a .safetensors statistics file rather than an image."""
+    return isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() == ".safetensors"
+
+
+def save_style_stats(
+    stats: dict[int, FeatureStats],
+    path: str | os.PathLike,
+    encoder_id: str,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write every level's FeatureStats (float64) atomically as safetensors, with the format,
+    its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, Tensor] = {}
+    for level, s in sorted(stats.items()):
+        tensors[f"{relu(level)}.count"] = torch.tensor([s.count], dtype=torch.int64)
+        for name in _FIELDS[1:]:
+            tensors[f"{relu(level)}.{name}"] = getattr(s, name).detach().cpu().double().contiguous()
+    meta = {
+        **(metadata or {}),
+        "format": PRESET_FORMAT,
+        "version": PRESET_VERSION,
+        "encoder": encoder_id,
+        "levels": ",".join(str(v) for v in sorted(stats)),
+        "sha256": tensors_sha256(tensors),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, FeatureStats]:
+    """Read a preset written by `save_style_stats`; refuse a corrupt one or one for another encoder."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:
+        raise WeightsError(f"style preset {path} is unreadable or truncated ({e})") from None
+    if meta.get("format") != PRESET_FORMAT or meta.get("version") != PRESET_VERSION:
+        raise WeightsError(
+            f"{path} is not a style preset of format {PRESET_FORMAT} v{PRESET_VERSION} "
+            "(make one with `wct style-stats`)"
+        )
+    if meta.get("sha256") != tensors_sha256(tensors):
+        raise WeightsError(f"style preset {path} is corrupt: its tensors do not match their digest")
+    if meta.get("encoder") != encoder_id:
+        raise WeightsError(
+            f"style preset {path} was made with encoder weights {meta.get('encoder')!r}, "
+            f"but the encoder loaded is {encoder_id!r}: recompute it with `wct style-stats`"
+        )
+    out = {}
+    for level in (int(v) for v in meta["levels"].split(",") if v):
+        k = relu(level)
+        out[level] = FeatureStats(
+            int(tensors[f"{k}.count"][0]), tensors[f"{k}.total"], tensors[f"{k}.outer"], tensors[f"{k}.shift"]
+        )
+    return out

@@ -1,0 +1,389 @@
+"""The Gatys et al. (2016) optimisation baseline: pure loss functions plus one driver, `gatys`.
+
+Losses follow the authors' PyTorch reference (leongatys/PytorchNeuralStyleTransfer): Gram matrices
+divided by H*W, MSE between Grams weighted 1e3 / C**2 per style layer, MSE on relu4_2 for content,
+on this package's VGG19 features. The image is optimised directly in RGB pixels and clamped to
+[0, 1] after every step, so every intermediate image is valid; L-BFGS is then told the step it
+actually took (see `_match_lbfgs_step`), without which clamping made it diverge.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .encoder import NAMES, Encoder
+from .errors import InputError
+
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYER_WEIGHT = 1e3  # per layer: STYLE_LAYER_WEIGHT / C**2, as in the authors' reference
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+GRAMS = ("plain", "centered", "both")
+LOSS_KEYS = ("content", "style", "tv", "total")
+
+Callback = Callable[[int, "Tensor | None", dict[str, float]], None]
+
+
+@dataclass
+class GatysResult:
+    """The optimised image (1, 3, H, W) in [0, 1] and one history entry per step.
+
+    Each entry holds step (1-based), the weighted losses content, style, tv and their total for the
+    image that step started from, and seconds since the optimisation started.
+    """
+
+    image: Tensor
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def gram(features: Tensor, centered: bool = False) -> Tensor:
+    """Gram matrices (N, C, C) of features (N, C, H, W), divided by H*W.
+
+    Dividing by the number of positions makes Grams of different image sizes comparable (a style
+    image need not match the output size). `centered` subtracts each channel's mean first, giving
+    the (biased) covariance: it matches second-order statistics without the mean's dominance.
+    """
+    if features.ndim != 4:
+        raise InputError(f"features must be (N, C, H, W), got shape {tuple(features.shape)}")
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    if centered:
+        f = f - f.mean(dim=2, keepdim=True)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def style_targets(feats: Mapping[str, Tensor], grams: str = "plain") -> dict[str, tuple[Tensor, ...]]:
+    """Per layer, the Grams the style loss compares: (plain,), (centred,) or (plain, centred)."""
+    kinds = _choice(grams, GRAMS, "gram")
+    centered = {"plain": (False,), "centered": (True,), "both": (False, True)}[kinds]
+    return {layer: tuple(gram(f, c) for c in centered) for layer, f in feats.items()}
+
+
+def content_loss(f: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error between features and the content's features."""
+    return F.mse_loss(f, target)
+
+
+def style_loss(
+    feats: Mapping[str, Tensor], targets: Mapping[str, tuple[Tensor, ...]], grams: str = "plain"
+) -> Tensor:
+    """Sum over the layers of `targets` of 1e3 / C**2 * MSE between Grams.
+
+    `targets` comes from `style_targets(style_features, grams)`, computed once per style image;
+    with grams='both' the plain and centred terms are added.
+    """
+    mine = style_targets({layer: feats[layer] for layer in targets}, grams)
+    total = None
+    for layer, target in targets.items():
+        if len(target) != len(mine[layer]):
+            raise InputError(f"style targets of {layer} were not computed with grams={grams!r}")
+        c = feats[layer].shape[1]
+        term = sum(F.mse_loss(a, b) for a, b in zip(mine[layer], target, strict=True))
+        term = STYLE_LAYER_WEIGHT / c**2 * term
+        total = term if total is None else total + term
+    if total is None:
+        raise InputError("style targets name no layer")
+    return total
+
+
+def tv_loss(x: Tensor) -> Tensor:
+    """Squared total variation: mean squared difference of vertical plus horizontal neighbours."""
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    return dy.square().mean() + dx.square().mean()
+
+
+def gatys(
+    encoder: Encoder,
+    content: Tensor | None,
+    style: Tensor,
+    steps: int = 500,
+    optimizer: str = "lbfgs",
+    init: str | None = None,
+    content_weight: float = 1.0,
+    style_weight: float = 0.05,
+    tv_weight: float = 1e6,
+    gram: str = "plain",
+    seed: int = 0,
+    lr: float | None = None,
+    save_every: int = 0,
+    callback: Callback | None = None,
+    size: tuple[int, int] | None = None,
+) -> GatysResult:
+    """Stylise `content` with `style` by optimising the image's pixels (Gatys et al. 2016).
+
+    The loss is content_weight * MSE(relu4_2) + style_weight * sum of 1e3 / C**2 * Gram MSE over
+    relu1_1..relu5_1 + tv_weight * tv_loss(pixels in [0, 1]). Defaults: content 1, style 0.05,
+    TV 1e6, L-BFGS from the content image. The authors' style 1 assumes their normalised VGG
+    (mean activation 1 per filter); the unnormalised Caffe VGG19 here has far larger activations
+    (relu4_2 averages ~400), and style 1 wiped out the content at 256 px. Style 0.05 keeps the
+    content and clearly transfers colour and strokes at 512 px (neural-style's defaults, content 5
+    and style 100 with this per-layer normalisation, equal 0.02 here). TV 1e6 is ~3% of the loss
+    there: it removes pixel noise without blurring. Raise style_weight (0.2) for more
+    stylisation, lower it (0.02) to keep more content.
+
+    content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
+    or the style's size. `init` is 'content' (the default when there is content), 'noise' (uniform,
+    from `seed`; the default without content) or 'style' (resized to the output size).
+
+    One step is one L-BFGS iteration (torch.optim.LBFGS with max_iter=1, no line search, so one
+    function evaluation) or one Adam update; lr defaults to 1 for L-BFGS and 0.05 for Adam. After
+    every step `callback(step, image, losses)` gets the history entry, and `image` (a detached
+    copy) at every `save_every`-th step, else None. Runs are deterministic for a seed on CPU.
+    """
+    opt = _choice(optimizer, OPTIMIZERS, "optimizer")
+    kinds = _choice(gram, GRAMS, "gram")
+    steps, seed, save_every = (
+        _count(steps, "steps", 1),
+        _count(seed, "seed"),
+        _count(save_every, "save_every"),
+    )
+    content_weight = _weight(content_weight, "content_weight")
+    style_weight = _weight(style_weight, "style_weight")
+    tv_weight = _weight(tv_weight, "tv_weight")
+    lr = _lr(lr, opt)
+    if init is None:
+        init = "content" if content is not None else "noise"
+    init = _choice(init, INITS, "init")
+    device = encoder.mean.device
+    style = _image(style, "style", STYLE_LAYERS).to(device)
+    if content is None:
+        if init == "content":
+            raise InputError("init='content' needs a content image: use init='noise' or 'style'")
+        shape = _size(size, style.shape[-2:])
+    else:
+        content = _image(content, "content", (CONTENT_LAYER,) + STYLE_LAYERS).to(device)
+        if size is not None and tuple(size) != tuple(content.shape[-2:]):
+            raise InputError(
+                f"size {tuple(size)} is only for texture synthesis (content=None); "
+                "resize the content image instead"
+            )
+        shape = tuple(content.shape[-2:])
+    _check_callback(callback)
+
+    layers = list(STYLE_LAYERS) + ([CONTENT_LAYER] if content is not None else [])
+    with torch.no_grad():
+        targets = style_targets(encoder.extract(style, STYLE_LAYERS), kinds)
+        target = None
+        if content is not None:
+            target = encoder.extract(content, [CONTENT_LAYER])[CONTENT_LAYER]
+
+    def objective(x: Tensor) -> dict[str, Tensor]:
+        feats = encoder.extract(x, layers)
+        c = x.new_zeros(()) if target is None else content_loss(feats[CONTENT_LAYER], target)
+        c = content_weight * c
+        s = style_weight * style_loss(feats, targets, kinds)
+        t = tv_weight * tv_loss(x)
+        return {"content": c, "style": s, "tv": t, "total": c + s + t}
+
+    if init == "content":
+        x0 = content
+    elif init == "style":
+        x0 = _resize(style, shape)
+    else:
+        x0 = _noise(shape, seed, device)
+    return _optimise(x0, objective, steps, opt, lr, save_every, callback)
+
+
+def invert(
+    encoder: Encoder,
+    image: Tensor,
+    layer: str = "relu3_1",
+    steps: int = 300,
+    seed: int = 0,
+    *,
+    optimizer: str = "lbfgs",
+    tv_weight: float = 1e4,
+    lr: float | None = None,
+    save_every: int = 0,
+    callback: Callback | None = None,
+) -> GatysResult:
+    """Reconstruct `image` from the features of one VGG19 layer alone, starting from noise.
+
+    Shows what a layer keeps (Mahendran & Vedaldi 2015; Gatys et al. Fig. 1): the loss is the
+    features' MSE (reported as 'content') plus tv_weight * tv_loss, a light smoothness prior that
+    suppresses the pixel noise a layer cannot see (1e4 also reached a lower feature loss than 0 on
+    relu3_1). Other arguments are as in `gatys`.
+    """
+    if layer not in NAMES:
+        raise InputError(f"unknown VGG19 layer {layer!r}; known: {', '.join(NAMES)}")
+    opt = _choice(optimizer, OPTIMIZERS, "optimizer")
+    steps, seed, save_every = (
+        _count(steps, "steps", 1),
+        _count(seed, "seed"),
+        _count(save_every, "save_every"),
+    )
+    tv_weight = _weight(tv_weight, "tv_weight")
+    lr = _lr(lr, opt)
+    _check_callback(callback)
+    device = encoder.mean.device
+    image = _image(image, "image", (layer,)).to(device)
+    with torch.no_grad():
+        target = encoder.extract(image, [layer])[layer]
+
+    def objective(x: Tensor) -> dict[str, Tensor]:
+        c = content_loss(encoder.extract(x, [layer])[layer], target)
+        t = tv_weight * tv_loss(x)
+        return {"content": c, "style": x.new_zeros(()), "tv": t, "total": c + t}
+
+    x0 = _noise(tuple(image.shape[-2:]), seed, device)
+    return _optimise(x0, objective, steps, opt, lr, save_every, callback)
+
+
+def _optimise(
+    x0: Tensor,
+    objective: Callable[[Tensor], dict[str, Tensor]],
+    steps: int,
+    opt: str,
+    lr: float,
+    save_every: int,
+    callback: Callback | None,
+) -> GatysResult:
+    """Minimise objective(x)['total'] over pixels x, clamped to [0, 1] after each step."""
+    x = x0.detach().float().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    if opt == "lbfgs":
+        optim: torch.optim.Optimizer = torch.optim.LBFGS(
+            [x], lr=lr, max_iter=1, history_size=100, tolerance_grad=0.0, tolerance_change=0.0
+        )
+    else:
+        optim = torch.optim.Adam([x], lr=lr)
+    evals: list[dict[str, Tensor]] = []
+
+    def closure() -> Tensor:
+        optim.zero_grad(set_to_none=True)
+        losses = objective(x)
+        losses["total"].backward()
+        evals.append({k: v.detach() for k, v in losses.items()})
+        return losses["total"]
+
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        evals.clear()
+        before = x.detach().clone()
+        optim.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+            _match_lbfgs_step(optim, x - before)
+        entry = {"step": step, **{k: evals[0][k].item() for k in LOSS_KEYS}}
+        entry["seconds"] = time.perf_counter() - start
+        if not math.isfinite(entry["total"]):
+            raise InputError(
+                f"the loss became {entry['total']} at step {step}: lower the weights or the learning rate"
+            )
+        history.append(entry)
+        if callback is not None:
+            snapshot = x.detach().clone() if save_every and step % save_every == 0 else None
+            callback(step, snapshot, entry)
+    return GatysResult(x.detach().clone(), history)
+
+
+def _match_lbfgs_step(optim: torch.optim.Optimizer, moved: Tensor) -> None:
+    """Make L-BFGS's last step (s = t * d) the step actually taken after clamping.
+
+    Otherwise its next curvature pair mixes the unclamped step with the gradient change of the
+    clamped one, and the inverse-Hessian estimate can blow the loss up by orders of magnitude.
+    """
+    if not isinstance(optim, torch.optim.LBFGS):
+        return
+    state = optim.state[optim.param_groups[0]["params"][0]]
+    if state.get("d") is not None and state.get("t"):
+        state["d"] = moved.flatten() / state["t"]
+
+
+def _choice(value: object, options: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value.lower() not in options:
+        raise InputError(f"unknown {name} {value!r}: use one of {', '.join(options)}")
+    return value.lower()
+
+
+def _count(value: object, name: str, least: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def _weight(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _lr(value: float | None, opt: str) -> float:
+    if value is None:
+        return 1.0 if opt == "lbfgs" else 0.05
+    if _weight(value, "lr") == 0:
+        raise InputError("lr must be > 0")
+    return float(value)
+
+
+def _check_callback(callback: object) -> None:
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be callable, got {type(callback).__name__}")
+
+
+def _min_side(layers: tuple[str, ...]) -> int:
+    """Smallest input side leaving the deepest of `layers` at least 1x1: 2 ** (pools before it)."""
+    deepest = max(NAMES.index(layer) for layer in layers)
+    return 2 ** sum(name.startswith("pool") for name in NAMES[:deepest])
+
+
+def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
+    """A (1, 3, H, W) float tensor in [0, 1], large enough for `layers`, else InputError."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a tensor, got {type(x).__name__}")
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise InputError(f"{name} must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be a float tensor in [0, 1], got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name} contains NaN or Inf")
+    if x.min() < 0 or x.max() > 1:
+        raise InputError(f"{name} values must be in [0, 1]")
+    _size(tuple(x.shape[-2:]), x.shape[-2:], name, layers)
+    return x.float()
+
+
+def _size(
+    size: object, default: tuple[int, ...], name: str = "size", layers: tuple[str, ...] = STYLE_LAYERS
+) -> tuple[int, int]:
+    if size is None:
+        size = tuple(default)
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        raise InputError(f"{name} must be (height, width) in pixels, got {size!r}")
+    least = _min_side(layers)
+    if min(size) < least:
+        raise InputError(
+            f"{name} is {size[0]}x{size[1]} pixels: {max(layers, key=NAMES.index)} "
+            f"needs at least {least}x{least}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def _resize(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    return F.interpolate(x, tuple(shape), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _noise(shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
+    """Uniform noise in [0, 1], drawn on the CPU so a seed gives the same start on any device."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, *shape, generator=g).to(device)
