@@ -12,7 +12,6 @@ Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    from wct.bench import machine
     from wct.pipeline import Stylizer
 
     torch.set_grad_enabled(False)
@@ -92,8 +92,7 @@ def main() -> None:
     transfer_only = median_time(lambda: s.stylize(content, stats, 0.6), args.runs)
     ideal = total_flops / throughput
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
+        "machine": machine(),
         "vgg19_relu5_1_512px_gflop": round(vgg_flops / 1e9, 1),
         "vgg19_relu5_1_512px_seconds": round(vgg_time, 3),
         "conv_throughput_gflops": round(throughput / 1e9, 1),

@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from wct.train import atomic_torch_save, load_checkpoint
 from wct.transform import wct as wct_transform
 
 from .conftest import gradient_image
+from .test_train import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -474,25 +476,8 @@ print("done", flush=True)
 
 
 def train_config(data: Path, out: Path, steps: int = 12) -> dict:
-    return dict(
-        level=2,
-        data=str(data),
-        val=None,
-        crop=32,
-        batch=2,
-        steps=steps,
-        lr=1e-3,
-        warmup=2,
-        feature_weight=0.5,
-        feature_from=0.5,
-        out=str(out),
-        device="cpu",
-        workers=0,
-        ckpt_every=1,
-        stats_images=4,
-        seed=3,
-        resume=True,
-    )
+    """test_train's tiny config, checkpointing every step, as a JSON-able dict for a child process."""
+    return asdict(config(data, out, val=None, steps=steps, ckpt_every=1, resume=True))
 
 
 def training_data(d: Path) -> Path:

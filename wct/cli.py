@@ -11,10 +11,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .errors import InputError, OutputError, WCTError
+from .progress import progress_bar
 
 app = typer.Typer(
     add_completion=False,
@@ -130,9 +130,8 @@ def stylize(
     styles: dict[Path, object] = {}
     failures: list[str] = []
     skipped = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not batch) as bar:
-        task = bar.add_task("stylizing", total=len(todo))
+    with progress_bar(batch, console) as bar:
+        task = bar.add_task("stylizing", total=len(todo), info="")
         for c, s, o in todo:
             try:
                 if batch and o.exists() and not overwrite and o.resolve() not in inputs:
@@ -388,14 +387,7 @@ def loss_bar(steps: int, save_every: int, output: Path, overwrite: bool, protect
     """A rich progress bar showing the losses; writes OUT-stem_stepN.png every `save_every` steps."""
     from .images import atomic_save, tensor_to_pil
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-    )
-    bar = Progress(*columns, console=console)
+    bar = progress_bar(True, console)
     task = bar.add_task("optimising", total=steps, info="")
 
     def callback(step: int, image, losses: dict) -> None:
@@ -563,14 +555,8 @@ def bench(
     todo = b.pick_pairs(contents, styles, pairs) if not pair or quick else b.parse_pairs(pair)
     stylizer = Stylizer(device)
     records, sheet_rows = [], []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("benchmark", total=len(todo) * len(size_list))
+    with progress_bar(True, console) as bar:
+        task = bar.add_task("benchmark", total=len(todo) * len(size_list), info="")
         for size in size_list:
             for c, s in todo:
                 bar.update(task, description=f"{size}px {c.name} + {s.name}")

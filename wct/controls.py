@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .encoder import relu, tensors_sha256
-from .errors import InputError, OutputError, WeightsError
+from .encoder import read_signed, relu, write_signed
+from .errors import InputError, WeightsError
 from .images import open_image, scaled_size, to_rgb
 from .transform import FeatureStats, normalise_weights
 
@@ -188,8 +187,6 @@ def save_style_stats(
 ) -> Path:
     """Write every level's FeatureStats (float64) atomically as safetensors, with the format,
     its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source)."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, Tensor] = {}
     for level, s in sorted(stats.items()):
         tensors[f"{relu(level)}.count"] = torch.tensor([s.count], dtype=torch.int64)
@@ -201,43 +198,21 @@ def save_style_stats(
         "version": PRESET_VERSION,
         "encoder": encoder_id,
         "levels": ",".join(str(v) for v in sorted(stats)),
-        "sha256": tensors_sha256(tensors),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_signed(tensors, meta, path)
 
 
 def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, FeatureStats]:
     """Read a preset written by `save_style_stats`; refuse a corrupt one or one for another encoder."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as e:
-        raise WeightsError(f"style preset {path} is unreadable or truncated ({e})") from None
+    tensors, meta = read_signed(path, "style preset")
     if meta.get("format") != PRESET_FORMAT or meta.get("version") != PRESET_VERSION:
         raise WeightsError(
             f"{path} is not a style preset of format {PRESET_FORMAT} v{PRESET_VERSION} "
             "(make one with `wct style-stats`)"
         )
-    if meta.get("sha256") != tensors_sha256(tensors):
-        raise WeightsError(f"style preset {path} is corrupt: its tensors do not match their digest")
     if meta.get("encoder") != encoder_id:
         raise WeightsError(
             f"style preset {path} was made with encoder weights {meta.get('encoder')!r}, "

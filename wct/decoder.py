@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoder import CFG, LEVELS, channels, relu, tensors_sha256
+from .encoder import CFG, LEVELS, channels, read_signed, relu, write_signed
 from .errors import WeightsError
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
@@ -82,41 +81,16 @@ def decoder_path(level: int, directory: str | Path | None = None) -> Path:
 
 def save_decoder(decoder: Decoder, path: str | Path, metadata: dict[str, object]) -> None:
     """Write weights (fp16) and metadata atomically; the metadata carries a digest of the tensors."""
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().cpu().half().contiguous() for k, v in decoder.state_dict().items()}
     for name in ("mean", "whiten"):
         tensors[name] = getattr(decoder, name).detach().cpu().float().contiguous()
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    meta.update(level=str(decoder.level), sha256=tensors_sha256(tensors))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_signed(tensors, {**meta, "level": str(decoder.level)}, path)
 
 
 def read_decoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and metadata of a decoder file, refusing truncated or altered files."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"decoder file {path} not found")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as e:
-        raise WeightsError(f"decoder file {path} is unreadable or truncated ({e})") from None
-    if meta.get("sha256") != tensors_sha256(tensors):
-        raise WeightsError(f"decoder file {path} is corrupt: its weights do not match their digest")
-    return tensors, meta
+    return read_signed(path, "decoder file")
 
 
 def load_decoder(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from .errors import InputError, WeightsError
+from .errors import InputError, OutputError, WeightsError
 
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -84,6 +85,44 @@ def tensors_sha256(tensors: dict[str, Tensor]) -> str:
         h.update(str(t.dtype).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def write_signed(tensors: dict[str, Tensor], metadata: dict[str, str], path: str | os.PathLike) -> Path:
+    """Write a safetensors file atomically (temp file, then rename) with a sha256 of its tensors."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {**metadata, "sha256": tensors_sha256(tensors)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_signed(path: str | os.PathLike, what: str) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and metadata of a `write_signed` file; a truncated or altered one is a WeightsError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} {path} not found")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:
+        raise WeightsError(f"{what} {path} is unreadable or truncated ({e})") from None
+    if meta.get("sha256") != tensors_sha256(tensors):
+        raise WeightsError(f"{what} {path} is corrupt: its tensors do not match their digest")
+    return tensors, meta
 
 
 def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -35,6 +34,7 @@ from .encoder import Encoder, load_encoder, relu, resolve_device, tensors_sha256
 from .errors import ImageError, InputError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image
+from .progress import progress_bar
 
 
 @dataclass
@@ -203,18 +203,6 @@ def fit_linear(
     w = torch.linalg.solve(a + ridge * a.diagonal().mean() * torch.eye(k, dtype=a.dtype, device=device), b)
     conv.weight.copy_(w[:-1].T.reshape(conv.weight.shape).float())
     conv.bias.copy_(w[-1].float())
-
-
-def progress_bar(enabled: bool) -> Progress:
-    """A rich bar with loss, images/s and ETA on a terminal; plain log lines otherwise."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, disable=not enabled)
 
 
 def lr_at(step: int, cfg: Config) -> float:
