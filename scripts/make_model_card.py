@@ -50,7 +50,7 @@ def main() -> None:
         rows.append(
             f"| relu{level}_1 | {r['psnr']:.2f} | {r['ssim']:.4f} | {FIRST_BAR[level]} | {TARGETS[level]} "
             f"| {'n/a' if pub is None else pub} | {steps(dec.metadata)} | {cfg.get('crop')} "
-            f"| {cfg.get('lr')} | {minutes(dec.metadata):.0f} |"
+            f"| {cfg.get('lr')} | {minutes(dec.metadata):.0f} | {dec.metadata.get('hardware', 'CPU')} |"
         )
         print(rows[-1], flush=True)
     w, h = tiles[0].size
@@ -62,13 +62,13 @@ def main() -> None:
     table = "\n".join(
         [
             "| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
-            "| peak lr | train minutes |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| peak lr | train minutes | last stage on |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
     card = Path("decoders/README.template.md").read_text()
-    hardware = f"Trained and scored on {machine()}, fp32"
+    hardware = f"Scored on {machine()}, fp32; trained there (CPU) unless the last column says otherwise"
     card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
     Path("decoders/README.md").write_text(card)
     print(table)

@@ -12,6 +12,10 @@ so head + tail is exactly decoder 4 applied to the predicted relu4_1 features. T
 exported only if it beats the committed relu5_1 decoder on validation.
 
     python scripts/train_relu5_head.py [--steps 150] [--out runs] [--export decoders]
+
+With --head-from decoders/relu5_1.safetensors the head of an existing relu5_1 decoder is kept
+(and trained further with --steps > 0) and refolded onto the current relu4_1 decoder: a better
+decoder 4 makes a better decoder 5 at once (16.11 -> 16.72 dB after decoder 4 went 18.76 -> 20.73).
 """
 
 import argparse
@@ -89,6 +93,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs"))
     ap.add_argument("--export", type=Path, default=Path("decoders"))
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--head-from", type=Path, help="keep the head of this relu5_1 decoder file")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,17 +111,27 @@ def main() -> None:
     )
     encoder = load_encoder("cpu")
     d5 = Decoder(5)
-    mean, whiten = input_whitening(encoder, cfg, torch.device("cpu"))
-    d5.mean.copy_(mean)
-    d5.whiten.copy_(whiten)
     scale = channel_means(encoder, cfg)
-    fit_head(encoder, d5, scale, cfg)
+    if args.head_from:
+        d5.load_state_dict({k: v.float() for k, v in read_decoder(args.head_from)[0].items()})
+    else:
+        mean, whiten = input_whitening(encoder, cfg, torch.device("cpu"))
+        d5.mean.copy_(mean)
+        d5.whiten.copy_(whiten)
+        fit_head(encoder, d5, scale, cfg)
     tensors, meta4 = read_decoder(args.export / "relu4_1.safetensors")
     d4 = Decoder(4)
     d4.load_state_dict({k: v.float() for k, v in tensors.items()})
     fold(d5, d4, scale)  # the tail is frozen: only the head is trained below
     val = load_val_images(cfg.val)
     best = args.out / "relu5_1.head.safetensors"
+    prior = {}
+    if args.head_from:
+        m = read_decoder(args.head_from)[1]
+        prior = {
+            "prior_steps": int(m["steps"]) + int(m.get("prior_steps", 0)),
+            "prior_train_seconds": float(m.get("train_seconds", 0)) + float(m.get("prior_train_seconds", 0)),
+        }
     t0, step, seconds = time.time(), 0, 0.0
 
     def evaluate_and_save() -> float:
@@ -135,6 +150,7 @@ def main() -> None:
             "val_data": cfg.val,
             "val_images": scores["images"],
             "train_seconds": round(seconds, 1),
+            **prior,
             "config": {
                 **cfg.__dict__,
                 "recipe": "scripts/train_relu5_head.py",

@@ -465,10 +465,10 @@ import torch
 torch.set_num_threads(1)
 import wct.train as t
 real = t.lr_at
-def slow(step, cfg):  # once per step: announce it and slow it, so kills land inside training
+def slow(step, cfg, *rest):  # once per step: announce it and slow it, so kills land inside training
     print(f"step {step}", flush=True)
     time.sleep(0.05)
-    return real(step, cfg)
+    return real(step, cfg, *rest)
 t.lr_at = slow
 t.train(t.Config(**json.loads(sys.argv[1])))
 print("done", flush=True)

@@ -132,3 +132,18 @@ def test_two_cpu_processes_with_gloo_end_with_identical_weights(data, tmp_path):
     assert s0["weights_sha256"] == s1["weights_sha256"]
     single = train(config(data, tmp_path / "single", steps=3, val=None, feature_from=0.0))
     assert single["weights_sha256"] != s0["weights_sha256"]  # the ranks really trained on more data
+
+
+def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
+    from wct.train import lr_at, progress
+
+    cfg = config(data, tmp_path / "t", steps=100000, minutes=0.05, val_every=10**6, ckpt_every=10**6)
+    assert progress(10, 1.5, cfg) == pytest.approx(0.5)  # time, not steps, sets the pace
+    assert lr_at(50, cfg, 1.0) == pytest.approx(cfg.lr * 0.02)
+    assert lr_at(50, cfg, 0.0) == pytest.approx(cfg.lr)
+    summary = train(cfg)
+    assert 0 < summary["step"] < 100000
+    ck = load_checkpoint(tmp_path / "t" / "relu2_1.last.pt")
+    assert ck["state"]["step"] == summary["step"] and ck["state"]["seconds"] >= 3
+    meta = load_decoder(2, "cpu", path=tmp_path / "t" / "relu2_1.best.safetensors").metadata
+    assert meta["steps"] == str(summary["step"]) and float(meta["train_seconds"]) >= 3

@@ -1,5 +1,5 @@
-"""The `wct` command line: stylize, texture, style-stats, demo, info, eval-decoders, train, gatys,
-invert, bench."""
+"""The `wct` command line: stylize, video, texture, style-stats, demo, info, eval-decoders, train,
+gatys, invert, bench, serve."""
 
 from __future__ import annotations
 
@@ -55,6 +55,26 @@ def size_arg(value: int | None, name: str) -> int | None:
     return value
 
 
+def tile_arg(text: str) -> int | None:
+    """--tile: 'auto' (None: tiles above wct.tiling.AUTO_TILE px), '0' (never) or a size in px."""
+    from .pipeline import MULTIPLE
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"--tile must be auto, 0 or a number of pixels, got {text!r}") from None
+    if value != 0 and value < MULTIPLE:
+        raise InputError(f"--tile must be auto, 0 (no tiling) or at least {MULTIPLE} px, got {value}")
+    return value
+
+
+TileOpt = typer.Option(
+    "auto", "--tile", help="Tile size in px for large images: auto (tiles above 1280 px), 0 (never) or N."
+)
+
+
 def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list[tuple[Path, Path, Path]]:
     """(content, style, output) for a pair of files, or every pair when either is a directory.
 
@@ -97,6 +117,7 @@ def stylize(
     max_pixels: int | None = typer.Option(
         None, "--max-pixels", help="Refuse larger images (default and most: Pillow's limit, 89.5M)."
     ),
+    tile: str = TileOpt,
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
@@ -113,10 +134,12 @@ def stylize(
         with_alpha,
     )
     from .pipeline import Stylizer
+    from .tiling import stylize_any
     from .transform import check_alpha
 
     check_alpha(alpha)
     check_max_pixels(max_pixels, "--max-pixels")
+    tile_ = tile_arg(tile)
     lv = parse_levels(levels)
     size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
     paths, weights = controls.parse_styles(style, style_opts, mask)
@@ -145,7 +168,7 @@ def stylize(
                     styles[s] = [stylizer.style(p, style_size_, lv) for p in (paths if mixed else [s])]
                 x = load_image(c, size_, max_pixels)
                 m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
-                y = stylizer.stylize(x, styles[s], alpha, lv, weights=weights, mask=m)
+                y = stylize_any(stylizer, x, styles[s], alpha, lv, tile_, weights=weights, mask=m)
                 if preserve_color:
                     y = controls.preserve_color(x, y)
                 out = tensor_to_pil(y)
@@ -166,6 +189,52 @@ def stylize(
             raise typer.Exit(1)
     else:
         console.print(f"wrote {output}")
+
+
+@app.command()
+def video(
+    source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
+    output: Path = typer.Argument(..., help="Video file to write, or a folder for PNG frames."),
+    style: Path = typer.Option(..., "--style", help="Style image or .safetensors preset."),
+    alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
+    temporal: bool = typer.Option(False, "--temporal", help="Reduce flicker (smoothing over time)."),
+    levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
+    size: int = typer.Option(512, help="Longer side of the frames in pixels (0 keeps it)."),
+    style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    fps: float | None = typer.Option(None, help="Frame rate of the output (default: the input's, or 24)."),
+    tile: str = TileOpt,
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
+    from .pipeline import Stylizer
+    from .transform import check_alpha
+    from .video import FrameWriter, read_frames, stylize_frames
+
+    check_alpha(alpha)
+    lv, tile_ = parse_levels(levels), tile_arg(tile)
+    if fps is not None and not fps > 0:
+        raise InputError(f"--fps must be positive, got {fps}")
+    if not style.exists():
+        raise InputError(f"{style} does not exist")
+    frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
+    writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))
+    s = Stylizer(device, vgg_weights)
+    st = s.style(style, size_arg(style_size, "--style-size"), lv)
+    ok = False
+    try:
+        with progress_bar(True, console) as bar:
+            task = bar.add_task("frames", total=count, info="")
+            for y in stylize_frames(s, frames, st, alpha, lv, temporal, tile=tile_):
+                writer.write(y)
+                bar.advance(task)
+        ok = writer.count > 0
+    finally:
+        writer.close(ok)
+    if not ok:
+        raise InputError(f"{source} has no frames")
+    console.print(f"wrote {writer.count} frames to {output}")
 
 
 @app.command()
@@ -327,6 +396,9 @@ def train_command(
     crop: int = typer.Option(256, help="Random crop size."),
     batch: int = typer.Option(8, help="Batch size per process."),
     steps: int = typer.Option(10000, help="Total optimiser steps."),
+    minutes: float | None = typer.Option(
+        None, help="Wall-time budget: the schedule follows time; --steps becomes a cap."
+    ),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
     feature_weight: float = typer.Option(1.0, help="Weight of the relu{level}_1 feature loss."),
     feature_from: float = typer.Option(0.5, help="Fraction of steps after which the feature loss is on."),
@@ -346,9 +418,17 @@ def train_command(
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
     from .train import Config, train
 
-    if crop < 16 or batch < 1 or steps < 1 or lr <= 0 or not 0 <= feature_from <= 1 or feature_weight < 0:
+    if (
+        crop < 16
+        or batch < 1
+        or steps < 1
+        or lr <= 0
+        or not 0 <= feature_from <= 1
+        or feature_weight < 0
+        or (minutes is not None and not minutes > 0)
+    ):
         raise InputError(
-            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0 "
+            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0, --minutes > 0 "
             "and 0 <= --feature-from <= 1 are required"
         )
     if not data.is_dir():
@@ -360,6 +440,7 @@ def train_command(
         crop=crop,
         batch=batch,
         steps=steps,
+        minutes=minutes,
         lr=lr,
         feature_weight=feature_weight,
         feature_from=feature_from,
@@ -577,6 +658,27 @@ def bench(
         tmp.cleanup()
     out_console.print(b.markdown(rows, machine))
     console.print(f"wrote {', '.join(map(str, files))}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind; the default is reachable from this machine only."
+    ),
+    port: int = typer.Option(7860, help="Port to listen on."),
+    device: str = DeviceOpt,
+) -> None:
+    """Start the local web studio (live alpha preview, renders, gallery) at http://HOST:PORT."""
+    from .serve import LOOPBACK, run_server
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port must be between 1 and 65535, got {port}")
+    if host not in LOOPBACK:
+        console.print(f"warning: binding {host}: anyone who can reach this machine can use the studio")
+    console.print(
+        f"wct studio on http://{'127.0.0.1' if host == 'localhost' else host}:{port}  (Ctrl-C stops it)"
+    )
+    run_server(host, port, device)
 
 
 def run(fn, args: list[str] | None = None) -> None:

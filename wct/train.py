@@ -63,6 +63,7 @@ class Config:
     stats_images: int = 64
     vgg_weights: str | None = None
     stop_at: int | None = None  # checkpoint and stop early at this step (train in chunks)
+    minutes: float | None = None  # wall-time budget: the schedule follows time, `steps` caps it
 
 
 # ---------------------------------------------------------------- data
@@ -205,10 +206,38 @@ def fit_linear(
     conv.bias.copy_(w[-1].float())
 
 
-def lr_at(step: int, cfg: Config) -> float:
+def progress(step: int, seconds: float, cfg: Config) -> float:
+    """Fraction of the run done: by steps, or by wall time when a `minutes` budget is set."""
+    p = step / cfg.steps
+    return max(p, seconds / (60 * cfg.minutes)) if cfg.minutes else p
+
+
+def reconstruction_loss(
+    encoder: Encoder,
+    decoder: Decoder,
+    net: torch.nn.Module,
+    x: Tensor,
+    feature_weight: float,
+    feature_var: float,
+) -> Tensor:
+    """Pixel MSE of net(normalised relu{X}_1(x)) against x, plus `feature_weight` x the MSE of the
+    output's relu{X}_1 against the input's, divided by the mean feature variance (`net` is
+    `decoder.net`, or its DDP wrapper)."""
+    with torch.no_grad():
+        f = encoder(x, decoder.level)
+    y = net(decoder.normalise(f))
+    loss = F.mse_loss(y.float(), x)
+    if feature_weight:
+        fy = encoder(y, decoder.level)
+        loss = loss + feature_weight * F.mse_loss(fy.float(), f.float()) / feature_var
+    return loss
+
+
+def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 2% over the rest of the run."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup) if done is None else done
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
@@ -327,6 +356,7 @@ def train(cfg: Config) -> dict:
     encoder = load_encoder(device, cfg.vgg_weights)
     decoder = Decoder(cfg.level).to(device)
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
         decoder = decoder.to(memory_format=torch.channels_last)
         encoder = encoder.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
@@ -363,9 +393,8 @@ def train(cfg: Config) -> dict:
     t0, seen, bad = time.time(), 0, 0
     log_every = 25
 
-    def validate_and_save(step: int) -> None:
+    def validate_and_save(step: int, final: bool) -> None:
         entry = {"step": step}
-        final = step == cfg.steps
         val = val_all if final else val_all[: cfg.val_images]
         if val:
             decoder.eval()
@@ -373,7 +402,10 @@ def train(cfg: Config) -> dict:
             decoder.train()
             if final or entry["psnr"] > state["best_psnr"]:
                 state["best_psnr"] = entry["psnr"]
-                save_decoder(decoder, best, metadata(cfg, state, step, entry, encoder))
+                seconds = state["seconds"] + time.time() - t0
+                save_decoder(
+                    decoder, best, metadata(cfg, {**state, "seconds": seconds}, step, entry, encoder)
+                )
             print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
             state["history"].append(entry)
 
@@ -383,8 +415,9 @@ def train(cfg: Config) -> dict:
     bar = progress_bar(rank == 0 and sys.stdout.isatty())
     task = bar.add_task(name, total=cfg.steps, completed=step, info="")
     bar.start()
+    done = progress(step, state["seconds"], cfg)
     for batch, n_bad in dl:
-        if step >= end:
+        if step >= end or done >= 1:
             break
         bad += n_bad
         if batch.shape[0] == 0:
@@ -392,33 +425,35 @@ def train(cfg: Config) -> dict:
         x = batch.to(device, non_blocking=True).float().div_(255)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        done = progress(step, state["seconds"] + time.time() - t0, cfg)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        use_feat = cfg.feature_weight > 0 and step >= cfg.feature_from * cfg.steps
+            g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
+        use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
         with amp:
-            with torch.no_grad():
-                f = encoder(x, cfg.level)
-            y = net(decoder.normalise(f))
-            loss = F.mse_loss(y.float(), x)
-            if use_feat:
-                fy = encoder(y, cfg.level)
-                feat = F.mse_loss(fy.float(), f.float()) / feature_var
-                loss = loss + cfg.feature_weight * feat
+            loss = reconstruction_loss(
+                encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         seen += x.shape[0] * world
+        done = progress(step, state["seconds"] + time.time() - t0, cfg)
+        if world > 1 and cfg.minutes:  # ranks must agree on when a timed run ends
+            t = torch.tensor([done], device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            done = t.item()
+        final = step == cfg.steps or done >= 1
         if step % log_every == 0 and rank == 0:
             rate = seen / (time.time() - t0)
             state["history"].append({"step": step, "loss": loss.item()})
-            info = f"loss {loss.item():.5f} lr {lr_at(step, cfg):.2e} {rate:.1f} img/s"
+            info = f"loss {loss.item():.5f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
             bar.update(task, completed=step, info=info)
             if not bar.live.is_started:
                 print(f"step {step}/{cfg.steps} {info}", flush=True)
-        if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
-            validate_and_save(step)
-        if rank == 0 and (step % cfg.ckpt_every == 0 or step == end):
+        if rank == 0 and (step % cfg.val_every == 0 or final):
+            validate_and_save(step, final)
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
             state.update(
                 step=step, bad_files=state["bad_files"] + bad, seconds=state["seconds"] + time.time() - t0
             )

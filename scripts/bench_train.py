@@ -1,0 +1,66 @@
+"""Training throughput (images/s) of each decoder level on this machine, fp32 or bf16 autocast.
+
+One step = encode, decode, pixel + feature loss, backward, Adam: the `wct train` step with the
+feature loss on (its slowest phase). Writes docs/bench/train.json.
+
+    python scripts/bench_train.py [--crop 128] [--batch 8] [--steps 3] [--device cpu] [--amp]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from wct.bench import machine
+from wct.decoder import Decoder
+from wct.encoder import load_encoder, resolve_device
+from wct.train import reconstruction_loss
+
+
+def images_per_second(
+    level: int, crop: int, batch: int, steps: int, device: torch.device, amp: bool
+) -> float:
+    encoder = load_encoder(device)
+    decoder = Decoder(level).to(device)
+    opt = torch.optim.Adam(decoder.parameters(), lr=1e-4)
+    x = torch.rand(batch, 3, crop, crop, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    for i in range(steps + 1):  # the first step is a warm-up
+        if i == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        with autocast:
+            loss = reconstruction_loss(encoder, decoder, decoder.net, x, 0.01, 1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("docs/bench/train.json"))
+    a = ap.parse_args()
+    device = resolve_device(a.device)
+    rates = {}
+    for level in range(1, 6):
+        rates[f"relu{level}_1"] = round(images_per_second(level, a.crop, a.batch, a.steps, device, a.amp), 2)
+        print(f"relu{level}_1: {rates[f'relu{level}_1']} images/s", flush=True)
+    report = {"machine": machine(), "device": str(device), "amp_bf16": a.amp}
+    report.update(crop=a.crop, batch=a.batch)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({**report, "images_per_second": rates}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

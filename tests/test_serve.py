@@ -1,0 +1,364 @@
+"""`wct serve` API: uploads, preview caches, renders with SSE, limits, traversal, session end."""
+
+import builtins
+import io
+import json
+import os
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's note about httpx2
+    from fastapi.testclient import TestClient
+
+import wct  # noqa: E402
+from wct import serve  # noqa: E402
+from wct.demo import landscape, painting  # noqa: E402
+
+BASE = "http://127.0.0.1"
+
+
+def png_bytes(im: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+CONTENT = landscape(80, 60)
+STYLE_A = painting(48, 48, seed=1)
+STYLE_B = painting(48, 48, seed=7).transpose(Image.Transpose.ROTATE_90)
+
+
+@pytest.fixture(scope="module")
+def app(stylizer):
+    app = serve.create_app(stylizer)
+    yield app
+    app.state.engine.prefetch = False
+    app.state.worker.close()
+    app.state.worker.thread.join(60)
+
+
+@pytest.fixture
+def client(app):
+    return TestClient(app, base_url=BASE)
+
+
+@pytest.fixture
+def session(client):
+    """A session with a content and two styles uploaded: (client, sid, content id, [style ids])."""
+    sid = client.post("/api/sessions").json()["id"]
+    ids = []
+    for name, im in (("photo.png", CONTENT), ("a.png", STYLE_A), ("b.jpg", STYLE_B)):
+        r = client.post(f"/api/sessions/{sid}/images?name={name}", content=png_bytes(im))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    yield client, sid, ids[0], ids[1:]
+    client.delete(f"/api/sessions/{sid}")
+
+
+def test_page_and_assets_come_from_memory_with_a_strict_policy(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="alpha"' in page.text and "/app.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in client.get("/app.js").text
+    assert client.get("/style.css").status_code == 200
+    assert client.get("/index.html").status_code == 404  # only the three fixed routes exist
+
+
+def test_only_loopback_host_names_are_served(app):
+    evil = TestClient(app, base_url="http://attacker.example")
+    assert evil.get("/").status_code == 400  # DNS rebinding: a foreign Host header is refused
+
+
+def test_preview_matches_the_library_and_reuses_cached_statistics(session, stylizer, monkeypatch):
+    client, sid, content, (style, _) = session
+    calls = []
+    real = stylizer.style
+    monkeypatch.setattr(stylizer, "style", lambda *a, **k: calls.append(1) or real(*a, **k))
+    outs = {}
+    for alpha in (0.3, 1.0, 0.3):
+        r = client.post(
+            f"/api/sessions/{sid}/preview",
+            json={"content": content, "styles": [style], "alpha": alpha, "size": 80},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png" and int(r.headers["x-compute-ms"]) >= 0
+        outs.setdefault(alpha, []).append(decode(r.content))
+    assert len(calls) == 1  # the style was encoded once for three previews
+    a, b = outs[0.3]
+    assert np.array_equal(a, b)
+    assert np.abs(outs[1.0][0].astype(int) - a).mean() > 2  # the preview follows alpha
+    for alpha in (0.3, 1.0):  # 1.0 ran on the cached first-level encoding: still bit for bit
+        expected = wct.stylize(CONTENT, STYLE_A, alpha=alpha, size=80, device="cpu")
+        assert np.array_equal(outs[alpha][0], np.asarray(expected))
+
+
+def test_idle_worker_prefetches_every_slider_position(session):
+    client, sid, content, styles = session
+    p = {"content": content, "styles": styles[:1], "levels": [3, 2, 1], "size": 48, "alpha": 0.5}
+    first = client.post(f"/api/sessions/{sid}/preview", json=p)
+    assert first.headers["x-prefetched"] == "0"
+    frames = client.app.state.sessions.items[sid].frames
+    deadline = time.monotonic() + 30
+    while len(frames) < 21 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(frames) == [round(i / 20, 2) for i in range(21)]
+    hit = client.post(f"/api/sessions/{sid}/preview", json=p | {"alpha": 0.85})
+    assert hit.headers["x-prefetched"] == "1" and hit.headers["x-compute-ms"] == "0"
+    expected = wct.stylize(CONTENT, STYLE_A, 0.85, (3, 2, 1), 48, device="cpu")
+    assert np.array_equal(decode(hit.content), np.asarray(expected))  # prefetched frames are exact
+    other = client.post(f"/api/sessions/{sid}/preview", json=p | {"levels": [2, 1]})
+    assert other.headers["x-prefetched"] == "0"  # new parameters: the old frames are dropped
+    assert not np.array_equal(decode(other.content), decode(first.content))
+
+
+def test_preview_is_capped_at_256_px(session):
+    client, sid, content, styles = session
+    big = client.post(f"/api/sessions/{sid}/images", content=png_bytes(landscape(320, 240))).json()["id"]
+    r = client.post(
+        f"/api/sessions/{sid}/preview", json={"content": big, "styles": styles[:1], "levels": [2, 1]}
+    )
+    assert decode(r.content).shape == (192, 256, 3)
+
+
+def test_render_streams_progress_and_downloads_the_same_image_as_the_cli_path(session):
+    client, sid, content, styles = session
+    p = {"content": content, "styles": styles, "weights": [0.7, 0.3], "alpha": 0.8, "size": 64}
+    p |= {"levels": [4, 3, 2, 1], "preserve_color": True}
+    r = client.post(f"/api/sessions/{sid}/render", json=p)
+    assert r.status_code == 202
+    job = r.json()["job"]
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        states = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
+    progress = [s["progress"] for s in states]
+    assert progress == sorted(progress) and states[-1]["status"] == "done" and progress[-1] == 1.0
+    result = states[-1]["result"]
+    assert (result["width"], result["height"]) == (64, 48)
+    download = client.get(result["url"])
+    assert download.headers["content-disposition"].startswith("attachment")
+    expected = wct.stylize(
+        CONTENT,
+        [STYLE_A, STYLE_B],
+        0.8,
+        (4, 3, 2, 1),
+        64,
+        weights=[0.7, 0.3],
+        preserve_color=True,
+        device="cpu",
+    )
+    assert np.array_equal(decode(download.content), np.asarray(expected))
+    assert client.get(f"/api/sessions/{sid}/results").json() == [result]
+    assert client.get(f"/api/sessions/{sid}/jobs/{job}").json()["status"] == "done"
+
+
+def test_mask_gives_each_region_its_style(session):
+    client, sid, content, styles = session
+    mask = Image.new("L", (80, 60), 0)
+    mask.paste(255, (40, 0, 80, 60))
+    mid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(mask)).json()["id"]
+    p = {"content": content, "styles": styles, "mask": mid, "alpha": 1.0, "levels": [3, 2, 1], "size": 80}
+    got = decode(client.post(f"/api/sessions/{sid}/preview", json=p).content)
+    expected = wct.stylize(CONTENT, [STYLE_A, STYLE_B], 1.0, (3, 2, 1), 80, mask=mask, device="cpu")
+    assert np.array_equal(got, np.asarray(expected))
+    both = client.post(f"/api/sessions/{sid}/preview", json=p | {"weights": [1, 1]})
+    assert both.status_code == 400 and "do not combine" in both.json()["detail"]
+    three = p | {"styles": styles[:1]}  # a two-region mask with one style
+    assert "regions" in client.post(f"/api/sessions/{sid}/preview", json=three).json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"", "empty"),
+        (b"#!/bin/sh\necho not an image\n", "not an image"),
+        (png_bytes(CONTENT)[:200], "corrupt or truncated"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image"),
+        (png_bytes(CONTENT, "PDF"), "not an image"),  # a format Pillow writes but we do not accept
+    ],
+)
+def test_bad_files_get_one_line_messages(session, data, fragment):
+    client, sid, _, _ = session
+    r = client.post(f"/api/sessions/{sid}/images?name=evil.png", content=data)
+    assert r.status_code == 415
+    detail = r.json()["detail"]
+    assert detail.startswith("evil.png: ") and fragment in detail and "\n" not in detail
+
+
+def test_upload_and_pixel_limits(stylizer):
+    client = TestClient(serve.create_app(stylizer, max_upload=4096, max_pixels=10_000), base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    big = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    r = client.post(f"/api/sessions/{sid}/images", content=png_bytes(Image.fromarray(big)))
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    r = client.post(f"/api/sessions/{sid}/images", content=png_bytes(Image.new("RGB", (200, 100))))
+    assert r.status_code == 415 and "more than 10000" in r.json()["detail"]
+
+    def chunked():
+        yield b"x" * 10
+
+    assert client.post(f"/api/sessions/{sid}/images", content=chunked()).status_code == 411
+
+
+TRAVERSALS = [
+    "/../pyproject.toml",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/static/../wct/serve.py",
+    "/app.js/../../README.md",
+    "/api/sessions/../../etc/passwd",
+    "/api/sessions/..%2f..%2fetc%2fpasswd/results/x",
+    "/api/sessions/{sid}/results/..%2f..%2f..%2fpyproject.toml",
+    "/api/sessions/{sid}/results/%2e%2e%5cwct%5cserve.py",
+    "/api/sessions/{sid}/results/....//....//etc/passwd",
+    "/api/sessions/{sid}/jobs/..%2f..%2fetc%2fpasswd/events",
+    "//etc/passwd",
+    "/wct/static/index.html",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_traversal_attempts_never_reach_files(session, path):
+    client, sid, _, _ = session
+    r = client.get(path.format(sid=sid))
+    assert r.status_code in (404, 405)
+    assert b"root:" not in r.content and b"[project]" not in r.content and b"import" not in r.content
+
+
+def test_ids_in_parameters_are_only_dict_keys(session):
+    client, sid, content, _ = session
+    for bad in ("../../etc/passwd", "/etc/passwd", str(serve.__file__), ".", ""):
+        r = client.post(f"/api/sessions/{sid}/preview", json={"content": content, "styles": [bad]})
+        assert r.status_code == 400 and r.json()["detail"] == "unknown image id: upload it again"
+
+
+def test_no_request_touches_the_file_system(session, monkeypatch):
+    """The whole flow (upload, preview, render, download, end) with every way to open a file blocked."""
+    client, sid, content, styles = session
+    client.post(
+        f"/api/sessions/{sid}/preview", json={"content": content, "styles": styles[:1], "levels": [1]}
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a request opened a file: {args[:1]}")
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    monkeypatch.setattr(io, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)
+    png = png_bytes(painting(40, 40, seed=3))
+    style = client.post(f"/api/sessions/{sid}/images?name=../../x.png", content=png).json()["id"]
+    p = {"content": content, "styles": [style], "levels": [2, 1], "size": 48}
+    assert client.post(f"/api/sessions/{sid}/preview", json=p).status_code == 200
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    for _ in range(600):
+        state = client.get(f"/api/sessions/{sid}/jobs/{job}").json()
+        if state["status"] in ("done", "error"):
+            break
+        time.sleep(0.05)
+    assert state["status"] == "done", state
+    assert client.get(state["result"]["url"]).status_code == 200
+    assert client.delete(f"/api/sessions/{sid}").status_code == 204
+
+
+def test_ending_a_session_deletes_its_images_and_results(app, session):
+    client, sid, content, styles = session
+    p = {"content": content, "styles": styles[:1], "levels": [1], "size": 32}
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    while (state := client.get(f"/api/sessions/{sid}/jobs/{job}").json())["status"] != "done":
+        time.sleep(0.05)
+    kept = app.state.sessions.items[sid]
+    assert kept.images and kept.results and kept.styles
+    assert client.delete(f"/api/sessions/{sid}").status_code == 204
+    assert sid not in app.state.sessions.items
+    assert not kept.images and not kept.results and not kept.styles and not kept.previews
+    assert client.get(state["result"]["url"]).status_code == 404
+    assert client.post(f"/api/sessions/{sid}/preview", json=p).status_code == 404
+
+
+def test_idle_sessions_expire(stylizer):
+    app = serve.create_app(stylizer, ttl=0.2)
+    client = TestClient(app, base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    assert client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).status_code == 201
+    kept = app.state.sessions.items[sid]
+    time.sleep(0.3)
+    assert client.get(f"/api/sessions/{sid}/results").status_code == 404
+    assert not kept.images and not app.state.sessions.items
+
+
+def test_a_full_queue_answers_429_busy(stylizer, monkeypatch):
+    app = serve.create_app(stylizer, queue_size=1)
+    client = TestClient(app, base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    cid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+    gate = threading.Event()
+    app.state.worker.submit(gate.wait)  # runs, holding the worker
+    deadline = time.monotonic() + 5
+    while not app.state.worker.queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    app.state.worker.submit(lambda: None)  # waits: the queue is full
+    try:
+        r = client.post(f"/api/sessions/{sid}/render", json={"content": cid, "styles": [cid]})
+        assert r.status_code == 429 and r.json()["detail"].startswith("busy")
+        r = client.post(f"/api/sessions/{sid}/preview", json={"content": cid, "styles": [cid]})
+        assert r.status_code == 429
+    finally:
+        gate.set()
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"levels": [7]}, "level 7"),
+        ({"size": 99999}, "size"),
+        ({"styles": []}, "styles"),
+    ],
+)
+def test_bad_parameters_get_one_line_messages(session, change, fragment):
+    client, sid, content, styles = session
+    r = client.post(f"/api/sessions/{sid}/preview", json={"content": content, "styles": styles[:1]} | change)
+    assert r.status_code in (400, 422)
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and fragment in detail.lower()
+
+
+def test_unknown_sessions_and_results_are_404(client):
+    assert client.get("/api/sessions/nope/results").status_code == 404
+    sid = client.post("/api/sessions").json()["id"]
+    assert client.get(f"/api/sessions/{sid}/results/{serve.token()}").status_code == 404
+    assert client.get(f"/api/sessions/{sid}/jobs/{serve.token()}/events").status_code == 404
+    assert len(sid) == 22 and sid != client.post("/api/sessions").json()["id"]
+
+
+def test_a_render_queued_when_its_session_ends_is_dropped(stylizer):
+    app = serve.create_app(stylizer)
+    client = TestClient(app, base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    cid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+    gate = threading.Event()
+    app.state.worker.submit(gate.wait)
+    job = client.post(f"/api/sessions/{sid}/render", json={"content": cid, "styles": [cid]}).json()["job"]
+    held = app.state.sessions.items[sid].jobs[job]
+    assert client.delete(f"/api/sessions/{sid}").status_code == 204
+    gate.set()
+    deadline = time.monotonic() + 10
+    while held.status != "error" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert held.status == "error" and "session ended" in held.error
+    app.state.worker.close()

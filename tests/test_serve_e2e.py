@@ -1,0 +1,143 @@
+"""`wct serve` end to end in headless Chromium: upload, slide alpha, preview changes, render, download.
+
+Skipped only when Chromium, its driver or selenium is missing (CI installs them: see .ci/run).
+Set WCT_E2E_SCREENSHOTS=DIR to keep the screenshot (scripts/serve_screenshot.py does).
+"""
+
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="chromium and chromium-driver are not installed"
+)
+
+webdriver = pytest.importorskip("selenium.webdriver")
+uvicorn = pytest.importorskip("uvicorn")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from wct import serve  # noqa: E402
+from wct.demo import landscape, painting  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(stylizer):
+    """The studio on a free loopback port, served by uvicorn on a thread."""
+    port = free_port()
+    app = serve.create_app(stylizer)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+    app.state.worker.thread.join(60)  # shutdown stopped the prefetch: let the last frame finish
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    yield driver
+    driver.quit()
+
+
+PREVIEW_PIXELS = """
+const img = document.getElementById("preview");
+const canvas = document.createElement("canvas");
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+canvas.getContext("2d").drawImage(img, 0, 0);
+return canvas.toDataURL("image/png");
+"""
+
+
+def preview_pixels(driver) -> np.ndarray:
+    url = driver.execute_script(PREVIEW_PIXELS)
+    return np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), dtype=int
+    )
+
+
+def previews(driver) -> int:
+    ok = driver.execute_script(
+        "const i = document.getElementById('preview'); return i.complete && i.naturalWidth > 0"
+    )
+    return int(driver.find_element(By.ID, "preview").get_attribute("data-count")) if ok else 0
+
+
+def test_studio_in_headless_chromium(server, browser, tmp_path):
+    content, style, bad = tmp_path / "landscape.png", tmp_path / "painting.png", tmp_path / "notes.png"
+    landscape(384, 288).save(content)
+    painting(256, 256).save(style)
+    bad.write_text("this is not an image")
+    wait = WebDriverWait(browser, 120, poll_frequency=0.1)
+
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
+    for level in ("5", "4"):  # levels 3, 2, 1: quicker, and the deep decoders wash the photo out
+        browser.find_element(By.CSS_SELECTOR, f"#levels input[value='{level}']").click()
+    browser.find_element(By.ID, "content-input").send_keys(str(content))
+    browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: previews(d) >= 1)
+    before, count = preview_pixels(browser), previews(browser)
+    assert before.shape == (192, 256, 3)
+
+    slider = browser.find_element(By.ID, "alpha")
+    slider.send_keys(*[Keys.ARROW_RIGHT] * 4)  # alpha 0.6 -> 0.8 in four moves, as with the keyboard
+    wait.until(
+        lambda d: (
+            previews(d) > count and d.find_element(By.ID, "preview").get_attribute("data-alpha") == "0.80"
+        )
+    )
+    after = preview_pixels(browser)
+    assert np.abs(after - before).mean() > 2, "the preview did not change with alpha"
+    assert "ms" in browser.find_element(By.ID, "latency").text
+
+    browser.find_element(By.ID, "render").click()
+    wait.until(lambda d: d.find_element(By.ID, "download").is_displayed())
+    href = browser.find_element(By.ID, "download").get_attribute("href")
+    with urllib.request.urlopen(href) as response:
+        data = response.read()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG" and im.size == (256, 192)
+        im.load()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 1
+
+    browser.find_element(By.ID, "style-input").send_keys(str(bad))
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "notes.png: not an image" in browser.find_element(By.ID, "error").text
+    browser.execute_script("document.getElementById('error').hidden = true")  # a clean screenshot
+
+    shots = Path(os.environ.get("WCT_E2E_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(shots / "serve.png"))
+    with Image.open(shots / "serve.png") as im:
+        assert im.size[0] >= 1000

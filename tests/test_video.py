@@ -1,0 +1,125 @@
+"""Batches and video (issue 5, part 6): style statistics once per style, `wct video`, --temporal."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import gradient_image
+from wct.demo import landscape, painting
+from wct.errors import InputError
+from wct.transform import feature_stats
+from wct.video import Smoother, TemporalFilter, ema_stats, flicker, read_frames, stylize_frames
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine two threads can be 10x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def panning(frames: int = 6, size: int = 64, step: int = 3) -> list[torch.Tensor]:
+    """A camera panning over a photo-like image, with a little sensor noise."""
+    big = gradient_image(size + 16, size + step * frames, seed=3)
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(frames):
+        x = big[..., 8 : 8 + size, step * i : step * i + size]
+        out.append((x + 0.01 * torch.randn(x.shape, generator=g)).clamp(0, 1))
+    return out
+
+
+def test_moving_average_of_statistics():
+    a = feature_stats(torch.randn(4, 300, dtype=torch.float64))
+    b = feature_stats(torch.randn(4, 300, dtype=torch.float64) * 2 + 1)
+    assert ema_stats(None, b, 0.5) is b and ema_stats(a, b, 0.0) is b
+    m = ema_stats(a, b, 0.25)
+    assert torch.allclose(m.mean, 0.25 * a.mean + 0.75 * b.mean)
+    assert torch.allclose(m.cov, 0.25 * a.cov + 0.75 * b.cov)
+    few = feature_stats(torch.randn(8, 10, dtype=torch.float64))  # fewer samples than 4 x channels
+    assert Smoother(0.5)(1, [few])[0] is few
+    with pytest.raises(InputError):
+        Smoother(1.0)
+
+
+def test_temporal_filter_smooths_static_pixels_and_follows_motion():
+    f = TemporalFilter(strength=0.6)
+    x = torch.full((1, 3, 8, 8), 0.5)
+    f(x, torch.zeros(1, 3, 8, 8))
+    y = f(x, torch.ones(1, 3, 8, 8))  # same input, output jumped: kept 60 % of the previous
+    assert torch.allclose(y, torch.full_like(y, 0.4))
+    moved = f(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8))  # input changed a lot: new output
+    assert moved.min() > 0.99
+
+
+def test_temporal_reduces_flicker(stylizer):
+    frames = panning()
+    style = stylizer.style(gradient_image(64, 64, seed=7))
+    base = flicker(frames)
+    plain = flicker(list(stylize_frames(stylizer, iter(frames), style, 0.8))) / base
+    smooth = flicker(list(stylize_frames(stylizer, iter(frames), style, 0.8, temporal=True))) / base
+    assert smooth < 0.9 * plain
+
+
+def test_video_file_and_frame_folders(wct_cli, tmp_path):
+    import imageio.v2 as imageio
+
+    painting(48, 48).save(tmp_path / "style.png")
+    frames = [np.asarray(landscape(64, 48).crop((i, 0, i + 48, 32))) for i in range(4)]
+    clip = tmp_path / "clip.mp4"
+    with imageio.get_writer(clip, fps=12, macro_block_size=2) as w:
+        for a in frames:
+            w.append_data(a)
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "2,1", "--size", "0")
+    r = wct_cli("video", str(clip), str(tmp_path / "out"), *common, "--temporal")
+    assert r.returncode == 0, r.stderr
+    written = sorted((tmp_path / "out").glob("frame_*.png"))
+    assert len(written) == 4 and Image.open(written[0]).size == (48, 32)
+    out = tmp_path / "styled.mp4"
+    r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
+    assert r.returncode == 0, r.stderr
+    back, fps, count = read_frames(out)
+    assert fps == 24 and len(list(back)) == 4
+    assert not list(tmp_path.glob(".styled*"))  # no temporary file left behind
+    r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
+    assert r.returncode == 1 and "exists" in r.stderr
+    r = wct_cli("video", str(clip), str(clip), *common, "--overwrite")
+    assert r.returncode == 1 and "input" in r.stderr
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    r = wct_cli("video", str(tmp_path / "bad.mp4"), str(tmp_path / "o2"), *common)
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_batch_computes_each_style_once(wct_cli, tmp_path, monkeypatch):
+    from wct.pipeline import Stylizer
+
+    (tmp_path / "c").mkdir(), (tmp_path / "s").mkdir()
+    for i in range(3):
+        landscape(40 + 8 * i, 32).save(tmp_path / "c" / f"photo{i}.png")
+    for i in range(2):
+        painting(32, 32, seed=i).save(tmp_path / "s" / f"paint{i}.png")
+    calls = []
+    original = Stylizer.style
+
+    def counting(self, image, *args, **kwargs):
+        calls.append(str(image))
+        return original(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(Stylizer, "style", counting)
+    r = wct_cli(
+        "stylize",
+        str(tmp_path / "c"),
+        str(tmp_path / "s"),
+        "-o",
+        str(tmp_path / "out"),
+        "--levels",
+        "1",
+        "--size",
+        "48",
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6
+    assert sorted(calls) == sorted(str(p) for p in (tmp_path / "s").glob("*.png"))

@@ -1,0 +1,693 @@
+"""`wct serve`: a local web studio with a live alpha preview.
+
+Safety model: the page and its two assets are held in memory; every image, result and job is
+named by a random token made here and looked up in a dict, so no request path, upload name or id
+ever reaches the file system. Uploads are decoded with Pillow (never trusted by name) and kept in
+memory; a session's images, results and caches go when it is deleted or expires. One worker
+thread runs the model; at most `queue_size` jobs wait, beyond that requests get HTTP 429.
+
+The preview reuses, per session: each style's statistics and colouring matrices (one encoder pass
+and one eigendecomposition per level, ever), and the content's encoding and whitening at the first
+level. A new alpha then reruns only what the coarse-to-fine cascade must: the transforms, the
+decoders and the re-encodings of the finer levels. While the worker is idle it also renders the
+other slider positions (steps of ALPHA_STEP, nearest first) of the latest preview, so once they
+are in, moving the slider costs no model work at all; every frame is exact, none interpolated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from queue import Full, Queue
+from typing import Any
+
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from torch import Tensor
+
+from . import controls
+from .controls import fit_labels, pad_labels, read_mask, resize_labels
+from .errors import ImageError, InputError, WCTError
+from .images import DECODE_ERRORS, load_image, reason, resize, stretch_small, tensor_to_pil, to_rgb
+from .pipeline import Stylizer, check_levels, pad_to_multiple
+from .transform import FeatureStats, coloring_matrix, feature_stats, flatten, normalise_weights
+from .transform import whitening_matrix as whitening
+
+PREVIEW_SIZE = 256  # longer side of the live preview
+ALPHA_STEP = 0.05  # the page's slider step: every position is a frame the worker may prefetch
+STYLE_SIZE = 512  # styles larger than this are read at 512 px (like --style-size 512)
+MAX_UPLOAD = 16 * 2**20  # bytes
+MAX_PIXELS = 40_000_000  # per uploaded image
+MAX_SIZE = 2048  # largest render (longer side)
+MAX_IMAGES = 16  # per session
+MAX_RESULTS = 24  # per session; the oldest go first
+MAX_SESSIONS = 16
+QUEUE_SIZE = 4  # jobs waiting behind the running one
+SESSION_TTL = 30 * 60.0  # seconds without a request
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def token() -> str:
+    """A random id (128 bits, URL-safe): the only names requests can use."""
+    return secrets.token_urlsafe(16)
+
+
+def one_line(e: BaseException) -> str:
+    return str(e) if isinstance(e, WCTError) else reason(e)
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Uploaded bytes as an upright RGB image, decoded by Pillow; anything else is an ImageError."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                if im.width * im.height > max_pixels:
+                    raise ImageError(f"the image has {im.width}x{im.height} pixels, more than {max_pixels}")
+                im.seek(0)
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                rgb = to_rgb(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image in an accepted format ({', '.join(FORMATS)})") from None
+    except DECODE_ERRORS as e:
+        raise ImageError(f"the image is corrupt or truncated ({reason(e)})") from None
+    if rgb.width < 1 or rgb.height < 1:
+        raise ImageError("the image has no pixels")
+    return rgb
+
+
+# ---------------------------------------------------------------- model side
+
+
+@dataclass
+class ReadyStyle:
+    """A style's statistics plus, per level, its colouring matrix and mean (float64)."""
+
+    stats: dict[int, FeatureStats]
+    colour: dict[int, tuple[Tensor, Tensor]]
+
+
+def ready_style(s: Stylizer, image: Image.Image) -> ReadyStyle:
+    """All five levels from one encoder pass; styles over STYLE_SIZE px are scaled down to it."""
+    size = STYLE_SIZE if max(image.size) > STYLE_SIZE else None
+    stats = s.style(image, size).stats
+    return ReadyStyle(stats, {v: (coloring_matrix(st.cov), st.mean) for v, st in stats.items()})
+
+
+def _affine(x: Tensor, styles: Sequence[tuple[Tensor, Tensor]], weights, alpha, memo: dict, key) -> Tensor:
+    """sum_k w_k (alpha WCT_k(x) + (1 - alpha) x) as `transform.wct_affine` computes it."""
+    if key not in memo:
+        own = feature_stats(x)
+        memo[key] = (own, whitening(own.cov))
+    own, white = memo[key]
+    eye = torch.eye(white.shape[0], dtype=white.dtype)
+    t: Any = 0
+    b: Any = 0
+    for w, (colour, mean) in zip(weights, styles, strict=True):
+        tk = alpha * (colour @ white) + (1 - alpha) * eye
+        bk = alpha * mean + (1 - alpha) * own.mean - tk @ own.mean
+        t, b = t + w * tk, b + w * bk
+    return t.to(x) @ x + b.to(x)[:, None]
+
+
+def transform(
+    f: Tensor,
+    styles: Sequence[tuple[Tensor, Tensor]],
+    alpha: float,
+    weights: Sequence[float] | None = None,
+    labels: Tensor | None = None,
+    memo: dict | None = None,
+) -> Tensor:
+    """`wct`, `wct_mix` or `wct_masked` of features (C, H, W), bit for bit, with the styles'
+    colouring matrices precomputed and the content's statistics and whitening kept in `memo`."""
+    if alpha == 0:
+        return f
+    memo = {} if memo is None else memo
+    x = flatten(f)
+    if labels is None:
+        w = normalise_weights(weights) if weights is not None else [1.0] * len(styles)
+        return _affine(x, styles, w, alpha, memo, None).reshape(f.shape)
+    lab = labels.reshape(-1).to(f.device)
+    out = x.clone()
+    for i, st in enumerate(styles):
+        idx = (lab == i).nonzero().squeeze(1)
+        if idx.numel():
+            out[:, idx] = _affine(x[:, idx], [st], [1.0], alpha, memo, i)
+    return out.reshape(f.shape)
+
+
+@dataclass
+class Prepared:
+    """A content image at one size, padded, with its mask; `first` caches the first level's
+    features and whitening (they do not depend on alpha)."""
+
+    content: Tensor
+    x: Tensor
+    hw: tuple[int, int]
+    labels: Tensor | None
+    first: dict[int, tuple[Tensor, dict]] = field(default_factory=dict)
+
+
+def prepare(image: Image.Image, size: int, mask: Image.Image | None, styles: int) -> Prepared:
+    """Scale, stretch and pad the content as `Stylizer.stylize` does; labels from the mask image."""
+    content = load_image(image, size)
+    h0, w0 = content.shape[-2:]
+    labels = None
+    if mask is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a mask of another aspect ratio is resized
+            labels = fit_labels(read_mask(mask, styles), (h0, w0), size)
+    x = stretch_small(content, "content")
+    if labels is not None and tuple(x.shape[-2:]) != (h0, w0):
+        labels = resize_labels(labels, tuple(x.shape[-2:]))
+    x, hw = pad_to_multiple(x)
+    if labels is not None:
+        labels = pad_labels(fit_labels(labels, hw), tuple(x.shape[-2:]))
+    return Prepared(content, x, hw, labels)
+
+
+@torch.no_grad()
+def cascade(
+    s: Stylizer,
+    prep: Prepared,
+    styles: Sequence[ReadyStyle],
+    alpha: float,
+    levels: Sequence[int],
+    weights: Sequence[float] | None = None,
+    keep_first: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> Tensor:
+    """Coarse-to-fine stylisation, the same as `Stylizer.stylize`; with `keep_first` the first
+    level's encoding and whitening are cached in `prep` for the next alpha."""
+    x = prep.x.to(s.device)
+    for i, level in enumerate(levels):
+        if i == 0 and level in prep.first:
+            f, memo = prep.first[level]
+        else:
+            f, memo = s.encoder(x, level)[0], {}
+            if i == 0 and keep_first:
+                prep.first[level] = (f, memo)
+        labels = None if prep.labels is None else resize_labels(prep.labels, tuple(f.shape[-2:]))
+        f = transform(f, [st.colour[level] for st in styles], alpha, weights, labels, memo)
+        x = s.decoder(level)(f[None])
+        if progress is not None:
+            progress((i + 1) / len(levels))
+    h, w = prep.hw
+    return resize(x[..., :h, :w], tuple(prep.content.shape[-2:]))
+
+
+# ---------------------------------------------------------------- sessions and jobs
+
+
+class Params(BaseModel):
+    """One stylisation as the page asks for it; images are ids of this session's uploads."""
+
+    content: str
+    styles: list[str] = Field(min_length=1, max_length=8)
+    weights: list[float] | None = None
+    mask: str | None = None
+    alpha: float = Field(0.6, ge=0, le=1)
+    levels: list[int] = Field([5, 4, 3, 2, 1], min_length=1, max_length=5)
+    size: int = Field(512, ge=16, le=MAX_SIZE)
+    preserve_color: bool = False
+
+
+@dataclass
+class Job:
+    id: str
+    status: str = "queued"  # running, done, error
+    progress: float = 0.0
+    result: dict | None = None
+    error: str | None = None
+
+    def state(self) -> dict:
+        return {
+            "status": self.status,
+            "progress": round(self.progress, 3),
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Session:
+    id: str
+    seen: float
+    images: dict[str, Image.Image] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    results: dict[str, bytes] = field(default_factory=dict)
+    gallery: list[dict] = field(default_factory=list)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    styles: dict[str, ReadyStyle] = field(default_factory=dict)
+    previews: dict[tuple, Prepared] = field(default_factory=dict)
+    frames: dict[float, bytes] = field(default_factory=dict)  # preview PNG by alpha, for `frames_of`
+    frames_of: str = ""  # the preview parameters, alpha aside, that `frames` belong to
+    closed: bool = False
+
+    def clear(self) -> None:
+        """Drop every image, result and cache (the session's end)."""
+        self.closed = True
+        for d in (self.images, self.names, self.results, self.jobs, self.styles, self.previews, self.frames):
+            d.clear()
+        self.gallery.clear()
+
+
+class Sessions:
+    """In-memory sessions; one unseen for `ttl` seconds is deleted with everything in it."""
+
+    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS):
+        self.ttl, self.limit = ttl, limit
+        self.items: dict[str, Session] = {}
+        self.lock = threading.Lock()
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for sid in [k for k, v in self.items.items() if now - v.seen > self.ttl]:
+                self.items.pop(sid).clear()
+
+    def create(self) -> Session:
+        self.sweep()
+        with self.lock:
+            if len(self.items) >= self.limit:
+                raise HTTPException(429, f"busy: {self.limit} sessions are open, end one or try later")
+            s = Session(token(), time.monotonic())
+            self.items[s.id] = s
+            return s
+
+    def get(self, sid: str) -> Session:
+        self.sweep()
+        s = self.items.get(sid)
+        if s is None:
+            raise HTTPException(404, "unknown or expired session: reload the page")
+        s.seen = time.monotonic()
+        return s
+
+    def sweep_forever(self) -> None:
+        """Started on a daemon thread: expiry happens even when no request comes."""
+        while True:
+            time.sleep(min(self.ttl, 60.0))
+            self.sweep()
+
+    def delete(self, sid: str) -> None:
+        with self.lock:
+            s = self.items.pop(sid, None)
+        if s is not None:
+            s.clear()
+
+
+class Interrupted(Exception):
+    """Background work gives way to a request."""
+
+
+class Worker:
+    """One thread runs every model job in turn; beyond `maxsize` waiting jobs, HTTP 429."""
+
+    def __init__(self, maxsize: int = QUEUE_SIZE, idle: Callable[[Callable[[], bool]], bool] | None = None):
+        self.queue: Queue = Queue(maxsize)
+        # idle(waiting): one unit of background work, run only when no job waits; it may stop
+        # early when waiting() turns true; returns False when there is nothing left to do.
+        self.idle = idle
+        self.thread = threading.Thread(target=self._loop, name="wct-worker", daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        fut: Future = Future()
+        try:
+            self.queue.put_nowait((fn, fut))
+        except Full:
+            raise HTTPException(429, "busy: too many jobs waiting, try again in a moment") from None
+        return fut
+
+    def _next(self) -> Any:
+        while self.queue.empty() and self.idle is not None:
+            try:
+                if not self.idle(lambda: not self.queue.empty()):
+                    break
+            except Exception:  # noqa: BLE001 - background work must never stop the worker
+                break
+        return self.queue.get()
+
+    def _loop(self) -> None:
+        while (item := self._next()) is not None:
+            fn, fut = item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # noqa: BLE001 - handed to the waiting request
+                    fut.set_exception(e)
+
+    def close(self) -> None:
+        self.queue.put(None)
+
+
+class Engine:
+    """The model side, run only on the worker thread: loads the Stylizer on first use."""
+
+    def __init__(self, stylizer: Stylizer | None = None, device: str | None = None, prefetch: bool = True):
+        self._s, self.device, self.prefetch = stylizer, device, prefetch
+        self.latest: tuple[Session, Params] | None = None  # the preview the idle worker extends
+
+    @property
+    def s(self) -> Stylizer:
+        if self._s is None:
+            self._s = Stylizer(self.device)
+        return self._s
+
+    def styles(self, session: Session, p: Params) -> list[ReadyStyle]:
+        for sid in p.styles:
+            if sid not in session.styles:
+                session.styles[sid] = ready_style(self.s, image(session, sid))
+        return [session.styles[sid] for sid in p.styles]
+
+    def frame(self, session: Session, p: Params) -> tuple[bytes, float]:
+        """The preview PNG of `p` and the seconds spent on it (0 when it was prefetched)."""
+        key, alpha = frame_key(p)
+        if session.frames_of != key:
+            session.frames, session.frames_of = {}, key
+        seconds = 0.0
+        if alpha not in session.frames:
+            t0 = time.perf_counter()
+            session.frames[alpha] = png(self.run(session, p, preview=True), fast=True)
+            seconds = time.perf_counter() - t0
+        self.latest = (session, p)
+        return session.frames[alpha], seconds
+
+    def idle(self, waiting: Callable[[], bool] = lambda: False) -> bool:
+        """Render the latest preview's nearest missing slider position; False when none is left.
+        A request arriving meanwhile interrupts it at the next level (it is redone later)."""
+        if not self.prefetch or self.latest is None:
+            return False
+        session, p = self.latest
+        key, alpha = frame_key(p)
+        steps = round(1 / ALPHA_STEP)
+        todo = [round(i / steps, 2) for i in range(steps + 1)]
+        todo = [a for a in todo if a not in session.frames]
+        if session.closed or session.frames_of != key or not todo:
+            self.latest = None
+            return False
+        a = min(todo, key=lambda v: (abs(v - alpha), v))
+
+        def check(_: float) -> None:
+            if waiting():
+                raise Interrupted
+
+        try:
+            im = self.run(session, p.model_copy(update={"alpha": a}), preview=True, progress=check)
+        except Interrupted:
+            return True
+        session.frames[a] = png(im, fast=True)
+        return True
+
+    def run(self, session: Session, p: Params, preview: bool, progress=None) -> Image.Image:
+        """A preview (at most PREVIEW_SIZE, caches kept) or a full-size render of `p`."""
+        levels = check_levels(p.levels)
+        if p.mask is not None and p.weights is not None:
+            raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+        if p.weights is not None and len(p.weights) != len(p.styles):
+            raise InputError(f"{len(p.styles)} styles but {len(p.weights)} weights")
+        content = image(session, p.content)
+        mask = image(session, p.mask) if p.mask is not None else None
+        styles = self.styles(session, p)
+        size = min(p.size, PREVIEW_SIZE) if preview else p.size
+        key = (p.content, p.mask, len(p.styles), size)
+        prep = session.previews.get(key) if preview else None
+        if prep is None:
+            prep = prepare(content, size, mask, len(p.styles))
+            if preview:
+                session.previews = {key: prep}  # one content at a time
+        y = cascade(self.s, prep, styles, p.alpha, levels, p.weights, preview, progress)
+        if p.preserve_color:
+            y = controls.preserve_color(prep.content, y)
+        return tensor_to_pil(y)
+
+
+def frame_key(p: Params) -> tuple[str, float]:
+    """(the preview parameters without alpha, alpha rounded to the slider's 0.01)."""
+    return p.model_dump_json(exclude={"alpha"}), round(p.alpha, 2)
+
+
+def image(session: Session, iid: str) -> Image.Image:
+    im = session.images.get(iid)
+    if im is None:
+        raise InputError("unknown image id: upload it again")
+    return im
+
+
+def png(im: Image.Image, fast: bool = False) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=1 if fast else 6)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+class LimitBody:
+    """ASGI guard: refuse bodies over `limit` bytes (413) and bodies of unknown length (411)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            error = None
+            if length is None and b"transfer-encoding" in headers:
+                error = (411, "send the upload with a Content-Length")
+            elif length is not None and (not length.isdigit() or int(length) > self.limit):
+                error = (413, f"the request is larger than the limit of {self.limit // 2**20} MiB")
+            if error:
+                await JSONResponse({"detail": error[1]}, error[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    stylizer: Stylizer | None = None,
+    device: str | None = None,
+    hosts: Sequence[str] = LOOPBACK,
+    ttl: float = SESSION_TTL,
+    queue_size: int = QUEUE_SIZE,
+    max_upload: int = MAX_UPLOAD,
+    max_pixels: int = MAX_PIXELS,
+    prefetch: bool = True,
+) -> FastAPI:
+    """The studio app. `hosts`: Host names accepted (loopback by default: defeats DNS rebinding)."""
+    assets = {
+        route: ((resources.files("wct") / "static" / name).read_bytes(), kind)
+        for route, (name, kind) in ASSETS.items()
+    }
+    sessions, engine = Sessions(ttl), Engine(stylizer, device, prefetch)
+    worker = Worker(queue_size, engine.idle)
+    threading.Thread(target=sessions.sweep_forever, name="wct-sessions", daemon=True).start()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        engine.prefetch = False  # stop background work with the server
+        worker.close()
+
+    app = FastAPI(title="wct studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.sessions, app.state.worker, app.state.engine = sessions, worker, engine
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
+    app.add_middleware(LimitBody, limit=max_upload)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(v) for v in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+
+    async def on_worker(fn: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.wrap_future(worker.submit(fn))
+        except WCTError as e:
+            raise HTTPException(400, one_line(e)) from None
+
+    for route, (body, kind) in assets.items():
+        app.add_api_route(
+            route, lambda body=body, kind=kind: Response(body, media_type=kind), methods=["GET"]
+        )
+
+    @app.post("/api/sessions", status_code=201)
+    def new_session() -> dict:
+        s = sessions.create()
+        limits = {"upload_bytes": max_upload, "max_size": MAX_SIZE, "preview": PREVIEW_SIZE}
+        return {"id": s.id, "ttl": ttl, "limits": limits}
+
+    @app.delete("/api/sessions/{sid}", status_code=204)
+    def end_session(sid: str) -> Response:
+        sessions.delete(sid)
+        return Response(status_code=204)
+
+    @app.post("/api/sessions/{sid}/images", status_code=201)
+    async def upload(sid: str, request: Request, name: str = "") -> dict:
+        s = sessions.get(sid)
+        if len(s.images) >= MAX_IMAGES:
+            raise HTTPException(400, f"a session holds at most {MAX_IMAGES} images: remove some first")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_upload:
+                raise HTTPException(413, f"the file is larger than the limit of {max_upload // 2**20} MiB")
+        label = (" ".join(name.split())[:80] or "image") + ": "
+        try:
+            im = await asyncio.to_thread(decode_upload, bytes(data), max_pixels)
+        except ImageError as e:
+            raise HTTPException(415, label + str(e)) from None
+        iid = token()
+        s.images[iid], s.names[iid] = im, label[:-2]
+        return {"id": iid, "width": im.width, "height": im.height, "name": label[:-2]}
+
+    @app.delete("/api/sessions/{sid}/images/{iid}", status_code=204)
+    def remove_image(sid: str, iid: str) -> Response:
+        s = sessions.get(sid)
+        for d in (s.images, s.names, s.styles):
+            d.pop(iid, None)
+        return Response(status_code=204)
+
+    @app.post("/api/sessions/{sid}/preview")
+    async def preview(sid: str, p: Params) -> Response:
+        """The live preview (at most PREVIEW_SIZE px); X-Compute-Ms: model time, 0 if prefetched."""
+        s = sessions.get(sid)
+        key, alpha = frame_key(p)
+        data, seconds = s.frames.get(alpha) if s.frames_of == key else None, 0.0
+        if data is None:
+            data, seconds = await on_worker(lambda: engine.frame(s, p))
+        headers = {"X-Compute-Ms": f"{seconds * 1000:.0f}", "X-Prefetched": "1" if seconds == 0 else "0"}
+        return Response(data, media_type="image/png", headers=headers)
+
+    @app.post("/api/sessions/{sid}/render", status_code=202)
+    def render(sid: str, p: Params) -> dict:
+        s = sessions.get(sid)
+        job = Job(token())
+
+        def run() -> None:
+            if s.closed:
+                raise InputError("the session ended before the render started")
+            job.status = "running"
+            t0 = time.perf_counter()
+            im = engine.run(s, p, preview=False, progress=lambda f: setattr(job, "progress", 0.95 * f))
+            data = png(im)
+            if s.closed:
+                raise InputError("the session ended before the render finished")
+            rid = token()
+            s.results[rid] = data
+            info = {
+                "id": rid,
+                "url": f"/api/sessions/{sid}/results/{rid}",
+                "width": im.width,
+                "height": im.height,
+                "alpha": p.alpha,
+                "levels": p.levels,
+                "styles": [s.names.get(v, "?") for v in p.styles],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            s.gallery.append(info)
+            while len(s.gallery) > MAX_RESULTS:
+                s.results.pop(s.gallery.pop(0)["id"], None)
+            job.result, job.progress, job.status = info, 1.0, "done"
+
+        def failed(fut: Future) -> None:
+            if fut.exception() is not None:
+                job.error, job.status = one_line(fut.exception()), "error"
+
+        worker.submit(run).add_done_callback(failed)
+        s.jobs[job.id] = job
+        return {"job": job.id}
+
+    def find_job(sid: str, jid: str) -> Job:
+        job = sessions.get(sid).jobs.get(jid)
+        if job is None:
+            raise HTTPException(404, "unknown job")
+        return job
+
+    @app.get("/api/sessions/{sid}/jobs/{jid}")
+    def job_state(sid: str, jid: str) -> dict:
+        return find_job(sid, jid).state()
+
+    @app.get("/api/sessions/{sid}/jobs/{jid}/events")
+    def job_events(sid: str, jid: str) -> StreamingResponse:
+        """Server-sent events: the job's state each time it changes, until done or error."""
+        job = find_job(sid, jid)
+
+        async def stream():
+            last = None
+            while True:
+                state = job.state()
+                if state != last:
+                    yield f"data: {json.dumps(state)}\n\n"
+                    last = state
+                if state["status"] in ("done", "error"):
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.get("/api/sessions/{sid}/results")
+    def results(sid: str) -> list[dict]:
+        return sessions.get(sid).gallery
+
+    @app.get("/api/sessions/{sid}/results/{rid}")
+    def result(sid: str, rid: str) -> Response:
+        data = sessions.get(sid).results.get(rid)
+        if data is None:
+            raise HTTPException(404, "unknown result")
+        disposition = f'attachment; filename="wct-{rid[:8]}.png"'
+        return Response(data, media_type="image/png", headers={"Content-Disposition": disposition})
+
+    return app
+
+
+def run_server(host: str = "127.0.0.1", port: int = 7860, device: str | None = None) -> None:
+    """Serve the studio with uvicorn; the model loads in the background at start."""
+    import uvicorn
+
+    hosts = list(LOOPBACK) if host in LOOPBACK else ["*"]
+    app = create_app(device=device, hosts=hosts)
+    app.state.worker.submit(lambda: app.state.engine.s)  # load the weights while the page opens
+    uvicorn.run(app, host=host, port=port, log_level="warning")

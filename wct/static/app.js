@@ -1,0 +1,226 @@
+// wct studio: uploads, live preview that follows the alpha slider, background renders (SSE).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false };
+
+// An error stays until the next success of the same kind (upload, preview or render).
+function showError(message, kind = "other") {
+  if (!message && state.errorKind !== kind) return;
+  state.errorKind = kind;
+  $("error").textContent = message || "";
+  $("error").hidden = !message;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(`/api/sessions/${state.session}${path}`, options);
+  if (!response.ok) {
+    let detail = `${response.status} ${response.statusText}`;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response;
+}
+
+async function startSession() {
+  const response = await fetch("/api/sessions", { method: "POST" });
+  if (!response.ok) throw new Error((await response.json()).detail);
+  state.session = (await response.json()).id;
+}
+
+function endSession(keepalive = false) {
+  if (state.session) fetch(`/api/sessions/${state.session}`, { method: "DELETE", keepalive });
+  state.session = null;
+}
+
+async function upload(file) {
+  const response = await api(`/images?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+  const info = await response.json();
+  return { ...info, url: URL.createObjectURL(file), weight: 1 };
+}
+
+function forget(item) {
+  if (!item) return;
+  URL.revokeObjectURL(item.url);
+  api(`/images/${item.id}`, { method: "DELETE" }).catch(() => {});
+}
+
+async function addFiles(kind, files) {
+  let added = 0;
+  for (const file of files) {
+    try {
+      const item = await upload(file);
+      if (kind === "style") state.styles.push(item);
+      else { forget(state[kind]); state[kind] = item; }
+      added += 1;
+      showError("", "upload");
+    } catch (e) {
+      showError(e.message.startsWith(file.name) ? e.message : `${file.name}: ${e.message}`, "upload");
+    }
+  }
+  draw();
+  if (added) preview();
+}
+
+function thumb(item, onRemove) {
+  const box = document.createElement("div");
+  box.className = "thumb";
+  const img = document.createElement("img");
+  img.src = item.url;
+  img.alt = item.name;
+  const name = document.createElement("span");
+  name.textContent = `${item.name} (${item.width}x${item.height})`;
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "remove";
+  remove.addEventListener("click", onRemove);
+  box.append(img, name, remove);
+  return box;
+}
+
+function draw() {
+  const content = $("content");
+  content.replaceChildren();
+  if (state.content) content.append(thumb(state.content, () => { forget(state.content); state.content = null; draw(); }));
+  const several = state.styles.length > 1;
+  $("mask-drop").hidden = !several;
+  if (!several && state.mask) { forget(state.mask); state.mask = null; }
+  const mask = $("mask");
+  mask.replaceChildren();
+  if (state.mask) mask.append(thumb(state.mask, () => { forget(state.mask); state.mask = null; draw(); preview(); }));
+  const list = $("styles");
+  list.replaceChildren();
+  state.styles.forEach((item, i) => {
+    const li = document.createElement("li");
+    li.append(thumb(item, () => { forget(item); state.styles.splice(i, 1); draw(); preview(); }));
+    if (several && !state.mask) {
+      const weight = document.createElement("input");
+      Object.assign(weight, { type: "range", min: 0, max: 1, step: 0.05, value: item.weight, title: "weight" });
+      weight.className = "weight";
+      weight.addEventListener("input", () => { item.weight = Number(weight.value); preview(); });
+      const label = document.createElement("label");
+      label.append("weight ", weight);
+      li.append(label);
+    }
+    list.append(li);
+  });
+  $("render").disabled = !(state.content && state.styles.length);
+}
+
+function params() {
+  const levels = [...$("levels").querySelectorAll("input:checked")].map((c) => Number(c.value));
+  const p = {
+    content: state.content.id,
+    styles: state.styles.map((s) => s.id),
+    alpha: Number($("alpha").value),
+    levels,
+    size: Number($("size").value),
+    preserve_color: $("preserve").checked,
+  };
+  if (state.mask) p.mask = state.mask.id;
+  else if (state.styles.length > 1) p.weights = state.styles.map((s) => s.weight);
+  return p;
+}
+
+const json = (body) => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+// One preview in flight at a time; moves during it are folded into one more request.
+async function preview() {
+  if (!state.content || !state.styles.length) return;
+  if (state.inflight) { state.again = true; return; }
+  state.inflight = true;
+  const p = params();
+  const t0 = performance.now();
+  try {
+    const response = await api("/preview", json(p));
+    const blob = await response.blob();
+    const img = $("preview");
+    const old = img.src;
+    img.src = URL.createObjectURL(blob);
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    img.dataset.alpha = p.alpha.toFixed(2);
+    img.dataset.count = String(Number(img.dataset.count) + 1);
+    const total = Math.round(performance.now() - t0);
+    const how = response.headers.get("X-Prefetched") === "1" ? "prefetched" : `model ${response.headers.get("X-Compute-Ms")} ms`;
+    $("latency").textContent = `preview at alpha ${p.alpha.toFixed(2)}: ${total} ms (${how})`;
+    showError("", "preview");
+  } catch (e) {
+    showError(e.message, "preview");
+  } finally {
+    state.inflight = false;
+    if (state.again) { state.again = false; preview(); }
+  }
+}
+
+async function render() {
+  const bar = $("progress");
+  try {
+    const { job } = await (await api("/render", json(params()))).json();
+    bar.value = 0;
+    bar.hidden = false;
+    $("render").disabled = true;
+    const events = new EventSource(`/api/sessions/${state.session}/jobs/${job}/events`);
+    events.onmessage = (event) => {
+      const s = JSON.parse(event.data);
+      bar.value = s.progress;
+      if (s.status === "done" || s.status === "error") {
+        events.close();
+        bar.hidden = true;
+        $("render").disabled = false;
+        if (s.status === "done") addResult(s.result); else showError(s.error);
+      }
+    };
+    events.onerror = () => { events.close(); bar.hidden = true; $("render").disabled = false; showError("lost the connection to the server"); };
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+function addResult(result) {
+  const link = $("download");
+  link.href = result.url;
+  link.download = `wct-${result.id.slice(0, 8)}.png`;
+  link.textContent = `Download PNG (${result.width}x${result.height}, ${result.seconds} s)`;
+  link.hidden = false;
+  const figure = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = result.url;
+  img.alt = "result";
+  const caption = document.createElement("figcaption");
+  const a = document.createElement("a");
+  a.href = result.url;
+  a.download = link.download;
+  a.textContent = "download";
+  caption.append(`alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a);
+  figure.append(img, caption);
+  $("gallery").prepend(figure);
+}
+
+function dropZone(id, kind) {
+  const zone = $(id);
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const files = [...e.dataTransfer.files];
+    addFiles(kind, kind === "style" ? files : files.slice(0, 1));
+  });
+}
+
+function wire() {
+  for (const [input, kind] of [["content-input", "content"], ["style-input", "style"], ["mask-input", "mask"]]) {
+    $(input).addEventListener("change", (e) => { addFiles(kind, [...e.target.files]); e.target.value = ""; });
+  }
+  dropZone("content-drop", "content");
+  dropZone("style-drop", "style");
+  dropZone("mask-drop", "mask");
+  $("alpha").addEventListener("input", () => { $("alpha-value").textContent = Number($("alpha").value).toFixed(2); preview(); });
+  for (const el of [$("size"), $("preserve"), ...$("levels").querySelectorAll("input")]) el.addEventListener("change", preview);
+  $("render").addEventListener("click", render);
+  $("end").addEventListener("click", () => { endSession(); location.reload(); });
+  window.addEventListener("pagehide", () => endSession(true));
+}
+
+wire();
+startSession().catch((e) => showError(`cannot start a session: ${e.message}`));

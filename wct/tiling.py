@@ -1,0 +1,324 @@
+"""Stylise images of any size with bounded memory: exact whole-image statistics, tiled transforms.
+
+At every level the pipeline needs the whole feature map's mean and covariance. We accumulate them
+tile by tile as sums of x and x xᵀ (`FeatureStats.__add__`), encoding each tile with a margin of
+the encoder's receptive field, so every feature is the one an untiled pass computes. The affine
+WCT map is then applied and decoded tile by tile, each decoded tile again carrying the decoder's
+receptive-field margin, and neighbouring tiles are cross-faded over a band of `blend` pixels with
+linear weights that sum to one. Feature maps that fit `cache_bytes` are kept between the two
+passes; larger ones (the shallow levels at 8K) are cheaply re-encoded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .controls import fit_labels, pad_labels, resize_labels
+from .encoder import relu
+from .errors import InputError
+from .images import resize, stretch_small
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, pad_to_multiple
+from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, wct_affine
+
+StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
+AUTO_TILE = 1280  # longest tile side (px) when tiling kicks in: ~1.4 MP of working memory per tile
+BLEND = 16  # cross-fade band (px) on each side of a tile border
+CACHE_BYTES = 1_250_000_000  # keep a level's feature map between passes when it is at most this
+
+
+def _round_up(v: float, multiple: int) -> int:
+    return int(math.ceil(v / multiple) * multiple)
+
+
+def encoder_margin(level: int) -> int:
+    """Pixels of context an encoder feature at relu{level}_1 depends on, on each side (VGG19:
+    3x3 convs add one step of the current stride, 2x2 pools one more), rounded up to 16."""
+    convs = (2, 2, 4, 4)  # conv layers per block before the next pool
+    margin, stride = 0, 1
+    for block in range(level - 1):
+        margin += convs[block] * stride + stride  # the convs, then the pool's extra pixel
+        stride *= 2
+    margin += stride  # conv{level}_1
+    return _round_up(margin, MULTIPLE)
+
+
+def decoder_margin(decoder: nn.Module) -> int:
+    """Pixels of feature context one output pixel of `decoder` depends on, on each side, rounded to 16."""
+    layers = list(decoder.net) if hasattr(decoder, "net") else list(decoder.modules())
+    stride = 2 ** sum(isinstance(m, nn.Upsample) for m in layers)
+    margin = 0
+    for m in layers:
+        if isinstance(m, nn.Upsample):
+            stride //= 2
+        elif isinstance(m, nn.Conv2d):
+            margin += (m.kernel_size[0] // 2) * stride
+    return _round_up(margin + stride, MULTIPLE)
+
+
+def splits(length: int, tile: int, multiple: int = MULTIPLE) -> list[tuple[int, int]]:
+    """[start, end) ranges covering `length` (a multiple of `multiple`) in equal parts of at most
+    `tile`, every boundary on a multiple of `multiple`."""
+    n = max(1, math.ceil(length / max(tile, multiple)))
+    bounds = [min(length, _round_up(length * i / n, multiple)) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def ramp(start: int, end: int, lo: int, hi: int, blend: int) -> Tensor:
+    """1-D cross-fade weights for a tile whose core is [lo, hi) and decoded span [start, end):
+    linear over [lo - blend, lo + blend) and [hi - blend, hi + blend) (flat at the image's edges).
+    Neighbours' weights sum to one exactly."""
+    i = torch.arange(start, end, dtype=torch.float32) + 0.5
+    w = torch.ones_like(i)
+    if start < lo:
+        w = torch.minimum(w, ((i - (lo - blend)) / (2 * blend)).clamp(0, 1))
+    if end > hi:
+        w = torch.minimum(w, (((hi + blend) - i) / (2 * blend)).clamp(0, 1))
+    return w
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A core [y0, y1) x [x0, x1) of the padded image (multiples of 16)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    def cells(self, stride: int) -> tuple[slice, slice]:
+        """Its rows and columns in a map `stride` times smaller (features, labels)."""
+        return slice(self.y0 // stride, self.y1 // stride), slice(self.x0 // stride, self.x1 // stride)
+
+    def grow(self, m: int, h: int, w: int) -> Tile:
+        return Tile(max(0, self.y0 - m), min(h, self.y1 + m), max(0, self.x0 - m), min(w, self.x1 + m))
+
+
+def tiles(h: int, w: int, tile: int) -> list[Tile]:
+    """The tiling of an (h, w) padded image into cores of at most `tile` px a side."""
+    return [Tile(y0, y1, x0, x1) for y0, y1 in splits(h, tile) for x0, x1 in splits(w, tile)]
+
+
+def needs_tiling(h: int, w: int, tile: int | None) -> bool:
+    """Whether an image of (h, w) px is stylised in tiles: `tile` None means auto (AUTO_TILE),
+    0 means never."""
+    limit = AUTO_TILE if tile is None else tile
+    return limit > 0 and max(h, w) > limit
+
+
+def affine_maps(
+    content: Sequence[FeatureStats],
+    styles: Sequence[FeatureStats],
+    alpha: float,
+    weights: Sequence[float] | None,
+    masked: bool,
+) -> list[tuple[Tensor, Tensor]]:
+    """One float64 affine map (T, b) per region (masked: region i takes style i, whitened with its
+    own content statistics) or a single one folding every style with `weights` (default equal)."""
+    if masked:
+        eye = torch.eye(styles[0].total.shape[0], dtype=torch.float64)
+        zero = torch.zeros(eye.shape[0], dtype=torch.float64)
+        return [
+            wct_affine(c, s, alpha) if c.count else (eye, zero) for c, s in zip(content, styles, strict=True)
+        ]
+    w = normalise_weights([1.0] * len(styles) if weights is None else weights)
+    maps = [wct_affine(content[0], s, alpha) for s in styles]
+    t = sum(wi * m[0] for wi, m in zip(w, maps, strict=True))
+    b = sum(wi * m[1] for wi, m in zip(w, maps, strict=True))
+    return [(t, b)]
+
+
+def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor | None) -> Tensor:
+    """Apply region-wise affine maps to features (C, H, W); `labels` (H, W) picks the map."""
+    c, h, w = f.shape
+    x = f.reshape(c, -1)
+    if labels is None:
+        t, b = maps[0]
+        return (t.to(x) @ x + b.to(x)[:, None]).reshape(c, h, w)
+    out = x.clone()
+    lab = labels.reshape(-1).to(x.device)
+    for i, (t, b) in enumerate(maps):
+        idx = (lab == i).nonzero().squeeze(1)
+        if idx.numel():
+            out[:, idx] = t.to(x) @ x[:, idx] + b.to(x)[:, None]
+    return out.reshape(c, h, w)
+
+
+def region_stats(f: Tensor, labels: Tensor | None, regions: int, shift: Tensor) -> list[FeatureStats]:
+    """Statistics of features (C, H, W) about `shift`, per region of `labels` (or one for all)."""
+    x = f.reshape(f.shape[0], -1)
+    if labels is None:
+        return [feature_stats(x, shift)]
+    lab = labels.reshape(-1).to(x.device)
+    return [feature_stats(x[:, (lab == i).nonzero().squeeze(1)], shift) for i in range(regions)]
+
+
+@torch.no_grad()
+def stylize_level(
+    stylizer: Stylizer,
+    x: Tensor,
+    level: int,
+    styles: Sequence[FeatureStats],
+    alpha: float,
+    tile: int,
+    weights: Sequence[float] | None = None,
+    labels: Tensor | None = None,
+    blend: int = BLEND,
+    cache_bytes: int = CACHE_BYTES,
+    hook: StatsHook | None = None,
+) -> Tensor:
+    """One level on a padded (1, 3, H, W) image (sides multiples of 16), tile by tile; returns the
+    decoded (1, 3, H, W) image on the CPU. `labels` (H, W) masks regions, region i takes style i.
+    `hook(level, stats)` may replace the content's statistics (e.g. smoothed over video frames)."""
+    _, _, h, w = x.shape
+    stride = 2 ** (level - 1)
+    enc_m = encoder_margin(level)
+    decoder = stylizer.decoder(level)
+    dec_m = decoder_margin(decoder) + _round_up(blend, MULTIPLE)
+    grid = tiles(h, w, tile)
+    c = styles[0].total.shape[0]
+    cache = c * (h // stride) * (w // stride) * 4 <= cache_bytes
+    feats = torch.empty(c, h // stride, w // stride) if cache else None
+    flab = resize_labels(labels, (h // stride, w // stride)) if labels is not None else None
+    regions = len(styles) if labels is not None else 1
+    dev = stylizer.device
+
+    def encode(t: Tile, margin: int) -> tuple[Tensor, Tile]:
+        """Features of the region `t` grown by `margin` px (clipped), exact in the core."""
+        g = t.grow(margin, h, w)
+        f = stylizer.encoder(x[..., g.y0 : g.y1, g.x0 : g.x1].to(dev), level)[0]
+        return f, g
+
+    def crop(f: Tensor, g: Tile, t: Tile) -> Tensor:
+        """The part of features `f` of region `g` that covers region `t`."""
+        s = stride
+        return f[:, (t.y0 - g.y0) // s : (t.y1 - g.y0) // s, (t.x0 - g.x0) // s : (t.x1 - g.x0) // s]
+
+    # Pass 1: exact whole-image statistics, accumulated over tile cores.
+    total: list[FeatureStats] | None = None
+    shift = None
+    for t in grid:
+        f, g = encode(t, enc_m)
+        core = crop(f, g, t).float().cpu()
+        if feats is not None:
+            feats[(slice(None), *t.cells(stride))] = core
+        if shift is None:
+            shift = core.reshape(c, -1).double().mean(1)
+        lab = flab[t.cells(stride)] if flab is not None else None
+        part = region_stats(core, lab, regions, shift)
+        total = part if total is None else [a + b for a, b in zip(total, part, strict=True)]
+        del f, core
+    if hook is not None:
+        total = hook(level, total)
+    maps = affine_maps(total, list(styles), alpha, weights, labels is not None)
+
+    # Pass 2: transform and decode each tile with the decoder's margin, cross-fade the borders.
+    out = torch.zeros(1, 3, h, w)
+    for t in grid:
+        span = t.grow(dec_m, h, w)  # features the decoded span depends on
+        if feats is not None:
+            f = feats[(slice(None), *span.cells(stride))]
+        else:
+            f, g = encode(span, enc_m)
+            f = crop(f, g, span)
+        lab = flab[span.cells(stride)] if flab is not None else None
+        y = decoder(apply_maps(f.to(dev), maps, lab)[None]).float().cpu()
+        d = t.grow(blend, h, w)  # the decoded pixels kept, cross-faded over the blend band
+        y = y[..., d.y0 - span.y0 : d.y1 - span.y0, d.x0 - span.x0 : d.x1 - span.x0]
+        wy = ramp(d.y0, d.y1, t.y0, t.y1, blend)
+        wx = ramp(d.x0, d.x1, t.x0, t.x1, blend)
+        out[..., d.y0 : d.y1, d.x0 : d.x1] += y * (wy[:, None] * wx[None, :])
+        del f, y
+    return out
+
+
+@torch.no_grad()
+def stylize_tiled(
+    stylizer: Stylizer,
+    content: Tensor,
+    style: Style | Sequence[Style],
+    alpha: float = 0.6,
+    levels: Sequence[int] = (5, 4, 3, 2, 1),
+    tile: int = AUTO_TILE,
+    weights: Sequence[float] | None = None,
+    mask: Tensor | None = None,
+    blend: int = BLEND,
+    cache_bytes: int = CACHE_BYTES,
+    hook: StatsHook | None = None,
+) -> Tensor:
+    """`Stylizer.stylize` in tiles of at most `tile` px a side: the same result (to float rounding)
+    with memory bounded by the tile size, not the image size. Same arguments as `Stylizer.stylize`;
+    the content stays on the CPU and only tiles visit the device. `hook`: see `stylize_level`."""
+    alpha = check_alpha(alpha)
+    levels = check_levels(levels)
+    styles = [style] if isinstance(style, Style) else list(style)
+    if not styles:
+        raise InputError("at least one style is needed")
+    if tile < MULTIPLE or blend < 0:
+        raise InputError(f"the tile size must be at least {MULTIPLE} px and blend >= 0, got {tile}, {blend}")
+    if mask is not None and weights is not None:
+        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    for st in styles:
+        missing = [v for v in levels if v not in st.stats]
+        if missing:
+            raise InputError(f"the style has no statistics for level(s) {missing}")
+    h0, w0 = content.shape[-2:]
+    content = stretch_small(content.float().cpu(), "content")
+    if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
+        mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
+    x, (h, w) = pad_to_multiple(content)
+    labels = None
+    if mask is not None:
+        labels = fit_labels(mask.long().cpu(), (h, w))
+        if labels.max() >= len(styles):
+            raise InputError(
+                f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
+            )
+        labels = pad_labels(labels, tuple(x.shape[-2:]))
+    for level in levels:
+        relu(level)
+        stats = [st[level] for st in styles]
+        x = stylize_level(stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook)
+        x = x.clamp_(0, 1)
+    return resize(x[..., :h, :w], (h0, w0))
+
+
+def stylize_any(
+    stylizer: Stylizer,
+    content: Tensor,
+    style: Style | Sequence[Style],
+    alpha: float = 0.6,
+    levels: Sequence[int] = (5, 4, 3, 2, 1),
+    tile: int | None = None,
+    weights: Sequence[float] | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Untiled when the image is small enough, tiled otherwise (`tile`: None auto, 0 never, N px)."""
+    h, w = content.shape[-2:]
+    if needs_tiling(h, w, tile):
+        return stylize_tiled(stylizer, content, style, alpha, levels, tile or AUTO_TILE, weights, mask)
+    return stylizer.stylize(content, style, alpha, levels, weights, mask)
+
+
+def seam_metric(image: Tensor, tile: int) -> tuple[float, float]:
+    """(across, within): the mean absolute difference between neighbouring pixels that straddle a
+    tile border of `tiles(H, W, tile)`, and between neighbours straddling every other multiple of
+    16 inside the tiles. Tile borders lie on multiples of 16, where the decoders' x2 upsampling
+    (and JPEG's 8x8 blocks) already leave a faint grid, so the fair comparison is with the same
+    grid lines inside the tiles. A visible seam makes `across` larger than `within`."""
+    y = image.reshape(-1, *image.shape[-2:]).float()
+    h, w = y.shape[-2:]
+    across, within = [], []
+    for axis, n in ((-2, h), (-1, w)):
+        d = y.diff(dim=axis).abs().movedim(axis, 0)  # d[i] compares pixels i and i + 1
+        borders = {b for _, b in splits(_round_up(n, MULTIPLE), tile)[:-1] if b < n}
+        lines = set(range(MULTIPLE, n, MULTIPLE))
+        across += [d[b - 1].reshape(-1) for b in sorted(borders)]
+        within += [d[b - 1].reshape(-1) for b in sorted(lines - borders)]
+    a = torch.cat(across) if across else torch.zeros(0)
+    b = torch.cat(within) if within else torch.zeros(0)
+    return (a.mean().item() if a.numel() else 0.0), (b.mean().item() if b.numel() else 0.0)

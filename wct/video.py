@@ -1,0 +1,202 @@
+"""Video: stylise every frame of a video file (imageio + imageio-ffmpeg) or a folder of frames.
+
+`temporal` reduces flicker in two ways:
+- each level's content statistics (mean and covariance of the frame's features) are an
+  exponential moving average over the frames (`Smoother`), so the whitening-colouring map drifts
+  rather than jumps. Its colouring basis is stable by construction: WCT uses the symmetric (ZCA)
+  square roots E D^±1/2 Eᵀ, which do not depend on the sign or order of the eigenvectors;
+- the output is filtered over time where the input did not change (`TemporalFilter`): each
+  pixel moves towards the previous output pixel by `strength` x exp(-|input change| / sigma), so
+  static areas stop "boiling" and moving ones follow the new frame (no ghost trails).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ImageError, InputError, OutputError
+from .images import atomic_save, list_images, load_image, pil_to_tensor, tensor_to_pil
+from .pipeline import Style, Stylizer
+from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
+from .transform import FeatureStats
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+DEFAULT_FPS = 24.0
+MOMENTUM = 0.3  # weight of the past in the content statistics' moving average
+STRENGTH = 0.6  # most an output pixel keeps of the previous one where the input is unchanged
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def ema_stats(previous: FeatureStats | None, current: FeatureStats, momentum: float) -> FeatureStats:
+    """momentum * previous + (1 - momentum) * current, for the mean and the covariance.
+
+    Returned as FeatureStats about the averaged mean (count kept from `current`)."""
+    if previous is None or momentum == 0:
+        return current
+    mean = momentum * previous.mean + (1 - momentum) * current.mean
+    cov = momentum * previous.cov + (1 - momentum) * current.cov
+    n = max(current.count, 2)
+    return FeatureStats(n, torch.zeros_like(mean), cov * (n - 1), mean)
+
+
+@dataclass
+class Smoother:
+    """A `wct.tiling` statistics hook averaging each level's content statistics over frames."""
+
+    momentum: float = MOMENTUM
+    state: dict[int, FeatureStats] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"the temporal momentum must be in [0, 1), got {self.momentum}")
+
+    def __call__(self, level: int, stats: list[FeatureStats]) -> list[FeatureStats]:
+        if stats[0].count < 4 * stats[0].total.shape[0]:
+            # Too few samples for a full-rank covariance: averaging singular covariances whose
+            # null spaces differ inflates the whitening along directions the frame barely has.
+            return stats
+        self.state[level] = ema_stats(self.state.get(level), stats[0], self.momentum)
+        return [self.state[level], *stats[1:]]
+
+
+@dataclass
+class TemporalFilter:
+    """Motion-gated exponential smoothing of output frames (see the module docstring)."""
+
+    strength: float = 0.6
+    sigma: float = 0.03
+    previous: tuple[Tensor, Tensor] | None = None  # (input, output) of the previous frame
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.strength < 1 or self.sigma <= 0:
+            raise InputError(f"temporal strength must be in [0, 1) and sigma > 0, got {self.strength}")
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        """Filter output `y` of input frame `x` (both (1, 3, H, W)); frames of a new size restart."""
+        out = y
+        if self.previous is not None and self.previous[0].shape == x.shape:
+            px, py = self.previous
+            change = (x - px).abs().mean(1, keepdim=True)
+            change = torch.nn.functional.avg_pool2d(change, 5, 1, 2, count_include_pad=False)
+            keep = self.strength * torch.exp(-change / self.sigma)
+            out = y + keep * (py - y)
+        self.previous = (x, out)
+        return out
+
+
+def read_frames(path: Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
+    """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
+    side scaled to `size`; also the frame rate and, when known, the number of frames."""
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise InputError(f"no images found in {path}")
+        return (load_image(f, size) for f in files), DEFAULT_FPS, len(files)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    import imageio.v2 as imageio
+
+    try:
+        reader = imageio.get_reader(path, format="FFMPEG")
+        meta = reader.get_meta_data()
+    except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
+        raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
+    fps = float(meta.get("fps") or DEFAULT_FPS)
+    n = meta.get("nframes")
+    count = int(n) if isinstance(n, (int, float)) and np.isfinite(n) else None
+
+    def frames() -> Iterator[Tensor]:
+        from PIL import Image
+
+        try:
+            for a in reader:
+                yield load_image(pil_to_tensor(Image.fromarray(np.asarray(a)[..., :3])), size)
+        finally:
+            reader.close()
+
+    return frames(), fps, count
+
+
+class FrameWriter:
+    """Writes frames to a video file (atomically: a temporary file renamed at the end) or as
+    numbered PNGs into a folder."""
+
+    def __init__(self, path: Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
+        self.path, self.fps, self.overwrite, self.protect = path, fps, overwrite, tuple(protect)
+        self.count = 0
+        self._writer = None
+        self._tmp: str | None = None
+        if any(path.resolve() == Path(p).resolve() for p in protect):
+            raise OutputError(f"refusing to write over the input {path}")
+        if is_video(path):
+            if path.exists() and not overwrite:
+                raise OutputError(f"{path} exists: pass --overwrite to replace it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+            os.close(fd)
+        elif path.suffix:
+            raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
+
+    def write(self, frame: Tensor) -> None:
+        if self._tmp is None:
+            name = self.path / f"frame_{self.count:05d}.png"
+            atomic_save(tensor_to_pil(frame), name, overwrite=self.overwrite, protect=self.protect)
+        else:
+            import imageio.v2 as imageio
+
+            if self._writer is None:
+                self._writer = imageio.get_writer(
+                    self._tmp, format="FFMPEG", fps=self.fps, quality=8, macro_block_size=2
+                )
+            self._writer.append_data(np.asarray(tensor_to_pil(frame)))
+        self.count += 1
+
+    def close(self, ok: bool = True) -> None:
+        """Finish the file and move it into place (ok) or delete the partial file (not ok)."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._tmp is not None:
+            if ok and self.count:
+                os.replace(self._tmp, self.path)
+            elif os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def stylize_frames(
+    stylizer: Stylizer,
+    frames: Iterator[Tensor],
+    style: Style,
+    alpha: float = 0.6,
+    levels: Sequence[int] = (5, 4, 3, 2, 1),
+    temporal: bool = False,
+    momentum: float = MOMENTUM,
+    strength: float = STRENGTH,
+    tile: int | None = None,
+) -> Iterator[Tensor]:
+    """Stylise a stream of (1, 3, H, W) frames. `temporal`: average the content statistics over
+    frames with `momentum` and filter the output over time with `strength` (0 turns either off)."""
+    hook = Smoother(momentum) if temporal and momentum > 0 else None
+    smooth = TemporalFilter(strength) if temporal and strength > 0 else None
+    for x in frames:
+        h, w = x.shape[-2:]
+        t = (tile or AUTO_TILE) if needs_tiling(h, w, tile) else max(h, w) + 16  # one tile: untiled
+        y = stylize_tiled(stylizer, x, style, alpha, levels, tile=t, hook=hook)
+        yield smooth(x, y) if smooth is not None else y
+
+
+def flicker(frames: Sequence[Tensor]) -> float:
+    """Mean absolute change between consecutive frames (all frames the same size)."""
+    if len(frames) < 2:
+        return 0.0
+    return float(np.mean([(b - a).abs().mean().item() for a, b in zip(frames, frames[1:], strict=False)]))
