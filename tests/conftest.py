@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests explore the same examples on every run, so CI is reproducible; run with
+# HYPOTHESIS_PROFILE=explore to search new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -115,6 +115,6 @@ def test_transform_is_always_finite_and_matches_full_rank_styles(c, n, rank, sca
     style = style + torch.randn(c, 1, generator=g) * scale
     out = wct(content, style, alpha)
     assert torch.isfinite(out).all()
-    if r == c and n > 4 * c and alpha == 1.0:
+    if r == c and n > 4 * c and alpha == 1.0 and scale > 1e-6:  # at 1e-6, variances reach ABS_EPS: flat
         rel = (cov(out) - cov(style)).norm() / cov(style).norm()
         assert rel < 1e-2
