@@ -176,3 +176,18 @@ def test_cli_tile_option(wct_cli, tmp_path):
         "big",
     )
     assert r.returncode == 1 and "error: --tile" in r.stderr
+
+
+def test_python_api_tiles_too():
+    import wct
+    from wct.images import tensor_to_pil
+
+    content = tensor_to_pil(texture_image(96, 80, seed=3))
+    paint = tensor_to_pil(texture_image(64, 64, seed=4))
+    whole = wct.stylize(content, paint, alpha=1.0, levels=(2, 1), size=None, tile=0)
+    tiled = wct.stylize(content, paint, alpha=1.0, levels=(2, 1), size=None, tile=48)
+    a, b = (torch.from_numpy(np.asarray(im, dtype=np.float32) / 255) for im in (whole, tiled))
+    assert whole.size == tiled.size == (80, 96)
+    assert psnr(a, b) >= 40
+    with pytest.raises(InputError):
+        wct.stylize(content, paint, levels=(1,), size=None, tile=-1)

@@ -190,6 +190,7 @@ def stylize(
     weights: Sequence[float] | None = None,
     mask: str | Path | Image.Image | Tensor | None = None,
     preserve_color: bool = False,
+    tile: int | None = None,
 ) -> Image.Image:
     """Repaint `content` in the style of `style`; paths, PIL images or (3, H, W) tensors in [0, 1].
 
@@ -197,8 +198,11 @@ def stylize(
     A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
     or `mask` (an image whose distinct values label regions, or (H, W) integer labels) gives
     region i style i. `preserve_color` keeps the content's colours (see `controls.preserve_color`).
-    A content path or PIL image with transparency gives an RGBA result with its alpha.
+    A content path or PIL image with transparency gives an RGBA result with its alpha. Large images
+    are stylised in tiles with exact whole-image statistics (`tile`: None auto, 0 never, N px).
     """
+    from .tiling import stylize_any
+
     check_alpha(alpha)
     levels = check_levels(levels)
     s = stylizer(device)
@@ -210,7 +214,7 @@ def stylize(
     if mask is not None:
         labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))
         labels = fit_labels(labels, tuple(x.shape[-2:]), size)
-    y = s.stylize(x, styles, alpha, levels, weights=weights, mask=labels)
+    y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
     out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)
     return with_alpha(out, alpha_channel(content, out.size))
 

@@ -298,6 +298,8 @@ def stylize_any(
     mask: Tensor | None = None,
 ) -> Tensor:
     """Untiled when the image is small enough, tiled otherwise (`tile`: None auto, 0 never, N px)."""
+    if tile is not None and tile < 0:
+        raise InputError(f"tile must be 0 (never), None (auto) or at least {MULTIPLE} px, got {tile}")
     h, w = content.shape[-2:]
     if needs_tiling(h, w, tile):
         return stylize_tiled(stylizer, content, style, alpha, levels, tile or AUTO_TILE, weights, mask)
