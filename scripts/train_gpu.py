@@ -1,9 +1,11 @@
 """Train decoders 2..5 together on one lent GPU, within the device tool's limits.
 
-Only the checkout travels (64 MiB a call), so `pack` writes what the GPU needs into two ignored
-folders, each carried by one call: `.gpu/a` (fp16 encoder weights, half of the training photos
-resized to short side 256 as WebP, a few validation photos) and `.gpu/b` (the other half). Big
-decoder files to fine-tune go in whichever has room. On the GPU, `start` launches one
+Only the checkout travels (64 MiB a call), so `pack` writes what the GPU needs into one ignored
+folder, `.gpu` (add `/.gpu/` to .git/info/exclude): fp16 encoder weights, the training photos
+resized to short side 256 as WebP (every fifth left out, to fit beside the tracked files) and a
+few validation photos, about 50 MB. Name `.gpu` in `carry` in EVERY call: the device tool removes
+a carried folder that a later call does not name, under the running jobs. The relu5_1 decoder
+(27 MB) does not fit beside it, so level 5 starts fresh there. On the GPU, `start` launches one
 `python -m wct.train` per level in the background, all with the same wall-time budget (the
 schedule follows time), and `wait` polls their logs and packs the best decoders into $OUT in
 pieces of at most 15 MB. Back here, `cat part_* | tar x` and evaluate on the full val set.
@@ -34,32 +36,34 @@ PLAN = {
     2: (3e-4, "decoders/relu2_1.safetensors"),
     3: (5e-4, "decoders/relu3_1.safetensors"),
     4: (5e-4, "decoders/relu4_1.safetensors"),
-    5: (3e-4, ".gpu/b/relu5_1.safetensors"),
+    5: (3e-4, "decoders/relu5_1.safetensors"),
 }
 
 
-def pack(train: Path, val: Path, val_every: int, quality: int) -> None:
+def pack(train: Path, val: Path, val_every: int, quality: int, skip_every: int) -> None:
     from wct.encoder import default_weights_path, read_weights, save_weights
     from wct.images import list_images
 
-    for sub in ("a/train", "a/val", "b/train"):
+    for sub in ("train", "val"):
         (GPU / sub).mkdir(parents=True, exist_ok=True)
     weights, _ = read_weights(default_weights_path())
-    save_weights(weights, GPU / "a" / "vgg19_fp16.safetensors")
+    save_weights(weights, GPU / "vgg19_fp16.safetensors")
     files = list_images(train)
     for i, f in enumerate(files):
+        if skip_every and (i + 1) % skip_every == 0:
+            continue
         im = Image.open(f).convert("RGB")
         s = SHORT_SIDE / min(im.size)
         if s < 1:
             im = im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
-        im.save(GPU / "a" / "train" / f"{i:04d}.webp", quality=quality)
+        im.save(GPU / "train" / f"{i:04d}.webp", quality=quality)
     for f in list_images(val)[::val_every]:
-        (GPU / "a" / "val" / f.name).write_bytes(f.read_bytes())
+        (GPU / "val" / f.name).write_bytes(f.read_bytes())
 
 
 def start(minutes: float, batch: int, crop: int, workers: int, levels: list[int]) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
-    for f in sorted((GPU / "a" / "train").glob("*.webp")) + sorted((GPU / "b" / "train").glob("*.webp")):
+    for f in sorted((GPU / "train").glob("*.webp")):
         link = DATA / f.name
         if not link.exists():
             link.symlink_to(f)
@@ -77,7 +81,7 @@ def start(minutes: float, batch: int, crop: int, workers: int, levels: list[int]
             "--data",
             str(DATA),
             "--val",
-            str(GPU / "a" / "val"),
+            str(GPU / "val"),
             "--crop",
             str(crop),
             "--batch",
@@ -105,7 +109,7 @@ def start(minutes: float, batch: int, crop: int, workers: int, levels: list[int]
             "--ckpt-every",
             "250",
             "--vgg-weights",
-            str(GPU / "a" / "vgg19_fp16.safetensors"),
+            str(GPU / "vgg19_fp16.safetensors"),
         ]
         if (ROOT / init).exists():
             cmd += ["--init-from", str(ROOT / init)]
@@ -150,6 +154,7 @@ def main() -> None:
     p.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
     p.add_argument("--val-every", type=int, default=3)
     p.add_argument("--quality", type=int, default=65)
+    p.add_argument("--skip-every", type=int, default=5, help="leave out every Nth photo (0: none)")
     s = sub.add_parser("start")
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--batch", type=int, default=16)
@@ -161,7 +166,7 @@ def main() -> None:
     w.add_argument("--out", type=Path)
     a = ap.parse_args()
     if a.cmd == "pack":
-        pack(a.train, a.val, a.val_every, a.quality)
+        pack(a.train, a.val, a.val_every, a.quality, a.skip_every)
     elif a.cmd == "start":
         start(a.minutes, a.batch, a.crop, a.workers, a.levels)
     else:

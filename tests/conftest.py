@@ -17,6 +17,15 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for a module: on a shared 2-core machine two threads can be 10x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def encoder():
     from wct.encoder import load_encoder

@@ -11,14 +11,7 @@ from wct.errors import InputError
 from wct.transform import feature_stats
 from wct.video import Smoother, TemporalFilter, ema_stats, flicker, read_frames, stylize_frames
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine two threads can be 10x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def panning(frames: int = 6, size: int = 64, step: int = 3) -> list[torch.Tensor]:

@@ -51,6 +51,42 @@ def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[
     return x, (h, w)
 
 
+def prepare_inputs(
+    content: Tensor,
+    style: Style | Sequence[Style],
+    levels: Sequence[int],
+    weights: Sequence[float] | None,
+    mask: Tensor | None,
+) -> tuple[list[Style], Tensor, tuple[int, int], Tensor | None]:
+    """Check a stylisation's inputs; returns the styles, the content stretched (sides >= 16) and
+    padded to multiples of 16, its unpadded (h, w), and the mask as padded region labels."""
+    styles = [style] if isinstance(style, Style) else list(style)
+    if not styles:
+        raise InputError("at least one style is needed")
+    for st in styles:
+        missing = [v for v in levels if v not in st.stats]
+        if missing:
+            raise InputError(f"the style has no statistics for level(s) {missing}")
+    if mask is not None and weights is not None:
+        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    if weights is not None:
+        normalise_weights(weights)
+    h0, w0 = content.shape[-2:]
+    content = stretch_small(content, "content")
+    if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
+        mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
+    x, (h, w) = pad_to_multiple(content)
+    labels = None
+    if mask is not None:
+        labels = fit_labels(mask.long().cpu(), (h, w))
+        if labels.max() >= len(styles):
+            raise InputError(
+                f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
+            )
+        labels = pad_labels(labels, tuple(x.shape[-2:]))
+    return styles, x, (h, w), labels
+
+
 class Stylizer:
     """Holds the encoder and decoders on one device; style statistics are computed once per style."""
 
@@ -103,30 +139,8 @@ class Stylizer:
         """
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
-        styles = [style] if isinstance(style, Style) else list(style)
-        if not styles:
-            raise InputError("at least one style is needed")
-        for st in styles:
-            missing = [v for v in levels if v not in st.stats]
-            if missing:
-                raise InputError(f"the style has no statistics for level(s) {missing}")
-        if mask is not None and weights is not None:
-            raise InputError("style weights and a mask do not combine: a mask gives each region one style")
-        if weights is not None:
-            normalise_weights(weights)
         h0, w0 = content.shape[-2:]
-        content = stretch_small(content, "content")
-        if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
-            mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
-        x, (h, w) = pad_to_multiple(content.to(self.device))
-        labels = None
-        if mask is not None:
-            labels = fit_labels(mask.long().cpu(), (h, w))
-            if labels.max() >= len(styles):
-                raise InputError(
-                    f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
-                )
-            labels = pad_labels(labels, tuple(x.shape[-2:]))
+        styles, x, (h, w), labels = prepare_inputs(content.to(self.device), style, levels, weights, mask)
         for level in levels:
             f = self.encoder(x, level)[0]
             stats = [st[level] for st in styles]

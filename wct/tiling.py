@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .controls import fit_labels, pad_labels, resize_labels
-from .encoder import relu
+from .controls import resize_labels
 from .errors import InputError
-from .images import resize, stretch_small
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, pad_to_multiple
+from .images import resize
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs
 from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, wct_affine
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -255,32 +254,11 @@ def stylize_tiled(
     the content stays on the CPU and only tiles visit the device. `hook`: see `stylize_level`."""
     alpha = check_alpha(alpha)
     levels = check_levels(levels)
-    styles = [style] if isinstance(style, Style) else list(style)
-    if not styles:
-        raise InputError("at least one style is needed")
     if tile < MULTIPLE or blend < 0:
         raise InputError(f"the tile size must be at least {MULTIPLE} px and blend >= 0, got {tile}, {blend}")
-    if mask is not None and weights is not None:
-        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
-    for st in styles:
-        missing = [v for v in levels if v not in st.stats]
-        if missing:
-            raise InputError(f"the style has no statistics for level(s) {missing}")
     h0, w0 = content.shape[-2:]
-    content = stretch_small(content.float().cpu(), "content")
-    if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
-        mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
-    x, (h, w) = pad_to_multiple(content)
-    labels = None
-    if mask is not None:
-        labels = fit_labels(mask.long().cpu(), (h, w))
-        if labels.max() >= len(styles):
-            raise InputError(
-                f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
-            )
-        labels = pad_labels(labels, tuple(x.shape[-2:]))
+    styles, x, (h, w), labels = prepare_inputs(content.float().cpu(), style, levels, weights, mask)
     for level in levels:
-        relu(level)
         stats = [st[level] for st in styles]
         x = stylize_level(stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook)
         x = x.clamp_(0, 1)

@@ -415,7 +415,7 @@ def train(cfg: Config) -> dict:
     bar = progress_bar(rank == 0 and sys.stdout.isatty())
     task = bar.add_task(name, total=cfg.steps, completed=step, info="")
     bar.start()
-    done = progress(step, state["seconds"], cfg)
+    done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
     for batch, n_bad in dl:
         if step >= end or done >= 1:
             break
@@ -425,7 +425,6 @@ def train(cfg: Config) -> dict:
         x = batch.to(device, non_blocking=True).float().div_(255)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        done = progress(step, state["seconds"] + time.time() - t0, cfg)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
         use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
