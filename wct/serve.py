@@ -41,10 +41,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from torch import Tensor
 
 from . import controls
-from .controls import fit_labels, pad_labels, read_mask, resize_labels
+from .controls import fit_labels, read_mask, resize_labels
 from .errors import ImageError, InputError, WCTError
-from .images import DECODE_ERRORS, load_image, reason, resize, stretch_small, tensor_to_pil, to_rgb
-from .pipeline import Stylizer, check_levels, pad_to_multiple
+from .images import DECODE_ERRORS, load_image, reason, resize, tensor_to_pil, to_rgb
+from .pipeline import Stylizer, check_levels, prepare_inputs
 from .transform import FeatureStats, coloring_matrix, feature_stats, flatten, normalise_weights
 from .transform import whitening_matrix as whitening
 
@@ -181,21 +181,21 @@ class Prepared:
     first: dict[int, tuple[Tensor, dict]] = field(default_factory=dict)
 
 
-def prepare(image: Image.Image, size: int, mask: Image.Image | None, styles: int) -> Prepared:
-    """Scale, stretch and pad the content as `Stylizer.stylize` does; labels from the mask image."""
+def prepare(
+    image: Image.Image,
+    size: int,
+    mask: Image.Image | None,
+    styles: Sequence[ReadyStyle],
+    levels: Sequence[int],
+) -> Prepared:
+    """Scale the content and label the mask, then stretch and pad as `Stylizer.stylize` does."""
     content = load_image(image, size)
-    h0, w0 = content.shape[-2:]
     labels = None
     if mask is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a mask of another aspect ratio is resized
-            labels = fit_labels(read_mask(mask, styles), (h0, w0), size)
-    x = stretch_small(content, "content")
-    if labels is not None and tuple(x.shape[-2:]) != (h0, w0):
-        labels = resize_labels(labels, tuple(x.shape[-2:]))
-    x, hw = pad_to_multiple(x)
-    if labels is not None:
-        labels = pad_labels(fit_labels(labels, hw), tuple(x.shape[-2:]))
+            labels = fit_labels(read_mask(mask, len(styles)), tuple(content.shape[-2:]), size)
+    _, x, hw, labels = prepare_inputs(content, list(styles), levels, None, labels)  # type: ignore[arg-type]
     return Prepared(content, x, hw, labels)
 
 
@@ -446,7 +446,7 @@ class Engine:
         key = (p.content, p.mask, len(p.styles), size)
         prep = session.previews.get(key) if preview else None
         if prep is None:
-            prep = prepare(content, size, mask, len(p.styles))
+            prep = prepare(content, size, mask, styles, levels)
             if preview:
                 session.previews = {key: prep}  # one content at a time
         y = cascade(self.s, prep, styles, p.alpha, levels, p.weights, preview, progress)
