@@ -12,14 +12,11 @@ Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 CONTENT = Path("../shared/data/content/adain__input_content_golden_gate.jpg")
 STYLE = Path("../shared/data/styles/neuralstyle__examples_inputs_starry_night.jpg")
@@ -32,22 +29,6 @@ def images(size: int):
     c = CONTENT if CONTENT.exists() else landscape(size, size)
     s = STYLE if STYLE.exists() else painting(size, size)
     return load_image(c, size), load_image(s, size)
-
-
-def median_time(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def peak_rss_gb(size: int) -> float:
@@ -71,14 +52,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    from wct.bench import machine
+    from wct.bench import conv_throughput, count_flops, machine, median_seconds
     from wct.pipeline import Stylizer
 
     torch.set_grad_enabled(False)
     s = Stylizer("cpu")
-    x = torch.rand(1, 3, 512, 512)
-    vgg_flops = flops(lambda: s.encoder(x, 5))
-    vgg_time = median_time(lambda: s.encoder(x, 5), args.runs)
+    vgg_flops, vgg_time = conv_throughput(s.encoder, args.runs)
     throughput = vgg_flops / vgg_time
 
     content, style = images(args.size)
@@ -87,9 +66,9 @@ def main() -> None:
         return s.stylize(content, s.style(style), 0.6, (5, 4, 3, 2, 1))
 
     stats = s.style(style)
-    total_flops = flops(full)
-    total_time = median_time(full, args.runs)
-    transfer_only = median_time(lambda: s.stylize(content, stats, 0.6), args.runs)
+    total_flops = count_flops(full)
+    total_time = median_seconds(full, args.runs)
+    transfer_only = median_seconds(lambda: s.stylize(content, stats, 0.6), args.runs)
     ideal = total_flops / throughput
     result = {
         "machine": machine(),

@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 
 import wct
+from wct import transform
 from wct.errors import ImageError, InputError
 from wct.images import pil_to_tensor, tensor_to_pil
 from wct.pipeline import pad_to_multiple
@@ -50,6 +51,19 @@ def test_style_statistics_come_from_one_encoder_pass_and_are_reused(stylizer, mo
         stylizer.stylize(gradient_image(48, 48, seed), style, 0.6, (5, 4, 3, 2, 1))
     assert len(calls) == 10
     assert all(len(c) == 1 for c in calls)
+
+
+def test_a_styles_colouring_matrices_are_computed_once_for_many_contents(stylizer, monkeypatch):
+    calls = []
+    real = transform.coloring_matrix
+    monkeypatch.setattr(transform, "coloring_matrix", lambda cov: calls.append(cov.shape[0]) or real(cov))
+    style = stylizer.style(stripes(64, 64), levels=(3, 2, 1))
+    outs = [stylizer.stylize(gradient_image(48, 48, seed), style, 0.6, (3, 2, 1)) for seed in range(3)]
+    assert sorted(calls) == [64, 128, 256]  # one eigendecomposition per level, not per image
+    assert not torch.equal(outs[0], outs[1])
+    # The cached matrices give what fresh statistics give.
+    fresh = stylizer.style(stripes(64, 64), levels=(3, 2, 1))
+    torch.testing.assert_close(stylizer.stylize(gradient_image(48, 48, 2), fresh, 0.6, (3, 2, 1)), outs[2])
 
 
 def test_alpha_zero_is_a_reconstruction(stylizer):

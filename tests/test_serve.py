@@ -84,6 +84,8 @@ def test_page_and_assets_come_from_memory_with_a_strict_policy(client):
 def test_only_loopback_host_names_are_served(app):
     evil = TestClient(app, base_url="http://attacker.example")
     assert evil.get("/").status_code == 400  # DNS rebinding: a foreign Host header is refused
+    for base in ("http://localhost:7860", "http://[::1]:7860", "http://127.0.0.1"):
+        assert TestClient(app, base_url=base).get("/").status_code == 200, base
 
 
 def test_preview_matches_the_library_and_reuses_cached_statistics(session, stylizer, monkeypatch):

@@ -239,6 +239,34 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+def median_seconds(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls of `fn`, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """The floating-point operations torch counts in one call of `fn` (convolutions, matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@torch.no_grad()
+def conv_throughput(encoder: Encoder, runs: int = 5) -> tuple[int, float]:
+    """(FLOPs, median seconds) of one VGG19 forward to relu5_1 at 512x512: the machine's
+    convolution throughput, against which the other timings are judged."""
+    x = torch.rand(1, 3, 512, 512, device=next(encoder.parameters()).device)
+    return count_flops(lambda: encoder(x, 5)), median_seconds(lambda: encoder(x, 5), runs)
+
+
 def write_json(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

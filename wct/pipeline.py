@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from .decoder import Decoder, load_decoder
 from .encoder import LEVELS, Encoder, load_encoder, relu, resolve_device
 from .errors import InputError
 from .images import ImageLike, alpha_channel, load_image, resize, stretch_small, tensor_to_pil, with_alpha
-from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, wct, wct_masked, wct_mix
+from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, region_stats, transform
 
 MULTIPLE = 16  # relu5_1 is 1/16 of the input: pad to this so decoders give back the same size
 
@@ -141,17 +141,37 @@ class Stylizer:
         levels = check_levels(levels)
         h0, w0 = content.shape[-2:]
         styles, x, (h, w), labels = prepare_inputs(content.to(self.device), style, levels, weights, mask)
-        for level in levels:
-            f = self.encoder(x, level)[0]
-            stats = [st[level] for st in styles]
-            if labels is not None:
-                f = wct_masked(f, resize_labels(labels, tuple(f.shape[-2:])), stats, alpha)
-            elif len(stats) == 1:
-                f = wct(f, stats[0], alpha)
-            else:
-                f = wct_mix(f, stats, weights, alpha)
+        y = self.cascade(x, styles, alpha, levels, weights, labels)
+        return resize(y[..., :h, :w], (h0, w0))
+
+    @torch.no_grad()
+    def cascade(
+        self,
+        x: Tensor,
+        styles: Sequence[Style],
+        alpha: float,
+        levels: Sequence[int],
+        weights: Sequence[float] | None = None,
+        labels: Tensor | None = None,
+        first: dict | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Tensor:
+        """The coarse-to-fine loop on inputs checked by `prepare_inputs`: encode, transform, decode,
+        re-encode the result at the next level. `first`, when given, keeps the first level's
+        features and statistics (with their whitening) across calls on the same `x`: a caller that
+        only changes alpha, such as the studio's slider, skips that encoder pass and eigensolve."""
+        for i, level in enumerate(levels):
+            memo = first if first is not None and i == 0 else {}
+            if level not in memo:
+                f = self.encoder(x.to(self.device), level)[0]
+                lab = None if labels is None else resize_labels(labels, tuple(f.shape[-2:]))
+                memo[level] = (f, lab, region_stats(f, lab, len(styles)))
+            f, lab, own = memo[level]
+            f = transform(f, [st[level] for st in styles], alpha, weights, lab, own)
             x = self.decoder(level)(f[None])
-        return resize(x[..., :h, :w], (h0, w0))
+            if progress is not None:
+                progress((i + 1) / len(levels))
+        return x
 
     @torch.no_grad()
     def texture(

@@ -31,7 +31,6 @@ from importlib import resources
 from queue import Full, Queue
 from typing import Any
 
-import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -41,12 +40,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from torch import Tensor
 
 from . import controls
-from .controls import fit_labels, read_mask, resize_labels
+from .controls import fit_labels, read_mask
 from .errors import ImageError, InputError, WCTError
 from .images import DECODE_ERRORS, load_image, reason, resize, tensor_to_pil, to_rgb
-from .pipeline import Stylizer, check_levels, prepare_inputs
-from .transform import FeatureStats, coloring_matrix, feature_stats, flatten, normalise_weights
-from .transform import whitening_matrix as whitening
+from .pipeline import Style, Stylizer, check_levels, prepare_inputs
 
 PREVIEW_SIZE = 256  # longer side of the live preview
 ALPHA_STEP = 0.05  # the page's slider step: every position is a frame the worker may prefetch
@@ -60,7 +57,8 @@ MAX_SESSIONS = 16
 QUEUE_SIZE = 4  # jobs waiting behind the running one
 SESSION_TTL = 30 * 60.0  # seconds without a request
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # addresses to bind
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # their Host headers (IPv6 in brackets)
 ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -113,79 +111,22 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 
 @dataclass
-class ReadyStyle:
-    """A style's statistics plus, per level, its colouring matrix and mean (float64)."""
-
-    stats: dict[int, FeatureStats]
-    colour: dict[int, tuple[Tensor, Tensor]]
-
-
-def ready_style(s: Stylizer, image: Image.Image) -> ReadyStyle:
-    """All five levels from one encoder pass; styles over STYLE_SIZE px are scaled down to it."""
-    size = STYLE_SIZE if max(image.size) > STYLE_SIZE else None
-    stats = s.style(image, size).stats
-    return ReadyStyle(stats, {v: (coloring_matrix(st.cov), st.mean) for v, st in stats.items()})
-
-
-def _affine(x: Tensor, styles: Sequence[tuple[Tensor, Tensor]], weights, alpha, memo: dict, key) -> Tensor:
-    """sum_k w_k (alpha WCT_k(x) + (1 - alpha) x) as `transform.wct_affine` computes it."""
-    if key not in memo:
-        own = feature_stats(x)
-        memo[key] = (own, whitening(own.cov))
-    own, white = memo[key]
-    eye = torch.eye(white.shape[0], dtype=white.dtype)
-    t: Any = 0
-    b: Any = 0
-    for w, (colour, mean) in zip(weights, styles, strict=True):
-        tk = alpha * (colour @ white) + (1 - alpha) * eye
-        bk = alpha * mean + (1 - alpha) * own.mean - tk @ own.mean
-        t, b = t + w * tk, b + w * bk
-    return t.to(x) @ x + b.to(x)[:, None]
-
-
-def transform(
-    f: Tensor,
-    styles: Sequence[tuple[Tensor, Tensor]],
-    alpha: float,
-    weights: Sequence[float] | None = None,
-    labels: Tensor | None = None,
-    memo: dict | None = None,
-) -> Tensor:
-    """`wct`, `wct_mix` or `wct_masked` of features (C, H, W), bit for bit, with the styles'
-    colouring matrices precomputed and the content's statistics and whitening kept in `memo`."""
-    if alpha == 0:
-        return f
-    memo = {} if memo is None else memo
-    x = flatten(f)
-    if labels is None:
-        w = normalise_weights(weights) if weights is not None else [1.0] * len(styles)
-        return _affine(x, styles, w, alpha, memo, None).reshape(f.shape)
-    lab = labels.reshape(-1).to(f.device)
-    out = x.clone()
-    for i, st in enumerate(styles):
-        idx = (lab == i).nonzero().squeeze(1)
-        if idx.numel():
-            out[:, idx] = _affine(x[:, idx], [st], [1.0], alpha, memo, i)
-    return out.reshape(f.shape)
-
-
-@dataclass
 class Prepared:
-    """A content image at one size, padded, with its mask; `first` caches the first level's
-    features and whitening (they do not depend on alpha)."""
+    """A content image at one size, padded, with its mask; `first` is `Stylizer.cascade`'s memo of
+    the first level's features and statistics (they do not depend on alpha)."""
 
     content: Tensor
     x: Tensor
     hw: tuple[int, int]
     labels: Tensor | None
-    first: dict[int, tuple[Tensor, dict]] = field(default_factory=dict)
+    first: dict = field(default_factory=dict)
 
 
 def prepare(
     image: Image.Image,
     size: int,
     mask: Image.Image | None,
-    styles: Sequence[ReadyStyle],
+    styles: Sequence[Style],
     levels: Sequence[int],
 ) -> Prepared:
     """Scale the content and label the mask, then stretch and pad as `Stylizer.stylize` does."""
@@ -197,36 +138,6 @@ def prepare(
             labels = fit_labels(read_mask(mask, len(styles)), tuple(content.shape[-2:]), size)
     _, x, hw, labels = prepare_inputs(content, list(styles), levels, None, labels)  # type: ignore[arg-type]
     return Prepared(content, x, hw, labels)
-
-
-@torch.no_grad()
-def cascade(
-    s: Stylizer,
-    prep: Prepared,
-    styles: Sequence[ReadyStyle],
-    alpha: float,
-    levels: Sequence[int],
-    weights: Sequence[float] | None = None,
-    keep_first: bool = False,
-    progress: Callable[[float], None] | None = None,
-) -> Tensor:
-    """Coarse-to-fine stylisation, the same as `Stylizer.stylize`; with `keep_first` the first
-    level's encoding and whitening are cached in `prep` for the next alpha."""
-    x = prep.x.to(s.device)
-    for i, level in enumerate(levels):
-        if i == 0 and level in prep.first:
-            f, memo = prep.first[level]
-        else:
-            f, memo = s.encoder(x, level)[0], {}
-            if i == 0 and keep_first:
-                prep.first[level] = (f, memo)
-        labels = None if prep.labels is None else resize_labels(prep.labels, tuple(f.shape[-2:]))
-        f = transform(f, [st.colour[level] for st in styles], alpha, weights, labels, memo)
-        x = s.decoder(level)(f[None])
-        if progress is not None:
-            progress((i + 1) / len(levels))
-    h, w = prep.hw
-    return resize(x[..., :h, :w], tuple(prep.content.shape[-2:]))
 
 
 # ---------------------------------------------------------------- sessions and jobs
@@ -271,7 +182,7 @@ class Session:
     results: dict[str, bytes] = field(default_factory=dict)
     gallery: list[dict] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
-    styles: dict[str, ReadyStyle] = field(default_factory=dict)
+    styles: dict[str, Style] = field(default_factory=dict)
     previews: dict[tuple, Prepared] = field(default_factory=dict)
     frames: dict[float, bytes] = field(default_factory=dict)  # preview PNG by alpha, for `frames_of`
     frames_of: str = ""  # the preview parameters, alpha aside, that `frames` belong to
@@ -387,10 +298,11 @@ class Engine:
             self._s = Stylizer(self.device)
         return self._s
 
-    def styles(self, session: Session, p: Params) -> list[ReadyStyle]:
+    def styles(self, session: Session, p: Params) -> list[Style]:
         for sid in p.styles:
             if sid not in session.styles:
-                session.styles[sid] = ready_style(self.s, image(session, sid))
+                im = image(session, sid)
+                session.styles[sid] = self.s.style(im, STYLE_SIZE if max(im.size) > STYLE_SIZE else None)
         return [session.styles[sid] for sid in p.styles]
 
     def frame(self, session: Session, p: Params) -> tuple[bytes, float]:
@@ -449,7 +361,10 @@ class Engine:
             prep = prepare(content, size, mask, styles, levels)
             if preview:
                 session.previews = {key: prep}  # one content at a time
-        y = cascade(self.s, prep, styles, p.alpha, levels, p.weights, preview, progress)
+        first = prep.first if preview else None
+        y = self.s.cascade(prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress)
+        h, w = prep.hw
+        y = resize(y[..., :h, :w], tuple(prep.content.shape[-2:]))
         if p.preserve_color:
             y = controls.preserve_color(prep.content, y)
         return tensor_to_pil(y)
@@ -500,7 +415,7 @@ class LimitBody:
 def create_app(
     stylizer: Stylizer | None = None,
     device: str | None = None,
-    hosts: Sequence[str] = LOOPBACK,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
     ttl: float = SESSION_TTL,
     queue_size: int = QUEUE_SIZE,
     max_upload: int = MAX_UPLOAD,
@@ -687,7 +602,7 @@ def run_server(host: str = "127.0.0.1", port: int = 7860, device: str | None = N
     """Serve the studio with uvicorn; the model loads in the background at start."""
     import uvicorn
 
-    hosts = list(LOOPBACK) if host in LOOPBACK else ["*"]
+    hosts = list(LOOPBACK_HOSTS) if host in LOOPBACK else ["*"]
     app = create_app(device=device, hosts=hosts)
     app.state.worker.submit(lambda: app.state.engine.s)  # load the weights while the page opens
     uvicorn.run(app, host=host, port=port, log_level="warning")

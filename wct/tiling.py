@@ -22,7 +22,7 @@ from .controls import resize_labels
 from .errors import InputError
 from .images import resize
 from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs
-from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, wct_affine
+from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
 AUTO_TILE = 1280  # longest tile side (px) when tiling kicks in: ~1.4 MP of working memory per tile
@@ -107,53 +107,6 @@ def needs_tiling(h: int, w: int, tile: int | None) -> bool:
     0 means never."""
     limit = AUTO_TILE if tile is None else tile
     return limit > 0 and max(h, w) > limit
-
-
-def affine_maps(
-    content: Sequence[FeatureStats],
-    styles: Sequence[FeatureStats],
-    alpha: float,
-    weights: Sequence[float] | None,
-    masked: bool,
-) -> list[tuple[Tensor, Tensor]]:
-    """One float64 affine map (T, b) per region (masked: region i takes style i, whitened with its
-    own content statistics) or a single one folding every style with `weights` (default equal)."""
-    if masked:
-        eye = torch.eye(styles[0].total.shape[0], dtype=torch.float64)
-        zero = torch.zeros(eye.shape[0], dtype=torch.float64)
-        return [
-            wct_affine(c, s, alpha) if c.count else (eye, zero) for c, s in zip(content, styles, strict=True)
-        ]
-    w = normalise_weights([1.0] * len(styles) if weights is None else weights)
-    maps = [wct_affine(content[0], s, alpha) for s in styles]
-    t = sum(wi * m[0] for wi, m in zip(w, maps, strict=True))
-    b = sum(wi * m[1] for wi, m in zip(w, maps, strict=True))
-    return [(t, b)]
-
-
-def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor | None) -> Tensor:
-    """Apply region-wise affine maps to features (C, H, W); `labels` (H, W) picks the map."""
-    c, h, w = f.shape
-    x = f.reshape(c, -1)
-    if labels is None:
-        t, b = maps[0]
-        return (t.to(x) @ x + b.to(x)[:, None]).reshape(c, h, w)
-    out = x.clone()
-    lab = labels.reshape(-1).to(x.device)
-    for i, (t, b) in enumerate(maps):
-        idx = (lab == i).nonzero().squeeze(1)
-        if idx.numel():
-            out[:, idx] = t.to(x) @ x[:, idx] + b.to(x)[:, None]
-    return out.reshape(c, h, w)
-
-
-def region_stats(f: Tensor, labels: Tensor | None, regions: int, shift: Tensor) -> list[FeatureStats]:
-    """Statistics of features (C, H, W) about `shift`, per region of `labels` (or one for all)."""
-    x = f.reshape(f.shape[0], -1)
-    if labels is None:
-        return [feature_stats(x, shift)]
-    lab = labels.reshape(-1).to(x.device)
-    return [feature_stats(x[:, (lab == i).nonzero().squeeze(1)], shift) for i in range(regions)]
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -23,7 +24,11 @@ ABS_EPS = 1e-12
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Running sums of one feature map: count N, sum of x (C,), sum of x xᵀ about `shift` (C, C)."""
+    """Running sums of one feature map: count N, sum of x (C,), sum of x xᵀ about `shift` (C, C).
+
+    The whitening and colouring matrices are computed once per object, so a style's statistics
+    reused for many contents (batches, video, the studio's slider) cost one eigendecomposition.
+    """
 
     count: int
     total: Tensor
@@ -40,6 +45,14 @@ class FeatureStats:
         n = max(self.count, 1)
         d = self.total / n
         return (self.outer - n * torch.outer(d, d)) / max(self.count - 1, 1)
+
+    @cached_property
+    def whitening(self) -> Tensor:
+        return whitening_matrix(self.cov)
+
+    @cached_property
+    def coloring(self) -> Tensor:
+        return coloring_matrix(self.cov)
 
     def __add__(self, other: FeatureStats) -> FeatureStats:
         delta = other.shift - self.shift
@@ -97,7 +110,7 @@ def check_alpha(alpha: float) -> float:
 
 def wct_matrix(content: FeatureStats, style: FeatureStats) -> tuple[Tensor, Tensor]:
     """(T, b) such that T (x - content mean) + b whitens and colours; T is float64 (C, C)."""
-    return coloring_matrix(style.cov) @ whitening_matrix(content.cov), style.mean
+    return style.coloring @ content.whitening, style.mean
 
 
 def wct_affine(content: FeatureStats, style: FeatureStats, alpha: float) -> tuple[Tensor, Tensor]:
@@ -119,6 +132,91 @@ def _style_stats(content: Tensor, style: FeatureStats | Tensor) -> FeatureStats:
     return style
 
 
+def _labels(f: Tensor, labels: Tensor, regions: int) -> Tensor:
+    """`labels` flattened, checked to match features (C, H, W) and to lie in 0..regions-1."""
+    lab = labels.reshape(-1).to(f.device)
+    if lab.numel() != flatten(f).shape[1]:
+        raise InputError(f"labels {tuple(labels.shape)} do not match features {tuple(f.shape)}")
+    if lab.numel() and (lab.min() < 0 or lab.max() >= regions):
+        raise InputError(f"labels must lie in 0..{regions - 1}, one per style")
+    return lab
+
+
+def region_stats(
+    f: Tensor, labels: Tensor | None = None, regions: int = 1, shift: Tensor | None = None
+) -> list[FeatureStats]:
+    """Statistics of features (C, H, W) per region of `labels` (H, W), or one for the whole map;
+    about `shift` (default: each region's own mean)."""
+    x = flatten(f)
+    if labels is None:
+        return [feature_stats(x, shift)]
+    lab = _labels(f, labels, regions)
+    return [feature_stats(x[:, (lab == i).nonzero().squeeze(1)], shift) for i in range(regions)]
+
+
+def affine_maps(
+    content: Sequence[FeatureStats],
+    styles: Sequence[FeatureStats],
+    alpha: float,
+    weights: Sequence[float] | None = None,
+    masked: bool = False,
+) -> list[tuple[Tensor, Tensor]]:
+    """Float64 affine maps (T, b): one per region when `masked` (region i whitened with its own
+    statistics `content[i]` and coloured with `styles[i]`; an empty region keeps its features), or
+    one folding every style with `weights` (default equal) for the whole map `content[0]`."""
+    alpha = check_alpha(alpha)
+    if masked:
+        eye = torch.eye(styles[0].total.shape[0], dtype=torch.float64)
+        zero = torch.zeros(eye.shape[0], dtype=torch.float64)
+        return [
+            wct_affine(c, s, alpha) if c.count else (eye, zero) for c, s in zip(content, styles, strict=True)
+        ]
+    w = normalise_weights([1.0] * len(styles) if weights is None else weights)
+    if len(w) != len(styles):
+        raise InputError(f"{len(styles)} styles but {len(w)} weights")
+    maps = [wct_affine(content[0], s, alpha) for s in styles]
+    t = sum(wi * m[0] for wi, m in zip(w, maps, strict=True))
+    b = sum(wi * m[1] for wi, m in zip(w, maps, strict=True))
+    return [(t, b)]  # type: ignore[list-item]
+
+
+def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor | None = None) -> Tensor:
+    """Apply affine maps to features (C, H, W) in their dtype; `labels` (H, W) picks a map per pixel."""
+    x = flatten(f)
+    if labels is None:
+        t, b = maps[0]
+        return (t.to(x) @ x + b.to(x)[:, None]).reshape(f.shape)
+    out = x.clone()
+    lab = labels.reshape(-1).to(x.device)
+    for i, (t, b) in enumerate(maps):
+        idx = (lab == i).nonzero().squeeze(1)
+        if idx.numel():
+            out[:, idx] = t.to(x) @ x[:, idx] + b.to(x)[:, None]
+    return out.reshape(f.shape)
+
+
+def transform(
+    f: Tensor,
+    styles: Sequence[FeatureStats | Tensor],
+    alpha: float,
+    weights: Sequence[float] | None = None,
+    labels: Tensor | None = None,
+    own: Sequence[FeatureStats] | None = None,
+) -> Tensor:
+    """One level of stylisation of features (C, H, W): WCT with one style, the weighted mix of
+    several, or region i of `labels` with style i. `own` is `region_stats(f, labels, len(styles))`
+    when the caller keeps it (its whitening is then computed once for many alphas)."""
+    styles = [_style_stats(f, s) for s in styles]
+    if labels is not None:
+        _labels(f, labels, len(styles))
+    elif weights is not None and len(normalise_weights(weights)) != len(styles):
+        raise InputError(f"{len(styles)} styles but {len(weights)} weights")
+    if check_alpha(alpha) == 0:
+        return f
+    own = own if own is not None else region_stats(f, labels, len(styles))
+    return apply_maps(f, affine_maps(own, styles, alpha, weights, labels is not None), labels)
+
+
 def wct(
     content: Tensor,
     style: FeatureStats | Tensor,
@@ -130,15 +228,7 @@ def wct(
     `style` is a feature map or its precomputed statistics. Returns the same shape and dtype,
     always finite: flat styles, constant content and single-pixel maps included.
     """
-    alpha = check_alpha(alpha)
-    f = flatten(content)
-    style = _style_stats(f, style)
-    if alpha == 0:
-        return content
-    stats = content_stats if content_stats is not None else feature_stats(f)
-    t, b = wct_affine(stats, style, alpha)
-    out = t.to(f) @ f + b.to(f)[:, None]
-    return out.reshape(content.shape)
+    return transform(content, [style], alpha, own=None if content_stats is None else [content_stats])
 
 
 def normalise_weights(weights: Sequence[float]) -> list[float]:
@@ -162,20 +252,7 @@ def wct_mix(
     Weights (default equal) are normalised; the weighted maps are folded into one affine map,
     so a weight of 1 reproduces that style's `wct` and a weight of 0 has no effect.
     """
-    alpha = check_alpha(alpha)
-    weights = normalise_weights([1.0] * len(styles) if weights is None else weights)
-    if len(weights) != len(styles):
-        raise InputError(f"{len(styles)} styles but {len(weights)} weights")
-    f = flatten(content)
-    stats = [_style_stats(f, s) for s in styles]
-    if alpha == 0:
-        return content
-    own = feature_stats(f)
-    maps = [wct_affine(own, s, alpha) for s in stats]
-    t = sum(w * m[0] for w, m in zip(weights, maps, strict=True))
-    b = sum(w * m[1] for w, m in zip(weights, maps, strict=True))
-    out = t.to(f) @ f + b.to(f)[:, None]
-    return out.reshape(content.shape)
+    return transform(content, styles, alpha, weights)
 
 
 def wct_masked(
@@ -186,17 +263,4 @@ def wct_masked(
     Each region is whitened with its own content statistics and coloured with its style's.
     Labels must lie in 0..len(styles)-1; a style whose region is empty is unused.
     """
-    alpha = check_alpha(alpha)
-    f = flatten(content)
-    stats = [_style_stats(f, s) for s in styles]
-    lab = labels.reshape(-1).to(f.device)
-    if lab.numel() != f.shape[1]:
-        raise InputError(f"labels {tuple(labels.shape)} do not match features {tuple(content.shape)}")
-    if lab.numel() and (lab.min() < 0 or lab.max() >= len(stats)):
-        raise InputError(f"labels must lie in 0..{len(stats) - 1}, one per style")
-    out = f.clone()
-    for i, s in enumerate(stats):
-        idx = (lab == i).nonzero().squeeze(1)
-        if idx.numel():
-            out[:, idx] = wct(f[:, idx], s, alpha)
-    return out.reshape(content.shape)
+    return transform(content, styles, alpha, labels=labels)
