@@ -170,6 +170,22 @@ def test_render_streams_progress_and_downloads_the_same_image_as_the_cli_path(se
     assert client.get(f"/api/sessions/{sid}/jobs/{job}").json()["status"] == "done"
 
 
+def test_a_transparent_photo_keeps_its_alpha_as_in_the_library(session):
+    client, sid, _, styles = session
+    photo = CONTENT.convert("RGBA")
+    photo.putalpha(Image.linear_gradient("L").resize(photo.size))
+    r = client.post(f"/api/sessions/{sid}/images?name=cut.png", content=png_bytes(photo))
+    p = {"content": r.json()["id"], "styles": styles[:1], "alpha": 0.7, "size": 64, "levels": [2, 1]}
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
+        last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
+    with Image.open(io.BytesIO(client.get(last["result"]["url"]).content)) as im:
+        got = np.asarray(im)
+    expected = np.asarray(wct.stylize(photo, STYLE_A, 0.7, (2, 1), 64, device="cpu"))
+    assert got.shape == (48, 64, 4) and np.array_equal(got, expected)
+    assert got[0, :, 3].mean() < 20 and got[-1, :, 3].mean() > 235  # the gradient's alpha
+
+
 def test_mask_gives_each_region_its_style(session):
     client, sid, content, styles = session
     mask = Image.new("L", (80, 60), 0)

@@ -42,7 +42,16 @@ from torch import Tensor
 from . import controls
 from .controls import fit_labels, read_mask
 from .errors import ImageError, InputError, WCTError
-from .images import DECODE_ERRORS, load_image, reason, resize, tensor_to_pil, to_rgb
+from .images import (
+    DECODE_ERRORS,
+    alpha_channel,
+    load_image,
+    reason,
+    resize,
+    tensor_to_pil,
+    to_rgb,
+    with_alpha,
+)
 from .pipeline import Style, Stylizer, check_levels, prepare_inputs
 
 PREVIEW_SIZE = 256  # longer side of the live preview
@@ -83,7 +92,8 @@ def one_line(e: BaseException) -> str:
 
 
 def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Uploaded bytes as an upright RGB image, decoded by Pillow; anything else is an ImageError."""
+    """Uploaded bytes as an upright RGB image (RGBA if it has transparency), decoded by Pillow;
+    anything else is an ImageError."""
     if not data:
         raise ImageError("the file is empty")
     try:
@@ -95,7 +105,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                rgb = to_rgb(im)
+                rgb = im.convert("RGBA") if alpha_channel(im, im.size) is not None else to_rgb(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -367,7 +377,8 @@ class Engine:
         y = resize(y[..., :h, :w], tuple(prep.content.shape[-2:]))
         if p.preserve_color:
             y = controls.preserve_color(prep.content, y)
-        return tensor_to_pil(y)
+        out = tensor_to_pil(y)
+        return with_alpha(out, alpha_channel(content, out.size))  # a transparent photo stays so
 
 
 def frame_key(p: Params) -> tuple[str, float]:
