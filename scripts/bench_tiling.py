@@ -30,19 +30,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CONTENT = ROOT.parent / "shared/data/content/skimage__astronaut.jpg"  # public domain (NASA)
+# The exactness and seam check also runs on these (public-domain or CC0 scikit-image photos).
+CHECK_PHOTOS = [CONTENT] + [CONTENT.with_name(f"skimage__{n}.jpg") for n in ("chelsea", "coffee", "rocket")]
 STYLE = ROOT.parent / "shared/data/styles/neuralstyle__examples_inputs_starry_night.jpg"  # public domain
 SIZES = {"1024": (1024, 576), "2k": (1920, 1080), "4k": (3840, 2160), "8k": (7680, 4320)}
 ALPHA = 0.8
 
 
-def content(width: int, height: int) -> torch.Tensor:
+def content(width: int, height: int, photo: Path = CONTENT) -> torch.Tensor:
     """The photo cropped to width:height and scaled to (width, height); a generated one if absent."""
     from PIL import Image
 
     from wct.demo import landscape
     from wct.images import pil_to_tensor
 
-    im = Image.open(CONTENT).convert("RGB") if CONTENT.exists() else landscape(1024, 576)
+    im = Image.open(photo).convert("RGB") if photo.exists() else landscape(1024, 576)
     w, h = im.size
     ch = min(h, round(w * height / width))
     cw = round(ch * width / height)
@@ -105,27 +107,33 @@ def run_child(size: str, tile: str, threads: int) -> dict:
 
 
 def check(check_tile: int) -> dict:
-    """Untiled vs tiled at 1024 px: PSNR and the seam metric of both."""
+    """Untiled vs tiled at 1024 px on each check photo: PSNR and the seam metric of both; the
+    first photo's numbers at the top level, every photo's and their means under "photos"."""
     from wct.pipeline import Stylizer
     from wct.tiling import seam_metric, stylize_tiled
 
     s = Stylizer("cpu")
     st = style(s)
-    x = content(*SIZES["1024"])
-    y0 = s.stylize(x, st, ALPHA)
-    y1 = stylize_tiled(s, x, st, ALPHA, tile=check_tile)
-    across, within = seam_metric(y1, check_tile)
-    ref_across, ref_within = seam_metric(y0, check_tile)
-    return {
-        "size": "1024x576",
-        "tile": check_tile,
-        "psnr_db": psnr(y0, y1),
-        "max_abs_diff": (y0 - y1).abs().max().item(),
-        "seam_across": across,
-        "seam_within": within,
-        "untiled_across": ref_across,
-        "untiled_within": ref_within,
-    }
+    rows = []
+    for photo in dict.fromkeys(p if p.exists() else CONTENT for p in CHECK_PHOTOS):
+        x = content(*SIZES["1024"], photo)
+        y0 = s.stylize(x, st, ALPHA)
+        y1 = stylize_tiled(s, x, st, ALPHA, tile=check_tile)
+        across, within = seam_metric(y1, check_tile)
+        ref_across, ref_within = seam_metric(y0, check_tile)
+        rows.append(
+            {
+                "photo": photo.name,
+                "psnr_db": psnr(y0, y1),
+                "max_abs_diff": (y0 - y1).abs().max().item(),
+                "seam_across": across,
+                "seam_within": within,
+                "untiled_across": ref_across,
+                "untiled_within": ref_within,
+            }
+        )
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "photo"}
+    return {"size": "1024x576", "tile": check_tile, **rows[0], "photos": rows, "mean": mean}
 
 
 def markdown(report: dict) -> str:
@@ -149,6 +157,18 @@ def markdown(report: dict) -> str:
             f"{c['untiled_within']:.5f}.",
             "",
         ]
+        if len(c.get("photos", [])) > 1:
+            lines += [
+                "| photo | PSNR tiled vs untiled (dB) | across borders | within tiles "
+                "| untiled across | untiled within |",
+                "|---|---|---|---|---|---|",
+            ]
+            for r in [*c["photos"], {"photo": "mean", **c["mean"]}]:
+                lines.append(
+                    f"| {r['photo']} | {r['psnr_db']:.1f} | {r['seam_across']:.5f} | {r['seam_within']:.5f} "
+                    f"| {r['untiled_across']:.5f} | {r['untiled_within']:.5f} |"
+                )
+            lines.append("")
     lines += [
         "| size | levels | pixels | tiled | wall s | CPU s | CPU s / MP | vs 1024 px | peak RSS (GB) "
         "| load avg |",
@@ -205,10 +225,11 @@ def main() -> None:
         "runs": [],
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    for size in a.sizes.split(","):
+    for size in filter(None, a.sizes.split(",")):
         report["runs"].append(run_child(size.strip(), "auto", a.threads))
         print(json.dumps(report["runs"][-1]), flush=True)
         a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")  # partial results too
+    a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     a.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
 
