@@ -23,7 +23,7 @@ from wct.controls import (
 )
 from wct.errors import InputError
 from wct.images import load_image, tensor_to_pil
-from wct.transform import FeatureStats, feature_stats, wct, wct_masked, wct_mix
+from wct.transform import FeatureStats, feature_stats, transform, wct, wct_masked, wct_mix
 
 from .conftest import gradient_image
 
@@ -120,6 +120,8 @@ def test_wct_masked_gives_each_region_its_own_style_statistics():
     )
     with pytest.raises(InputError, match="labels"):
         wct_masked(f, labels + 1, styles)
+    with pytest.raises(InputError, match="do not combine"):
+        transform(f, styles, 0.5, weights=[1, 1], labels=labels)
 
 
 def test_wct_mix_is_the_weighted_sum_and_checks_weights():

@@ -356,11 +356,7 @@ class Engine:
 
     def run(self, session: Session, p: Params, preview: bool, progress=None) -> Image.Image:
         """A preview (at most PREVIEW_SIZE, caches kept) or a full-size render of `p`."""
-        levels = check_levels(p.levels)
-        if p.mask is not None and p.weights is not None:
-            raise InputError("style weights and a mask do not combine: a mask gives each region one style")
-        if p.weights is not None and len(p.weights) != len(p.styles):
-            raise InputError(f"{len(p.styles)} styles but {len(p.weights)} weights")
+        levels = check_levels(p.levels)  # the core checks the rest (weights with a mask, their count)
         content = image(session, p.content)
         mask = image(session, p.mask) if p.mask is not None else None
         styles = self.styles(session, p)
