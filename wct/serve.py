@@ -45,6 +45,7 @@ from .errors import ImageError, InputError, WCTError
 from .images import (
     DECODE_ERRORS,
     alpha_channel,
+    has_alpha,
     load_image,
     reason,
     resize,
@@ -105,7 +106,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                rgb = im.convert("RGBA") if alpha_channel(im, im.size) is not None else to_rgb(im)
+                rgb = im.convert("RGBA") if has_alpha(im) else to_rgb(im)
     except ImageError:
         raise
     except UnidentifiedImageError:

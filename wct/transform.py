@@ -206,9 +206,9 @@ def transform(
     """One level of stylisation of features (C, H, W): WCT with one style, the weighted mix of
     several, or region i of `labels` with style i. `own` is `region_stats(f, labels, len(styles))`
     when the caller keeps it (its whitening is then computed once for many alphas)."""
-    styles = [_style_stats(f, s) for s in styles]
     if labels is not None and weights is not None:
         raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    styles = [_style_stats(f, s) for s in styles]
     if labels is not None:
         _labels(f, labels, len(styles))
     elif weights is not None and len(normalise_weights(weights)) != len(styles):
