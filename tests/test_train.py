@@ -56,6 +56,7 @@ def test_training_lowers_loss_exports_and_counts_bad_files(data, tmp_path):
     assert (tmp_path / "run" / "relu2_1.curves.png").exists()
     dec = load_decoder(2, "cpu", path=tmp_path / "dec" / "relu2_1.safetensors")
     assert dec.metadata["steps"] == "12" and float(dec.metadata["val_psnr"]) > 0
+    assert dec.metadata["hardware"] == "CPU"
     assert losses == [] or all(torch.isfinite(torch.tensor(losses)))
 
 

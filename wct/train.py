@@ -487,9 +487,15 @@ def train(cfg: Config) -> dict:
     return summary
 
 
+def hardware(device: torch.device) -> str:
+    """Where a decoder was trained, for its metadata and the model card."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
 def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder) -> dict:
     return {
         "encoder": encoder.weights_id,
+        "hardware": hardware(next(encoder.parameters()).device),
         "training_data": str(cfg.data),
         "steps": step,
         "val_psnr": round(scores["psnr"], 3),

@@ -1,0 +1,51 @@
+"""The int8 transport of decoders in scripts/train_gpu.py: what travels to a lent GPU must come back
+as a decoder file that `wct train --init-from` and `load_decoder` accept, with nearly the same
+weights and the same metadata."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from wct.decoder import Decoder, load_decoder, read_decoder, save_decoder
+from wct.encoder import VGG19_MD5
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_gpu.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_round_trip_keeps_weights_and_metadata(tmp_path):
+    gpu = load_script()
+    torch.manual_seed(0)
+    decoder = Decoder(3)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.normal_(0, 0.05)
+        decoder.net[0].weight[0, 0].mul_(40)  # an outlier kernel must not cost the others precision
+        decoder.mean.normal_()
+    original = tmp_path / "relu3_1.safetensors"
+    save_decoder(decoder, original, {"encoder": VGG19_MD5, "steps": "12", "val_psnr": "27.5"})
+    packed, back = tmp_path / "relu3_1.safetensors.q8", tmp_path / "back" / "relu3_1.safetensors"
+
+    gpu.quantize(original, packed)
+    gpu.dequantize(packed, back)
+
+    assert packed.stat().st_size < 0.75 * original.stat().st_size  # 0.63 for relu5_1
+    restored = load_decoder(3, "cpu", path=back)
+    before, after = read_decoder(original), read_decoder(back)
+    assert {k: v for k, v in after[1].items() if k != "sha256"} == {
+        k: v for k, v in before[1].items() if k != "sha256"
+    }
+    for name, w in decoder.state_dict().items():
+        got = restored.state_dict()[name]
+        if name.endswith(".weight"):
+            step = w.abs().amax(dim=(2, 3), keepdim=True) / 127  # one int8 step per 3x3 kernel
+            assert ((got - w).abs() <= step * 0.51 + 1e-3 * w.abs()).all(), name
+        else:
+            assert torch.allclose(got, w, rtol=1e-3, atol=1e-4), name
