@@ -111,7 +111,9 @@ def pack(train: Path, val: Path, val_every: int, quality: int, skip_every: int, 
         (GPU / "val" / f.name).write_bytes(f.read_bytes())
 
 
-def start(minutes: float, batch: int, crop: int, workers: int, levels: list[int], device: str) -> None:
+def start(
+    minutes: float, batch: int, crop: int, workers: int, levels: list[int], device: str, feature_weight: float
+) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     for f in sorted((GPU / "train").glob("*.webp")):
         link = DATA / f.name
@@ -144,7 +146,7 @@ def start(minutes: float, batch: int, crop: int, workers: int, levels: list[int]
             "--lr",
             str(lr),
             "--feature-weight",
-            "0.01",
+            str(feature_weight),
             "--feature-from",
             "0.8",
             "--out",
@@ -244,6 +246,7 @@ def main() -> None:
     s.add_argument("--workers", type=int, default=4)
     s.add_argument("--levels", type=int, nargs="+", default=[3, 4, 5])
     s.add_argument("--device", default="cuda")
+    s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
@@ -256,7 +259,7 @@ def main() -> None:
     if a.cmd == "pack":
         pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8)
     elif a.cmd == "start":
-        start(a.minutes, a.batch, a.crop, a.workers, a.levels, a.device)
+        start(a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight)
     elif a.cmd == "wait":
         wait(a.seconds, a.out)
     else:
