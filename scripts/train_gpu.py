@@ -75,8 +75,7 @@ def dequantize(path: Path, target: Path) -> None:
     }
     decoder = Decoder(int(meta["level"]))
     decoder.load_state_dict(state)
-    meta = {k: v for k, v in meta.items() if k not in ("level", "sha256")}
-    save_decoder(decoder, target, meta)
+    save_decoder(decoder, target, meta)  # writes its own level and digest
 
 
 def init_file(level: int) -> Path | None:
@@ -211,7 +210,8 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
     """Rescore GPU-trained decoders on the full val set and export each one that is better."""
     from wct.decoder import load_decoder, read_decoder, save_decoder
     from wct.encoder import load_encoder
-    from wct.train import export, load_val_images, reconstruction_scores
+    from wct.evaluate import load_val_images, reconstruction_scores
+    from wct.train import export
 
     encoder, images = load_encoder("cpu"), load_val_images(val)
     for f in files:
@@ -219,7 +219,6 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
         decoder = load_decoder(int(meta["level"]), "cpu", path=f).eval()
         with torch.no_grad():
             s = reconstruction_scores(encoder, decoder, images)
-        meta = {k: v for k, v in meta.items() if k not in ("level", "sha256")}
         meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
         meta.update(val_data=os.path.relpath(val, ROOT), training_data=data)
         meta.setdefault("hardware", hardware)
