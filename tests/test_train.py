@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -148,3 +150,16 @@ def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
     assert ck["state"]["step"] == summary["step"] and ck["state"]["seconds"] >= 3
     meta = load_decoder(2, "cpu", path=tmp_path / "t" / "relu2_1.best.safetensors").metadata
     assert meta["steps"] == str(summary["step"]) and float(meta["train_seconds"]) >= 3
+
+
+def test_amp_on_a_cpu_without_bf16_kernels_warns(data, tmp_path, monkeypatch):
+    import wct.train
+
+    monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="drop --amp"):
+        train(config(data, tmp_path / "a", steps=1, amp=True, val_every=10**6))
+    monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config(data, tmp_path / "b", steps=1, amp=True, val_every=10**6))
+    assert not [w for w in caught if "--amp" in str(w.message)]

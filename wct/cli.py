@@ -407,7 +407,9 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
     init_from: Path | None = typer.Option(None, help="Warm-start from decoder level-1's file."),
     device: str = DeviceOpt,
-    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA)."),
+    amp: bool | None = typer.Option(
+        None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA; a CPU needs AVX-512 BF16 or AMX)."
+    ),
     seed: int = typer.Option(0),
     workers: int = typer.Option(2, help="Data-loading worker processes."),
     val_every: int = typer.Option(500),

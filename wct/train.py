@@ -387,6 +387,12 @@ def train(cfg: Config) -> dict:
 
     val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
     use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    if use_amp and device.type == "cpu" and not cpu_has_fast_bf16() and rank == 0:
+        warnings.warn(
+            "--amp on this CPU: torch has no fast bf16 kernels here (it needs AVX-512 BF16 or AMX), "
+            "so bf16 convolutions run many times slower than fp32; drop --amp",
+            stacklevel=1,
+        )
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
@@ -485,6 +491,15 @@ def train(cfg: Config) -> dict:
     if rank == 0 and cfg.export and best.exists():
         summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
     return summary
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU; without them bf16 convolutions fall back to
+    a reference loop (measured 0.6 GFLOP/s against 113 in fp32 on an AVX2-only CPU)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def hardware(device: torch.device) -> str:
