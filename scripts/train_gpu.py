@@ -52,8 +52,9 @@ def quantize(path: Path, target: Path) -> None:
     out = {}
     for k, v in tensors.items():
         if k.endswith(".weight"):
-            scale = v.float().abs().amax(dim=(2, 3), keepdim=True).clamp_min(1e-12) / 127
-            out[k] = (v.float() / scale).round().clamp(-127, 127).to(torch.int8)
+            w = v.float()
+            scale = w.abs().amax(dim=(2, 3), keepdim=True).clamp_min(1e-12) / 127
+            out[k] = (w / scale).round().clamp(-127, 127).to(torch.int8)
             out[k + ".scale"] = scale.half()
         else:
             out[k] = v
@@ -216,9 +217,8 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
     encoder, images = load_encoder("cpu"), load_val_images(val)
     for f in files:
         meta = read_decoder(f)[1]
-        decoder = load_decoder(int(meta["level"]), "cpu", path=f).eval()
-        with torch.no_grad():
-            s = reconstruction_scores(encoder, decoder, images)
+        decoder = load_decoder(int(meta["level"]), "cpu", path=f)  # in eval mode, no grad
+        s = reconstruction_scores(encoder, decoder, images)
         meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
         meta.update(val_data=os.path.relpath(val, ROOT), training_data=data)
         meta.setdefault("hardware", hardware)
