@@ -11,7 +11,8 @@ under the running jobs. On the GPU, `start` launches one `python -m wct.train` p
 background, all with the same wall-time budget (the schedule follows time), and `wait` polls their
 logs until they end, packing the best decoders into $OUT in pieces of at most 15 MB as it goes.
 Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set, writes
-that score into its metadata and exports it to decoders/ if it beats the one there.
+that score into its metadata and exports it to decoders/ if it beats the one there. `start --seeds
+0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to average.
 
     python scripts/train_gpu.py pack --q8 4 5
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
@@ -20,6 +21,7 @@ that score into its metadata and exports it to decoders/ if it beats the one the
 """
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -88,7 +90,9 @@ def init_file(level: int) -> Path | None:
     return ROOT / "decoders" / name if (ROOT / "decoders" / name).exists() else None
 
 
-def pack(train: Path, val: Path, val_every: int, quality: int, skip_every: int, q8: list[int]) -> None:
+def pack(
+    train: Path, val: Path, val_every: int, quality: int, skip_every: int, q8: list[int], short_side: int
+) -> None:
     from wct.encoder import default_weights_path, read_weights, save_weights
     from wct.images import list_images
 
@@ -103,7 +107,7 @@ def pack(train: Path, val: Path, val_every: int, quality: int, skip_every: int, 
         if skip_every and (i + 1) % skip_every == 0:
             continue
         im = Image.open(f).convert("RGB")
-        s = SHORT_SIDE / min(im.size)
+        s = short_side / min(im.size)
         if s < 1:
             im = im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
         im.save(GPU / "train" / f"{i:04d}.webp", quality=quality)
@@ -112,7 +116,15 @@ def pack(train: Path, val: Path, val_every: int, quality: int, skip_every: int, 
 
 
 def start(
-    minutes: float, batch: int, crop: int, workers: int, levels: list[int], device: str, feature_weight: float
+    minutes: float,
+    batch: int,
+    crop: int,
+    workers: int,
+    levels: list[int],
+    device: str,
+    feature_weight: float,
+    lr: float | None,
+    seeds: list[int],
 ) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     for f in sorted((GPU / "train").glob("*.webp")):
@@ -121,9 +133,9 @@ def start(
             link.symlink_to(f)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     pids = []
-    for level in levels:
-        lr, init = PLAN[level], init_file(level)
-        out = RUNS / f"l{level}"
+    for level, seed in itertools.product(levels, seeds):
+        peak, init = lr or PLAN[level], init_file(level)
+        out = RUNS / (f"l{level}" if seed == seeds[0] else f"l{level}s{seed}")
         out.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -144,7 +156,7 @@ def start(
             "--minutes",
             str(minutes),
             "--lr",
-            str(lr),
+            str(peak),
             "--feature-weight",
             str(feature_weight),
             "--feature-from",
@@ -163,6 +175,8 @@ def start(
             "250",
             "--vgg-weights",
             str(GPU / "vgg19_fp16.safetensors"),
+            "--seed",
+            str(seed),
         ]
         if init:
             cmd += ["--init-from", str(init)]
@@ -238,6 +252,9 @@ def main() -> None:
     p.add_argument("--quality", type=int, default=65)
     p.add_argument("--skip-every", type=int, default=5, help="leave out every Nth photo (0: none)")
     p.add_argument("--q8", type=int, nargs="*", default=[], help="levels whose decoder travels as int8")
+    p.add_argument(
+        "--short-side", type=int, default=SHORT_SIDE, help="downscale photos to this (smaller, but easier)"
+    )
     s = sub.add_parser("start")
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--batch", type=int, default=16)
@@ -246,6 +263,8 @@ def main() -> None:
     s.add_argument("--levels", type=int, nargs="+", default=[3, 4, 5])
     s.add_argument("--device", default="cuda")
     s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
+    s.add_argument("--lr", type=float, help="peak lr for every level (default: PLAN's for each)")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
@@ -256,9 +275,9 @@ def main() -> None:
     d.add_argument("--hardware", default="GPU", help="for files written before wct recorded it")
     a = ap.parse_args()
     if a.cmd == "pack":
-        pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8)
+        pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8, a.short_side)
     elif a.cmd == "start":
-        start(a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight)
+        start(a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight, a.lr, a.seeds)
     elif a.cmd == "wait":
         wait(a.seconds, a.out)
     else:

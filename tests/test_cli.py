@@ -131,3 +131,48 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli):
 
     scores = json.loads(js.read_text())["levels"]["relu1_1"]
     assert scores["psnr"] > 30 and scores["images"] == 1
+
+
+def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, wct_cli):
+    import json
+
+    import torch
+
+    from wct.decoder import decoder_path, load_decoder, read_decoder, save_decoder
+
+    shipped = load_decoder(1, "cpu")
+    run = load_decoder(1, "cpu")
+    with torch.no_grad():
+        run.net[0].weight.add_(0.002 * torch.randn_like(run.net[0].weight))
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_decoder(shipped, a, shipped.metadata)
+    save_decoder(run, b, {**run.metadata, "steps": "7"})
+    val = tmp_path / "val"
+    val.mkdir()
+    landscape(100, 80).save(val / "x.png")
+    out = tmp_path / "soup.safetensors"
+
+    r = wct_cli("average-decoders", str(a), str(b), "-o", str(out), "--weights", "3,1", "--val", str(val))
+    assert r.returncode == 0, r.stderr
+    assert "val PSNR" in r.stdout and "1 images" in r.stdout
+    meta = read_decoder(out)[1]
+    assert meta["level"] == "1" and float(meta["val_psnr"]) > 30 and meta["val_images"] == "1"
+    assert [x["weight"] for x in json.loads(meta["averaged_from"])] == [3.0, 1.0]
+    soup = load_decoder(1, "cpu", path=out).net[0].weight
+    expected = 0.75 * shipped.net[0].weight + 0.25 * run.net[0].weight.half().float()
+    torch.testing.assert_close(soup, expected.half().float(), atol=1e-3, rtol=0)
+
+    before = out.read_bytes()
+    for args, text in [
+        ((str(a), str(b), "-o", str(out)), "exists"),
+        ((str(a), str(b), "-o", str(a), "--overwrite"), "input"),
+        ((str(a), str(b), "-o", str(tmp_path / "x.pt")), ".safetensors"),
+        ((str(a), str(b), "-o", str(tmp_path / "c.safetensors"), "--weights", "1"), "one finite weight"),
+        ((str(a), str(b), "-o", str(tmp_path / "c.safetensors"), "--weights", "1,x"), "comma-separated"),
+        ((str(a), str(decoder_path(2)), "-o", str(tmp_path / "c.safetensors")), "relu1_1 and relu2_1"),
+        ((str(a), str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "c.safetensors")), "none"),
+    ]:
+        r = wct_cli("average-decoders", *args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert out.read_bytes() == before and not (tmp_path / "c.safetensors").exists()

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from wct.decoder import Decoder, decoder_layers, load_decoder, save_decoder
+from wct.decoder import Decoder, average_decoders, decoder_layers, load_decoder, save_decoder
 from wct.encoder import VGG19_MD5
-from wct.errors import WeightsError
+from wct.errors import InputError, WeightsError
 from wct.train import warm_start
 
 from .conftest import gradient_image
@@ -73,6 +73,28 @@ def test_warm_start_copies_the_shared_tail(tmp_path):
     assert warm_start(big, path) == 6  # all three convs of decoder 2, weight and bias
     torch.testing.assert_close(big.net[-1].weight, small.net[-1].weight.half().float())
     torch.testing.assert_close(big.net[-3].weight, small.net[-3].weight.half().float())
+
+
+def test_average_is_the_weighted_mean_and_refuses_what_cannot_be_averaged():
+    torch.manual_seed(0)
+    a, b = Decoder(2), Decoder(2)
+    for d in (a, b):
+        d.mean.fill_(2.0)
+    avg = average_decoders([a, b], [1, 3])
+    for name, w in avg.state_dict().items():
+        torch.testing.assert_close(w, 0.25 * a.state_dict()[name] + 0.75 * b.state_dict()[name])
+    assert not any(p.requires_grad for p in avg.parameters())
+    f = torch.rand(1, 128, 4, 4)
+    assert not torch.allclose(avg(f), a(f)) and not torch.allclose(avg(f), b(f))
+    with pytest.raises(WeightsError, match="at least two"):
+        average_decoders([a])
+    with pytest.raises(WeightsError, match="relu2_1 and relu3_1"):
+        average_decoders([a, Decoder(3)])
+    with pytest.raises(WeightsError, match="whiten their inputs differently"):
+        average_decoders([a, Decoder(2)])  # mean 0: trained on other data
+    for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")], [0.0, 0.0]):
+        with pytest.raises(InputError):
+            average_decoders([a, b], bad)
 
 
 @pytest.mark.parametrize("level", [1, 3, 5])

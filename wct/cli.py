@@ -1,5 +1,5 @@
 """The `wct` command line: stylize, video, texture, style-stats, demo, info, eval-decoders, train,
-gatys, invert, bench, serve."""
+average-decoders, gatys, invert, bench, serve."""
 
 from __future__ import annotations
 
@@ -387,6 +387,60 @@ def eval_decoders(
     if json_out:
         report = {"data": str(data), "max_side": max_side, "levels": results}
         json_out.write_text(json.dumps(report, indent=2))
+
+
+@app.command("average-decoders")
+def average_decoders_command(
+    files: list[Path] = typer.Argument(..., help="Decoder files of one level, fine-tuned from one another."),
+    out: Path = typer.Option(..., "--out", "-o", help="The averaged decoder file (.safetensors)."),
+    weights: str | None = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
+    val: Path | None = typer.Option(None, help="Score the result on these images and record it."),
+    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+    device: str = DeviceOpt,
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Average the weights of decoder runs (a model soup): often better than each run alone."""
+    from .decoder import average_decoders, load_decoder, read_decoder, save_decoder
+    from .encoder import load_encoder
+    from .evaluate import load_val_images, reconstruction_scores
+
+    if out.suffix != ".safetensors":
+        raise OutputError(f"--out {out} must end in .safetensors")
+    if any(out.resolve() == f.resolve() for f in files):
+        raise OutputError(f"refusing to write over the input {out}")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} exists: pass --overwrite to replace it")
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise InputError(f"--weights must be comma-separated numbers, got {weights!r}") from None
+    images = None
+    if val:
+        images = load_val_images(val) if val.is_dir() else []
+        if not images:
+            raise InputError(f"--val {val} is not a directory of images")
+    encoder = load_encoder(device, vgg_weights)
+    metas = [read_decoder(f)[1] for f in files]
+    decoders = [
+        load_decoder(int(m.get("level", 0)), encoder.mean.device, encoder.weights_id, f)
+        for m, f in zip(metas, files, strict=True)
+    ]
+    mean = average_decoders(decoders, w)
+    w = w or [1.0] * len(files)
+    dropped = ("level", "sha256", "val_psnr", "val_ssim", "val_images", "val_data")
+    meta = {k: v for k, v in metas[0].items() if k not in dropped}
+    meta["averaged_from"] = [
+        {"file": str(f), "sha256": m.get("sha256"), "weight": x}
+        for f, m, x in zip(files, metas, w, strict=True)
+    ]
+    line = f"averaged {len(files)} relu{mean.level}_1 decoders"
+    if images:
+        s = reconstruction_scores(encoder, mean, images)
+        meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
+        meta["val_data"] = str(val)
+        line += f": val PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f} on {s['images']} images"
+    save_decoder(mean, out, meta)
+    out_console.print(f"{line} -> {out}")
 
 
 def train_command(

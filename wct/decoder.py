@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -11,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoder import CFG, LEVELS, channels, read_signed, relu, write_signed
-from .errors import WeightsError
+from .errors import InputError, WeightsError
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
 ENV_VAR = "WCT_DECODERS"
@@ -116,6 +118,33 @@ def load_decoder(
     decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
     decoder.metadata = meta
     return decoder.requires_grad_(False).eval().to(resolve_device(device))
+
+
+def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | None = None) -> Decoder:
+    """The weighted mean of decoders' weights (a "model soup"). Only runs fine-tuned from one
+    another share a loss basin, so all must be for one level and whiten their inputs alike."""
+    if len(decoders) < 2:
+        raise WeightsError("averaging needs at least two decoders")
+    weights = [1.0] * len(decoders) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(decoders) or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise InputError(f"need one finite weight >= 0 per decoder, got {weights}")
+    if sum(weights) <= 0:
+        raise InputError("the weights sum to 0")
+    first = decoders[0]
+    for d in decoders[1:]:
+        if d.level != first.level:
+            raise WeightsError(f"cannot average decoders for relu{first.level}_1 and relu{d.level}_1")
+        if not (torch.equal(d.mean, first.mean) and torch.equal(d.whiten, first.whiten)):
+            raise WeightsError(
+                "these decoders whiten their inputs differently: average only runs fine-tuned "
+                "from one another"
+            )
+    total, states = sum(weights), [d.state_dict() for d in decoders]
+    mean = Decoder(first.level)
+    mean.load_state_dict(
+        {k: sum(w / total * s[k].float() for w, s in zip(weights, states, strict=True)) for k in states[0]}
+    )
+    return mean.requires_grad_(False).eval().to(first.mean.device)
 
 
 def available() -> dict[int, dict[str, str]]:
