@@ -133,8 +133,9 @@ def start(
             link.symlink_to(f)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     pids = []
+    inits = {level: init_file(level) for level in levels}  # dequantized once, shared by its seeds
     for level, seed in itertools.product(levels, seeds):
-        peak, init = lr or PLAN[level], init_file(level)
+        peak, init = lr or PLAN[level], inits[level]
         out = RUNS / (f"l{level}" if seed == seeds[0] else f"l{level}s{seed}")
         out.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -223,15 +224,15 @@ def wait(seconds: float, out: Path | None) -> None:
 
 def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
     """Rescore GPU-trained decoders on the full val set and export each one that is better."""
-    from wct.decoder import load_decoder, read_decoder, save_decoder
+    from wct.decoder import load_decoder, save_decoder
     from wct.encoder import load_encoder
     from wct.evaluate import load_val_images, reconstruction_scores
     from wct.train import export
 
     encoder, images = load_encoder("cpu"), load_val_images(val)
     for f in files:
-        meta = read_decoder(f)[1]
-        decoder = load_decoder(int(meta["level"]), "cpu", path=f)  # in eval mode, no grad
+        decoder = load_decoder(None, "cpu", path=f)  # in eval mode, no grad
+        meta = dict(decoder.metadata)
         s = reconstruction_scores(encoder, decoder, images)
         meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
         meta.update(val_data=os.path.relpath(val, ROOT), training_data=data)

@@ -41,6 +41,7 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     f = torch.rand(1, 128, 4, 4)
     torch.testing.assert_close(loaded(f), dec(f), atol=2e-3, rtol=0)
     assert loaded.metadata["steps"] == "3"
+    assert load_decoder(None, "cpu", path=path).level == 2  # the level the file names
     with pytest.raises(WeightsError, match="trained for encoder"):
         load_decoder(2, "cpu", encoder_id="0" * 32, path=path)
     with pytest.raises(WeightsError, match="level"):

@@ -400,7 +400,7 @@ def average_decoders_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
-    from .decoder import average_decoders, load_decoder, read_decoder, save_decoder
+    from .decoder import average_decoders, load_decoder, save_decoder
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
 
@@ -420,18 +420,14 @@ def average_decoders_command(
         if not images:
             raise InputError(f"--val {val} is not a directory of images")
     encoder = load_encoder(device, vgg_weights)
-    metas = [read_decoder(f)[1] for f in files]
-    decoders = [
-        load_decoder(int(m.get("level", 0)), encoder.mean.device, encoder.weights_id, f)
-        for m, f in zip(metas, files, strict=True)
-    ]
-    mean = average_decoders(decoders, w)
+    decoders = [load_decoder(None, encoder.mean.device, encoder.weights_id, f) for f in files]
     w = w or [1.0] * len(files)
+    mean = average_decoders(decoders, w)
     dropped = ("level", "sha256", "val_psnr", "val_ssim", "val_images", "val_data")
-    meta = {k: v for k, v in metas[0].items() if k not in dropped}
+    meta = {k: v for k, v in decoders[0].metadata.items() if k not in dropped}
     meta["averaged_from"] = [
-        {"file": str(f), "sha256": m.get("sha256"), "weight": x}
-        for f, m, x in zip(files, metas, w, strict=True)
+        {"file": str(f), "sha256": d.metadata.get("sha256"), "weight": x}
+        for f, d, x in zip(files, decoders, w, strict=True)
     ]
     line = f"averaged {len(files)} relu{mean.level}_1 decoders"
     if images:

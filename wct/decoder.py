@@ -96,12 +96,13 @@ def read_decoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def load_decoder(
-    level: int,
+    level: int | None,
     device: str | torch.device | None = None,
     encoder_id: str | None = None,
     path: str | Path | None = None,
 ) -> Decoder:
-    """Load the trained decoder for relu{level}_1; refuse one trained on another encoder."""
+    """Load the trained decoder for relu{level}_1 (level None: the one `path` names); refuse one
+    trained on another encoder."""
     from .encoder import VGG19_MD5, resolve_device
 
     path = Path(path) if path else decoder_path(level)
@@ -112,6 +113,8 @@ def load_decoder(
             f"decoder {path} was trained for encoder weights {meta.get('encoder')!r}, "
             f"but the encoder loaded is {expected!r}"
         )
+    if level is None and meta.get("level") in {str(x) for x in LEVELS}:
+        level = int(meta["level"])
     if meta.get("level") != str(level):
         raise WeightsError(f"decoder {path} is for level {meta.get('level')}, not {level}")
     decoder = Decoder(level)
