@@ -125,6 +125,7 @@ def start(
     feature_weight: float,
     lr: float | None,
     seeds: list[int],
+    loss: str = "mse",
 ) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     for f in sorted((GPU / "train").glob("*.webp")):
@@ -162,6 +163,8 @@ def start(
             str(feature_weight),
             "--feature-from",
             "0.8",
+            "--loss",
+            loss,
             "--out",
             str(out),
             "--device",
@@ -266,6 +269,7 @@ def main() -> None:
     s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
     s.add_argument("--lr", type=float, help="peak lr for every level (default: PLAN's for each)")
     s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
+    s.add_argument("--loss", choices=["mse", "psnr"], default="mse", help="see wct train --loss")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
@@ -278,7 +282,9 @@ def main() -> None:
     if a.cmd == "pack":
         pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8, a.short_side)
     elif a.cmd == "start":
-        start(a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight, a.lr, a.seeds)
+        start(
+            a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight, a.lr, a.seeds, a.loss
+        )
     elif a.cmd == "wait":
         wait(a.seconds, a.out)
     else:

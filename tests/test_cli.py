@@ -84,6 +84,7 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("stylize", content, style, "-o", out, "--alpha", "1.5"), "alpha"),
         (("stylize", content, style, "-o", out, "--size", "-3"), "size"),
         (("stylize", content, style, "-o", out, "--vgg-weights", str(fake)), "md5"),
+        (("train", "--level", "2", "--data", str(tmp_path), "--loss", "l1"), "--loss"),
     ]
     for args, text in cases:
         assert_clean_error(wct_cli(*args), text)

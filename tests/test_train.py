@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import pytest
@@ -48,7 +49,7 @@ def weights(out, level=2):
     return load_checkpoint(out / f"relu{level}_1.last.pt")["decoder"]
 
 
-def test_training_lowers_loss_exports_and_counts_bad_files(data, tmp_path):
+def test_training_exports_and_counts_bad_files(data, tmp_path):
     summary = train(config(data, tmp_path / "run", steps=12, export=str(tmp_path / "dec")))
     assert summary["step"] == 12 and summary["files"] == 8
     assert summary["bad_files"] >= 1
@@ -60,6 +61,38 @@ def test_training_lowers_loss_exports_and_counts_bad_files(data, tmp_path):
     assert dec.metadata["steps"] == "12" and float(dec.metadata["val_psnr"]) > 0
     assert dec.metadata["hardware"] == "CPU"
     assert losses == [] or all(torch.isfinite(torch.tensor(losses)))
+
+
+@pytest.mark.parametrize("loss", ["mse", "psnr"])
+def test_training_lowers_the_loss(data, tmp_path, loss):
+    train(config(data, tmp_path / loss, steps=16, log_every=1, val=None, feature_weight=0.0, loss=loss))
+    history = load_checkpoint(tmp_path / loss / "relu2_1.last.pt")["state"]["history"]
+    losses = [h["loss"] for h in history]
+    assert len(losses) == 16
+
+    def db(v: list[float]) -> float:  # the psnr loss is in dB already
+        return 10 * math.log10(sum(v) / len(v)) if loss == "mse" else sum(v) / len(v)
+
+    assert db(losses[-4:]) < db(losses[:4]) - 3  # an untrained decoder's loss wanders by about 1.5 dB
+
+
+def test_psnr_loss_is_minus_the_mean_psnr_of_each_image():
+    from wct.decoder import Decoder
+    from wct.encoder import load_encoder
+    from wct.evaluate import psnr
+    from wct.train import reconstruction_loss
+
+    torch.manual_seed(0)
+    encoder, decoder = load_encoder("cpu"), Decoder(1)
+    x = torch.rand(3, 3, 24, 24) * torch.tensor([0.2, 0.6, 1.0])[:, None, None, None]  # unequal errors
+    with torch.no_grad():
+        y = decoder.net(decoder.normalise(encoder(x, 1)))
+        mse = reconstruction_loss(encoder, decoder, decoder.net, x, 0.0, 1.0, "mse")
+        minus_psnr = reconstruction_loss(encoder, decoder, decoder.net, x, 0.0, 1.0, "psnr")
+    assert mse.item() == pytest.approx(torch.mean((y - x) ** 2).item(), rel=1e-5)
+    expected = -sum(psnr(y[i], x[i]) for i in range(3)) / 3
+    assert minus_psnr.item() == pytest.approx(expected, rel=1e-5)
+    assert minus_psnr.item() != pytest.approx(-psnr(y, x), rel=1e-3)  # not the PSNR of the mean MSE
 
 
 def test_resume_matches_an_uninterrupted_run(data, tmp_path):
@@ -90,6 +123,8 @@ def test_bad_arguments(data, tmp_path):
         train(config(empty, tmp_path / "x"))
     with pytest.raises(InputError):
         train(config(data, tmp_path / "y", level=7))
+    with pytest.raises(InputError, match="loss"):
+        train(config(data, tmp_path / "z", loss="l1"))
 
 
 def test_corrupt_checkpoint_is_refused(data, tmp_path):

@@ -452,6 +452,9 @@ def train_command(
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
     feature_weight: float = typer.Option(1.0, help="Weight of the relu{level}_1 feature loss."),
     feature_from: float = typer.Option(0.5, help="Fraction of steps after which the feature loss is on."),
+    loss: str = typer.Option(
+        "mse", help="mse (mean squared error over the batch) or psnr (minus the mean per-image PSNR)."
+    ),
     out: Path = typer.Option(Path("runs"), help="Checkpoint directory."),
     export: Path | None = typer.Option(None, help="Copy the final decoder here (e.g. decoders/) if better."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
@@ -468,7 +471,7 @@ def train_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
-    from .train import Config, train
+    from .train import LOSSES, Config, train
 
     if (
         crop < 16
@@ -483,6 +486,8 @@ def train_command(
             "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0, --minutes > 0 "
             "and 0 <= --feature-from <= 1 are required"
         )
+    if loss not in LOSSES:
+        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     if not data.is_dir():
         raise InputError(f"--data {data} is not a directory")
     cfg = Config(
@@ -496,6 +501,7 @@ def train_command(
         lr=lr,
         feature_weight=feature_weight,
         feature_from=feature_from,
+        loss=loss,
         out=str(out),
         export=str(export) if export else None,
         resume=resume,

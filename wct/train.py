@@ -1,7 +1,8 @@
 """Train a decoder that inverts relu{X}_1 of the frozen encoder.
 
 Loss: pixel MSE, plus `feature_weight` x MSE of the normalised relu{X}_1 features, switched on
-after `feature_from` of the steps (from the start it slows learning badly). Adam with warm-up and
+after `feature_from` of the steps (from the start it slows learning badly); `loss="psnr"` averages
+each image's log of it instead, the validation metric. Adam with warm-up and
 cosine decay. Every random choice (order, crops, flips) is a function of (seed, step), so a resumed
 run continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
 
@@ -36,6 +37,8 @@ from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image
 from .progress import progress_bar
 
+LOSSES = ("mse", "psnr")
+
 
 @dataclass
 class Config:
@@ -49,6 +52,7 @@ class Config:
     warmup: int = 100
     feature_weight: float = 1.0
     feature_from: float = 0.5
+    loss: str = "mse"  # "psnr": mean over images of -PSNR, the validation metric itself
     out: str = "runs"
     export: str | None = None
     resume: bool = False
@@ -60,6 +64,7 @@ class Config:
     val_every: int = 500
     val_images: int | None = None
     ckpt_every: int = 100
+    log_every: int = 25
     stats_images: int = 64
     vgg_weights: str | None = None
     stop_at: int | None = None  # checkpoint and stop early at this step (train in chunks)
@@ -219,18 +224,23 @@ def reconstruction_loss(
     x: Tensor,
     feature_weight: float,
     feature_var: float,
+    loss: str = "mse",
 ) -> Tensor:
     """Pixel MSE of net(normalised relu{X}_1(x)) against x, plus `feature_weight` x the MSE of the
     output's relu{X}_1 against the input's, divided by the mean feature variance (`net` is
-    `decoder.net`, or its DDP wrapper)."""
+    `decoder.net`, or its DDP wrapper). Each image's loss is averaged over the batch ("mse"), or
+    its 10 log10 is ("psnr": minus the mean PSNR, which weighs every image alike where the MSE
+    lets the hardest images dominate)."""
     with torch.no_grad():
         f = encoder(x, decoder.level)
     y = net(decoder.normalise(f))
-    loss = F.mse_loss(y.float(), x)
+    per_image = (y.float() - x).pow(2).mean((1, 2, 3))
     if feature_weight:
         fy = encoder(y, decoder.level)
-        loss = loss + feature_weight * F.mse_loss(fy.float(), f.float()) / feature_var
-    return loss
+        per_image = per_image + feature_weight * (fy.float() - f.float()).pow(2).mean((1, 2, 3)) / feature_var
+    if loss == "psnr":
+        return 10 * per_image.clamp_min(1e-10).log10().mean()
+    return per_image.mean()
 
 
 def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
@@ -320,7 +330,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     tr = [h for h in history if "loss" in h]
     va = [h for h in history if "psnr" in h]
     ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr])
-    ax[0].set(yscale="log", xlabel="step", title="training loss")
+    scale = "log" if all(h["loss"] > 0 for h in tr) else "linear"  # the psnr loss is negative
+    ax[0].set(yscale=scale, xlabel="step", title="training loss")
     ax[1].plot([h["step"] for h in va], [h["psnr"] for h in va], "o-")
     ax[1].set(xlabel="step", ylabel="dB", title="validation PSNR")
     fig.tight_layout()
@@ -337,6 +348,8 @@ def plot_history(history: list[dict], path: Path) -> None:
 def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
     relu(cfg.level)
+    if cfg.loss not in LOSSES:
+        raise InputError(f"loss must be one of {LOSSES}, not {cfg.loss!r}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -397,7 +410,6 @@ def train(cfg: Config) -> dict:
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
     t0, seen, bad = time.time(), 0, 0
-    log_every = 25
 
     def validate_and_save(step: int, final: bool) -> None:
         entry = {"step": step}
@@ -436,7 +448,7 @@ def train(cfg: Config) -> dict:
         use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
         with amp:
             loss = reconstruction_loss(
-                encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var
+                encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var, cfg.loss
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -449,7 +461,7 @@ def train(cfg: Config) -> dict:
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             done = t.item()
         final = step == cfg.steps or done >= 1
-        if step % log_every == 0 and rank == 0:
+        if step % cfg.log_every == 0 and rank == 0:
             rate = seen / (time.time() - t0)
             state["history"].append({"step": step, "loss": loss.item()})
             info = f"loss {loss.item():.5f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
