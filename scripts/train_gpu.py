@@ -247,6 +247,8 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
 
 
 def main() -> None:
+    from wct.train import LOSSES
+
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack")
@@ -269,7 +271,7 @@ def main() -> None:
     s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
     s.add_argument("--lr", type=float, help="peak lr for every level (default: PLAN's for each)")
     s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
-    s.add_argument("--loss", choices=["mse", "psnr"], default="mse", help="see wct train --loss")
+    s.add_argument("--loss", choices=LOSSES, default="mse", help="see wct train --loss")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)

@@ -349,7 +349,7 @@ def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
     relu(cfg.level)
     if cfg.loss not in LOSSES:
-        raise InputError(f"loss must be one of {LOSSES}, not {cfg.loss!r}")
+        raise InputError(f"--loss (Config.loss) must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
