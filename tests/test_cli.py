@@ -84,6 +84,9 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("stylize", content, style, "-o", out, "--alpha", "1.5"), "alpha"),
         (("stylize", content, style, "-o", out, "--size", "-3"), "size"),
         (("stylize", content, style, "-o", out, "--vgg-weights", str(fake)), "md5"),
+        (("stylize", content, style, "-o", out, "--precision", "fp8"), "precision"),
+        (("stylize", content, style, "-o", out, "--precision", "fp16", "--device", "cpu"), "fp16"),
+        (("texture", style, "-o", out, "--precision", "fp8"), "precision"),
         (("train", "--level", "2", "--data", str(tmp_path), "--loss", "l1"), "--loss"),
     ]
     for args, text in cases:

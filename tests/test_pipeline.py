@@ -103,3 +103,39 @@ def test_images_of_any_mode_load_as_rgb(tmp_path):
         im.save(p)
         x = wct.images.load_image(p)
         assert x.shape == (1, 3, 10, 20)
+
+
+def test_bf16_stays_close_to_fp32_and_relu1_1_stays_fp32(stylizer, monkeypatch):
+    import warnings
+
+    import wct.encoder
+    from wct.evaluate import psnr
+    from wct.pipeline import Stylizer
+
+    monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: True)  # no warning: measure only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low = Stylizer("cpu", precision="bf16")
+    # A smooth style: with the two-colour stripes, the fp32 cascade itself moves by 25 dB when the
+    # content moves by +-0.5/255, so no precision could be "close" there.
+    content, style = gradient_image(64, 80), gradient_image(96, 96, seed=5)
+    y32 = stylizer.stylize(content, stylizer.style(style[0]), alpha=0.8)
+    y16 = low.stylize(content, low.style(style[0]), alpha=0.8)
+    assert y16.dtype == torch.float32 and y16.shape == y32.shape
+    assert torch.isfinite(y16).all() and y16.min() >= 0 and y16.max() <= 1
+    assert 40 < psnr(y16, y32) < 80  # close (measured 48 dB), but really computed in bf16
+    assert low.decoder(2).amp == torch.bfloat16 and low.decoder(1).amp is None
+    assert psnr(low.reconstruct(content, 1), stylizer.reconstruct(content, 1)) > 50  # 39 with it in bf16
+
+
+def test_bad_precisions_raise_typed_errors_and_slow_bf16_warns(monkeypatch):
+    import wct.encoder
+    from wct.pipeline import Stylizer
+
+    with pytest.raises(InputError, match="precision must be one of fp32, bf16, fp16"):
+        Stylizer("cpu", precision="fp8")
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
+        Stylizer("cpu", precision="fp16")
+    monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no fast bf16 kernels"):
+        Stylizer("cpu", precision="bf16")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoder import CFG, LEVELS, channels, read_signed, relu, write_signed
+from .encoder import CFG, LEVELS, autocast, channels, read_signed, relu, write_signed
 from .errors import InputError, WeightsError
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
@@ -64,6 +64,7 @@ class Decoder(nn.Module):
         self.register_buffer("whiten", torch.eye(c))
         self.net = decoder_layers(level)
         self.metadata: dict[str, str] = {}
+        self.amp: torch.dtype | None = None  # inference autocast dtype, set by encoder.low_precision
 
     def normalise(self, features: Tensor) -> Tensor:
         w = self.whiten.to(features.dtype)
@@ -73,7 +74,11 @@ class Decoder(nn.Module):
         return self.net(self.normalise(features))
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.decode(features).clamp(0, 1)
+        if self.amp is None:
+            return self.decode(features).clamp(0, 1)
+        with autocast(features.device, self.amp):
+            y = self.decode(features.contiguous(memory_format=torch.channels_last))
+        return y.float().clamp(0, 1).contiguous()
 
 
 def decoder_path(level: int, directory: str | Path | None = None) -> Path:
