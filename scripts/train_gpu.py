@@ -284,6 +284,9 @@ def main() -> None:
     if a.cmd == "pack":
         pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8, a.short_side)
     elif a.cmd == "start":
+        unplanned = [v for v in a.levels if v not in PLAN]
+        if a.lr is None and unplanned:
+            ap.error(f"no planned lr for level(s) {unplanned} (PLAN covers {sorted(PLAN)}): pass --lr")
         start(
             a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight, a.lr, a.seeds, a.loss
         )

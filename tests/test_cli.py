@@ -87,6 +87,7 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("stylize", content, style, "-o", out, "--precision", "fp8"), "precision"),
         (("stylize", content, style, "-o", out, "--precision", "fp16", "--device", "cpu"), "fp16"),
         (("texture", style, "-o", out, "--precision", "fp8"), "precision"),
+        (("serve", "--precision", "fp16", "--device", "cpu"), "fp16"),
         (("train", "--level", "2", "--data", str(tmp_path), "--loss", "l1"), "--loss"),
     ]
     for args, text in cases:

@@ -380,3 +380,13 @@ def test_a_render_queued_when_its_session_ends_is_dropped(stylizer):
         time.sleep(0.01)
     assert held.status == "error" and "session ended" in held.error
     app.state.worker.close()
+
+
+def test_the_studio_loads_its_networks_at_the_precision_asked(monkeypatch):
+    import torch
+
+    import wct.encoder
+
+    monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: True)
+    engine = serve.create_app(device="cpu", precision="bf16").state.engine
+    assert engine.s.amp == torch.bfloat16 and engine.s.decoder(3).amp == torch.bfloat16

@@ -3,6 +3,8 @@ as a decoder file that `wct train --init-from` and `load_decoder` accept, with n
 weights and the same metadata."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -49,3 +51,12 @@ def test_int8_round_trip_keeps_weights_and_metadata(tmp_path):
             assert ((got - w).abs() <= step * 0.51 + 1e-3 * w.abs()).all(), name
         else:
             assert torch.allclose(got, w, rtol=1e-3, atol=1e-4), name
+
+
+def test_start_without_lr_refuses_levels_the_plan_does_not_cover():
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "start", "--minutes", "1", "--levels", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "pass --lr" in r.stderr and "Traceback" not in r.stderr

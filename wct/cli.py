@@ -732,18 +732,23 @@ def serve(
     ),
     port: int = typer.Option(7860, help="Port to listen on."),
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
 ) -> None:
     """Start the local web studio (live alpha preview, renders, gallery) at http://HOST:PORT."""
+    from .encoder import precision_dtype, resolve_device
     from .serve import LOOPBACK, run_server
 
     if not 0 < port < 65536:
         raise InputError(f"--port must be between 1 and 65535, got {port}")
+    with warnings.catch_warnings():  # refuse a bad precision now; the worker warns once as it loads
+        warnings.simplefilter("ignore")
+        precision_dtype(precision, resolve_device(device))
     if host not in LOOPBACK:
         console.print(f"warning: binding {host}: anyone who can reach this machine can use the studio")
     console.print(
         f"wct studio on http://{'127.0.0.1' if host == 'localhost' else host}:{port}  (Ctrl-C stops it)"
     )
-    run_server(host, port, device)
+    run_server(host, port, device, precision)
 
 
 def run(fn, args: list[str] | None = None) -> None:

@@ -299,14 +299,20 @@ class Worker:
 class Engine:
     """The model side, run only on the worker thread: loads the Stylizer on first use."""
 
-    def __init__(self, stylizer: Stylizer | None = None, device: str | None = None, prefetch: bool = True):
-        self._s, self.device, self.prefetch = stylizer, device, prefetch
+    def __init__(
+        self,
+        stylizer: Stylizer | None = None,
+        device: str | None = None,
+        prefetch: bool = True,
+        precision: str = "fp32",
+    ):
+        self._s, self.device, self.prefetch, self.precision = stylizer, device, prefetch, precision
         self.latest: tuple[Session, Params] | None = None  # the preview the idle worker extends
 
     @property
     def s(self) -> Stylizer:
         if self._s is None:
-            self._s = Stylizer(self.device)
+            self._s = Stylizer(self.device, precision=self.precision)
         return self._s
 
     def styles(self, session: Session, p: Params) -> list[Style]:
@@ -429,13 +435,14 @@ def create_app(
     max_upload: int = MAX_UPLOAD,
     max_pixels: int = MAX_PIXELS,
     prefetch: bool = True,
+    precision: str = "fp32",
 ) -> FastAPI:
     """The studio app. `hosts`: Host names accepted (loopback by default: defeats DNS rebinding)."""
     assets = {
         route: ((resources.files("wct") / "static" / name).read_bytes(), kind)
         for route, (name, kind) in ASSETS.items()
     }
-    sessions, engine = Sessions(ttl), Engine(stylizer, device, prefetch)
+    sessions, engine = Sessions(ttl), Engine(stylizer, device, prefetch, precision)
     worker = Worker(queue_size, engine.idle)
     threading.Thread(target=sessions.sweep_forever, name="wct-sessions", daemon=True).start()
 
@@ -606,11 +613,13 @@ def create_app(
     return app
 
 
-def run_server(host: str = "127.0.0.1", port: int = 7860, device: str | None = None) -> None:
+def run_server(
+    host: str = "127.0.0.1", port: int = 7860, device: str | None = None, precision: str = "fp32"
+) -> None:
     """Serve the studio with uvicorn; the model loads in the background at start."""
     import uvicorn
 
     hosts = list(LOOPBACK_HOSTS) if host in LOOPBACK else ["*"]
-    app = create_app(device=device, hosts=hosts)
+    app = create_app(device=device, hosts=hosts, precision=precision)
     app.state.worker.submit(lambda: app.state.engine.s)  # load the weights while the page opens
     uvicorn.run(app, host=host, port=port, log_level="warning")
