@@ -90,9 +90,9 @@ def prepare_inputs(
 class Stylizer:
     """Holds the encoder and decoders on one device; style statistics are computed once per style.
 
-    `precision` "bf16" or "fp16" runs the encoder and decoders under autocast (about twice the
-    convolution speed on GPUs and on CPUs with AVX-512 BF16 or AMX); the whitening and colouring
-    always run in fp32.
+    `precision` "bf16" or "fp16" runs the encoder and decoders under autocast, for speed on GPUs
+    and on CPUs with AVX-512 BF16 or AMX (elsewhere bf16 is slower, and warns); the whitening and
+    colouring always run in fp32.
     """
 
     def __init__(
