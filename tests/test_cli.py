@@ -123,9 +123,18 @@ def test_directories_give_every_pair_and_resume(pair, tmp_path, wct_cli):
     assert "2 already complete" in r.stderr
 
 
-def test_info_and_eval_decoders(pair, tmp_path, wct_cli):
+def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
+    import wct.encoder
+
     r = wct_cli("info")
     assert r.returncode == 0 and "ok" in r.stdout and "relu1_1" in r.stdout
+    for fast, shown in (
+        (False, "--precision: fp32 (bf16 has no fast kernels"),
+        (True, "--precision: fp32, bf16"),
+    ):
+        monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+        assert shown in wct_cli("info").stdout
     val = tmp_path / "val"
     val.mkdir()
     landscape(100, 80).save(val / "x.png")

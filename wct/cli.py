@@ -329,6 +329,7 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     import torch
 
     from . import decoder as dec
+    from . import encoder
     from .encoder import describe
 
     if vgg_weights:
@@ -355,6 +356,11 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
         f"device: {'cuda (' + torch.cuda.get_device_name() + ')' if cuda else 'cpu'}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    if cuda:
+        fast = "fp32, bf16, fp16" if torch.cuda.is_bf16_supported() else "fp32, fp16"
+    else:
+        fast = "fp32, bf16" if encoder.cpu_has_fast_bf16() else "fp32 (bf16 has no fast kernels on this CPU)"
+    out_console.print(f"--precision: {fast}")
 
 
 @app.command("eval-decoders")
