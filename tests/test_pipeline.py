@@ -139,3 +139,21 @@ def test_bad_precisions_raise_typed_errors_and_slow_bf16_warns(monkeypatch):
     monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no fast bf16 kernels"):
         Stylizer("cpu", precision="bf16")
+
+
+def test_fp16_overflow_is_recomputed_in_fp32_never_nan():
+    from wct.decoder import load_decoder
+    from wct.encoder import load_encoder, low_precision
+
+    encoder, decoder = load_encoder("cpu"), load_decoder(2, "cpu")
+    x = gradient_image(64, 64) * 50  # activations 50x beyond any image's: past fp16's 65504
+    features = encoder(x, 2)
+    wanted = encoder(x, 4), decoder(features * 1e3)
+    low_precision(encoder, torch.float16)
+    low_precision(decoder, torch.float16)
+    with pytest.warns(UserWarning, match="the encoder overflowed torch.float16"):
+        f = encoder(x, 4)
+    with pytest.warns(UserWarning, match="the relu2_1 decoder overflowed"):
+        y = decoder(features * 1e3)
+    assert torch.isfinite(f).all() and torch.allclose(f, wanted[0], rtol=1e-4, atol=1)
+    assert torch.allclose(y, wanted[1], atol=1e-4)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoder import CFG, LEVELS, autocast, channels, read_signed, relu, write_signed
+from .encoder import CFG, LEVELS, autocast, channels, read_signed, relu, warn_overflow, write_signed
 from .errors import InputError, WeightsError
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
@@ -77,8 +77,11 @@ class Decoder(nn.Module):
         if self.amp is None:
             return self.decode(features).clamp(0, 1)
         with autocast(features.device, self.amp):
-            y = self.decode(features.contiguous(memory_format=torch.channels_last))
-        return y.float().clamp(0, 1).contiguous()
+            y = self.decode(features.contiguous(memory_format=torch.channels_last)).float()
+        if not torch.isfinite(y).all():
+            warn_overflow(f"the relu{self.level}_1 decoder", self.amp)
+            y = self.decode(features)
+        return y.clamp(0, 1).contiguous()
 
 
 def decoder_path(level: int, directory: str | Path | None = None) -> Path:

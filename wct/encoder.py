@@ -207,6 +207,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def warn_overflow(what: str, dtype: torch.dtype) -> None:
+    """fp16 tops out at 65504, and Caffe-scale VGG activations reach about 32,000 on
+    high-contrast patterns: an image that overflows is recomputed in fp32, never returned as NaN."""
+    warnings.warn(f"{what} overflowed {dtype} on this image; recomputed in fp32", stacklevel=3)
+
+
 def low_precision(module: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """Mark an inference module to run under autocast to `dtype` (channels_last: the fast layout
     for bf16/fp16 convolutions on both CUDA and oneDNN); its outputs stay fp32."""
@@ -246,18 +252,25 @@ class Encoder(nn.Module):
             raise InputError(f"expected an image batch of shape (N, 3, H, W), got {tuple(x.shape)}")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
+        out = self._run(x, wanted, last, self.amp)
+        if self.amp is not None and not all(torch.isfinite(v).all() for v in out.values()):
+            warn_overflow("the encoder", self.amp)
+            out = self._run(x, wanted, last, None)
+        return out
+
+    def _run(self, x: Tensor, wanted: set[str], last: int, amp: torch.dtype | None) -> dict[str, Tensor]:
         out = {}
         h = self.preprocess(x)
-        if self.amp is not None:
+        if amp is not None:
             h = h.contiguous(memory_format=torch.channels_last)
-        with autocast(x.device, self.amp):
+        with autocast(x.device, amp):
             for i, (name, layer) in enumerate(zip(NAMES, self.layers, strict=False)):
                 h = layer(h)
                 if name in wanted:
                     out[name] = h
                 if i == last:
                     break
-        return out if self.amp is None else {k: v.float().contiguous() for k, v in out.items()}
+        return out if amp is None else {k: v.float().contiguous() for k, v in out.items()}
 
     def forward(self, x: Tensor, level: int) -> Tensor:
         name = relu(level)
