@@ -187,14 +187,16 @@ def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
     assert meta["steps"] == str(summary["step"]) and float(meta["train_seconds"]) >= 3
 
 
-def test_amp_on_a_cpu_without_bf16_kernels_warns(data, tmp_path, monkeypatch):
+def test_amp_on_a_cpu_without_bf16_kernels_warns_and_is_off_by_default_there(data, tmp_path, monkeypatch):
     import wct.train
 
     monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="drop --amp"):
-        train(config(data, tmp_path / "a", steps=1, amp=True, val_every=10**6))
+        assert train(config(data, tmp_path / "a", steps=1, amp=True, val_every=10**6))["amp"]
+    assert not train(config(data, tmp_path / "c", steps=1, val_every=10**6))["amp"]
     monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train(config(data, tmp_path / "b", steps=1, amp=True, val_every=10**6))
+        assert train(config(data, tmp_path / "b", steps=1, val_every=10**6))["amp"]  # on by default
     assert not [w for w in caught if "--amp" in str(w.message)]
+    assert load_checkpoint(tmp_path / "b" / "relu2_1.last.pt")["config"]["amp"] is True

@@ -476,7 +476,9 @@ def train_command(
     init_from: Path | None = typer.Option(None, help="Warm-start from decoder level-1's file."),
     device: str = DeviceOpt,
     amp: bool | None = typer.Option(
-        None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA; a CPU needs AVX-512 BF16 or AMX)."
+        None,
+        "--amp/--no-amp",
+        help="bf16 autocast (default: on for CUDA and for CPUs with AVX-512 BF16 or AMX).",
     ),
     seed: int = typer.Option(0),
     workers: int = typer.Option(2, help="Data-loading worker processes."),

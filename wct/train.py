@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -58,7 +58,7 @@ class Config:
     resume: bool = False
     init_from: str | None = None
     device: str = "auto"
-    amp: bool | None = None  # bf16 autocast; default: on for CUDA, off on CPU
+    amp: bool | None = None  # bf16 autocast; default: on for CUDA and CPUs with fast bf16 kernels
     seed: int = 0
     workers: int = 2
     val_every: int = 500
@@ -399,7 +399,8 @@ def train(cfg: Config) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
     val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
-    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda" or cpu_has_fast_bf16()
+    cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
     if use_amp and device.type == "cpu" and not cpu_has_fast_bf16() and rank == 0:
         warnings.warn(
             "--amp on this CPU: torch has no fast bf16 kernels here (it needs AVX-512 BF16 or AMX), "
@@ -496,6 +497,7 @@ def train(cfg: Config) -> dict:
         "bad_files": state["bad_files"],
         "files": n_files,
         "rank": rank,
+        "amp": use_amp,
         "weights_sha256": tensors_sha256(decoder.state_dict()),
     }
     if rank == 0 and state["bad_files"]:
