@@ -89,10 +89,17 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("texture", style, "-o", out, "--precision", "fp8"), "precision"),
         (("serve", "--precision", "fp16", "--device", "cpu"), "fp16"),
         (("train", "--level", "2", "--data", str(tmp_path), "--loss", "l1"), "--loss"),
+        (("train", "--level", "2", "--data", str(tmp_path), "--warmup", "-1"), "--warmup >= 0"),
     ]
     for args, text in cases:
         assert_clean_error(wct_cli(*args), text)
     assert not Path(out).exists()
+    for args, text in (
+        (("train", "--level", "2", "--wramup", "3"), "No such option"),
+        (("stylize",), "Missing"),
+    ):
+        r = wct_cli(*args)  # usage errors: click's usage message and exit status 2, as for any CLI
+        assert r.returncode == 2 and text in r.stderr and "Usage:" in r.stderr and "WCT_DEBUG" not in r.stderr
 
 
 def test_inputs_are_never_overwritten(pair, wct_cli):

@@ -465,6 +465,7 @@ def train_command(
         None, help="Wall-time budget: the schedule follows time; --steps becomes a cap."
     ),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
+    warmup: int = typer.Option(100, help="Steps of linear warm-up to --lr (fine-tuning needs fewer)."),
     feature_weight: float = typer.Option(1.0, help="Weight of the relu{level}_1 feature loss."),
     feature_from: float = typer.Option(0.5, help="Fraction of steps after which the feature loss is on."),
     loss: str = typer.Option(
@@ -495,13 +496,14 @@ def train_command(
         or batch < 1
         or steps < 1
         or lr <= 0
+        or warmup < 0
         or not 0 <= feature_from <= 1
         or feature_weight < 0
         or (minutes is not None and not minutes > 0)
     ):
         raise InputError(
-            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --feature-weight >= 0, --minutes > 0 "
-            "and 0 <= --feature-from <= 1 are required"
+            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, --feature-weight >= 0, "
+            "--minutes > 0 and 0 <= --feature-from <= 1 are required"
         )
     if not data.is_dir():
         raise InputError(f"--data {data} is not a directory")
@@ -514,6 +516,7 @@ def train_command(
         steps=steps,
         minutes=minutes,
         lr=lr,
+        warmup=warmup,
         feature_weight=feature_weight,
         feature_from=feature_from,
         loss=loss,
@@ -772,13 +775,13 @@ def run(fn, args: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:  # usage errors and anything unexpected
+        # Recent typer raises its own copy of click's exceptions, not click's: match them by name.
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "ClickException" in kinds:
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        if "Abort" in kinds:
             sys.exit(1)
         if os.environ.get("WCT_DEBUG"):
             raise
