@@ -188,13 +188,13 @@ def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
 
 
 def test_amp_on_a_cpu_without_bf16_kernels_warns_and_is_off_by_default_there(data, tmp_path, monkeypatch):
-    import wct.train
+    import wct.encoder
 
-    monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="drop --amp"):
         assert train(config(data, tmp_path / "a", steps=1, amp=True, val_every=10**6))["amp"]
     assert not train(config(data, tmp_path / "c", steps=1, val_every=10**6))["amp"]
-    monkeypatch.setattr(wct.train, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert train(config(data, tmp_path / "b", steps=1, val_every=10**6))["amp"]  # on by default

@@ -329,8 +329,7 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     import torch
 
     from . import decoder as dec
-    from . import encoder
-    from .encoder import describe
+    from .encoder import describe, fast_precisions
 
     if vgg_weights:
         os.environ["WCT_VGG19_WEIGHTS"] = str(vgg_weights)
@@ -356,11 +355,9 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
         f"device: {'cuda (' + torch.cuda.get_device_name() + ')' if cuda else 'cpu'}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    if cuda:
-        fast = "fp32, bf16, fp16" if torch.cuda.is_bf16_supported() else "fp32, fp16"
-    else:
-        fast = "fp32, bf16" if encoder.cpu_has_fast_bf16() else "fp32 (bf16 has no fast kernels on this CPU)"
-    out_console.print(f"--precision: {fast}")
+    fast = fast_precisions(torch.device("cuda" if cuda else "cpu"))
+    slow = "" if "bf16" in fast else f" (bf16 has no fast kernels on this {'GPU' if cuda else 'CPU'})"
+    out_console.print(f"--precision: {', '.join(fast)}{slow}")
 
 
 @app.command("eval-decoders")

@@ -185,21 +185,33 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def fast_precisions(device: torch.device) -> list[str]:
+    """The precisions whose convolutions run fast on `device` (fp16 is CUDA-only here)."""
+    if device.type == "cuda":
+        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    return ["fp32", "bf16"] if cpu_has_fast_bf16() else ["fp32"]
+
+
+def warn_if_slow(precision: str, device: torch.device, what: str, fix: str) -> None:
+    """Warn when `precision` has no fast kernels on `device` (bf16 on an AVX2-only CPU ran 6-190x
+    slower than fp32)."""
+    if precision not in fast_precisions(device):
+        warnings.warn(
+            f"{what} on this {device.type.upper()}: torch has no fast {precision} kernels here (a CPU "
+            f"needs AVX-512 BF16 or AMX), so it runs slower than fp32; {fix}",
+            stacklevel=3,
+        )
+
+
 def precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for inference at `precision` (None: fp32); refuses what the device
-    cannot run, and warns where bf16 would be slower than fp32."""
+    cannot run, and warns where it would be slower than fp32."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    dtype = PRECISIONS[precision]
-    if device.type == "cpu" and dtype is torch.float16:
+    if device.type == "cpu" and precision == "fp16":
         raise InputError("fp16 needs a CUDA GPU; on the CPU use bf16 (fast with AVX-512 BF16 or AMX) or fp32")
-    if device.type == "cpu" and dtype is torch.bfloat16 and not cpu_has_fast_bf16():
-        warnings.warn(
-            "bf16 on this CPU: torch has no fast bf16 kernels here (it needs AVX-512 BF16 or AMX), "
-            "so it runs slower than fp32; use fp32",
-            stacklevel=2,
-        )
-    return dtype
+    warn_if_slow(precision, device, precision, "use fp32")
+    return PRECISIONS[precision]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

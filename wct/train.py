@@ -31,7 +31,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .decoder import Decoder, load_decoder, read_decoder, save_decoder
-from .encoder import Encoder, cpu_has_fast_bf16, load_encoder, relu, resolve_device, tensors_sha256
+from .encoder import (
+    Encoder,
+    fast_precisions,
+    load_encoder,
+    relu,
+    resolve_device,
+    tensors_sha256,
+    warn_if_slow,
+)
 from .errors import ImageError, InputError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image
@@ -399,14 +407,10 @@ def train(cfg: Config) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
     val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
-    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda" or cpu_has_fast_bf16()
+    use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
     cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
-    if use_amp and device.type == "cpu" and not cpu_has_fast_bf16() and rank == 0:
-        warnings.warn(
-            "--amp on this CPU: torch has no fast bf16 kernels here (it needs AVX-512 BF16 or AMX), "
-            "so bf16 convolutions run many times slower than fp32; drop --amp",
-            stacklevel=1,
-        )
+    if use_amp and rank == 0:
+        warn_if_slow("bf16", device, "--amp", "drop --amp")
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
