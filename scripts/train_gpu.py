@@ -126,6 +126,7 @@ def start(
     lr: float | None,
     seeds: list[int],
     loss: str = "mse",
+    scale: float = 1.0,
 ) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     for f in sorted((GPU / "train").glob("*.webp")):
@@ -151,6 +152,8 @@ def start(
             str(GPU / "val"),
             "--crop",
             str(crop),
+            "--scale",
+            str(scale),
             "--batch",
             str(batch),
             "--steps",
@@ -272,6 +275,7 @@ def main() -> None:
     s.add_argument("--lr", type=float, help="peak lr for every level (default: PLAN's for each)")
     s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
     s.add_argument("--loss", choices=LOSSES, default="mse", help="see wct train --loss")
+    s.add_argument("--scale", type=float, default=1.0, help="see wct train --scale")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
@@ -288,7 +292,17 @@ def main() -> None:
         if a.lr is None and unplanned:
             ap.error(f"no planned lr for level(s) {unplanned} (PLAN covers {sorted(PLAN)}): pass --lr")
         start(
-            a.minutes, a.batch, a.crop, a.workers, a.levels, a.device, a.feature_weight, a.lr, a.seeds, a.loss
+            a.minutes,
+            a.batch,
+            a.crop,
+            a.workers,
+            a.levels,
+            a.device,
+            a.feature_weight,
+            a.lr,
+            a.seeds,
+            a.loss,
+            a.scale,
         )
     elif a.cmd == "wait":
         wait(a.seconds, a.out)

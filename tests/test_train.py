@@ -125,6 +125,28 @@ def test_bad_arguments(data, tmp_path):
         train(config(data, tmp_path / "y", level=7))
     with pytest.raises(InputError, match="loss"):
         train(config(data, tmp_path / "z", loss="l1"))
+    with pytest.raises(InputError, match="scale"):
+        train(config(data, tmp_path / "s", scale=0.0))
+
+
+def test_scale_shrinks_photos_before_cropping(tmp_path):
+    from PIL import Image
+
+    from wct.train import Crops
+
+    ramp = torch.arange(256, dtype=torch.uint8).repeat(256, 1)  # value = x coordinate
+    Image.fromarray(torch.stack([ramp] * 3, -1).numpy()).save(tmp_path / "ramp.png")
+
+    def widths(scale: float) -> list[int]:
+        crops = Crops(tmp_path, 64, scale)
+        xs = [crops[(0, seed)] for seed in range(40)]
+        assert all(x.shape == (3, 64, 64) and x.dtype == torch.uint8 for x in xs)
+        assert torch.equal(xs[0], crops[(0, 0)])  # a function of the seed
+        return [int(x[0, 32].max()) - int(x[0, 32].min()) for x in xs]
+
+    plain, shrunk = widths(1.0), widths(0.3)
+    assert all(60 <= w <= 64 for w in plain)  # 64 pixels of the ramp, mirrored or not
+    assert max(shrunk) > 150 and min(shrunk) >= 60  # up to 64 / 0.3 photo pixels, never fewer than 64
 
 
 def test_corrupt_checkpoint_is_refused(data, tmp_path):

@@ -456,6 +456,9 @@ def train_command(
     data: Path = typer.Option(..., help="Folder of training images (searched recursively)."),
     val: Path | None = typer.Option(None, help="Folder of validation images."),
     crop: int = typer.Option(256, help="Random crop size."),
+    scale: float = typer.Option(
+        1.0, help="Shrink each photo by a random factor in [SCALE, 1] before cropping (augmentation)."
+    ),
     batch: int = typer.Option(8, help="Batch size per process."),
     steps: int = typer.Option(10000, help="Total optimiser steps."),
     minutes: float | None = typer.Option(
@@ -490,6 +493,7 @@ def train_command(
 
     if (
         crop < 16
+        or not 0 < scale <= 1
         or batch < 1
         or steps < 1
         or lr <= 0
@@ -499,8 +503,8 @@ def train_command(
         or (minutes is not None and not minutes > 0)
     ):
         raise InputError(
-            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, --feature-weight >= 0, "
-            "--minutes > 0 and 0 <= --feature-from <= 1 are required"
+            "--crop >= 16, 0 < --scale <= 1, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, "
+            "--feature-weight >= 0, --minutes > 0 and 0 <= --feature-from <= 1 are required"
         )
     if not data.is_dir():
         raise InputError(f"--data {data} is not a directory")
@@ -509,6 +513,7 @@ def train_command(
         data=str(data),
         val=str(val) if val else None,
         crop=crop,
+        scale=scale,
         batch=batch,
         steps=steps,
         minutes=minutes,

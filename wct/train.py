@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -54,6 +55,7 @@ class Config:
     data: str = "../shared/data/train"
     val: str | None = None
     crop: int = 256
+    scale: float = 1.0  # each crop is taken from the photo shrunk by a random factor in [scale, 1]
     batch: int = 8
     steps: int = 10000
     lr: float = 1e-3
@@ -83,13 +85,17 @@ class Config:
 
 
 class Crops(Dataset):
-    """Random crops of any folder of images; unreadable files yield None and are counted."""
+    """Random crops of any folder of images; unreadable files yield None and are counted.
 
-    def __init__(self, root: str | Path, crop: int):
+    With `scale` < 1 each photo is first shrunk by a factor drawn log-uniformly from [scale, 1]
+    (never below the crop): every epoch then shows the deep layers features they have not seen.
+    """
+
+    def __init__(self, root: str | Path, crop: int, scale: float = 1.0):
         self.files = list_images(root)
         if not self.files:
             raise InputError(f"no images (jpg, png, webp...) found under {root}")
-        self.crop = crop
+        self.crop, self.scale = crop, scale
 
     def __len__(self) -> int:
         return len(self.files)
@@ -104,9 +110,11 @@ class Crops(Dataset):
         except ImageError:
             return None
         short = min(im.size)
-        if short < self.crop:
-            s = self.crop / short
-            im = im.resize((max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s))))
+        s = self.scale ** rng.random() if self.scale < 1 else 1.0
+        s = max(s, self.crop / short)
+        if s != 1.0:
+            size = (max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s)))
+            im = im.resize(size, Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC)
         x0 = rng.randint(0, im.width - self.crop)
         y0 = rng.randint(0, im.height - self.crop)
         im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
@@ -145,7 +153,7 @@ def collate(batch: list[Tensor | None]) -> tuple[Tensor, int]:
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
-    data = Crops(cfg.data, cfg.crop)
+    data = Crops(cfg.data, cfg.crop, cfg.scale)
     sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
     dl = DataLoader(
         data,
@@ -358,6 +366,8 @@ def train(cfg: Config) -> dict:
     relu(cfg.level)
     if cfg.loss not in LOSSES:
         raise InputError(f"--loss (Config.loss) must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
+    if not 0 < cfg.scale <= 1:
+        raise InputError(f"--scale (Config.scale) must be in (0, 1], not {cfg.scale}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
