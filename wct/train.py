@@ -3,7 +3,7 @@
 Loss: pixel MSE, plus `feature_weight` x MSE of the normalised relu{X}_1 features, switched on
 after `feature_from` of the steps (from the start it slows learning badly); `loss="psnr"` averages
 each image's log of it instead, the validation metric. Adam with warm-up and
-cosine decay. Every random choice (order, crops, flips) is a function of (seed, step), so a resumed
+cosine decay. Every random choice (order, scales, crops, flips) is a function of (seed, step), so a resumed
 run continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
 
     python -m wct.train --level 2 --data DIR --val DIR --steps 4000
