@@ -493,7 +493,6 @@ def train_command(
 
     if (
         crop < 16
-        or not 0 < scale <= 1
         or batch < 1
         or steps < 1
         or lr <= 0
@@ -503,8 +502,8 @@ def train_command(
         or (minutes is not None and not minutes > 0)
     ):
         raise InputError(
-            "--crop >= 16, 0 < --scale <= 1, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, "
-            "--feature-weight >= 0, --minutes > 0 and 0 <= --feature-from <= 1 are required"
+            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, --feature-weight >= 0, "
+            "--minutes > 0 and 0 <= --feature-from <= 1 are required"
         )
     if not data.is_dir():
         raise InputError(f"--data {data} is not a directory")
