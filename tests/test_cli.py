@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from wct.decoder import DECODER_DIR
 from wct.demo import landscape, painting
 
 
@@ -153,6 +154,20 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
 
     scores = json.loads(js.read_text())["levels"]["relu1_1"]
     assert scores["psnr"] > 30 and scores["images"] == 1
+
+    landscape(90, 70, seed=1).save(val / "y.png")  # --decoder scores files, --limit the first images
+    files = [str(DECODER_DIR / f"relu{level}_1.safetensors") for level in (1, 2)]
+    r = wct_cli("eval-decoders", "--data", str(val), "--limit", "1", "--json", str(js), "--decoder", files[1],
+                "--decoder", files[0])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(js.read_text())["levels"]
+    assert list(rows) == ["relu2_1 (relu2_1.safetensors)", "relu1_1 (relu1_1.safetensors)"]
+    assert rows["relu1_1 (relu1_1.safetensors)"] == scores  # the same file and image as --levels 1
+    assert rows["relu2_1 (relu2_1.safetensors)"]["psnr"] < scores["psnr"]
+    assert wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1").returncode == 0
+    assert json.loads(js.read_text())["levels"]["relu1_1"]["images"] == 2
+    assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--limit", "0"), "--limit")
+    assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--decoder", str(val / "x.png")), "x.png")
 
 
 def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, wct_cli):

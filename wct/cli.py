@@ -365,6 +365,10 @@ def eval_decoders(
     data: Path = typer.Option(Path("../shared/data/val"), help="Folder of validation images."),
     max_side: int = typer.Option(384, help="Longer side the images are scaled to."),
     levels: str = typer.Option("1,2,3,4,5", help="Levels to evaluate."),
+    decoder_files: list[Path] | None = typer.Option(
+        None, "--decoder", help="Score this decoder file instead (repeatable; --levels is then ignored)."
+    ),
+    limit: int | None = typer.Option(None, help="Only the first N images, by name (e.g. of a training set)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers here."),
     device: str = DeviceOpt,
     vgg_weights: Path | None = VggOpt,
@@ -376,19 +380,23 @@ def eval_decoders(
 
     if not data.is_dir():
         raise InputError(f"{data} is not a directory of images")
-    images = load_val_images(data, size_arg(max_side, "--max-side") or 384)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, not {limit}")
+    images = load_val_images(data, size_arg(max_side, "--max-side") or 384, limit)
     if not images:
         raise InputError(f"no images found in {data}")
     encoder = load_encoder(device, vgg_weights)
     table = Table("level", "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
     results = {}
-    for level in parse_levels(levels):
-        decoder = load_decoder(level, encoder.mean.device, encoder.weights_id)
+    for source in decoder_files or parse_levels(levels):
+        file = source if isinstance(source, Path) else None
+        decoder = load_decoder(None if file else source, encoder.mean.device, encoder.weights_id, path=file)
+        level, name = decoder.level, f"relu{decoder.level}_1" + (f" ({file.name})" if file else "")
         r = reconstruction_scores(encoder, decoder, images)
-        results[f"relu{level}_1"] = r
+        results[name] = r
         pub = PUBLISHED[level]
         table.add_row(
-            f"relu{level}_1",
+            name,
             f"{r['psnr']:.2f}",
             f"{r['ssim']:.4f}",
             f">= {TARGETS[level]}",
