@@ -161,9 +161,9 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
                 "--decoder", files[0])  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = json.loads(js.read_text())["levels"]
-    assert list(rows) == ["relu2_1 (relu2_1.safetensors)", "relu1_1 (relu1_1.safetensors)"]
-    assert rows["relu1_1 (relu1_1.safetensors)"] == scores  # the same file and image as --levels 1
-    assert rows["relu2_1 (relu2_1.safetensors)"]["psnr"] < scores["psnr"]
+    assert list(rows) == [f"relu2_1 ({files[1]})", f"relu1_1 ({files[0]})"]
+    assert rows[f"relu1_1 ({files[0]})"] == scores  # the same file and image as --levels 1
+    assert rows[f"relu2_1 ({files[1]})"]["psnr"] < scores["psnr"]
     assert wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1").returncode == 0
     assert json.loads(js.read_text())["levels"]["relu1_1"]["images"] == 2
     assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--limit", "0"), "--limit")

@@ -2,9 +2,9 @@
 
 Loss: pixel MSE, plus `feature_weight` x MSE of the normalised relu{X}_1 features, switched on
 after `feature_from` of the steps (from the start it slows learning badly); `loss="psnr"` averages
-each image's log of it instead, the validation metric. Adam with warm-up and
-cosine decay. Every random choice (order, scales, crops, flips) is a function of (seed, step), so a resumed
-run continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
+each image's log of it instead, the validation metric. Adam with warm-up and cosine decay. Every
+random choice (order, scales, crops, flips) is a function of (seed, step), so a resumed run
+continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
 
     python -m wct.train --level 2 --data DIR --val DIR --steps 4000
 """
@@ -88,7 +88,7 @@ class Crops(Dataset):
     """Random crops of any folder of images; unreadable files yield None and are counted.
 
     With `scale` < 1 each photo is first shrunk by a factor drawn log-uniformly from [scale, 1]
-    (never below the crop): every epoch then shows the deep layers features they have not seen.
+    (never below the crop), so each epoch gives the deep levels crops they have not seen before.
     """
 
     def __init__(self, root: str | Path, crop: int, scale: float = 1.0):
