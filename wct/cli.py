@@ -391,10 +391,8 @@ def eval_decoders(
     for source in decoder_files or parse_levels(levels):
         file = source if isinstance(source, Path) else None
         decoder = load_decoder(None if file else source, encoder.mean.device, encoder.weights_id, path=file)
-        level, name = (
-            decoder.level,
-            f"relu{decoder.level}_1" + (f" ({file})" if file else ""),
-        )  # runs' files share names
+        level = decoder.level
+        name = f"relu{level}_1" + (f" ({file})" if file else "")  # the path: runs share file names
         r = reconstruction_scores(encoder, decoder, images)
         results[name] = r
         pub = PUBLISHED[level]
