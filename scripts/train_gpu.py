@@ -1,28 +1,34 @@
 """Train several decoders at once on one lent GPU, within the device tool's limits.
 
 Only the checkout travels (64 MiB a call), so `pack` writes what the GPU needs into one ignored
-folder, `.gpu` (add `/.gpu/` to .git/info/exclude): fp16 encoder weights, the training photos
-resized to short side 256 as WebP (`--skip-every N` leaves out every Nth, to fit beside the
-tracked files), a few validation photos, and the decoders to start from. Those named by `--q8`
-travel as int8 with one fp16 scale per 3x3 kernel (relu5_1: 16.9 MB instead of 26.9; -0.03 dB
-before any training), so move their fp16 files out of the tree for the call. Name `.gpu` in
-`carry` in EVERY call: the device tool removes a carried folder that a later call does not name,
-under the running jobs. On the GPU, `start` launches one `python -m wct.train` per level in the
-background, all with the same wall-time budget (the schedule follows time), and `wait` polls their
-logs until they end, packing the best decoders into $OUT in pieces of at most 15 MB as it goes.
-Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set, writes
-that score into its metadata and exports it to decoders/ if it beats the one there. `start --seeds
-0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to average.
+folder, `.gpu`: fp16 encoder weights, a few validation photos, the decoders to start from, and as
+many training photos as fit, resized to short side 320 as WebP in a seeded random order (so any
+prefix holds every source). Decoders named by `--q8` travel as int8 with one fp16 scale per 3x3
+kernel (relu5_1: 16.9 MB instead of 26.9; -0.03 dB before any training). Photos fill `--budget-mb`
+less the tracked files that travel; those named by `--leave-out` (docs, the decoder files) are not
+counted, so move them out of the tree for the call, as `pack` reminds you (by default docs/ and the
+`--q8` decoders' own files; a level whose decoder is in neither place starts from scratch). Name
+`.gpu` in `carry` in EVERY call: the device tool removes a carried folder that a later call does
+not name, under the running jobs. On the GPU, `start` launches one `python -m wct.train` per level
+in the background, all with the same wall-time budget (the schedule follows time), and `wait` polls
+their logs until they end, packing the best decoders into $OUT in pieces of at most 15 MB as it
+goes. Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set,
+writes that score into its metadata and exports it to decoders/ if it beats the one there. `start
+--seeds 0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to
+average.
 
-    python scripts/train_gpu.py pack --q8 4 5
+    python scripts/train_gpu.py pack --q8 4 5       # then move out what it names
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
     python scripts/train_gpu.py wait --seconds 540 --out $OUT
     python scripts/train_gpu.py adopt l3/relu3_1.best.safetensors l4/relu4_1.best.safetensors
 """
 
 import argparse
+import fnmatch
 import itertools
 import os
+import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -38,7 +44,7 @@ RUNS = ROOT / "runs" / "gpu"
 sys.path.insert(0, str(ROOT))  # the GPU machine runs the checkout, not an installed wct
 DATA = Path("/tmp/wct_train")
 INIT = Path("/tmp/wct_init")
-SHORT_SIDE = 256
+SHORT_SIDE = 320
 
 # level: peak lr when fine-tuning the shipped decoder
 PLAN = {2: 1e-4, 3: 3e-4, 4: 3e-4, 5: 2e-4}
@@ -90,29 +96,69 @@ def init_file(level: int) -> Path | None:
     return ROOT / "decoders" / name if (ROOT / "decoders" / name).exists() else None
 
 
+def travelling_bytes(leave_out: list[str]) -> int:
+    """Bytes of the tracked files in the tree, less those matching `leave_out` (moved out for the call)."""
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    names = [n for n in out.decode().split("\0") if n]
+    keep = [ROOT / n for n in names if not any(fnmatch.fnmatch(n, pat) for pat in leave_out)]
+    return sum(f.stat().st_size for f in keep if f.is_file())
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def pack_photos(files: list[Path], target: Path, max_bytes: int, short_side: int, quality: int) -> int:
+    """Write photos as WebP in a seeded random order until the next would pass `max_bytes`."""
+    order, used, written = random.Random(0).sample(range(len(files)), len(files)), 0, 0
+    for i in order:
+        im = Image.open(files[i]).convert("RGB")
+        s = short_side / min(im.size)
+        if s < 1:
+            im = im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
+        out = target / f"{i:04d}.webp"
+        im.save(out, quality=quality)
+        if used + out.stat().st_size > max_bytes:
+            out.unlink()
+            break
+        used, written = used + out.stat().st_size, written + 1
+    return written
+
+
 def pack(
-    train: Path, val: Path, val_every: int, quality: int, skip_every: int, q8: list[int], short_side: int
+    train: Path,
+    val: Path,
+    val_every: int,
+    quality: int,
+    q8: list[int],
+    short_side: int,
+    budget_mb: float,
+    leave_out: list[str],
 ) -> None:
     from wct.encoder import default_weights_path, read_weights, save_weights
     from wct.images import list_images
 
+    shutil.rmtree(GPU, ignore_errors=True)  # written only by pack: a stale photo or decoder must not travel
     for sub in ("train", "val", "init"):
-        (GPU / sub).mkdir(parents=True, exist_ok=True)
+        (GPU / sub).mkdir(parents=True)
     for level in q8:
         quantize(ROOT / f"decoders/relu{level}_1.safetensors", GPU / f"init/relu{level}_1.safetensors.q8")
     weights, _ = read_weights(default_weights_path())
     save_weights(weights, GPU / "vgg19_fp16.safetensors")
-    files = list_images(train)
-    for i, f in enumerate(files):
-        if skip_every and (i + 1) % skip_every == 0:
-            continue
-        im = Image.open(f).convert("RGB")
-        s = short_side / min(im.size)
-        if s < 1:
-            im = im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
-        im.save(GPU / "train" / f"{i:04d}.webp", quality=quality)
     for f in list_images(val)[::val_every]:
         (GPU / "val" / f.name).write_bytes(f.read_bytes())
+    fixed = travelling_bytes(leave_out) + folder_bytes(GPU)
+    room = int(budget_mb * 2**20) - fixed
+    if room <= 0:
+        sys.exit(
+            f"error: {fixed / 2**20:.1f} MiB travel before any photo; raise --budget-mb or --leave-out more"
+        )
+    files = list_images(train)
+    n = pack_photos(files, GPU / "train", room, short_side, quality)
+    print(
+        f"packed {n} of {len(files)} photos; {(fixed + folder_bytes(GPU / 'train')) / 2**20:.1f} MiB travel"
+    )
+    print("move out of the tree for the call:", " ".join(leave_out))
 
 
 def start(
@@ -192,7 +238,7 @@ def start(
                 cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         pids.append(p.pid)
-        print("started", " ".join(cmd[3:6]), flush=True)
+        print("started", " ".join(cmd[3:6]), "from", init or "scratch", flush=True)
     (RUNS / "pids").write_text(" ".join(map(str, pids)))
 
 
@@ -258,11 +304,16 @@ def main() -> None:
     p.add_argument("--train", type=Path, default=ROOT.parent / "shared/data/train")
     p.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
     p.add_argument("--val-every", type=int, default=3)
-    p.add_argument("--quality", type=int, default=65)
-    p.add_argument("--skip-every", type=int, default=5, help="leave out every Nth photo (0: none)")
+    p.add_argument("--quality", type=int, default=75, help="WebP quality (lower: more photos, easier ones)")
     p.add_argument("--q8", type=int, nargs="*", default=[], help="levels whose decoder travels as int8")
     p.add_argument(
         "--short-side", type=int, default=SHORT_SIDE, help="downscale photos to this (smaller, but easier)"
+    )
+    p.add_argument("--budget-mb", type=float, default=62.5, help="MiB that may travel in all (the tool: 64)")
+    p.add_argument(
+        "--leave-out",
+        nargs="*",
+        help="tracked files you move out for the call (default: docs and the --q8 decoders)",
     )
     s = sub.add_parser("start")
     s.add_argument("--minutes", type=float, required=True)
@@ -286,7 +337,12 @@ def main() -> None:
     d.add_argument("--hardware", default="GPU", help="for files written before wct recorded it")
     a = ap.parse_args()
     if a.cmd == "pack":
-        pack(a.train, a.val, a.val_every, a.quality, a.skip_every, a.q8, a.short_side)
+        leave_out = (
+            a.leave_out
+            if a.leave_out is not None
+            else ["docs/*"] + [f"decoders/relu{v}_1.safetensors" for v in a.q8]
+        )
+        pack(a.train, a.val, a.val_every, a.quality, a.q8, a.short_side, a.budget_mb, leave_out)
     elif a.cmd == "start":
         unplanned = [v for v in a.levels if v not in PLAN]
         if a.lr is None and unplanned:

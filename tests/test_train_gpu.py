@@ -1,6 +1,6 @@
-"""The int8 transport of decoders in scripts/train_gpu.py: what travels to a lent GPU must come back
-as a decoder file that `wct train --init-from` and `load_decoder` accept, with nearly the same
-weights and the same metadata."""
+"""What scripts/train_gpu.py sends to a lent GPU. A decoder travels as int8 and must come back as a
+file that `wct train --init-from` and `load_decoder` accept, with nearly the same weights and the
+same metadata; the training photos fill what is left of the 64 MiB."""
 
 import importlib.util
 import subprocess
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from wct.decoder import Decoder, load_decoder, read_decoder, save_decoder
 from wct.encoder import VGG19_MD5
@@ -60,3 +61,36 @@ def test_start_without_lr_refuses_levels_the_plan_does_not_cover():
         text=True,
     )
     assert r.returncode == 2 and "pass --lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_photos_fill_the_budget_in_an_order_that_spans_the_folder(tmp_path):
+    gpu = load_script()
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir(), out.mkdir()
+    g = torch.Generator().manual_seed(0)
+    files = []
+    for i in range(40):
+        f = src / f"{i:02d}.png"
+        Image.fromarray((torch.rand(400, 500, 3, generator=g) * 255).byte().numpy()).save(f)
+        files.append(f)
+    one = gpu.pack_photos(files[:1], out, 10**9, 320, 75)
+    size = (out / "0000.webp").stat().st_size
+    (out / "0000.webp").unlink()
+
+    n = gpu.pack_photos(files, out, int(10.5 * size), 320, 75)
+
+    written = sorted(out.glob("*.webp"))
+    assert one == 1 and n == len(written) and 8 <= n <= 11  # noise photos compress alike
+    assert sum(f.stat().st_size for f in written) <= 10.5 * size
+    assert all(min(Image.open(f).size) == 320 for f in written)
+    indices = [int(f.stem) for f in written]
+    assert max(indices) >= 20 and indices != list(range(n))  # not just the folder's first photos
+
+
+def test_left_out_tracked_files_are_not_counted_as_travelling():
+    gpu = load_script()
+    decoders = sorted((gpu.ROOT / "decoders").glob("*.safetensors"))
+    assert decoders
+    everything = gpu.travelling_bytes([])
+    rest = gpu.travelling_bytes(["decoders/*.safetensors"])
+    assert everything - rest == sum(f.stat().st_size for f in decoders)
