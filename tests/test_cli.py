@@ -162,6 +162,10 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
     assert r.returncode == 0, r.stderr
     rows = json.loads(js.read_text())["levels"]
     assert list(rows) == [f"relu2_1 ({files[1]})", f"relu1_1 ({files[0]})"]
+    first_cells = "".join(
+        line.split("│")[1].strip() for line in r.stdout.splitlines() if line.startswith("│")
+    )
+    assert f"({files[1]})" in first_cells  # the whole path, wrapped, never cut short
     assert rows[f"relu1_1 ({files[0]})"] == scores  # the same file and image as --levels 1
     assert rows[f"relu2_1 ({files[1]})"]["psnr"] < scores["psnr"]
     assert wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1").returncode == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from .errors import InputError, OutputError, WCTError
 from .progress import progress_bar
@@ -386,7 +386,8 @@ def eval_decoders(
     if not images:
         raise InputError(f"no images found in {data}")
     encoder = load_encoder(device, vgg_weights)
-    table = Table("level", "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
+    level_column = Column("level", overflow="fold")  # a --decoder path wraps whole rather than cut short
+    table = Table(level_column, "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
     results = {}
     for source in decoder_files or parse_levels(levels):
         file = source if isinstance(source, Path) else None
