@@ -148,3 +148,20 @@ def test_gatys_cli_never_writes_over_an_input(pair, wct_cli):
     )
     assert r.returncode == 1 and "input" in r.stderr
     assert (pair / "content.png").read_bytes() == before
+
+
+def test_gatys_history_never_replaces_a_file_silently(pair, tmp_path, wct_cli):
+    content, out, hist = pair / "content.png", tmp_path / "g.png", tmp_path / "h.json"
+    hist.write_text("my notes")
+    before = content.read_bytes()
+    base = ("gatys", str(content), str(pair / "style.png"), "-o", str(out), "--steps", "1", "--size", "64")
+
+    r = wct_cli(*base, "--history", str(hist))
+    assert r.returncode == 1 and "--overwrite" in r.stderr and "Traceback" not in r.stderr
+    assert hist.read_text() == "my notes" and not out.exists()  # refused before any work
+    r = wct_cli(*base, "--history", str(content), "--overwrite")
+    assert r.returncode == 1 and "input" in r.stderr and content.read_bytes() == before
+    r = wct_cli(*base, "--history", str(out), "--overwrite")
+    assert r.returncode == 1 and "input" in r.stderr and not out.exists()
+    assert wct_cli(*base, "--history", str(hist), "--overwrite").returncode == 0
+    assert len(json.loads(hist.read_text())) == 1

@@ -157,8 +157,8 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
 
     landscape(90, 70, seed=1).save(val / "y.png")  # --decoder scores files, --limit the first images
     files = [str(DECODER_DIR / f"relu{level}_1.safetensors") for level in (1, 2)]
-    r = wct_cli("eval-decoders", "--data", str(val), "--limit", "1", "--json", str(js), "--decoder", files[1],
-                "--decoder", files[0])  # fmt: skip
+    r = wct_cli("eval-decoders", "--data", str(val), "--limit", "1", "--json", str(js), "--overwrite",
+                "--decoder", files[1], "--decoder", files[0])  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = json.loads(js.read_text())["levels"]
     assert list(rows) == [f"relu2_1 ({files[1]})", f"relu1_1 ({files[0]})"]
@@ -168,8 +168,14 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
     assert f"({files[1]})" in first_cells  # the whole path, wrapped, never cut short
     assert rows[f"relu1_1 ({files[0]})"] == scores  # the same file and image as --levels 1
     assert rows[f"relu2_1 ({files[1]})"]["psnr"] < scores["psnr"]
-    assert wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1").returncode == 0
-    assert json.loads(js.read_text())["levels"]["relu1_1"]["images"] == 2
+    before = js.read_text()  # an existing report is kept unless --overwrite
+    assert_clean_error(
+        wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1"), "--overwrite"
+    )
+    assert js.read_text() == before
+    r = wct_cli("eval-decoders", "--data", str(val), "--json", str(js), "--levels", "1", "--overwrite")
+    assert r.returncode == 0 and json.loads(js.read_text())["levels"]["relu1_1"]["images"] == 2
+    assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--json", str(val / "y.png")), "input")
     assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--limit", "0"), "--limit")
     assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--decoder", str(val / "x.png")), "x.png")
 

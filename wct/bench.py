@@ -8,7 +8,6 @@ Gatys run's total first drops below the total of WCT's output.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -265,10 +264,3 @@ def conv_throughput(encoder: Encoder, runs: int = 5) -> tuple[int, float]:
     convolution throughput, against which the other timings are judged."""
     x = torch.rand(1, 3, 512, 512, device=next(encoder.parameters()).device)
     return count_flops(lambda: encoder(x, 5)), median_seconds(lambda: encoder(x, 5), runs)
-
-
-def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)

@@ -370,6 +370,7 @@ def eval_decoders(
     ),
     limit: int | None = typer.Option(None, help="Only the first N images, by name (e.g. of a training set)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers here."),
+    overwrite: bool = typer.Option(False, help="Replace the --json file if it exists."),
     device: str = DeviceOpt,
     vgg_weights: Path | None = VggOpt,
 ) -> None:
@@ -377,11 +378,14 @@ def eval_decoders(
     from .decoder import load_decoder
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
+    from .images import list_images, write_json
 
     if not data.is_dir():
         raise InputError(f"{data} is not a directory of images")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
+    if json_out:
+        check_target(json_out, overwrite, (*(decoder_files or ()), *list_images(data)))
     images = load_val_images(data, size_arg(max_side, "--max-side") or 384, limit)
     if not images:
         raise InputError(f"no images found in {data}")
@@ -407,8 +411,7 @@ def eval_decoders(
     out_console.print(f"{len(images)} images from {data}, longer side {max_side}")
     out_console.print(table)
     if json_out:
-        report = {"data": str(data), "max_side": max_side, "levels": results}
-        json_out.write_text(json.dumps(report, indent=2))
+        write_json({"data": str(data), "max_side": max_side, "levels": results}, json_out)
 
 
 @app.command("average-decoders")
@@ -568,14 +571,21 @@ def loss_bar(steps: int, save_every: int, output: Path, overwrite: bool, protect
     return bar, callback
 
 
+def check_target(path: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
+    """Fail before any work if `path` is an input or a directory, or exists without --overwrite."""
+    if any(path.resolve() == p.resolve() for p in inputs):
+        raise OutputError(f"refusing to write over the input {path}")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory: give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists: pass --overwrite to replace it")
+
+
 def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
-    """Fail before any work if OUT is an input, exists without --overwrite, or has no image suffix."""
+    """`check_target`, and an image suffix."""
     from PIL import Image
 
-    if any(output.resolve() == p.resolve() for p in inputs):
-        raise OutputError(f"refusing to write over the input {output}")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output} exists: pass --overwrite to replace it")
+    check_target(output, overwrite, inputs)
     if output.suffix.lower() not in Image.registered_extensions():
         raise OutputError(f"unknown image format for {output}: use .png, .jpg or .webp")
 
@@ -605,7 +615,7 @@ def gatys_command(
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     from .encoder import load_encoder
     from .gatys import gatys
-    from .images import atomic_save, load_image, tensor_to_pil
+    from .images import atomic_save, load_image, tensor_to_pil, write_json
 
     if no_content:
         if style is not None:
@@ -615,6 +625,8 @@ def gatys_command(
         raise InputError("give CONTENT and STYLE, or --no-content STYLE")
     inputs = tuple(p for p in (content, style) if p is not None)
     check_output(output, overwrite, inputs)
+    if history:
+        check_target(history, overwrite, (*inputs, output))
     size_ = size_arg(size, "--size")
     encoder = load_encoder(device, vgg_weights)
     x_content = load_image(content, size_) if content is not None else None
@@ -639,7 +651,7 @@ def gatys_command(
         )
     atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs)
     if history:
-        history.write_text(json.dumps(result.history))
+        write_json(result.history, history)
     last = result.history[-1]
     console.print(f"wrote {output} (total loss {last['total']:.4g} after {steps} steps)")
 
@@ -702,6 +714,7 @@ def bench(
     import tempfile
 
     from . import bench as b
+    from .images import write_json
     from .pipeline import Stylizer
 
     files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
@@ -738,7 +751,7 @@ def bench(
     rows = b.summarise(records)
     machine = b.machine()
     out.mkdir(parents=True, exist_ok=True)
-    b.write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
+    write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
     files[1].write_text(b.markdown(rows, machine))
     b.contact_sheet(sheet_rows).save(files[2])
     if tmp:

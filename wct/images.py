@@ -13,6 +13,7 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import tempfile
@@ -312,6 +313,14 @@ def atomic_save(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_json(report: object, path: Path) -> None:
+    """Write JSON via a temporary file and rename, so `path` is either the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:
