@@ -293,10 +293,7 @@ def style_stats(
         raise OutputError(f"a style preset must be a .safetensors file, got {output}")
     if not style.exists():
         raise InputError(f"{style} does not exist")
-    if output.resolve() == style.resolve():
-        raise OutputError(f"refusing to write over the input {output}")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output} exists: pass --overwrite to replace it")
+    check_target(output, overwrite, (style,))
     s = Stylizer(device, vgg_weights)
     meta = {"source": style.name, "style_size": str(style_size)}
     s.save_style(s.style(style, size_arg(style_size, "--style-size")), output, meta)
@@ -431,10 +428,7 @@ def average_decoders_command(
 
     if out.suffix != ".safetensors":
         raise OutputError(f"--out {out} must end in .safetensors")
-    if any(out.resolve() == f.resolve() for f in files):
-        raise OutputError(f"refusing to write over the input {out}")
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out} exists: pass --overwrite to replace it")
+    check_target(out, overwrite, tuple(files))
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
     except ValueError:
