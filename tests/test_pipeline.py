@@ -96,6 +96,30 @@ def test_bad_api_inputs_raise_typed_errors(tmp_path):
         wct.stylize(tmp_path / "missing.jpg", stripes(32, 32)[0])
 
 
+def test_stylizer_takes_batches_image_styles_and_refuses_bad_tensors(stylizer, tmp_path):
+    a, b, style = gradient_image(48, 64), gradient_image(48, 64, seed=3).flip(-1), stripes(64, 64)
+    st = stylizer.style(style, levels=(3, 2))
+    one = [stylizer.stylize(x, st, 0.8, (3, 2)) for x in (a, b)]
+
+    batch = stylizer.stylize(torch.cat([a, b]), st, 0.8, (3, 2))  # each image its own statistics
+
+    assert batch.shape == (2, 3, 48, 64)
+    assert torch.allclose(batch, torch.cat(one), atol=1e-5)
+    assert not torch.allclose(batch[0], batch[1], atol=1e-2)
+    path = tmp_path / "style.png"
+    tensor_to_pil(style).save(path)
+    for as_image in (style, style[0], path):  # a style image instead of a Style: the same result
+        assert torch.allclose(stylizer.stylize(a, as_image, 0.8, (3, 2)), one[0], atol=1e-2)
+    for bad in (a.mul(255).byte(), a * 2, "missing.png"):
+        with pytest.raises((InputError, ImageError)):
+            stylizer.stylize(bad, st, 0.8, (3, 2))
+    with pytest.raises(InputError):
+        stylizer.stylize(a, [st, torch.rand(2, 3, 8, 8)], 0.8, (3, 2))
+    assert torch.allclose(stylizer.reconstruct(path, 1), stylizer.reconstruct(style, 1), atol=1e-2)
+    with pytest.raises(InputError):
+        stylizer.encoder("photo.png", 1)
+
+
 def test_images_of_any_mode_load_as_rgb(tmp_path):
     for mode in ("L", "P", "RGBA", "CMYK", "I;16"):
         im = Image.new(mode, (20, 10))

@@ -129,6 +129,18 @@ def test_no_seams_and_bounded_tiles(stylizer, style, monkeypatch):
     assert abs(across - ref_across) < 1e-3
 
 
+def test_a_batch_is_tiled_image_by_image(stylizer, style, tmp_path):
+    a, b = gradient_image(64, 96, seed=2), gradient_image(64, 96, seed=6).flip(-1)
+    levels = (2, 1)
+    alone = [stylize_tiled(stylizer, x, style, 0.9, levels, tile=48) for x in (a, b)]
+    batch = stylize_tiled(stylizer, torch.cat([a, b]), style, 0.9, levels, tile=48)
+    assert batch.shape == (2, 3, 64, 96) and torch.allclose(batch, torch.cat(alone), atol=1e-5)
+    assert stylize_any(stylizer, torch.cat([a, b]), style, 0.9, levels, tile=48).shape == (2, 3, 64, 96)
+    path = tmp_path / "a.png"
+    Image.fromarray((a[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
+    assert psnr(stylize_any(stylizer, path, style, 0.9, levels, tile=48), alone[0]) > 35  # 8-bit copy
+
+
 def test_auto_tiling_and_bad_tiles(stylizer, style):
     assert not needs_tiling(1080, 1280, None) and needs_tiling(2160, 3840, None)
     assert not needs_tiling(4320, 7680, 0) and needs_tiling(200, 100, 64)

@@ -260,8 +260,9 @@ class Encoder(nn.Module):
         unknown = [n for n in layers if n not in self.index]
         if unknown:
             raise InputError(f"unknown VGG19 layer(s) {unknown}; known: {', '.join(NAMES)}")
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise InputError(f"expected an image batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise InputError(f"expected an image batch of shape (N, 3, H, W), got {got}")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
         out = self._run(x, wanted, last, self.amp)

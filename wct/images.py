@@ -227,10 +227,10 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
         if x.min() < 0 or x.max() > 1:
             raise InputError("image tensor values must be in [0, 1]")
         w, h = scaled_size(x.shape[3], x.shape[2], size)
-        x = x.float()
+        x = x.float()  # the tensor itself when it is float32 already: checking it copies nothing
         if (w, h) != (x.shape[3], x.shape[2]):
-            x = F.interpolate(x, (h, w), mode="bicubic", antialias=True, align_corners=False)
-        return x.clamp(0, 1)
+            x = F.interpolate(x, (h, w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        return x
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ImageError(f"the image has no pixels ({image.width}x{image.height})")

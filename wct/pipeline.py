@@ -87,6 +87,14 @@ def prepare_inputs(
     return styles, x, (h, w), labels
 
 
+def split_batch(content: ImageLike) -> list[Tensor]:
+    """A content as checked (1, 3, H, W) images in [0, 1]: each image of an (N, 3, H, W) batch, or
+    the one image of a path, a PIL image or a (3, H, W) tensor (`load_image` does the checks)."""
+    if isinstance(content, Tensor) and content.ndim == 4 and content.shape[0] > 1:
+        return [load_image(x) for x in content.split(1)]
+    return [load_image(content)]
+
+
 class Stylizer:
     """Holds the encoder and decoders on one device; style statistics are computed once per style.
 
@@ -131,6 +139,16 @@ class Stylizer:
         feats = self.encoder.extract(x, [relu(v) for v in levels])
         return Style({v: feature_stats(feats[relu(v)][0]) for v in levels})
 
+    def styles(
+        self,
+        style: Style | ImageLike | Sequence[Style | ImageLike],
+        levels: Sequence[int],
+        size: int | None = None,
+    ) -> list[Style]:
+        """One style or several as a list of `Style`s; images (anything `style` takes) are encoded."""
+        items = list(style) if isinstance(style, (list, tuple)) else [style]
+        return [st if isinstance(st, Style) else self.style(st, size, levels) for st in items]
+
     def save_style(self, style: Style, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
         """Save a style's statistics as a .safetensors preset tied to this encoder's weights."""
         return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata)
@@ -138,23 +156,28 @@ class Stylizer:
     @torch.no_grad()
     def stylize(
         self,
-        content: Tensor,
-        style: Style | Sequence[Style],
+        content: ImageLike,
+        style: Style | ImageLike | Sequence[Style | ImageLike],
         alpha: float = 0.6,
         levels: Sequence[int] = (5, 4, 3, 2, 1),
         weights: Sequence[float] | None = None,
         mask: Tensor | None = None,
     ) -> Tensor:
-        """Stylise a (1, 3, H, W) image in [0, 1]; returns the same size.
+        """Stylise an (N, 3, H, W) batch in [0, 1], each image with its own statistics; returns
+        the same shape. A path or PIL image is read as a batch of one, at its own size.
 
+        A style is a `Style` from `style` (computed once, for reuse) or anything `style` takes.
         Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
         of region labels 0..k-1, region i takes style i (a mask of another size is resized,
         with a warning). A side under 16 px is stretched to 16 and the result resized back.
         """
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
-        h0, w0 = content.shape[-2:]
-        styles, x, (h, w), labels = prepare_inputs(content.to(self.device), style, levels, weights, mask)
+        images, style = split_batch(content), self.styles(style, levels)
+        if len(images) > 1:
+            return torch.cat([self.stylize(x, style, alpha, levels, weights, mask) for x in images])
+        h0, w0 = images[0].shape[-2:]
+        styles, x, (h, w), labels = prepare_inputs(images[0].to(self.device), style, levels, weights, mask)
         y = self.cascade(x, styles, alpha, levels, weights, labels)
         return resize(y[..., :h, :w], (h0, w0))
 
@@ -209,8 +232,10 @@ class Stylizer:
         return x
 
     @torch.no_grad()
-    def reconstruct(self, image: Tensor, level: int) -> Tensor:
-        """decoder(encoder(image)) at one level, any size in, the same size out."""
+    def reconstruct(self, image: ImageLike, level: int) -> Tensor:
+        """decoder(encoder(image)) at one level, any size in, the same size out; batches too."""
+        if not isinstance(image, Tensor):
+            image = load_image(image)
         x, (h, w) = pad_to_multiple(image.to(self.device))
         return self.decoder(level)(self.encoder(x, level))[..., :h, :w]
 
@@ -258,9 +283,7 @@ def stylize(
     levels = check_levels(levels)
     s = stylizer(device, precision)
     x = load_image(content, size)
-    many = isinstance(style, (list, tuple))
-    items = list(style) if many else [style]  # type: ignore[list-item]
-    styles = [st if isinstance(st, Style) else s.style(st, style_size, levels) for st in items]
+    styles = s.styles(style, levels, style_size)
     labels = None
     if mask is not None:
         labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from .controls import resize_labels
 from .errors import InputError
-from .images import resize
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs
+from .images import ImageLike, load_image, resize
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs, split_batch
 from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -191,8 +191,8 @@ def stylize_level(
 @torch.no_grad()
 def stylize_tiled(
     stylizer: Stylizer,
-    content: Tensor,
-    style: Style | Sequence[Style],
+    content: ImageLike,
+    style: Style | ImageLike | Sequence[Style | ImageLike],
     alpha: float = 0.6,
     levels: Sequence[int] = (5, 4, 3, 2, 1),
     tile: int = AUTO_TILE,
@@ -209,8 +209,12 @@ def stylize_tiled(
     levels = check_levels(levels)
     if tile < MULTIPLE or blend < 0:
         raise InputError(f"the tile size must be at least {MULTIPLE} px and blend >= 0, got {tile}, {blend}")
-    h0, w0 = content.shape[-2:]
-    styles, x, (h, w), labels = prepare_inputs(content.float().cpu(), style, levels, weights, mask)
+    images, style = split_batch(content), stylizer.styles(style, levels)
+    if len(images) > 1:
+        args = (alpha, levels, tile, weights, mask, blend, cache_bytes, hook)
+        return torch.cat([stylize_tiled(stylizer, x, style, *args) for x in images])
+    h0, w0 = images[0].shape[-2:]
+    styles, x, (h, w), labels = prepare_inputs(images[0].cpu(), style, levels, weights, mask)
     for level in levels:
         stats = [st[level] for st in styles]
         x = stylize_level(stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook)
@@ -220,8 +224,8 @@ def stylize_tiled(
 
 def stylize_any(
     stylizer: Stylizer,
-    content: Tensor,
-    style: Style | Sequence[Style],
+    content: ImageLike,
+    style: Style | ImageLike | Sequence[Style | ImageLike],
     alpha: float = 0.6,
     levels: Sequence[int] = (5, 4, 3, 2, 1),
     tile: int | None = None,
@@ -231,6 +235,8 @@ def stylize_any(
     """Untiled when the image is small enough, tiled otherwise (`tile`: None auto, 0 never, N px)."""
     if tile is not None and tile < 0:
         raise InputError(f"tile must be 0 (never), None (auto) or at least {MULTIPLE} px, got {tile}")
+    if not isinstance(content, Tensor):
+        content = load_image(content)
     h, w = content.shape[-2:]
     if needs_tiling(h, w, tile):
         return stylize_tiled(stylizer, content, style, alpha, levels, tile or AUTO_TILE, weights, mask)
