@@ -284,6 +284,18 @@ def test_texture_is_deterministic_for_a_seed(files, wct_cli, tmp_path):
     assert mean_colour(y)[0] > mean_colour(y)[2] + 0.3  # the red style's colours
 
 
+def test_large_textures_are_tiled_like_large_photos(files, stylizer, monkeypatch):
+    style = stylizer.style(load_image(files["red"]), levels=(2, 1))
+    whole = stylizer.texture(style, (96, 64), seed=2, passes=2, levels=(2, 1), tile=0)
+    tiled = stylizer.texture(style, (96, 64), seed=2, passes=2, levels=(2, 1), tile=48)
+    assert tiled.shape == whole.shape == (1, 3, 64, 96)
+    assert 10 * torch.log10(1 / (tiled - whole).pow(2).mean()) > 45  # exact statistics, rounding only
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 1000)  # Pillow's limit: 2000 px
+    with pytest.raises(InputError, match="limit"):
+        stylizer.texture(style, (50, 41), passes=1, levels=(2, 1))
+    assert stylizer.texture(style, (50, 40), passes=1, levels=(2, 1)).shape == (1, 3, 40, 50)
+
+
 def test_presets_round_trip_and_refuse_another_encoder(files, reference, wct_cli, tmp_path):
     preset, out = tmp_path / "red.safetensors", tmp_path / "from_preset.png"
     r = wct_cli("style-stats", str(files["red"]), "-o", str(preset))
@@ -365,6 +377,8 @@ def test_bad_inputs_fail_cleanly(files, wct_cli, tmp_path):
         (("texture", red, "-o", out, "--size", "12by3"), "--size"),
         (("texture", red, "-o", out, "--size", "0x5"), "--size"),
         (("texture", red, "-o", out, "--passes", "0"), "--passes"),
+        (("texture", red, "-o", out, "--tile", "8"), "--tile"),
+        (("texture", red, "-o", out, "--size", "20000x20000"), "limit"),  # refused before any work
         (("style-stats", red, "-o", str(tmp_path / "stats.png")), ".safetensors"),
     ]
     for args, text in cases:

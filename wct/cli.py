@@ -254,6 +254,7 @@ def texture(
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
     levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    tile: str = TileOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
@@ -264,7 +265,7 @@ def texture(
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer
 
-    wh = parse_size(size)
+    wh, tile_ = parse_size(size), tile_arg(tile)
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
     lv = parse_levels(levels)
@@ -272,7 +273,7 @@ def texture(
         raise InputError(f"{style} does not exist")
     check_output(output, overwrite, (style,))
     s = Stylizer(device, vgg_weights, precision)
-    y = s.texture(s.style(style, size_arg(style_size, "--style-size"), lv), wh, seed, passes, lv)
+    y = s.texture(s.style(style, size_arg(style_size, "--style-size"), lv), wh, seed, passes, lv, tile=tile_)
     atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
     console.print(f"wrote {output}")
 

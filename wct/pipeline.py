@@ -219,16 +219,24 @@ class Stylizer:
         passes: int = 3,
         levels: Sequence[int] = (5, 4, 3, 2, 1),
         weights: Sequence[float] | None = None,
+        tile: int | None = None,
     ) -> Tensor:
         """Texture synthesis (WCT paper, sec. 4): uniform noise of `size` (width, height), made on
-        the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times."""
+        the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times.
+        Large textures are made in tiles, as `stylize_any` does (`tile`: None auto, 0 never, N px);
+        the size is capped at Pillow's decompression-bomb limit, like the images we read."""
+        from .tiling import stylize_any
+
         width, height = size
         if passes < 1 or width < 1 or height < 1:
             raise InputError(f"passes and size must be positive, got passes={passes}, size={size}")
+        limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
         g = torch.Generator().manual_seed(int(seed))
         x = torch.rand(1, 3, height, width, generator=g)
         for _ in range(passes):
-            x = self.stylize(x, style, 1.0, levels, weights)
+            x = stylize_any(self, x, style, 1.0, levels, tile, weights)
         return x
 
     @torch.no_grad()
@@ -302,12 +310,15 @@ def texture(
     style_size: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    tile: int | None = None,
 ) -> Image.Image:
-    """A texture of `size` (width, height) in the style of `style`, from seeded noise."""
+    """A texture of `size` (width, height) in the style of `style`, from seeded noise; large ones
+    in tiles (`tile` as for `stylize`)."""
     levels = check_levels(levels)
     s = stylizer(device, precision)
-    st = style if isinstance(style, Style) else s.style(style, style_size, levels)
-    return tensor_to_pil(s.texture(st, size, seed, passes, levels))
+    return tensor_to_pil(
+        s.texture(s.styles(style, levels, style_size), size, seed, passes, levels, tile=tile)
+    )
 
 
 def load_decoder_for(level: int, device: str | torch.device | None = None) -> Decoder:
