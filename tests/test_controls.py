@@ -296,6 +296,21 @@ def test_large_textures_are_tiled_like_large_photos(files, stylizer, monkeypatch
     assert stylizer.texture(style, (50, 40), passes=1, levels=(2, 1)).shape == (1, 3, 40, 50)
 
 
+def test_mask_tensors_are_whole_number_labels(stylizer):
+    import wct
+
+    a, b = (stylizer.style(gradient_image(48, 48, seed=k), levels=(2, 1)) for k in (1, 8))
+    x = gradient_image(32, 48)
+    labels = (torch.arange(48)[None, :] >= 24).expand(32, 48)
+    y = stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=labels.long())
+    assert torch.equal(stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=labels.float()), y)
+    for bad in (labels.float() * 0.5, labels.long()[None]):  # a soft mask; an (1, H, W) mask
+        with pytest.raises(InputError, match="whole-number"):
+            stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=bad)
+        with pytest.raises(InputError, match="whole-number"):
+            wct.stylize(x[0], [a, b], levels=(2, 1), mask=bad, size=None)
+
+
 def test_presets_round_trip_and_refuse_another_encoder(files, reference, wct_cli, tmp_path):
     preset, out = tmp_path / "red.safetensors", tmp_path / "from_preset.png"
     r = wct_cli("style-stats", str(files["red"]), "-o", str(preset))

@@ -110,6 +110,14 @@ def pad_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return x[0, 0].round().long()
 
 
+def check_mask(mask: Tensor) -> Tensor:
+    """A mask tensor as (H, W) int64 labels on the CPU; fractions (a soft mask) are an InputError."""
+    if mask.ndim != 2 or (mask.is_floating_point() and not torch.equal(mask, mask.round())):
+        got = f"{mask.dtype} {tuple(mask.shape)}"
+        raise InputError(f"a mask tensor is (H, W) whole-number region labels 0..k-1, got {got}")
+    return mask.long().cpu()
+
+
 def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) -> Tensor:
     """Labels for a content image of `size` (h, w) that was scaled to longer side `scale`.
 

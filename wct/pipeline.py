@@ -12,7 +12,15 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .controls import fit_labels, is_preset, load_style_stats, pad_labels, read_mask, resize_labels
+from .controls import (
+    check_mask,
+    fit_labels,
+    is_preset,
+    load_style_stats,
+    pad_labels,
+    read_mask,
+    resize_labels,
+)
 from .decoder import Decoder, load_decoder
 from .encoder import LEVELS, Encoder, load_encoder, low_precision, precision_dtype, relu, resolve_device
 from .errors import InputError
@@ -73,12 +81,13 @@ def prepare_inputs(
         normalise_weights(weights)
     h0, w0 = content.shape[-2:]
     content = stretch_small(content, "content")
+    mask = None if mask is None else check_mask(mask)
     if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
-        mask = resize_labels(fit_labels(mask.long().cpu(), (h0, w0)), tuple(content.shape[-2:]))
+        mask = resize_labels(fit_labels(mask, (h0, w0)), tuple(content.shape[-2:]))
     x, (h, w) = pad_to_multiple(content)
     labels = None
     if mask is not None:
-        labels = fit_labels(mask.long().cpu(), (h, w))
+        labels = fit_labels(mask, (h, w))
         if labels.max() >= len(styles):
             raise InputError(
                 f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
@@ -294,7 +303,7 @@ def stylize(
     styles = s.styles(style, levels, style_size)
     labels = None
     if mask is not None:
-        labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))
+        labels = check_mask(mask) if isinstance(mask, Tensor) else read_mask(mask, len(styles))
         labels = fit_labels(labels, tuple(x.shape[-2:]), size)
     y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
     out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)
