@@ -90,8 +90,14 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("texture", style, "-o", out, "--precision", "fp8"), "precision"),
         (("serve", "--precision", "fp16", "--device", "cpu"), "fp16"),
         (("train", "--level", "2", "--data", str(tmp_path), "--loss", "l1"), "--loss"),
-        (("train", "--level", "2", "--data", str(tmp_path), "--warmup", "-1"), "--warmup >= 0"),
+        (
+            ("train", "--level", "2", "--data", str(tmp_path), "--warmup", "-1"),
+            "--warmup (Config.warmup) must be",
+        ),
         (("train", "--level", "2", "--data", str(tmp_path), "--scale", "0"), "--scale"),
+        (("train", "--level", "2", "--data", str(tmp_path), "--val-every", "0"), "--val-every"),
+        (("train", "--level", "2", "--data", str(tmp_path), "--workers", "-1"), "--workers"),
+        (("train", "--level", "2", "--data", str(tmp_path), "--export", content), "is a file"),
     ]
     for args, text in cases:
         assert_clean_error(wct_cli(*args), text)

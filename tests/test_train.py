@@ -127,6 +127,24 @@ def test_bad_arguments(data, tmp_path):
         train(config(data, tmp_path / "z", loss="l1"))
     with pytest.raises(InputError, match="scale"):
         train(config(data, tmp_path / "s", scale=0.0))
+    photo = next(data.glob("*.png"))
+    for field, value in (  # each refused by name before any work, the API as the CLI
+        ("batch", 0),
+        ("lr", float("nan")),
+        ("ckpt_every", 0),
+        ("val_every", 0),
+        ("val_images", 0),
+        ("workers", -1),
+        ("minutes", 0.0),
+        ("val", str(tmp_path / "missing")),
+        ("out", str(photo)),
+        ("export", str(photo)),
+        ("init_from", str(tmp_path / "missing.safetensors")),
+    ):
+        cfg = config(data, value) if field == "out" else config(data, tmp_path / "bad", **{field: value})
+        with pytest.raises(InputError, match=f"Config.{field}"):
+            train(cfg)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_scale_shrinks_photos_before_cropping(tmp_path):

@@ -499,22 +499,6 @@ def train_command(
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
     from .train import Config, train
 
-    if (
-        crop < 16
-        or batch < 1
-        or steps < 1
-        or lr <= 0
-        or warmup < 0
-        or not 0 <= feature_from <= 1
-        or feature_weight < 0
-        or (minutes is not None and not minutes > 0)
-    ):
-        raise InputError(
-            "--crop >= 16, --batch >= 1, --steps >= 1, --lr > 0, --warmup >= 0, --feature-weight >= 0, "
-            "--minutes > 0 and 0 <= --feature-from <= 1 are required"
-        )
-    if not data.is_dir():
-        raise InputError(f"--data {data} is not a directory")
     cfg = Config(
         level=level,
         data=str(data),

@@ -361,13 +361,47 @@ def plot_history(history: list[dict], path: Path) -> None:
 # ---------------------------------------------------------------- training
 
 
+def check_config(cfg: Config) -> None:
+    """An InputError naming the first bad setting (as its CLI option and Config field), before any
+    work: the API and both CLIs share these checks."""
+    relu(cfg.level)
+    rules = [
+        ("crop", cfg.crop >= 16, "at least 16"),
+        ("batch", cfg.batch >= 1, "at least 1"),
+        ("steps", cfg.steps >= 1, "at least 1"),
+        ("lr", math.isfinite(cfg.lr) and cfg.lr > 0, "a positive number"),
+        ("warmup", cfg.warmup >= 0, "0 or more"),
+        ("feature_weight", math.isfinite(cfg.feature_weight) and cfg.feature_weight >= 0, "0 or more"),
+        ("feature_from", 0 <= cfg.feature_from <= 1, "in [0, 1]"),
+        ("scale", 0 < cfg.scale <= 1, "in (0, 1]"),
+        ("loss", cfg.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
+        ("minutes", cfg.minutes is None or (math.isfinite(cfg.minutes) and cfg.minutes > 0), "positive"),
+        ("workers", cfg.workers >= 0, "0 or more"),
+        ("val_every", cfg.val_every >= 1, "at least 1"),
+        ("val_images", cfg.val_images is None or cfg.val_images >= 1, "at least 1"),
+        ("ckpt_every", cfg.ckpt_every >= 1, "at least 1"),
+        ("log_every", cfg.log_every >= 1, "at least 1"),
+        ("stats_images", cfg.stats_images >= 1, "at least 1"),
+    ]
+    for field, ok, want in rules:
+        if not ok:
+            value = getattr(cfg, field)
+            raise InputError(f"--{field.replace('_', '-')} (Config.{field}) must be {want}, not {value!r}")
+    for field, must_be_dir in (("data", True), ("val", True), ("out", False), ("export", False)):
+        path = getattr(cfg, field)
+        if path is None:
+            continue
+        if must_be_dir and not Path(path).is_dir():
+            raise InputError(f"--{field} (Config.{field}) {path} is not a directory")
+        if Path(path).exists() and not Path(path).is_dir():
+            raise InputError(f"--{field} (Config.{field}) {path} is a file, not a directory")
+    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+        raise InputError(f"--init-from (Config.init_from) {cfg.init_from} is not a decoder file")
+
+
 def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
-    relu(cfg.level)
-    if cfg.loss not in LOSSES:
-        raise InputError(f"--loss (Config.loss) must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
-    if not 0 < cfg.scale <= 1:
-        raise InputError(f"--scale (Config.scale) must be in (0, 1], not {cfg.scale}")
+    check_config(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
