@@ -49,7 +49,7 @@ from wct.images import load_image  # noqa: E402
 from wct.pipeline import Stylizer  # noqa: E402
 from wct.train import atomic_torch_save  # noqa: E402
 
-KEEP = ("error:", "warning:", "interrupted", "  failed:", "Usage:")
+KEEP = ("error:", "warning:", "interrupted", "  failed:", "Usage:", "Error:")
 
 
 class Table:
@@ -244,6 +244,23 @@ def inputs(t: Table, tmp: Path) -> None:
     t.row("tensor of shape (4, 8, 8) (API)", api(lambda: wct.stylize(torch.rand(4, 8, 8), style)))
     t.row("`alpha=float('nan')` (API)", api(lambda: wct.stylize(content, style, alpha=float("nan"))))
     t.row("`levels=()` (API)", api(lambda: wct.stylize(content, style, levels=())))
+    s = Stylizer("cpu")
+    st, x = s.style(style, levels=(1,)), load_image(content)
+    t.row(
+        "uint8 content tensor, `Stylizer.stylize` (API)",
+        api(lambda: s.stylize(x.mul(255).byte(), st, 1, (1,))),
+    )
+    soft = torch.rand(x.shape[-2:])
+    t.row("fractional (soft) mask tensor (API)", api(lambda: s.stylize(x, [st, st], 1, (1,), mask=soft)))
+    pair = s.stylize(torch.cat([x, x.flip(-1)]), st, 1, (1,))
+    same = torch.allclose(pair[1:], s.stylize(x.flip(-1), st, 1, (1,)), atol=1e-5)
+    t.row(
+        "(2, 3, H, W) batch, `Stylizer.stylize` (API)",
+        f"handled: shape {tuple(pair.shape)}; 2nd = alone: {same}",
+    )
+    for opt in (("--size", "20000x20000"), ("--tile", "8")):
+        code, lines = cli("texture", style, "-o", out / "t.png", *opt)
+        t.row(f"`wct texture {' '.join(opt)}`", f"{response(code, lines)}; {size_mode(out / 't.png')}")
 
     t.section("Extreme images (32x32, all 5 levels, alpha 1; as content, as style, and both)")
     s = Stylizer("cpu")
@@ -322,6 +339,19 @@ def nothing_lost(t: Table, tmp: Path) -> None:
     files = sorted(p.name for p in out2.iterdir())
     t.row("Ctrl-C during the 2nd image of a batch", f"{response(code, lines)}; files: {files}; {temps(out2)}")
     t.row("the same batch again", response(*cli(*batch2)))
+    gatys = ("gatys", content, style, "-o", d / "g.png", "--steps", "1", "--size", "32", "--overwrite")
+    b = content.read_bytes()
+    code, lines = cli(*gatys, "--history", content)
+    t.row(
+        "`wct gatys --history` naming the content photo",
+        f"{response(code, lines)}; unchanged: {content.read_bytes() == b}",
+    )
+    (d / "scores.json").write_text("{}")
+    code, lines = cli("eval-decoders", "--data", three, "--levels", "1", "--json", d / "scores.json")
+    t.row(
+        "`wct eval-decoders --json` an existing file",
+        f"{response(code, lines)}; unchanged: {(d / 'scores.json').read_text() == '{}'}",
+    )
 
 
 def faults(t: Table, tmp: Path, slow: bool) -> None:
@@ -348,6 +378,10 @@ def faults(t: Table, tmp: Path, slow: bool) -> None:
         atomic_torch_save({"decoder": {"w": torch.randn(64, 64)}, "optimizer": {}, "state": {"step": 2}}, ck)
         truncate(ck) if damage == "truncated" else flip_bit(ck, ck.stat().st_size // 2)
         t.row(f"{damage} training checkpoint, `wct train --resume`", response(*cli(*train, "--out", out)))
+    for opt in (("--val-every", "0"), ("--workers", "-1"), ("--val", tmp / "missing"), ("--export", content)):
+        code, lines = cli(*train, "--out", tmp / "never", *opt)
+        shown = " ".join(str(v.relative_to(tmp)) if isinstance(v, Path) else v for v in opt)
+        t.row(f"`wct train {shown}`", f"{response(code, lines)}; --out created: {(tmp / 'never').exists()}")
     marker = tmp / "pwned"
     for i, (name, path) in enumerate(malicious_checkpoints(tmp / "evil", marker).items()):
         out = tmp / f"evil_{i}"

@@ -765,11 +765,11 @@ def serve(
     run_server(host, port, device, precision)
 
 
-def run(fn, args: list[str] | None = None) -> None:
+def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a typer app: WCTError -> one line and exit 1; never a traceback. Always exits."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        code = fn(args=args, standalone_mode=False)
+        code = fn(args=args, prog_name=prog_name, standalone_mode=False)
     except WCTError as e:
         console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)  # one line
         sys.exit(1)
@@ -801,11 +801,11 @@ def run(fn, args: list[str] | None = None) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    run(app, args)
+    run(app, args, "wct")  # usage messages say `wct`, also when called in-process
 
 
 def train_main() -> None:
     """`python -m wct.train ...`: the train command on its own."""
     t = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     t.command()(train_command)
-    run(t)
+    run(t, prog_name="python -m wct.train")
