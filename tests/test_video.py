@@ -86,6 +86,24 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
+def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):
+    painting(48, 48).save(tmp_path / "style.png")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        landscape(47, 33, seed=i).save(frames / f"{i}.png")
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    r = wct_cli("video", str(frames), str(tmp_path / "odd.mp4"), *common)
+    assert r.returncode == 0, r.stderr
+    assert "macro_block_size" not in caplog.text  # padded by us: imageio did not rescale the frames
+    back = list(read_frames(tmp_path / "odd.mp4")[0])
+    assert len(back) == 3 and back[0].shape[-2:] == (34, 48)
+    landscape(40, 30).save(frames / "3.png")
+    r = wct_cli("video", str(frames), str(tmp_path / "mixed.mp4"), *common)
+    assert r.returncode == 1 and "share one size" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "mixed.mp4").exists() and not list(tmp_path.glob(".mixed*"))
+
+
 def test_batch_computes_each_style_once(wct_cli, tmp_path, monkeypatch):
     from wct.pipeline import Stylizer
 

@@ -137,6 +137,7 @@ class FrameWriter:
         self.count = 0
         self._writer = None
         self._tmp: str | None = None
+        self._size: tuple[int, int] | None = None
         if any(path.resolve() == Path(p).resolve() for p in protect):
             raise OutputError(f"refusing to write over the input {path}")
         if is_video(path):
@@ -155,11 +156,20 @@ class FrameWriter:
         else:
             import imageio.v2 as imageio
 
+            a = np.asarray(tensor_to_pil(frame))
+            h, w = a.shape[:2]
+            if self._size is not None and (w, h) != self._size:
+                raise InputError(
+                    f"frame {self.count + 1} is {w}x{h} but the first is {self._size[0]}x{self._size[1]}: "
+                    "a video's frames share one size (write a folder of PNGs instead)"
+                )
             if self._writer is None:
+                self._size = (w, h)
                 self._writer = imageio.get_writer(
                     self._tmp, format="FFMPEG", fps=self.fps, quality=8, macro_block_size=2
                 )
-            self._writer.append_data(np.asarray(tensor_to_pil(frame)))
+            # yuv420p needs even sides: repeat the last row/column rather than let imageio rescale
+            self._writer.append_data(np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
         self.count += 1
 
     def close(self, ok: bool = True) -> None:
