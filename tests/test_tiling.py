@@ -141,6 +141,27 @@ def test_a_batch_is_tiled_image_by_image(stylizer, style, tmp_path):
     assert psnr(stylize_any(stylizer, path, style, 0.9, levels, tile=48), alone[0]) > 35  # 8-bit copy
 
 
+def test_a_large_style_is_encoded_in_tiles_with_the_same_statistics(stylizer, monkeypatch):
+    import wct.tiling
+
+    painting = texture_image(150, 200, seed=7)  # sides not multiples of 16
+    whole = stylizer.style(painting, tile=0)
+    seen = []
+    extract = stylizer.encoder.extract
+    monkeypatch.setattr(stylizer.encoder, "extract", lambda x, n: seen.append(x.shape[-2:]) or extract(x, n))
+    monkeypatch.setattr(wct.tiling, "AUTO_TILE", 48)  # auto tiling above 48 px, as above 1280 in use
+    tiled = stylizer.style(painting)
+    assert len(seen) == len(splits(160, 48)) * len(splits(208, 48)) == 20  # one pass per tile
+    assert max(max(s) for s in seen) <= 48 + 2 * encoder_margin(5)  # a tile and its margins
+    for v in range(1, 6):
+        a, b = whole[v], tiled[v]
+        assert a.count == b.count
+        torch.testing.assert_close(b.mean, a.mean, rtol=1e-5, atol=1e-6 * a.mean.abs().max().item())
+        torch.testing.assert_close(b.cov, a.cov, rtol=1e-4, atol=1e-5 * a.cov.abs().max().item())
+    with pytest.raises(InputError):
+        stylizer.style(painting, tile=8)
+
+
 def test_auto_tiling_and_bad_tiles(stylizer, style):
     assert not needs_tiling(1080, 1280, None) and needs_tiling(2160, 3840, None)
     assert not needs_tiling(4320, 7680, 0) and needs_tiling(200, 100, 64)

@@ -172,7 +172,7 @@ def stylize(
                 if s not in styles:
                     for p in paths if mixed else [s]:
                         check_pixels(p, max_pixels)
-                    styles[s] = [stylizer.style(p, style_size_, lv) for p in (paths if mixed else [s])]
+                    styles[s] = [stylizer.style(p, style_size_, lv, tile_) for p in (paths if mixed else [s])]
                 x = load_image(c, size_, max_pixels)
                 m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
                 y = stylize_any(stylizer, x, styles[s], alpha, lv, tile_, weights=weights, mask=m)
@@ -229,7 +229,7 @@ def video(
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
     s = Stylizer(device, vgg_weights, precision)
     writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))
-    st = s.style(style, size_arg(style_size, "--style-size"), lv)
+    st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
     ok = False
     try:
         with progress_bar(True, console) as bar:
@@ -273,7 +273,8 @@ def texture(
         raise InputError(f"{style} does not exist")
     check_output(output, overwrite, (style,))
     s = Stylizer(device, vgg_weights, precision)
-    y = s.texture(s.style(style, size_arg(style_size, "--style-size"), lv), wh, seed, passes, lv, tile=tile_)
+    st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
+    y = s.texture(st, wh, seed, passes, lv, tile=tile_)
     atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
     console.print(f"wrote {output}")
 

@@ -132,11 +132,20 @@ class Stylizer:
         return self._decoders[level]
 
     @torch.no_grad()
-    def style(self, image: ImageLike, size: int | None = None, levels: Sequence[int] = LEVELS) -> Style:
-        """Statistics of a style image at `levels`, all from ONE encoder pass.
+    def style(
+        self,
+        image: ImageLike,
+        size: int | None = None,
+        levels: Sequence[int] = LEVELS,
+        tile: int | None = None,
+    ) -> Style:
+        """Statistics of a style image at `levels`, all from ONE encoder pass; a large image in
+        tiles with the same result (`tile`: None auto, 0 never, N px; see `tiling.style_tiled`).
 
         A path ending in .safetensors is a preset saved by `save_style` (`size` does not apply).
         """
+        from .tiling import AUTO_TILE, needs_tiling, style_tiled
+
         levels = check_levels(levels)
         if is_preset(image):
             stats = load_style_stats(image, self.encoder.weights_id)  # type: ignore[arg-type]
@@ -144,8 +153,10 @@ class Stylizer:
             if missing:
                 raise InputError(f"the style preset {image} has no statistics for level(s) {missing}")
             return Style({v: stats[v] for v in levels})
-        x = stretch_small(load_image(image, size), "style").to(self.device)
-        feats = self.encoder.extract(x, [relu(v) for v in levels])
+        x = stretch_small(load_image(image, size), "style")
+        if needs_tiling(*x.shape[-2:], tile):
+            return style_tiled(self, x, levels, tile or AUTO_TILE)
+        feats = self.encoder.extract(x.to(self.device), [relu(v) for v in levels])
         return Style({v: feature_stats(feats[relu(v)][0]) for v in levels})
 
     def styles(
@@ -153,10 +164,11 @@ class Stylizer:
         style: Style | ImageLike | Sequence[Style | ImageLike],
         levels: Sequence[int],
         size: int | None = None,
+        tile: int | None = None,
     ) -> list[Style]:
         """One style or several as a list of `Style`s; images (anything `style` takes) are encoded."""
         items = list(style) if isinstance(style, (list, tuple)) else [style]
-        return [st if isinstance(st, Style) else self.style(st, size, levels) for st in items]
+        return [st if isinstance(st, Style) else self.style(st, size, levels, tile) for st in items]
 
     def save_style(self, style: Style, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
         """Save a style's statistics as a .safetensors preset tied to this encoder's weights."""
@@ -300,7 +312,7 @@ def stylize(
     levels = check_levels(levels)
     s = stylizer(device, precision)
     x = load_image(content, size)
-    styles = s.styles(style, levels, style_size)
+    styles = s.styles(style, levels, style_size, tile)
     labels = None
     if mask is not None:
         labels = check_mask(mask) if isinstance(mask, Tensor) else read_mask(mask, len(styles))
@@ -326,7 +338,7 @@ def texture(
     levels = check_levels(levels)
     s = stylizer(device, precision)
     return tensor_to_pil(
-        s.texture(s.styles(style, levels, style_size), size, seed, passes, levels, tile=tile)
+        s.texture(s.styles(style, levels, style_size, tile), size, seed, passes, levels, tile=tile)
     )
 
 

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from .controls import resize_labels
+from .encoder import relu
 from .errors import InputError
 from .images import ImageLike, load_image, resize
 from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs, split_batch
-from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, region_stats
+from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
 AUTO_TILE = 1280  # longest tile side (px) when tiling kicks in: ~1.4 MP of working memory per tile
@@ -220,6 +221,34 @@ def stylize_tiled(
         x = stylize_level(stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook)
         x = x.clamp_(0, 1)
     return resize(x[..., :h, :w], (h0, w0))
+
+
+@torch.no_grad()
+def style_tiled(stylizer: Stylizer, x: Tensor, levels: Sequence[int], tile: int = AUTO_TILE) -> Style:
+    """A style image's statistics at `levels` from tiles of at most `tile` px, each encoded once
+    with the deepest level's receptive-field margin: the statistics of one whole-image pass (to
+    float rounding; the image is not padded, so tile cores start on the 16-px grid and the last
+    ones end at its edges), with memory bounded by the tile size, not the painting's."""
+    levels = check_levels(levels)
+    if tile < MULTIPLE:
+        raise InputError(f"the tile size must be at least {MULTIPLE} px, got {tile}")
+    _, _, h, w = x.shape
+    margin, names = encoder_margin(max(levels)), [relu(v) for v in levels]
+    rows = [(a, min(b, h)) for a, b in splits(_round_up(h, MULTIPLE), tile)]
+    cols = [(a, min(b, w)) for a, b in splits(_round_up(w, MULTIPLE), tile)]
+    total: dict[int, FeatureStats] = {}
+    for t in (Tile(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols):
+        g = t.grow(margin, h, w)
+        feats = stylizer.encoder.extract(x[..., g.y0 : g.y1, g.x0 : g.x1].to(stylizer.device), names)
+        for v, name in zip(levels, names, strict=True):
+            s = 2 ** (v - 1)
+            core = feats[name][
+                0, :, (t.y0 - g.y0) // s : (t.y1 - g.y0) // s, (t.x0 - g.x0) // s : (t.x1 - g.x0) // s
+            ]
+            part = feature_stats(core.float().cpu(), total[v].shift if v in total else None)
+            total[v] = total[v] + part if v in total else part
+        del feats
+    return Style(total)
 
 
 def stylize_any(
