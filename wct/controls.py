@@ -124,6 +124,7 @@ def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) 
     The mask is scaled like the content; if it still differs (another aspect ratio, or another
     size with scale None), it is the wrong size: it is resized anyway, with a warning.
     """
+    labels = check_mask(labels)  # every mask tensor passes here, whoever made it
     h, w = size
     mw, mh = scaled_size(labels.shape[1], labels.shape[0], scale)
     if (mh, mw) != (h, w):

@@ -13,7 +13,6 @@ from torch import Tensor
 
 from . import controls
 from .controls import (
-    check_mask,
     fit_labels,
     is_preset,
     load_style_stats,
@@ -81,7 +80,6 @@ def prepare_inputs(
         normalise_weights(weights)
     h0, w0 = content.shape[-2:]
     content = stretch_small(content, "content")
-    mask = None if mask is None else check_mask(mask)
     if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
         mask = resize_labels(fit_labels(mask, (h0, w0)), tuple(content.shape[-2:]))
     x, (h, w) = pad_to_multiple(content)
@@ -315,7 +313,7 @@ def stylize(
     styles = s.styles(style, levels, style_size, tile)
     labels = None
     if mask is not None:
-        labels = check_mask(mask) if isinstance(mask, Tensor) else read_mask(mask, len(styles))
+        labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))
         labels = fit_labels(labels, tuple(x.shape[-2:]), size)
     y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
     out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)

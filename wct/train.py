@@ -387,13 +387,13 @@ def check_config(cfg: Config) -> None:
         if not ok:
             value = getattr(cfg, field)
             raise InputError(f"--{field.replace('_', '-')} (Config.{field}) must be {want}, not {value!r}")
-    for field, must_be_dir in (("data", True), ("val", True), ("out", False), ("export", False)):
+    for field in ("data", "val"):  # read: must exist
         path = getattr(cfg, field)
-        if path is None:
-            continue
-        if must_be_dir and not Path(path).is_dir():
+        if path is not None and not Path(path).is_dir():
             raise InputError(f"--{field} (Config.{field}) {path} is not a directory")
-        if Path(path).exists() and not Path(path).is_dir():
+    for field in ("out", "export"):  # written: created if missing
+        path = getattr(cfg, field)
+        if path is not None and Path(path).exists() and not Path(path).is_dir():
             raise InputError(f"--{field} (Config.{field}) {path} is a file, not a directory")
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
         raise InputError(f"--init-from (Config.init_from) {cfg.init_from} is not a decoder file")
