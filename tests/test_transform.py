@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,3 +119,55 @@ def test_transform_is_always_finite_and_matches_full_rank_styles(c, n, rank, sca
     if r == c and n > 4 * c and alpha == 1.0 and scale > 1e-6:  # at 1e-6, variances reach ABS_EPS: flat
         rel = (cov(out) - cov(style)).norm() / cov(style).norm()
         assert rel < 1e-2
+
+
+def test_half_precision_features_give_the_float32_result():
+    # float16 sums of x xᵀ overflow on VGG-sized features (about 1e9 here); the stats are float32+.
+    content, style = correlated(16, 3000, 10, scale=300.0), correlated(16, 2000, 11, scale=400.0)
+    full = wct(content, style)
+    for dtype in (torch.float16, torch.bfloat16):
+        out = wct(content.to(dtype), style.to(dtype))
+        assert out.dtype == dtype
+        rel = (out.float() - full).abs().max() / full.abs().max()
+        assert rel < (2e-3 if dtype == torch.float16 else 2e-2), (dtype, rel)
+    huge = correlated(4, 500, 12) * 1e20  # float32 squares overflow: summed in float64 instead
+    assert torch.isfinite(feature_stats(huge).cov).all()
+
+
+def test_malformed_features_and_statistics_raise_typed_errors():
+    f = correlated(4, 50, 13)
+    cases = [
+        lambda: wct(f.long(), f),  # integers would truncate the affine map
+        lambda: wct(f, f[:, :0]),  # a style with no pixels
+        lambda: wct(f.reshape(1, 4, 5, 10), f),  # a batch, not one feature map
+        lambda: wct(f, f, content_stats=feature_stats(f[:3])),
+        lambda: feature_stats(f) + feature_stats(f[:3]),
+        lambda: feature_stats(f, shift=torch.zeros(3, dtype=torch.float64)),
+    ]
+    for case in cases:
+        with pytest.raises(InputError):
+            case()
+
+
+def test_alpha_zero_checks_the_input_and_returns_a_copy():
+    f = correlated(4, 50, 14)
+    out = wct(f, f, alpha=0.0)
+    out += 1
+    assert not torch.equal(out, f)
+    bad = f.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        wct(bad, f, alpha=0.0)
+
+
+def test_fractional_labels_are_refused():
+    from wct.transform import wct_masked
+
+    f = correlated(4, 100, 15).reshape(4, 10, 10)
+    labels = torch.zeros(10, 10)
+    labels[:5] = 1.0
+    out = wct_masked(f, labels, [f, f * 2])
+    assert torch.isfinite(out).all()
+    labels[0, 0] = 0.5
+    with pytest.raises(InputError, match="whole numbers"):
+        wct_masked(f, labels, [f, f * 2])

@@ -55,6 +55,10 @@ class FeatureStats:
         return coloring_matrix(self.cov)
 
     def __add__(self, other: FeatureStats) -> FeatureStats:
+        if other.total.shape != self.total.shape:
+            raise InputError(
+                f"cannot add statistics of {other.total.shape[0]} and {self.total.shape[0]} channels"
+            )
         delta = other.shift - self.shift
         outer = other.outer + torch.outer(delta, other.total) + torch.outer(other.total, delta)
         outer = outer + other.count * torch.outer(delta, delta)
@@ -63,21 +67,35 @@ class FeatureStats:
 
 
 def flatten(features: Tensor) -> Tensor:
-    """(C, H, W) or (C, N) -> (C, N)."""
+    """(C, H, W) or (C, N) floating-point features -> (C, N)."""
+    if not isinstance(features, Tensor) or not features.is_floating_point():
+        kind = features.dtype if isinstance(features, Tensor) else type(features).__name__
+        raise InputError(f"features must be a floating-point tensor, got {kind}")
     if features.ndim not in (2, 3):
         raise InputError(f"features must be (C, H, W) or (C, N), got shape {tuple(features.shape)}")
     return features.reshape(features.shape[0], -1)
 
 
 def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats:
-    """Sums of one feature map, taken about `shift` (default: its own mean) for accuracy."""
+    """Sums of one feature map, taken about `shift` (default: its own mean) for accuracy.
+
+    The products are summed in float32 at least (float16 overflows on VGG features), and in
+    float64 where float32 would overflow.
+    """
     f = flatten(features)
     if not torch.isfinite(f).all():
         raise InputError("features contain NaN or Inf")
     if shift is None:
         shift = f.double().mean(1) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
-    x = f - shift.to(f.device, f.dtype)[:, None]
-    outer = (x @ x.T).double()
+    if shift.shape != f.shape[:1]:
+        raise InputError(f"shift has shape {tuple(shift.shape)}, features have {f.shape[0]} channels")
+    dtype = torch.promote_types(f.dtype, torch.float32)
+    x = f.to(dtype) - shift.to(f.device, dtype)[:, None]
+    outer = x @ x.T
+    if not torch.isfinite(outer).all():
+        x = f.double() - shift.to(f.device, torch.float64)[:, None]
+        outer = x @ x.T
+    outer = outer.double()
     return FeatureStats(f.shape[1], x.double().sum(1).cpu(), outer.cpu(), shift.double().cpu())
 
 
@@ -127,6 +145,8 @@ def _style_stats(content: Tensor, style: FeatureStats | Tensor) -> FeatureStats:
     """The style's statistics, checked to have as many channels as `content` (C, ...)."""
     if not isinstance(style, FeatureStats):
         style = feature_stats(style)
+    if style.count == 0:
+        raise InputError("the style has no pixels")
     if content.shape[0] != style.total.shape[0]:
         raise InputError(f"content has {content.shape[0]} channels but the style has {style.total.shape[0]}")
     return style
@@ -135,6 +155,8 @@ def _style_stats(content: Tensor, style: FeatureStats | Tensor) -> FeatureStats:
 def _labels(f: Tensor, labels: Tensor, regions: int) -> Tensor:
     """`labels` flattened, checked to match features (C, H, W) and to lie in 0..regions-1."""
     lab = labels.reshape(-1).to(f.device)
+    if lab.is_floating_point() and not torch.equal(lab, lab.round()):
+        raise InputError("labels must be whole numbers: region i gets style i")
     if lab.numel() != flatten(f).shape[1]:
         raise InputError(f"labels {tuple(labels.shape)} do not match features {tuple(f.shape)}")
     if lab.numel() and (lab.min() < 0 or lab.max() >= regions):
@@ -208,14 +230,18 @@ def transform(
     when the caller keeps it (its whitening is then computed once for many alphas)."""
     if labels is not None and weights is not None:
         raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    if not torch.isfinite(flatten(f)).all():
+        raise InputError("features contain NaN or Inf")
     if labels is not None:
         _labels(f, labels, len(styles))
     elif weights is not None and len(normalise_weights(weights)) != len(styles):
         raise InputError(f"{len(styles)} styles but {len(weights)} weights")
     styles = [_style_stats(f, s) for s in styles]
     if check_alpha(alpha) == 0:
-        return f
+        return f.clone()
     own = own if own is not None else region_stats(f, labels, len(styles))
+    if any(o.total.shape[0] != f.shape[0] for o in own):
+        raise InputError(f"the content statistics do not have the features' {f.shape[0]} channels")
     return apply_maps(f, affine_maps(own, styles, alpha, weights, labels is not None), labels)
 
 
