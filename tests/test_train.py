@@ -50,9 +50,10 @@ def weights(out, level=2):
 
 
 def test_training_exports_and_counts_bad_files(data, tmp_path):
-    summary = train(config(data, tmp_path / "run", steps=12, export=str(tmp_path / "dec")))
+    with pytest.warns(UserWarning, match="1 unreadable training images were skipped: broken.jpg"):
+        summary = train(config(data, tmp_path / "run", steps=12, export=str(tmp_path / "dec")))
     assert summary["step"] == 12 and summary["files"] == 8
-    assert summary["bad_files"] >= 1
+    assert summary["bad_files"] == 1  # one broken file, counted once however often it is drawn
     ck = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")
     losses = [h["loss"] for h in ck["state"]["history"] if "loss" in h]
     assert ck["state"]["step"] == 12
@@ -120,7 +121,19 @@ def test_bad_arguments(data, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no images"):
-        train(config(empty, tmp_path / "x"))
+        train(config(empty, tmp_path / "x", val=None))
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    for i in range(3):
+        (unreadable / f"{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="none of the 3 image files"):
+        train(config(unreadable, tmp_path / "x", val=None))
+    with pytest.raises(InputError, match="Config.val.*no readable image"):
+        train(config(data, tmp_path / "x", val=str(unreadable)))
+    with pytest.raises(InputError, match="Config.export.*needs --val"):
+        train(config(data, tmp_path / "x", val=None, export=str(tmp_path / "dec")))
+    with pytest.raises(InputError, match="multiple of 16"):
+        train(config(data, tmp_path / "x", level=5, crop=24))
     with pytest.raises(InputError):
         train(config(data, tmp_path / "y", level=7))
     with pytest.raises(InputError, match="loss"):
@@ -130,6 +143,11 @@ def test_bad_arguments(data, tmp_path):
     photo = next(data.glob("*.png"))
     for field, value in (  # each refused by name before any work, the API as the CLI
         ("batch", 0),
+        ("batch", "2"),
+        ("crop", 33),
+        ("steps", 2.5),
+        ("stop_at", 0),
+        ("seed", -1),
         ("lr", float("nan")),
         ("ckpt_every", 0),
         ("val_every", 0),

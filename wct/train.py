@@ -85,7 +85,7 @@ class Config:
 
 
 class Crops(Dataset):
-    """Random crops of any folder of images; unreadable files yield None and are counted.
+    """Random crops of any folder of images; an unreadable file yields its index, to be counted.
 
     With `scale` < 1 each photo is first shrunk by a factor drawn log-uniformly from [scale, 1]
     (never below the crop), so each epoch gives the deep levels crops they have not seen before.
@@ -100,7 +100,7 @@ class Crops(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, key: tuple[int, int]) -> Tensor | None:
+    def __getitem__(self, key: tuple[int, int]) -> Tensor | int:
         index, seed = key
         rng = random.Random(seed)
         try:
@@ -108,7 +108,7 @@ class Crops(Dataset):
                 warnings.simplefilter("ignore")
                 im = open_image(self.files[index])
         except ImageError:
-            return None
+            return index
         short = min(im.size)
         s = self.scale ** rng.random() if self.scale < 1 else 1.0
         s = max(s, self.crop / short)
@@ -146,10 +146,11 @@ class StepSampler(Sampler):
                 i, j = i + 1, j + 1
 
 
-def collate(batch: list[Tensor | None]) -> tuple[Tensor, int]:
-    good = [b for b in batch if b is not None]
+def collate(batch: list[Tensor | int]) -> tuple[Tensor, list[int]]:
+    """The crops stacked, and the indices of the files that could not be read."""
+    good = [b for b in batch if isinstance(b, Tensor)]
     stacked = torch.stack(good) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
-    return stacked, len(batch) - len(good)
+    return stacked, [b for b in batch if not isinstance(b, Tensor)]
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
@@ -180,13 +181,17 @@ def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tupl
 
     data = Crops(cfg.data, cfg.crop)
     g = torch.Generator().manual_seed(cfg.seed)
-    stats = None
-    for i in torch.randperm(len(data), generator=g)[: cfg.stats_images].tolist():
+    stats, used = None, 0
+    for i in torch.randperm(len(data), generator=g).tolist():
         x = data[(i, i)]
-        if x is None:
+        if not isinstance(x, Tensor):
             continue
         s = feature_stats(encoder(x[None].float().div(255).to(device), cfg.level)[0])
-        stats = s if stats is None else stats + s
+        stats, used = (s if stats is None else stats + s), used + 1
+        if used == cfg.stats_images:
+            break
+    if stats is None:
+        raise InputError(f"none of the {len(data)} image files under {cfg.data} could be read")
     cov = stats.cov
     values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
     values = values.clamp_min(values.max() * 1e-4)
@@ -214,7 +219,7 @@ def fit_linear(
     data = Crops(cfg.data, cfg.crop)
     for i in torch.linspace(0, len(data) - 1, min(images, len(data))).long().tolist():
         x = data[(i, i + cfg.seed)]
-        if x is None:
+        if not isinstance(x, Tensor):
             continue
         x = x[None].float().div(255).to(device)
         f = decoder.normalise(encoder(x, decoder.level))
@@ -361,31 +366,49 @@ def plot_history(history: list[dict], path: Path) -> None:
 # ---------------------------------------------------------------- training
 
 
+def _whole(least: int, also=lambda v: True, none: bool = False):
+    """A check that a setting is an int >= least (or None, if allowed) passing `also`."""
+    return lambda v: (
+        (none and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least and also(v))
+    )
+
+
+def _real(also, none: bool = False):
+    """A check that a setting is a finite number (or None, if allowed) passing `also`."""
+    return lambda v: (
+        (none and v is None)
+        or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and also(v))
+    )
+
+
 def check_config(cfg: Config) -> None:
     """An InputError naming the first bad setting (as its CLI option and Config field), before any
     work: the API and both CLIs share these checks."""
     relu(cfg.level)
+    grid = 2 ** (cfg.level - 1)  # the decoder returns crops of a multiple of this size
     rules = [
-        ("crop", cfg.crop >= 16, "at least 16"),
-        ("batch", cfg.batch >= 1, "at least 1"),
-        ("steps", cfg.steps >= 1, "at least 1"),
-        ("lr", math.isfinite(cfg.lr) and cfg.lr > 0, "a positive number"),
-        ("warmup", cfg.warmup >= 0, "0 or more"),
-        ("feature_weight", math.isfinite(cfg.feature_weight) and cfg.feature_weight >= 0, "0 or more"),
-        ("feature_from", 0 <= cfg.feature_from <= 1, "in [0, 1]"),
-        ("scale", 0 < cfg.scale <= 1, "in (0, 1]"),
-        ("loss", cfg.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
-        ("minutes", cfg.minutes is None or (math.isfinite(cfg.minutes) and cfg.minutes > 0), "positive"),
-        ("workers", cfg.workers >= 0, "0 or more"),
-        ("val_every", cfg.val_every >= 1, "at least 1"),
-        ("val_images", cfg.val_images is None or cfg.val_images >= 1, "at least 1"),
-        ("ckpt_every", cfg.ckpt_every >= 1, "at least 1"),
-        ("log_every", cfg.log_every >= 1, "at least 1"),
-        ("stats_images", cfg.stats_images >= 1, "at least 1"),
+        ("crop", _whole(16, lambda v: v % grid == 0), f"a multiple of {grid}, at least 16"),
+        ("batch", _whole(1), "at least 1"),
+        ("steps", _whole(1), "at least 1"),
+        ("lr", _real(lambda v: v > 0), "a positive number"),
+        ("warmup", _whole(0), "0 or more"),
+        ("feature_weight", _real(lambda v: v >= 0), "0 or more"),
+        ("feature_from", _real(lambda v: 0 <= v <= 1), "in [0, 1]"),
+        ("scale", _real(lambda v: 0 < v <= 1), "in (0, 1]"),
+        ("loss", lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}"),
+        ("minutes", _real(lambda v: v > 0, none=True), "positive"),
+        ("workers", _whole(0), "0 or more"),
+        ("val_every", _whole(1), "at least 1"),
+        ("val_images", _whole(1, none=True), "at least 1"),
+        ("ckpt_every", _whole(1), "at least 1"),
+        ("log_every", _whole(1), "at least 1"),
+        ("stats_images", _whole(1), "at least 1"),
+        ("seed", _whole(0), "a whole number >= 0"),
+        ("stop_at", _whole(1, none=True), "at least 1"),
     ]
     for field, ok, want in rules:
-        if not ok:
-            value = getattr(cfg, field)
+        value = getattr(cfg, field)
+        if not ok(value):
             raise InputError(f"--{field.replace('_', '-')} (Config.{field}) must be {want}, not {value!r}")
     for field in ("data", "val"):  # read: must exist
         path = getattr(cfg, field)
@@ -395,6 +418,8 @@ def check_config(cfg: Config) -> None:
         path = getattr(cfg, field)
         if path is not None and Path(path).exists() and not Path(path).is_dir():
             raise InputError(f"--{field} (Config.{field}) {path} is a file, not a directory")
+    if cfg.export is not None and cfg.val is None:
+        raise InputError("--export (Config.export) needs --val: it exports the best decoder on validation")
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
         raise InputError(f"--init-from (Config.init_from) {cfg.init_from} is not a decoder file")
 
@@ -412,6 +437,9 @@ def train(cfg: Config) -> dict:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     else:
         device = resolve_device(cfg.device)
+    val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
+    if cfg.val and rank == 0 and not val_all:
+        raise InputError(f"--val (Config.val) {cfg.val} holds no readable image")
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -425,7 +453,7 @@ def train(cfg: Config) -> dict:
         decoder = decoder.to(memory_format=torch.channels_last)
         encoder = encoder.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": 0, "seconds": 0.0}
+    state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": [], "seconds": 0.0}
     if cfg.resume and last.exists():
         ck = load_checkpoint(last)
         decoder.load_state_dict(ck["decoder"])
@@ -450,7 +478,6 @@ def train(cfg: Config) -> dict:
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
-    val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
     use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
     cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
     if use_amp and rank == 0:
@@ -458,7 +485,7 @@ def train(cfg: Config) -> dict:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
-    t0, seen, bad = time.time(), 0, 0
+    t0, seen, bad = time.time(), 0, set(state["bad_files"])
 
     def validate_and_save(step: int, final: bool) -> None:
         entry = {"step": step}
@@ -478,15 +505,15 @@ def train(cfg: Config) -> dict:
 
     decoder.train()
     step = state["step"]
-    end = min(cfg.steps, cfg.stop_at or cfg.steps)
+    end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
     bar = progress_bar(rank == 0 and sys.stdout.isatty())
     task = bar.add_task(name, total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
-    for batch, n_bad in dl:
+    for batch, bad_now in dl:
         if step >= end or done >= 1:
             break
-        bad += n_bad
+        bad.update(bad_now)
         if batch.shape[0] == 0:
             continue
         x = batch.to(device, non_blocking=True).float().div_(255)
@@ -520,10 +547,8 @@ def train(cfg: Config) -> dict:
         if rank == 0 and (step % cfg.val_every == 0 or final):
             validate_and_save(step, final)
         if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
-            state.update(
-                step=step, bad_files=state["bad_files"] + bad, seconds=state["seconds"] + time.time() - t0
-            )
-            t0, seen, bad = time.time(), 0, 0
+            state.update(step=step, bad_files=sorted(bad), seconds=state["seconds"] + time.time() - t0)
+            t0, seen = time.time(), 0
             atomic_torch_save(
                 {
                     "decoder": decoder.state_dict(),
@@ -542,14 +567,19 @@ def train(cfg: Config) -> dict:
     summary = {
         "step": step,
         "best_psnr": state["best_psnr"],
-        "bad_files": state["bad_files"],
+        "bad_files": len(state["bad_files"]),
         "files": n_files,
         "rank": rank,
         "amp": use_amp,
         "weights_sha256": tensors_sha256(decoder.state_dict()),
     }
     if rank == 0 and state["bad_files"]:
-        warnings.warn(f"{state['bad_files']} unreadable training images were skipped", stacklevel=1)
+        names = [dl.dataset.files[i].name for i in state["bad_files"][:3]]
+        more = ", ..." if len(state["bad_files"]) > 3 else ""
+        warnings.warn(
+            f"{len(state['bad_files'])} unreadable training images were skipped: {', '.join(names)}{more}",
+            stacklevel=1,
+        )
     if rank == 0 and cfg.export and best.exists():
         summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
     return summary
