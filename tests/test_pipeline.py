@@ -181,3 +181,49 @@ def test_fp16_overflow_is_recomputed_in_fp32_never_nan():
         y = decoder(features * 1e3)
     assert torch.isfinite(f).all() and torch.allclose(f, wanted[0], rtol=1e-4, atol=1)
     assert torch.allclose(y, wanted[1], atol=1e-4)
+
+
+def test_networks_and_helpers_check_their_inputs(stylizer):
+    from wct.pipeline import check_levels, texture_size
+
+    a = gradient_image(32, 48)
+    assert stylizer.stylize(a[0], a, 0.5, (2,)).shape == (3, 32, 48)  # (3, H, W) in, (3, H, W) out
+    assert stylizer.reconstruct(a[0], 2).shape == (3, 32, 48)
+    assert stylizer.reconstruct(torch.cat([a, a.flip(-1)]), 2).shape == (2, 3, 32, 48)
+    torch.testing.assert_close(stylizer.encoder(a.double(), 2), stylizer.encoder(a, 2))
+    dec = stylizer.decoder(2)
+    f = stylizer.encoder(a, 2)
+    assert dec(f.half()).shape == (1, 3, 32, 48)
+    bad_calls = [
+        lambda: stylizer.encoder(a.mul(255).byte(), 1),  # integer pixels
+        lambda: stylizer.encoder(a[..., :15, :], 5),  # relu5_1 needs 16 px
+        lambda: dec(f[0]),  # (C, H, W): nn.Upsample would scale only the width
+        lambda: dec(f[:, :64]),  # another level's channels
+        lambda: dec(f * float("nan")),
+        lambda: check_levels((3.5,)),
+        lambda: check_levels("54321"),
+        lambda: check_levels(True),
+        lambda: texture_size(32.5),
+        lambda: texture_size((32, 32, 3)),
+    ]
+    for call in bad_calls:
+        with pytest.raises(InputError):
+            call()
+    assert check_levels(3) == (3,) and texture_size(40) == (40, 40)
+
+
+def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):
+    from wct.evaluate import load_val_images, psnr, reconstruction_scores, ssim
+
+    a = gradient_image(32, 48)
+    with pytest.raises(InputError):
+        load_val_images(tmp_path / "missing")
+    with pytest.raises(InputError):
+        load_val_images(tmp_path, max_side=8)
+    with pytest.raises(InputError):
+        reconstruction_scores(encoder, stylizer.decoder(1), [])
+    with pytest.raises(InputError):
+        psnr(a, a[..., :16])
+    with pytest.raises(InputError):
+        ssim(a[..., :8, :8], a[..., :8, :8])
+    assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)

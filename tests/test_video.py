@@ -74,8 +74,9 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     out = tmp_path / "styled.mp4"
     r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
     assert r.returncode == 0, r.stderr
-    back, fps, count = read_frames(out)
+    back, fps, count = read_frames(str(out))  # the API takes str paths too
     assert fps == 24 and len(list(back)) == 4
+    assert len(list(read_frames(str(tmp_path / "out"))[0])) == 4
     assert not list(tmp_path.glob(".styled*"))  # no temporary file left behind
     r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
     assert r.returncode == 1 and "exists" in r.stderr

@@ -74,6 +74,13 @@ class Decoder(nn.Module):
         return self.net(self.normalise(features))
 
     def forward(self, features: Tensor) -> Tensor:
+        c = self.whiten.shape[0]
+        if not isinstance(features, Tensor) or features.ndim != 4 or features.shape[1] != c:
+            got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise InputError(f"the relu{self.level}_1 decoder takes features (N, {c}, H, W), got {got}")
+        if not features.is_floating_point() or not torch.isfinite(features).all():
+            raise InputError("features must be finite floating-point numbers")
+        features = features.to(self.whiten.dtype)
         if self.amp is None:
             return self.decode(features).clamp(0, 1)
         with autocast(features.device, self.amp):

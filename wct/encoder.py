@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import numbers
 import os
 import tempfile
 import warnings
@@ -51,7 +52,7 @@ NAMES = layer_names()
 
 def relu(level: int) -> str:
     """Name of the layer WCT level `level` works on (relu{level}_1)."""
-    if level not in LEVELS:
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
         raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
     return f"relu{level}_1"
 
@@ -263,8 +264,16 @@ class Encoder(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise InputError(f"expected an image batch of shape (N, 3, H, W), got {got}")
+        if not x.is_floating_point():
+            raise InputError(f"expected a float image batch in [0, 1], got {x.dtype}")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
+        least = 2 ** sum(n.startswith("pool") for n in NAMES[:last])
+        if min(x.shape[-2:]) < least:
+            raise InputError(
+                f"{NAMES[last]} needs images of at least {least} px a side, got {tuple(x.shape[-2:])}"
+            )
+        x = x.to(self.mean.dtype)
         out = self._run(x, wanted, last, self.amp)
         if self.amp is not None and not all(torch.isfinite(v).all() for v in out.values()):
             warn_overflow("the encoder", self.amp)

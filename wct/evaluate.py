@@ -12,12 +12,19 @@ from torch import Tensor
 
 from .decoder import Decoder
 from .encoder import Encoder
-from .errors import ImageError
+from .errors import ImageError, InputError
 from .images import list_images, open_image, pil_to_tensor, scaled_size
 
 
 def load_val_images(directory: str | Path, max_side: int = 384, limit: int | None = None) -> list[Tensor]:
-    """Each image's longer side scaled to `max_side` (Lanczos), cropped top-left to multiples of 16."""
+    """Each image's longer side scaled to `max_side` (Lanczos), cropped top-left to multiples of 16.
+
+    InputError if `directory` is not a folder or `max_side` is under 16; unreadable files are
+    skipped with a warning."""
+    if not Path(directory).is_dir():
+        raise InputError(f"{directory} is not a directory")
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
+        raise InputError(f"max_side must be at least 16 px, got {max_side!r}")
     out = []
     for p in list_images(directory)[:limit]:
         try:
@@ -31,14 +38,26 @@ def load_val_images(directory: str | Path, max_side: int = 384, limit: int | Non
     return out
 
 
+def _same_shape(a: Tensor, b: Tensor) -> None:
+    if a.shape != b.shape:
+        raise InputError(f"images of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
+
+
 def psnr(a: Tensor, b: Tensor) -> float:
+    """PSNR in dB of images in [0, 1] (100 for identical images)."""
+    _same_shape(a, b)
     mse = torch.mean((a.float() - b.float()) ** 2).item()
     return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def ssim(a: Tensor, b: Tensor) -> float:
-    """Mean SSIM over RGB channels (Gaussian window 11, sigma 1.5, as in Wang et al. 2004)."""
+    """Mean SSIM over RGB channels (Gaussian window 11, sigma 1.5, as in Wang et al. 2004) of
+    (N, 3, H, W) images of at least 11 px a side."""
     import torch.nn.functional as F
+
+    _same_shape(a, b)
+    if a.ndim != 4 or a.shape[1] != 3 or min(a.shape[-2:]) < 11:
+        raise InputError(f"SSIM needs (N, 3, H, W) images of at least 11 px a side, got {tuple(a.shape)}")
 
     g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
     g = (g / g.sum())[:, None] @ (g / g.sum())[None, :]
@@ -55,6 +74,8 @@ def ssim(a: Tensor, b: Tensor) -> float:
 @torch.no_grad()
 def reconstruction_scores(encoder: Encoder, decoder: Decoder, images: list[Tensor]) -> dict[str, float]:
     """Mean PSNR and SSIM of decoder(encoder(x)) clamped to [0, 1] against x."""
+    if not images:
+        raise InputError("no images to score")
     p, s = [], []
     device = next(decoder.parameters()).device
     for x in images:

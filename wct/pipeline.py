@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,18 @@ class Style:
         return self.stats[level]
 
 
-def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
-    levels = tuple(int(v) for v in levels)
+def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
+    """Levels as a tuple of ints in 1..5; a single int is one level."""
+    if isinstance(levels, numbers.Integral):
+        levels = (levels,)
+    if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
+        raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
+    levels = tuple(levels)
     if not levels:
         raise InputError("at least one level is needed")
     for v in levels:
         relu(v)
-    return levels
+    return tuple(int(v) for v in levels)
 
 
 def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int]]:
@@ -197,8 +203,8 @@ class Stylizer:
             return torch.cat([self.stylize(x, style, alpha, levels, weights, mask) for x in images])
         h0, w0 = images[0].shape[-2:]
         styles, x, (h, w), labels = prepare_inputs(images[0].to(self.device), style, levels, weights, mask)
-        y = self.cascade(x, styles, alpha, levels, weights, labels)
-        return resize(y[..., :h, :w], (h0, w0))
+        y = resize(self.cascade(x, styles, alpha, levels, weights, labels)[..., :h, :w], (h0, w0))
+        return y[0] if isinstance(content, Tensor) and content.ndim == 3 else y
 
     @torch.no_grad()
     def cascade(
@@ -246,7 +252,7 @@ class Stylizer:
         the size is capped at Pillow's decompression-bomb limit, like the images we read."""
         from .tiling import stylize_any
 
-        width, height = size
+        width, height = texture_size(size)
         if passes < 1 or width < 1 or height < 1:
             raise InputError(f"passes and size must be positive, got passes={passes}, size={size}")
         limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
@@ -260,11 +266,25 @@ class Stylizer:
 
     @torch.no_grad()
     def reconstruct(self, image: ImageLike, level: int) -> Tensor:
-        """decoder(encoder(image)) at one level, any size in, the same size out; batches too."""
-        if not isinstance(image, Tensor):
-            image = load_image(image)
-        x, (h, w) = pad_to_multiple(image.to(self.device))
-        return self.decoder(level)(self.encoder(x, level))[..., :h, :w]
+        """decoder(encoder(image)) at one level, any size in, the same size and shape out
+        ((3, H, W) or an (N, 3, H, W) batch; a path or PIL image gives (1, 3, H, W))."""
+        decoder = self.decoder(level)
+        x, (h, w) = pad_to_multiple(torch.cat(split_batch(image)).to(self.device))
+        y = decoder(self.encoder(x, level))[..., :h, :w]
+        return y[0] if isinstance(image, Tensor) and image.ndim == 3 else y
+
+
+def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """(width, height) in pixels from a pair or one int (a square)."""
+    pair = (size, size) if isinstance(size, numbers.Integral) else size
+    if (
+        isinstance(pair, str | bytes)
+        or not isinstance(pair, Sequence)
+        or len(pair) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
+    ):
+        raise InputError(f"size must be (width, height) in whole pixels, got {size!r}")
+    return int(pair[0]), int(pair[1])
 
 
 _STYLIZERS: dict[tuple[str, str, str], Stylizer] = {}

@@ -34,8 +34,8 @@ MOMENTUM = 0.3  # weight of the past in the content statistics' moving average
 STRENGTH = 0.6  # most an output pixel keeps of the previous one where the input is unchanged
 
 
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def ema_stats(previous: FeatureStats | None, current: FeatureStats, momentum: float) -> FeatureStats:
@@ -95,9 +95,10 @@ class TemporalFilter:
         return out
 
 
-def read_frames(path: Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
+def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames."""
+    path = Path(path)
     if path.is_dir():
         files = list_images(path)
         if not files:
@@ -132,7 +133,8 @@ class FrameWriter:
     """Writes frames to a video file (atomically: a temporary file renamed at the end) or as
     numbered PNGs into a folder."""
 
-    def __init__(self, path: Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
+    def __init__(self, path: str | Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
+        path = Path(path)
         self.path, self.fps, self.overwrite, self.protect = path, fps, overwrite, tuple(protect)
         self.count = 0
         self._writer = None
