@@ -227,3 +227,20 @@ def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):
     with pytest.raises(InputError):
         ssim(a[..., :8, :8], a[..., :8, :8])
     assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)
+
+
+def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    from wct.decoder import Decoder, save_decoder
+    from wct.images import atomic_save
+
+    old = os.umask(0o022)
+    try:
+        atomic_save(tensor_to_pil(gradient_image(16, 16)), tmp_path / "a.png")
+        save_decoder(Decoder(1), tmp_path / "d.safetensors", {"level": "1"})
+    finally:
+        os.umask(old)
+    for name in ("a.png", "d.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644  # mkstemp alone gives 0600

@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import numbers
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import InputError, OutputError, WeightsError
+from .images import publish, temp_beside
 
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -98,11 +98,11 @@ def write_signed(tensors: dict[str, Tensor], metadata: dict[str, str], path: str
     path = Path(path)
     meta = {**metadata, "sha256": tensors_sha256(tensors)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e}") from None
     finally:

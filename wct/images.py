@@ -296,7 +296,7 @@ def atomic_save(
         im = im.convert("RGB")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path)
     except (FileExistsError, NotADirectoryError):
         raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
     except OSError as e:
@@ -306,7 +306,7 @@ def atomic_save(
             im.save(f, format=fmt)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except (OSError, ValueError, KeyError) as e:
         raise OutputError(f"cannot write {path}: {e}") from None
     finally:
@@ -315,12 +315,26 @@ def atomic_save(
     return path
 
 
+def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A hidden temporary file next to `path`, to be renamed over it by `publish` when complete."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Rename a complete temporary file over `path`, with the permissions a plain open() would
+    give (mkstemp's and safetensors' own are 0600: other users could not read the output)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    os.replace(tmp, path)
+
+
 def write_json(report: object, path: Path) -> None:
     """Write JSON via a temporary file and rename, so `path` is either the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:

@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -43,7 +42,7 @@ from .encoder import (
 )
 from .errors import ImageError, InputError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
-from .images import list_images, open_image
+from .images import list_images, open_image, publish, temp_beside
 from .progress import progress_bar
 
 LOSSES = ("mse", "psnr")
@@ -306,13 +305,13 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         "sha256": hashlib.sha256(data).hexdigest(),
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         torch.save(sealed, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -356,11 +355,11 @@ def plot_history(history: list[dict], path: Path) -> None:
     ax[1].plot([h["step"] for h in va], [h["psnr"] for h in va], "o-")
     ax[1].set(xlabel="step", ylabel="dB", title="validation PSNR")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    fd, tmp = temp_beside(path, ".png")
     os.close(fd)
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 # ---------------------------------------------------------------- training
@@ -622,10 +621,10 @@ def export(best: Path, target: Path, force: bool = False) -> bool:
         except WCTError:
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(target)
     os.close(fd)
     shutil.copyfile(best, tmp)
-    os.replace(tmp, target)
+    publish(tmp, target)
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB)", flush=True)
     return True

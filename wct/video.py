@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
-from .images import atomic_save, list_images, load_image, pil_to_tensor, tensor_to_pil
+from .images import atomic_save, list_images, load_image, pil_to_tensor, publish, temp_beside, tensor_to_pil
 from .pipeline import Style, Stylizer
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats
@@ -146,7 +145,7 @@ class FrameWriter:
             if path.exists() and not overwrite:
                 raise OutputError(f"{path} exists: pass --overwrite to replace it")
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+            fd, self._tmp = temp_beside(path, path.suffix)
             os.close(fd)
         elif path.suffix:
             raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
@@ -180,7 +179,7 @@ class FrameWriter:
             self._writer.close()
         if self._tmp is not None:
             if ok and self.count:
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
             elif os.path.exists(self._tmp):
                 os.unlink(self._tmp)
 
