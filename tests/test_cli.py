@@ -129,13 +129,22 @@ def test_directories_give_every_pair_and_resume(pair, tmp_path, wct_cli):
     contents.mkdir()
     landscape(64, 48, seed=1).save(contents / "a.png")
     landscape(48, 64, seed=2).save(contents / "b.jpg")
+    landscape(48, 64, seed=3).save(contents / "b.png")  # same stem: the names keep the suffix
     (contents / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     outdir = tmp_path / "out"
-    r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(outdir), "--size", "48")
+    run = ("stylize", str(contents), str(pair / "style.jpg"), "-o", str(outdir), "--size", "48")
+    r = wct_cli(*run)
     assert r.returncode == 1 and "broken.png" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.name for p in outdir.iterdir()) == ["a__style.png", "b__style.png"]
-    r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(outdir), "--size", "48")
-    assert "2 already complete" in r.stderr
+    names = ["a__style.png", "b.jpg__style.png", "b.png__style.png"]
+    assert sorted(p.name for p in outdir.iterdir()) == names
+    r = wct_cli(*run)
+    assert "3 already complete" in r.stderr
+    before = digest(outdir / "a__style.png")
+    r = wct_cli(*run, "--alpha", "0.9")  # other settings: the old outputs are not passed off as new
+    assert r.returncode == 1 and "0 already complete" in r.stderr and "made with other settings" in r.stderr
+    assert digest(outdir / "a__style.png") == before
+    r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(tmp_path / "o.png"))
+    assert_clean_error(r, "must be a directory")
 
 
 def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):

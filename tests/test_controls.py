@@ -146,6 +146,11 @@ def test_style_specs_only_take_a_trailing_number_as_weight(tmp_path):
     odd = tmp_path / "s.png:3"
     odd.write_bytes(b"")
     assert parse_style_spec(str(odd)) == (odd, None)  # an existing file keeps its whole name
+    real = tmp_path / "s.png"
+    real.write_bytes(b"")
+    for weight in ("nan", "inf", "heavy"):  # the file exists, so the suffix was meant as a weight
+        with pytest.raises(InputError, match=f"the weight '{weight}' must be a number"):
+            parse_style_spec(f"{real}:{weight}")
     assert parse_size("768x512") == (768, 512) and parse_size("64") == (64, 64)
     for bad in ("12by3", "0x5", "", "-4x4"):
         with pytest.raises(InputError, match="--size"):

@@ -84,8 +84,11 @@ TileOpt = typer.Option(
 def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list[tuple[Path, Path, Path]]:
     """(content, style, output) for a pair of files, or every pair when either is a directory.
 
-    Outputs in a directory are CONTENT__STYLE.png, or CONTENT__NAME.png when `name` is given.
+    Outputs in a directory are CONTENT__STYLE.png, or CONTENT__NAME.png when `name` is given;
+    files whose names would clash (a.jpg and a.png, or sub/a.jpg) keep their suffix and folder.
     """
+    from PIL import Image
+
     from .images import list_images
 
     for p in (content, style):
@@ -101,7 +104,24 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         raise InputError(f"no images found in {content if not contents else style}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
-    return [(c, s, out / f"{c.stem}__{name or s.stem}.png") for s in styles for c in contents]
+    if not out.exists() and out.suffix.lower() in Image.registered_extensions():
+        raise OutputError(f"-o {out} names an image: with a directory of inputs, -o must be a directory")
+    c_names, s_names = output_names(contents, content), output_names(styles, style)
+    return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
+
+
+def output_names(files: list[Path], root: Path) -> dict[Path, str]:
+    """A distinct name for each file: its stem, or, where stems clash, its path under `root`
+    with '-' for '/' and its suffix kept."""
+    stems = [f.stem for f in files]
+    out = {
+        f: f.stem if stems.count(f.stem) == 1 else f.relative_to(root).as_posix().replace("/", "-")
+        for f in files
+    }
+    if len(set(out.values())) < len(files):
+        names = sorted(v for v in out.values() if list(out.values()).count(v) > 1)
+        raise InputError(f"input files {names[0]!r}... would share an output name: rename one")
+    return out
 
 
 @app.command()
@@ -137,6 +157,7 @@ def stylize(
         check_max_pixels,
         check_pixels,
         load_image,
+        png_text,
         tensor_to_pil,
         with_alpha,
     )
@@ -157,6 +178,21 @@ def stylize(
     stylizer = Stylizer(device, vgg_weights, precision)
     extra = (*paths, mask) if mask is not None else tuple(paths)
     inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
+    record = {  # what made each output, in its PNG text: a rerun skips only outputs made alike
+        "wct:settings": json.dumps(
+            {
+                "alpha": alpha,
+                "levels": lv,
+                "size": size_,
+                "style_size": style_size_,
+                "styles": [str(p) for p in paths] if mixed else None,
+                "weights": weights,
+                "mask": None if mask is None else str(mask),
+                "preserve_color": preserve_color,
+                "precision": precision,
+            }
+        )
+    }
     styles: dict[Path, object] = {}
     failures: list[str] = []
     skipped = 0
@@ -165,6 +201,8 @@ def stylize(
         for c, s, o in todo:
             try:
                 if batch and o.exists() and not overwrite and o.resolve() not in inputs:
+                    if png_text(o, "wct:settings") != record["wct:settings"]:
+                        raise OutputError(f"{o} exists, made with other settings: --overwrite replaces it")
                     skipped += 1
                     continue
                 if o.resolve() in inputs:
@@ -180,7 +218,7 @@ def stylize(
                     y = controls.preserve_color(x, y)
                 out = tensor_to_pil(y)
                 out = with_alpha(out, alpha_channel(c, out.size, max_pixels))  # RGBA content: alpha kept
-                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs))
+                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs), text=record)
             except WCTError as e:
                 if not batch:
                     raise

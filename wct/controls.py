@@ -38,6 +38,9 @@ def parse_style_spec(text: str) -> tuple[Path, float | None]:
         return Path(text), None
     m = _WEIGHTED.match(text)
     if m is None:
+        head, colon, tail = text.rpartition(":")
+        if colon and Path(head).exists():
+            raise InputError(f"--style {text}: the weight {tail!r} must be a number >= 0")
         return Path(text), None
     return Path(m["path"]), float(m["weight"])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
@@ -275,11 +275,13 @@ def atomic_save(
     path: str | os.PathLike,
     overwrite: bool = False,
     protect: tuple[str | os.PathLike, ...] = (),
+    text: dict[str, str] | None = None,
 ) -> Path:
     """Save via a temporary file and rename, so `path` is either absent or complete.
 
     Refuses to replace an input (`protect`), and an existing file unless `overwrite`. An alpha
-    channel is dropped, with a warning, for formats without one (JPEG, BMP...).
+    channel is dropped, with a warning, for formats without one (JPEG, BMP...). `text` goes into
+    a PNG's text chunks (read back with `png_text`); other formats do not keep it.
     """
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in protect):
@@ -303,7 +305,12 @@ def atomic_save(
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt)
+            extra = {}
+            if text and fmt == "PNG":
+                extra["pnginfo"] = PngImagePlugin.PngInfo()
+                for key, value in text.items():
+                    extra["pnginfo"].add_itxt(key, value)
+            im.save(f, format=fmt, **extra)
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, path)
@@ -313,6 +320,15 @@ def atomic_save(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def png_text(path: str | os.PathLike, key: str) -> str | None:
+    """A text chunk of a PNG file (None if it has none, or is not a readable PNG)."""
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "text", {}).get(key)
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
