@@ -135,3 +135,26 @@ def test_batch_computes_each_style_once(wct_cli, tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
     assert sorted(calls) == sorted(str(p) for p in (tmp_path / "s").glob("*.png"))
+
+
+def test_frame_folders_are_replaced_whole_or_not_at_all(wct_cli, tmp_path):
+    painting(48, 48).save(tmp_path / "style.png")
+    five, three = tmp_path / "five", tmp_path / "three"
+    for folder, n in ((five, 5), (three, 3)):
+        folder.mkdir()
+        for i in range(n):
+            landscape(40, 32, seed=i).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    assert wct_cli("video", str(five), str(out), *common).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    r = wct_cli("video", str(three), str(out), *common)
+    assert r.returncode == 1 and "--overwrite" in r.stderr
+    assert wct_cli("video", str(three), str(out), *common, "--overwrite").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_0000{i}.png" for i in range(3)] + ["notes.txt"]
+    (five / "2.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # fails at the third frame
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = wct_cli("video", str(five), str(out), *common, "--overwrite")
+    assert r.returncode == 1 and "error: " in r.stderr and "2.png is not an image" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old frames, untouched
+    assert not list(tmp_path.glob(".out*"))  # and no temporary folder left

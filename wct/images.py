@@ -337,11 +337,12 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
 
 
 def publish(tmp: str | Path, path: Path) -> None:
-    """Rename a complete temporary file over `path`, with the permissions a plain open() would
-    give (mkstemp's and safetensors' own are 0600: other users could not read the output)."""
+    """Rename a complete temporary file (or folder) over `path`, with the permissions a plain
+    open() or mkdir() would give (mkstemp's, mkdtemp's and safetensors' own are 0600/0700: other
+    users could not read the output)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
+    os.chmod(tmp, (0o777 if os.path.isdir(tmp) else 0o666) & ~mask)
     os.replace(tmp, path)
 
 

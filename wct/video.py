@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,31 +131,44 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
 
 
 class FrameWriter:
-    """Writes frames to a video file (atomically: a temporary file renamed at the end) or as
-    numbered PNGs into a folder."""
+    """Writes frames to a video file or as numbered PNGs into a folder, either way into a temporary
+    file or folder beside the output that `close` moves into place: an output is never left half
+    written, and the frames of an earlier, longer run never mix with new ones."""
 
     def __init__(self, path: str | Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
         path = Path(path)
-        self.path, self.fps, self.overwrite, self.protect = path, fps, overwrite, tuple(protect)
+        self.path, self.fps, self.protect = path, fps, tuple(protect)
         self.count = 0
         self._writer = None
-        self._tmp: str | None = None
         self._size: tuple[int, int] | None = None
         if any(path.resolve() == Path(p).resolve() for p in protect):
             raise OutputError(f"refusing to write over the input {path}")
-        if is_video(path):
-            if path.exists() and not overwrite:
-                raise OutputError(f"{path} exists: pass --overwrite to replace it")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = temp_beside(path, path.suffix)
-            os.close(fd)
-        elif path.suffix:
+        if not is_video(path) and path.suffix:
             raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
+        if is_video(path) and path.exists() and not overwrite:
+            raise OutputError(f"{path} exists: pass --overwrite to replace it")
+        if not is_video(path) and path.exists():
+            if not path.is_dir():
+                raise OutputError(f"{path} is a file: give a folder for the frames")
+            if self.old_frames() and not overwrite:
+                raise OutputError(f"{path} holds frames already: pass --overwrite to replace them")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if is_video(path):
+                fd, tmp = temp_beside(path, path.suffix)
+                os.close(fd)
+            else:
+                tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        self._tmp = Path(tmp)
+
+    def old_frames(self) -> list[Path]:
+        return sorted(self.path.glob("frame_*.png")) if self.path.is_dir() else []
 
     def write(self, frame: Tensor) -> None:
-        if self._tmp is None:
-            name = self.path / f"frame_{self.count:05d}.png"
-            atomic_save(tensor_to_pil(frame), name, overwrite=self.overwrite, protect=self.protect)
+        if not is_video(self.path):
+            atomic_save(tensor_to_pil(frame), self._tmp / f"frame_{self.count:05d}.png")
         else:
             import imageio.v2 as imageio
 
@@ -174,14 +189,23 @@ class FrameWriter:
         self.count += 1
 
     def close(self, ok: bool = True) -> None:
-        """Finish the file and move it into place (ok) or delete the partial file (not ok)."""
+        """Move the output into place (ok: an existing one's frames are replaced, other files in
+        its folder are kept) or delete the temporary one (not ok)."""
         if self._writer is not None:
             self._writer.close()
-        if self._tmp is not None:
-            if ok and self.count:
-                publish(self._tmp, self.path)
-            elif os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+        if not (ok and self.count):
+            if self._tmp.is_dir():
+                shutil.rmtree(self._tmp)
+            elif self._tmp.exists():
+                self._tmp.unlink()
+        elif is_video(self.path) or not self.path.exists():
+            publish(self._tmp, self.path)
+        else:
+            for old in self.old_frames():
+                old.unlink()
+            for new in sorted(self._tmp.iterdir()):
+                os.replace(new, self.path / new.name)
+            self._tmp.rmdir()
 
 
 def stylize_frames(
