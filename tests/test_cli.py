@@ -82,6 +82,7 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         (("stylize", str(fake), style, "-o", out), "fake.jpg"),
         (("stylize", content, str(empty), "-o", out), "empty.png"),
         (("stylize", content, style, "-o", out, "--levels", "7"), "levels"),
+        (("stylize", content, style, "-o", out, "--levels", "2,1,1"), "distinct"),
         (("stylize", content, style, "-o", out, "--alpha", "1.5"), "alpha"),
         (("stylize", content, style, "-o", out, "--size", "-3"), "size"),
         (("stylize", content, style, "-o", out, "--vgg-weights", str(fake)), "md5"),

@@ -203,6 +203,7 @@ def test_networks_and_helpers_check_their_inputs(stylizer):
         lambda: check_levels((3.5,)),
         lambda: check_levels("54321"),
         lambda: check_levels(True),
+        lambda: check_levels((2, 2)),
         lambda: texture_size(32.5),
         lambda: texture_size((32, 32, 3)),
     ]

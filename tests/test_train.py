@@ -66,7 +66,11 @@ def test_training_exports_and_counts_bad_files(data, tmp_path):
 
 @pytest.mark.parametrize("loss", ["mse", "psnr"])
 def test_training_lowers_the_loss(data, tmp_path, loss):
-    train(config(data, tmp_path / loss, steps=16, log_every=1, val=None, feature_weight=0.0, loss=loss))
+    summary = train(
+        config(data, tmp_path / loss, steps=16, log_every=1, val=None, feature_weight=0.0, loss=loss)
+    )
+    final = load_decoder(2, "cpu", path=summary["decoder"])  # no --val: the last step's decoder
+    assert final.metadata["steps"] == "16" and "val_psnr" not in final.metadata
     history = load_checkpoint(tmp_path / loss / "relu2_1.last.pt")["state"]["history"]
     losses = [h["loss"] for h in history]
     assert len(losses) == 16

@@ -25,6 +25,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 out_console = Console()
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the project checkout
 PUBLISHED = {1: 27.2, 2: 32.1, 3: 27.1, 4: None, 5: None}
 TARGETS = {1: 35.0, 2: 33.0, 3: 28.5, 4: 23.0, 5: 20.0}
 
@@ -48,8 +49,8 @@ def parse_levels(text: str) -> tuple[int, ...]:
         levels = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
         raise InputError(f"--levels must be comma-separated numbers from 1 to 5, got {text!r}") from None
-    if not levels or any(v not in (1, 2, 3, 4, 5) for v in levels):
-        raise InputError(f"--levels must be comma-separated numbers from 1 to 5, got {text!r}")
+    if not levels or any(v not in (1, 2, 3, 4, 5) for v in levels) or len(set(levels)) < len(levels):
+        raise InputError(f"--levels must be distinct numbers from 1 to 5, comma-separated, got {text!r}")
     return levels
 
 
@@ -399,7 +400,7 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
 
 @app.command("eval-decoders")
 def eval_decoders(
-    data: Path = typer.Option(Path("../shared/data/val"), help="Folder of validation images."),
+    data: Path = typer.Option(SHARED_DATA / "val", help="Folder of validation images."),
     max_side: int = typer.Option(384, help="Longer side the images are scaled to."),
     levels: str = typer.Option("1,2,3,4,5", help="Levels to evaluate."),
     decoder_files: list[Path] | None = typer.Option(
@@ -566,6 +567,9 @@ def train_command(
         vgg_weights=str(vgg_weights) if vgg_weights else None,
     )
     summary = train(cfg)
+    if "decoder" in summary:
+        score = f"val PSNR {summary['best_psnr']:.2f} dB" if cfg.val else "not scored: no --val"
+        out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})")
     out_console.print(json.dumps(summary))
 
 
@@ -716,8 +720,8 @@ def invert(
 
 @app.command()
 def bench(
-    contents: Path = typer.Option(Path("../shared/data/content"), help="Folder of content photos."),
-    styles: Path = typer.Option(Path("../shared/data/styles"), help="Folder of style images."),
+    contents: Path = typer.Option(SHARED_DATA / "content", help="Folder of content photos."),
+    styles: Path = typer.Option(SHARED_DATA / "styles", help="Folder of style images."),
     pairs: int = typer.Option(4, help="Number of content x style pairs."),
     pair: list[str] = typer.Option([], "--pair", help="CONTENT,STYLE files (repeatable); overrides folders."),
     sizes: str = typer.Option("256,512", help="Longer sides to measure."),

@@ -51,6 +51,8 @@ def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
         raise InputError("at least one level is needed")
     for v in levels:
         relu(v)
+    if len(set(levels)) < len(levels):
+        raise InputError(f"each level runs at most once, got {levels}")
     return tuple(int(v) for v in levels)
 
 

@@ -579,6 +579,12 @@ def train(cfg: Config) -> dict:
             f"{len(state['bad_files'])} unreadable training images were skipped: {', '.join(names)}{more}",
             stacklevel=1,
         )
+    if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
+        final = out / f"{name}.final.safetensors"
+        save_decoder(decoder, final, metadata(cfg, state, step, {}, encoder))
+        summary["decoder"] = str(final)
+    elif rank == 0 and best.exists():
+        summary["decoder"] = str(best)
     if rank == 0 and cfg.export and best.exists():
         summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
     return summary
@@ -595,10 +601,16 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
         "hardware": hardware(next(encoder.parameters()).device),
         "training_data": str(cfg.data),
         "steps": step,
-        "val_psnr": round(scores["psnr"], 3),
-        "val_ssim": round(scores["ssim"], 4),
-        "val_data": str(cfg.val),
-        "val_images": scores["images"],
+        **(
+            {
+                "val_psnr": round(scores["psnr"], 3),
+                "val_ssim": round(scores["ssim"], 4),
+                "val_data": str(cfg.val),
+                "val_images": scores["images"],
+            }
+            if scores
+            else {}
+        ),
         "train_seconds": round(state["seconds"], 1),
         "config": {k: v for k, v in asdict(cfg).items() if k != "stop_at"},
         **(
