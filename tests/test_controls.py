@@ -327,6 +327,10 @@ def test_presets_round_trip_and_refuse_another_encoder(files, reference, wct_cli
     r = wct_cli("stylize", str(files["content"]), str(preset), "-o", str(out), "--size", "64")
     assert r.returncode == 0, r.stderr
     assert digest(out) == digest(reference)
+    out2 = tmp_path / "sized.png"
+    with pytest.warns(UserWarning, match="is a preset: .* size does not apply"):
+        r = wct_cli("stylize", str(files["content"]), str(preset), "-o", str(out2), "--style-size", "32")
+    assert r.returncode == 0, r.stderr
 
     other = tmp_path / "other.safetensors"
     save_file(tensors, str(other), metadata={**meta, "encoder": "0" * 32})

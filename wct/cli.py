@@ -288,7 +288,7 @@ def video(
 def texture(
     style: Path = typer.Argument(..., help="Style image or .safetensors preset."),
     output: Path = typer.Option(..., "-o", "--output", help="Output image."),
-    size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels."),
+    size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
     seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
     levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
@@ -323,6 +323,7 @@ def style_stats(
     style: Path = typer.Argument(..., help="Style image."),
     output: Path = typer.Option(..., "-o", "--output", help="Preset file to write (.safetensors)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    tile: str = TileOpt,
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace an existing preset."),
     vgg_weights: Path | None = VggOpt,
@@ -335,9 +336,10 @@ def style_stats(
     if not style.exists():
         raise InputError(f"{style} does not exist")
     check_target(output, overwrite, (style,))
+    tile_ = tile_arg(tile)
     s = Stylizer(device, vgg_weights)
     meta = {"source": style.name, "style_size": str(style_size)}
-    s.save_style(s.style(style, size_arg(style_size, "--style-size")), output, meta)
+    s.save_style(s.style(style, size_arg(style_size, "--style-size"), tile=tile_), output, meta)
     console.print(f"wrote {output}")
 
 

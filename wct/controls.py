@@ -71,7 +71,7 @@ def parse_size(text: str) -> tuple[int, int]:
     """'768x512' -> (768, 512) as (width, height); '512' -> (512, 512)."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
-        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512), got {text!r}")
+        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {text!r}")
     return int(m[1]), int(m[2] or m[1])
 
 

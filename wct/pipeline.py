@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,12 @@ class Stylizer:
 
         levels = check_levels(levels)
         if is_preset(image):
+            if size is not None:
+                warnings.warn(
+                    f"{image} is a preset: its statistics were taken when it was saved, so the style "
+                    "size does not apply",
+                    stacklevel=2,
+                )
             stats = load_style_stats(image, self.encoder.weights_id)  # type: ignore[arg-type]
             missing = [v for v in levels if v not in stats]
             if missing:
