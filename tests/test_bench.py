@@ -117,9 +117,11 @@ def test_texture_synthesis_and_inversion_from_the_cli(pair, tmp_path, wct_cli):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--optimizer", "sgd"], "unknown optimizer"),
-        (["--gram", "weird"], "unknown gram"),
-        (["--steps", "0"], "steps must be"),
+        (["--optimizer", "sgd"], "unknown optimizer (--optimizer)"),
+        (["--gram", "weird"], "unknown gram (--gram)"),
+        (["--steps", "0"], "steps (--steps) must be"),
+        (["--style-weight", "nan"], "style_weight (--style-weight) must be"),
+        (["--lr", "0"], "lr (--lr) must be > 0"),
         (["--init", "content", "--no-content"], "STYLE"),
     ],
 )
@@ -129,6 +131,15 @@ def test_gatys_cli_bad_options_fail_cleanly_without_writing(pair, tmp_path, wct_
         "gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64", *args
     )
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:")  # checked before the encoder loads and the progress bar starts
+    assert not out.exists()
+
+
+def test_invert_cli_checks_its_options_first(pair, tmp_path, wct_cli):
+    out = tmp_path / "x.png"
+    for args, message in ((["--layer", "relu9_1"], "unknown VGG19 layer"), (["--steps", "-1"], "--steps")):
+        r = wct_cli("invert", str(pair / "content.png"), "-o", str(out), *args)
+        assert r.returncode == 1 and r.stderr.startswith("error:") and message in r.stderr
     assert not out.exists()
 
 

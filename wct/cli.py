@@ -638,7 +638,7 @@ def gatys_command(
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     from .encoder import load_encoder
-    from .gatys import gatys
+    from .gatys import Options, gatys
     from .images import atomic_save, load_image, tensor_to_pil, write_json
 
     if no_content:
@@ -652,6 +652,8 @@ def gatys_command(
     if history:
         check_target(history, overwrite, (*inputs, output))
     size_ = size_arg(size, "--size")
+    opts = (steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every)
+    Options(*opts).checked(content is not None)  # before anything slow
     encoder = load_encoder(device, vgg_weights)
     x_content = load_image(content, size_) if content is not None else None
     x_style = load_image(style, size_)
@@ -697,10 +699,13 @@ def invert(
 ) -> None:
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
     from .encoder import load_encoder
+    from .gatys import Options, check_layer
     from .gatys import invert as invert_fn
     from .images import atomic_save, load_image, tensor_to_pil
 
     check_output(output, overwrite, (image,))
+    check_layer(layer)
+    Options(steps, optimizer, tv_weight=tv_weight, seed=seed, save_every=save_every).checked()
     x = load_image(image, size_arg(size, "--size"))
     encoder = load_encoder(device, vgg_weights)
     bar, callback = loss_bar(steps, save_every, output, overwrite, (image,))

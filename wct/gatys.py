@@ -44,6 +44,42 @@ class GatysResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Options:
+    """The settings of `gatys` (and, but for the weights of content and style, `invert`)."""
+
+    steps: int = 500
+    optimizer: str = "lbfgs"
+    init: str | None = None
+    content_weight: float = 1.0
+    style_weight: float = 0.05
+    tv_weight: float = 1e6
+    gram: str = "plain"
+    seed: int = 0
+    lr: float | None = None
+    save_every: int = 0
+
+    def checked(self, has_content: bool = True) -> Options:
+        """The options validated, with the defaults that depend on others filled in (init, lr).
+        Cheap: the CLI calls it before loading anything. InputError names the bad one."""
+        opt = _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        init = _choice(self.init or ("content" if has_content else "noise"), INITS, "init")
+        if init == "content" and not has_content:
+            raise InputError("init='content' needs a content image: use init='noise' or 'style'")
+        return Options(
+            steps=_count(self.steps, "steps", 1),
+            optimizer=opt,
+            init=init,
+            content_weight=_weight(self.content_weight, "content_weight"),
+            style_weight=_weight(self.style_weight, "style_weight"),
+            tv_weight=_weight(self.tv_weight, "tv_weight"),
+            gram=_choice(self.gram, GRAMS, "gram"),
+            seed=_count(self.seed, "seed"),
+            lr=_lr(self.lr, opt),
+            save_every=_count(self.save_every, "save_every"),
+        )
+
+
 def gram(features: Tensor, centered: bool = False) -> Tensor:
     """Gram matrices (N, C, C) of features (N, C, H, W), divided by H*W.
 
@@ -139,25 +175,12 @@ def gatys(
     every step `callback(step, image, losses)` gets the history entry, and `image` (a detached
     copy) at every `save_every`-th step, else None. Runs are deterministic for a seed on CPU.
     """
-    opt = _choice(optimizer, OPTIMIZERS, "optimizer")
-    kinds = _choice(gram, GRAMS, "gram")
-    steps, seed, save_every = (
-        _count(steps, "steps", 1),
-        _count(seed, "seed"),
-        _count(save_every, "save_every"),
-    )
-    content_weight = _weight(content_weight, "content_weight")
-    style_weight = _weight(style_weight, "style_weight")
-    tv_weight = _weight(tv_weight, "tv_weight")
-    lr = _lr(lr, opt)
-    if init is None:
-        init = "content" if content is not None else "noise"
-    init = _choice(init, INITS, "init")
+    o = Options(
+        steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every
+    ).checked(content is not None)
     device = encoder.mean.device
     style = _image(style, "style", STYLE_LAYERS).to(device)
     if content is None:
-        if init == "content":
-            raise InputError("init='content' needs a content image: use init='noise' or 'style'")
         shape = _size(size, style.shape[-2:])
     else:
         content = _image(content, "content", (CONTENT_LAYER,) + STYLE_LAYERS).to(device)
@@ -171,7 +194,7 @@ def gatys(
 
     layers = list(STYLE_LAYERS) + ([CONTENT_LAYER] if content is not None else [])
     with torch.no_grad():
-        targets = style_targets(encoder.extract(style, STYLE_LAYERS), kinds)
+        targets = style_targets(encoder.extract(style, STYLE_LAYERS), o.gram)
         target = None
         if content is not None:
             target = encoder.extract(content, [CONTENT_LAYER])[CONTENT_LAYER]
@@ -179,18 +202,18 @@ def gatys(
     def objective(x: Tensor) -> dict[str, Tensor]:
         feats = encoder.extract(x, layers)
         c = x.new_zeros(()) if target is None else content_loss(feats[CONTENT_LAYER], target)
-        c = content_weight * c
-        s = style_weight * style_loss(feats, targets, kinds)
-        t = tv_weight * tv_loss(x)
+        c = o.content_weight * c
+        s = o.style_weight * style_loss(feats, targets, o.gram)
+        t = o.tv_weight * tv_loss(x)
         return {"content": c, "style": s, "tv": t, "total": c + s + t}
 
-    if init == "content":
+    if o.init == "content":
         x0 = content
-    elif init == "style":
+    elif o.init == "style":
         x0 = _resize(style, shape)
     else:
-        x0 = _noise(shape, seed, device)
-    return _optimise(x0, objective, steps, opt, lr, save_every, callback)
+        x0 = _noise(shape, o.seed, device)
+    return _optimise(x0, objective, o.steps, o.optimizer, o.lr, o.save_every, callback)
 
 
 def invert(
@@ -213,16 +236,8 @@ def invert(
     suppresses the pixel noise a layer cannot see (1e4 also reached a lower feature loss than 0 on
     relu3_1). Other arguments are as in `gatys`.
     """
-    if layer not in NAMES:
-        raise InputError(f"unknown VGG19 layer {layer!r}; known: {', '.join(NAMES)}")
-    opt = _choice(optimizer, OPTIMIZERS, "optimizer")
-    steps, seed, save_every = (
-        _count(steps, "steps", 1),
-        _count(seed, "seed"),
-        _count(save_every, "save_every"),
-    )
-    tv_weight = _weight(tv_weight, "tv_weight")
-    lr = _lr(lr, opt)
+    check_layer(layer)
+    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
     _check_callback(callback)
     device = encoder.mean.device
     image = _image(image, "image", (layer,)).to(device)
@@ -231,11 +246,11 @@ def invert(
 
     def objective(x: Tensor) -> dict[str, Tensor]:
         c = content_loss(encoder.extract(x, [layer])[layer], target)
-        t = tv_weight * tv_loss(x)
+        t = o.tv_weight * tv_loss(x)
         return {"content": c, "style": x.new_zeros(()), "tv": t, "total": c + t}
 
-    x0 = _noise(tuple(image.shape[-2:]), seed, device)
-    return _optimise(x0, objective, steps, opt, lr, save_every, callback)
+    x0 = _noise(tuple(image.shape[-2:]), o.seed, device)
+    return _optimise(x0, objective, o.steps, o.optimizer, o.lr, o.save_every, callback)
 
 
 def _optimise(
@@ -299,15 +314,26 @@ def _match_lbfgs_step(optim: torch.optim.Optimizer, moved: Tensor) -> None:
         state["d"] = moved.flatten() / state["t"]
 
 
+def check_layer(layer: str) -> str:
+    if layer not in NAMES:
+        raise InputError(f"unknown VGG19 layer {layer!r}; known: {', '.join(NAMES)}")
+    return layer
+
+
+def _named(name: str) -> str:
+    """An option as both the API and the CLI spell it: 'style_weight (--style-weight)'."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
 def _choice(value: object, options: tuple[str, ...], name: str) -> str:
     if not isinstance(value, str) or value.lower() not in options:
-        raise InputError(f"unknown {name} {value!r}: use one of {', '.join(options)}")
+        raise InputError(f"unknown {_named(name)} {value!r}: use one of {', '.join(options)}")
     return value.lower()
 
 
 def _count(value: object, name: str, least: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+        raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
     return value
 
 
@@ -317,7 +343,7 @@ def _weight(value: object, name: str) -> float:
         or not isinstance(value, (int, float))
         or not (math.isfinite(value) and value >= 0)
     ):
-        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
@@ -325,7 +351,7 @@ def _lr(value: float | None, opt: str) -> float:
     if value is None:
         return 1.0 if opt == "lbfgs" else 0.05
     if _weight(value, "lr") == 0:
-        raise InputError("lr must be > 0")
+        raise InputError(f"{_named('lr')} must be > 0")
     return float(value)
 
 
