@@ -211,6 +211,8 @@ def test_networks_and_helpers_check_their_inputs(stylizer):
         with pytest.raises(InputError):
             call()
     assert check_levels(3) == (3,) and texture_size(40) == (40, 40)
+    with pytest.raises(InputError, match="torch.uint8: convert with x.float"):
+        stylizer.stylize(a.mul(255).byte(), a, 0.5, (2,))
 
 
 def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):

@@ -85,6 +85,9 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     r = wct_cli("video", str(tmp_path / "bad.mp4"), str(tmp_path / "o2"), *common)
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    r = wct_cli("video", str(tmp_path / "empty.mp4"), str(tmp_path / "o2"), *common)
+    assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr
 
 
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):

@@ -219,13 +219,17 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     if isinstance(image, Tensor):
         x = image[None] if image.ndim == 3 else image
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1 or 0 in x.shape:
-            raise InputError(f"image tensors must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+            raise InputError(
+                f"image tensors must be (3, H, W) or (1, 3, H, W) (an (N, 3, H, W) batch where the "
+                f"Stylizer takes one, N >= 1), got {tuple(image.shape)}"
+            )
         if x.is_complex() or x.dtype == torch.bool:
             raise InputError(f"image tensors must be real numbers in [0, 1], got {x.dtype}")
         if not torch.isfinite(x).all():
             raise InputError("image tensor contains NaN or Inf")
         if x.min() < 0 or x.max() > 1:
-            raise InputError("image tensor values must be in [0, 1]")
+            hint = f" ({x.dtype}: convert with x.float() / 255)" if not x.is_floating_point() else ""
+            raise InputError(f"image tensor values must be in [0, 1]{hint}")
         w, h = scaled_size(x.shape[3], x.shape[2], size)
         x = x.float()  # the tensor itself when it is float32 already: checking it copies nothing
         if (w, h) != (x.shape[3], x.shape[2]):

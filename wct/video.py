@@ -107,6 +107,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         return (load_image(f, size) for f in files), DEFAULT_FPS, len(files)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path} is empty (0 bytes)")
     import imageio.v2 as imageio
 
     try:
