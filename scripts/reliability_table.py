@@ -339,6 +339,32 @@ def nothing_lost(t: Table, tmp: Path) -> None:
     files = sorted(p.name for p in out2.iterdir())
     t.row("Ctrl-C during the 2nd image of a batch", f"{response(code, lines)}; files: {files}; {temps(out2)}")
     t.row("the same batch again", response(*cli(*batch2)))
+    before = {f.name: f.read_bytes() for f in out2.iterdir()}
+    code, lines = cli(*batch2, "--alpha", "0.9")
+    same = {f.name: f.read_bytes() for f in out2.iterdir()} == before
+    t.row("the same batch with another `--alpha`", f"{response(code, lines)}; outputs unchanged: {same}")
+    clash, out3 = tmp / "batch" / "clash", tmp / "batch" / "out3"
+    clash.mkdir()
+    landscape(32, 24, seed=1).save(clash / "a.png")
+    landscape(32, 24, seed=2).save(clash / "a.jpg")
+    code, lines = cli("stylize", "--levels", "1", "--size", "32", clash, style, "-o", out3)
+    files = sorted(p.name for p in out3.iterdir())
+    t.row("batch of `a.png` and `a.jpg` (same stem)", f"{response(code, lines)}; files: {files}")
+    frames, out4 = tmp / "frames", tmp / "frames_out"
+    frames.mkdir()
+    for i in range(3):
+        landscape(32, 24, seed=i).save(frames / f"{i}.png")
+    video = ("video", frames, out4, "--style", style, "--levels", "1", "--size", "0", "--overwrite")
+    cli(*video)
+    before = {f.name: f.read_bytes() for f in out4.iterdir()}
+    (frames / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    code, lines = cli(*video)
+    same = {f.name: f.read_bytes() for f in out4.iterdir()} == before
+    left = len(list(tmp.glob(".frames_out*")))
+    t.row(
+        "`wct video` into a folder of frames, 2nd frame unreadable (`--overwrite`)",
+        f"{response(code, lines)}; earlier frames unchanged: {same}; temporary folders left: {left}",
+    )
     gatys = ("gatys", content, style, "-o", d / "g.png", "--steps", "1", "--size", "32", "--overwrite")
     b = content.read_bytes()
     code, lines = cli(*gatys, "--history", content)
@@ -378,7 +404,21 @@ def faults(t: Table, tmp: Path, slow: bool) -> None:
         atomic_torch_save({"decoder": {"w": torch.randn(64, 64)}, "optimizer": {}, "state": {"step": 2}}, ck)
         truncate(ck) if damage == "truncated" else flip_bit(ck, ck.stat().st_size // 2)
         t.row(f"{damage} training checkpoint, `wct train --resume`", response(*cli(*train, "--out", out)))
-    for opt in (("--val-every", "0"), ("--workers", "-1"), ("--val", tmp / "missing"), ("--export", content)):
+    unreadable = tmp / "unreadable"
+    unreadable.mkdir()
+    for i in range(3):
+        (unreadable / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, lines = cli(*train, "--out", tmp / "never", "--data", unreadable)
+    t.row("`wct train` on a folder of 3 unreadable images", response(code, lines))
+    for opt in (
+        ("--val-every", "0"),
+        ("--workers", "-1"),
+        ("--val", tmp / "missing"),
+        ("--val", unreadable),
+        ("--export", content),
+        ("--export", tmp / "decoders_out"),
+        ("--crop", "33"),
+    ):
         code, lines = cli(*train, "--out", tmp / "never", *opt)
         shown = " ".join(str(v.relative_to(tmp)) if isinstance(v, Path) else v for v in opt)
         t.row(f"`wct train {shown}`", f"{response(code, lines)}; --out created: {(tmp / 'never').exists()}")

@@ -255,7 +255,8 @@ def test_interpolation_weights_one_zero_equal_the_single_style(files, reference,
         "stylize", content, "--style", f"{red}:1", "--style", f"{blue}:0", "-o", str(one_zero), "--size", "64"
     )
     assert r.returncode == 0, r.stderr
-    assert digest(one_zero) == digest(reference)
+    # the same pixels; the files differ only in the settings they record
+    assert torch.equal(load_image(one_zero), load_image(reference))
     r = wct_cli(
         "stylize", content, "--style", f"{red}:0.5", "--style", f"{blue}:0.5", "-o", str(half), "--size", "64"
     )
