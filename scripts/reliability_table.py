@@ -409,7 +409,8 @@ def faults(t: Table, tmp: Path, slow: bool) -> None:
     for i in range(3):
         (unreadable / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     code, lines = cli(*train, "--out", tmp / "never", "--data", unreadable)
-    t.row("`wct train` on a folder of 3 unreadable images", response(code, lines))
+    shown = f"{response(code, lines)}; --out created: {(tmp / 'never').exists()}"
+    t.row("`wct train` on a folder of 3 unreadable images", shown)
     for opt in (
         ("--val-every", "0"),
         ("--workers", "-1"),

@@ -138,6 +138,7 @@ def test_bad_arguments(data, tmp_path):
         train(config(data, tmp_path / "x", val=None, export=str(tmp_path / "dec")))
     with pytest.raises(InputError, match="multiple of 16"):
         train(config(data, tmp_path / "x", level=5, crop=24))
+    assert not (tmp_path / "x").exists()  # refused during setup: --out is not even created
     with pytest.raises(InputError):
         train(config(data, tmp_path / "y", level=7))
     with pytest.raises(InputError, match="loss"):

@@ -441,7 +441,6 @@ def train(cfg: Config) -> dict:
         raise InputError(f"--val (Config.val) {cfg.val} holds no readable image")
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = relu(cfg.level)
     last, best = out / f"{name}.last.pt", out / f"{name}.best.safetensors"
 
@@ -484,6 +483,7 @@ def train(cfg: Config) -> dict:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
     t0, seen, bad = time.time(), 0, set(state["bad_files"])
 
     def validate_and_save(step: int, final: bool) -> None:
