@@ -127,6 +127,15 @@ def test_images_of_any_mode_load_as_rgb(tmp_path):
         im.save(p)
         x = wct.images.load_image(p)
         assert x.shape == (1, 3, 10, 20)
+    for mode, value in (("L", 40), ("I;16", 40 * 257), ("RGB", (40, 40, 40))):  # a transparent colour
+        im = Image.new(mode, (20, 10), value)
+        im.putpixel((0, 0), 0 if mode != "RGB" else (0, 0, 0))
+        p = tmp_path / f"key_{mode.replace(';', '')}.png"
+        im.save(p, transparency=value)
+        x = wct.images.load_image(p)[0]
+        assert x[:, 1:, :].min() == 1.0 and x[:, 0, 0].max() == 0.0  # composited on white, like RGBA
+        alpha = wct.images.alpha_channel(p, (20, 10))  # what an output's alpha is made from
+        assert alpha.getpixel((0, 0)) == 255 and alpha.getpixel((5, 5)) == 0
 
 
 def test_bf16_stays_close_to_fp32_and_relu1_1_stays_fp32(stylizer, monkeypatch):

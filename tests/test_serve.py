@@ -390,3 +390,52 @@ def test_the_studio_loads_its_networks_at_the_precision_asked(monkeypatch):
     monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: True)
     engine = serve.create_app(device="cpu", precision="bf16").state.engine
     assert engine.s.amp == torch.bfloat16 and engine.s.decoder(3).amp == torch.bfloat16
+
+
+def test_other_sites_pages_cannot_use_the_studio(client):
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    r = client.post("/api/sessions", headers=evil)
+    assert r.status_code == 403 and "other sites" in r.json()["detail"]
+    assert client.post("/api/sessions", headers={"Origin": BASE}).status_code == 201  # the page itself
+    assert client.get("/", headers=evil).status_code == 200  # reading the page is harmless
+
+
+def test_sixteen_bit_grey_with_a_transparent_value_keeps_its_grey_levels(session):
+    client, sid, _, styles = session
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG", transparency=0)  # the first column is transparent
+    r = client.post(f"/api/sessions/{sid}/images?name=g.png", content=buf.getvalue())
+    p = {"content": r.json()["id"], "styles": styles[:1], "alpha": 0.0, "size": 64, "levels": [1]}
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
+        last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
+    with Image.open(io.BytesIO(client.get(last["result"]["url"]).content)) as im:
+        got = np.asarray(im).astype(int)
+    path = io.BytesIO(buf.getvalue())
+    expected = np.asarray(wct.stylize(Image.open(path), STYLE_A, 0.0, (1,), 64, device="cpu")).astype(int)
+    assert got.shape == (32, 64, 4) and got[:, 0, 3].max() == 0 and got[:, 1:, 3].min() == 255
+    assert np.abs(got - expected).max() <= 1 and got[:, 32, 0].mean() > 100  # grey, not clipped to white
+    assert got[:, 5, 0].mean() < 60
+
+
+def test_render_refuses_at_once_what_would_fail_and_removal_drops_cached_frames(session):
+    client, sid, content, styles = session
+    p = {"content": content, "styles": styles[:1], "levels": [2, 1], "size": 300, "alpha": 0.5}
+    for bad in ({"content": "nope"}, {"levels": [7]}, {"styles": ["nope"]}):
+        r = client.post(f"/api/sessions/{sid}/render", json=p | bad)
+        assert r.status_code in (400, 422), r.text
+    assert client.post(f"/api/sessions/{sid}/preview", json=p).status_code == 200
+    bigger = client.post(f"/api/sessions/{sid}/preview", json=p | {"size": 1024})  # both 256-px previews
+    assert bigger.headers["x-prefetched"] == "1"
+    client.delete(f"/api/sessions/{sid}/images/{content}")
+    r = client.post(f"/api/sessions/{sid}/preview", json=p)  # was cached: must not outlive the photo
+    assert r.status_code == 400 and "unknown image" in r.json()["detail"]
+
+
+def test_an_oversized_image_is_named_as_such(stylizer):
+    client = TestClient(serve.create_app(stylizer), base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    huge = png_bytes(Image.new("L", (10000, 10000)))  # 100 Mpx, over Pillow's own limit too
+    r = client.post(f"/api/sessions/{sid}/images", content=huge)
+    assert r.status_code == 415 and "more pixels than the limit" in r.json()["detail"]

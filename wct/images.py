@@ -137,11 +137,25 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise ImageError(f"{path} cannot be converted to RGB ({reason(e)})") from None
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK, 16-bit and alpha images as 8-bit RGB (alpha composited on white)."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+INT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer grey scaled to 8-bit L (Pillow's own convert clips at 255)."""
+    if im.mode in INT_GREY:
         a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535) / 257  # 16-bit full scale -> 255
-        im = Image.fromarray(a.round().astype(np.uint8), "L")
+        return Image.fromarray(a.round().astype(np.uint8), "L")
+    return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Grayscale, palette, CMYK, 16-bit and alpha images as 8-bit RGB (alpha composited on white,
+    a transparent colour of an RGB, grey or 16-bit image included)."""
+    if "transparency" in im.info and im.mode not in ("P", "RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = alpha_of(im)
+        im = eight_bit(im).convert("RGBA")
+        im.putalpha(alpha)
+    im = eight_bit(im)
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -150,6 +164,15 @@ def to_rgb(im: Image.Image) -> Image.Image:
     im = im.convert("RGB")
     im.load()
     return im
+
+
+def alpha_of(im: Image.Image) -> Image.Image:
+    """The alpha of an image (L): its alpha channel, or where it differs from its transparent colour
+    (for 16-bit grey compared on the 16-bit values: Pillow compares them clipped to 255)."""
+    key = im.info.get("transparency")
+    if im.mode in INT_GREY and isinstance(key, int):
+        return Image.fromarray(np.where(np.asarray(im) == key, 0, 255).astype(np.uint8), "L")
+    return im.convert("RGBA").getchannel("A")
 
 
 def has_alpha(im: Image.Image) -> bool:
@@ -174,7 +197,7 @@ def alpha_channel(
             im = decode(image, max_pixels)
     if not has_alpha(im):
         return None
-    alpha = im.convert("RGBA").getchannel("A")
+    alpha = alpha_of(im)
     if alpha.getextrema() == (255, 255):
         return None
     return alpha.resize(size, Image.Resampling.LANCZOS) if alpha.size != size else alpha

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from queue import Full, Queue
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +46,7 @@ from .errors import ImageError, InputError, WCTError
 from .images import (
     DECODE_ERRORS,
     alpha_channel,
+    eight_bit,
     has_alpha,
     load_image,
     reason,
@@ -106,9 +108,12 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                rgb = im.convert("RGBA") if has_alpha(im) else to_rgb(im)
+                alpha = alpha_channel(im, im.size) if has_alpha(im) else None
+                rgb = to_rgb(im) if alpha is None else with_alpha(eight_bit(im).convert("RGB"), alpha)
     except ImageError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"the image has more pixels than the limit of {max_pixels:,}") from None
     except UnidentifiedImageError:
         raise ImageError(f"not an image in an accepted format ({', '.join(FORMATS)})") from None
     except DECODE_ERRORS as e:
@@ -385,8 +390,10 @@ class Engine:
 
 
 def frame_key(p: Params) -> tuple[str, float]:
-    """(the preview parameters without alpha, alpha rounded to the slider's 0.01)."""
-    return p.model_dump_json(exclude={"alpha"}), round(p.alpha, 2)
+    """(the preview parameters without alpha, at the preview's size, so a larger render size
+    keeps the slider's frames; alpha rounded to the slider's 0.01)."""
+    shown = p.model_copy(update={"size": min(p.size, PREVIEW_SIZE)})
+    return shown.model_dump_json(exclude={"alpha"}), round(p.alpha, 2)
 
 
 def image(session: Session, iid: str) -> Image.Image:
@@ -459,6 +466,10 @@ def create_app(
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
+        origin = request.headers.get("origin")  # browsers send it on every cross-site POST, no-cors too
+        foreign = origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+        if foreign and request.method not in ("GET", "HEAD"):
+            return JSONResponse({"detail": "requests from other sites' pages are refused"}, 403)
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -518,6 +529,7 @@ def create_app(
         s = sessions.get(sid)
         for d in (s.images, s.names, s.styles):
             d.pop(iid, None)
+        s.previews, s.frames, s.frames_of = {}, {}, ""  # nothing computed from it stays
         return Response(status_code=204)
 
     @app.post("/api/sessions/{sid}/preview")
@@ -534,14 +546,25 @@ def create_app(
     @app.post("/api/sessions/{sid}/render", status_code=202)
     def render(sid: str, p: Params) -> dict:
         s = sessions.get(sid)
+        try:  # refuse now what the job would fail on
+            check_levels(p.levels)
+            for iid in (p.content, *p.styles, *([p.mask] if p.mask else [])):
+                image(s, iid)
+        except WCTError as e:
+            raise HTTPException(400, one_line(e)) from None
         job = Job(token())
+
+        def step(f: float) -> None:
+            if s.closed:
+                raise InputError("the session ended before the render finished")
+            job.progress = 0.95 * f
 
         def run() -> None:
             if s.closed:
                 raise InputError("the session ended before the render started")
             job.status = "running"
             t0 = time.perf_counter()
-            im = engine.run(s, p, preview=False, progress=lambda f: setattr(job, "progress", 0.95 * f))
+            im = engine.run(s, p, preview=False, progress=step)
             data = png(im)
             if s.closed:
                 raise InputError("the session ended before the render finished")
