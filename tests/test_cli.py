@@ -146,6 +146,12 @@ def test_directories_give_every_pair_and_resume(pair, tmp_path, wct_cli):
     assert digest(outdir / "a__style.png") == before
     r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(tmp_path / "o.png"))
     assert_clean_error(r, "must be a directory")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    r = wct_cli(
+        "stylize", str(contents / "a.png"), str(pair / "style.jpg"), "-o", str(folder), "--size", "48"
+    )
+    assert r.returncode == 0 and f"wrote {folder / 'a__style.png'}" in r.stderr.replace("\n", "")
 
 
 def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):

@@ -398,6 +398,13 @@ def test_other_sites_pages_cannot_use_the_studio(client):
     assert r.status_code == 403 and "other sites" in r.json()["detail"]
     assert client.post("/api/sessions", headers={"Origin": BASE}).status_code == 201  # the page itself
     assert client.get("/", headers=evil).status_code == 200  # reading the page is harmless
+    assert client.head("/").status_code == 200
+
+
+def test_a_form_upload_is_told_to_send_the_bytes(session):
+    client, sid, _, _ = session
+    r = client.post(f"/api/sessions/{sid}/images", files={"file": ("x.png", png_bytes(CONTENT))})
+    assert r.status_code == 415 and "request body, not a form" in r.json()["detail"]
 
 
 def test_sixteen_bit_grey_with_a_transparent_value_keeps_its_grey_levels(session):

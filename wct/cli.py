@@ -234,7 +234,7 @@ def stylize(
         if failures:
             raise typer.Exit(1)
     else:
-        console.print(f"wrote {output}")
+        console.print(f"wrote {todo[0][2]}")  # -o may be a folder: name the file
 
 
 @app.command()

@@ -491,7 +491,7 @@ def create_app(
 
     for route, (body, kind) in assets.items():
         app.add_api_route(
-            route, lambda body=body, kind=kind: Response(body, media_type=kind), methods=["GET"]
+            route, lambda body=body, kind=kind: Response(body, media_type=kind), methods=["GET", "HEAD"]
         )
 
     @app.post("/api/sessions", status_code=201)
@@ -516,6 +516,8 @@ def create_app(
             if len(data) > max_upload:
                 raise HTTPException(413, f"the file is larger than the limit of {max_upload // 2**20} MiB")
         label = (" ".join(name.split())[:80] or "image") + ": "
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            raise HTTPException(415, label + "send the file's bytes as the request body, not a form")
         try:
             im = await asyncio.to_thread(decode_upload, bytes(data), max_pixels)
         except ImageError as e:
