@@ -2,26 +2,39 @@
 
 import wct
 image = wct.stylize("photo.jpg", "painting.jpg", alpha=0.6)
+
+The names below load on first use, so `wct --help` and the CLI's argument errors answer without
+waiting for torch (seconds).
 """
 
-from . import errors
-from .decoder import Decoder, load_decoder
-from .encoder import Encoder, load_encoder
-from .pipeline import Style, Stylizer, stylize, texture
-from .transform import FeatureStats, feature_stats, wct
+from importlib import import_module
 
-__all__ = [
-    "Decoder",
-    "Encoder",
-    "FeatureStats",
-    "Style",
-    "Stylizer",
-    "errors",
-    "feature_stats",
-    "load_decoder",
-    "load_encoder",
-    "stylize",
-    "texture",
-    "wct",
-]
+from . import errors
+
+_EXPORTS = {
+    "Decoder": "decoder",
+    "load_decoder": "decoder",
+    "Encoder": "encoder",
+    "load_encoder": "encoder",
+    "Style": "pipeline",
+    "Stylizer": "pipeline",
+    "stylize": "pipeline",
+    "texture": "pipeline",
+    "FeatureStats": "transform",
+    "feature_stats": "transform",
+    "wct": "transform",
+}
+
+__all__ = ["errors", *_EXPORTS]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:
+        return import_module(f".{name}", __name__)  # a submodule, e.g. wct.images
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'wct' has no attribute {name!r}") from None

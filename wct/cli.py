@@ -82,6 +82,13 @@ TileOpt = typer.Option(
 )
 
 
+def must_exist(*paths: Path | None) -> None:
+    """A missing input, refused before the heavy imports (torch takes seconds to load)."""
+    for p in paths:
+        if p is not None and not p.exists():
+            raise InputError(f"{p} does not exist")
+
+
 def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list[tuple[Path, Path, Path]]:
     """(content, style, output) for a pair of files, or every pair when either is a directory.
 
@@ -151,6 +158,7 @@ def stylize(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
+    must_exist(content, style, mask)
     from . import controls
     from .images import (
         alpha_channel,
@@ -255,6 +263,7 @@ def video(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
+    must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
     from .video import FrameWriter, read_frames, stylize_frames
@@ -300,6 +309,7 @@ def texture(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
+    must_exist(style)
     from .controls import parse_size
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer
@@ -329,6 +339,7 @@ def style_stats(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Save STYLE's statistics at all five levels: a preset usable wherever a style image is."""
+    must_exist(style)
     from .pipeline import Stylizer
 
     if output.suffix.lower() != ".safetensors":
@@ -637,6 +648,7 @@ def gatys_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
+    must_exist(content, style)
     from .encoder import load_encoder
     from .gatys import Options, gatys
     from .images import atomic_save, load_image, tensor_to_pil, write_json
@@ -698,6 +710,7 @@ def invert(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
+    must_exist(image)
     from .encoder import load_encoder
     from .gatys import Options, check_layer
     from .gatys import invert as invert_fn
