@@ -272,8 +272,6 @@ def video(
     lv, tile_ = parse_levels(levels), tile_arg(tile)
     if fps is not None and not fps > 0:
         raise InputError(f"--fps must be positive, got {fps}")
-    if not style.exists():
-        raise InputError(f"{style} does not exist")
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
     s = Stylizer(device, vgg_weights, precision)
     writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))
@@ -344,8 +342,6 @@ def style_stats(
 
     if output.suffix.lower() != ".safetensors":
         raise OutputError(f"a style preset must be a .safetensors file, got {output}")
-    if not style.exists():
-        raise InputError(f"{style} does not exist")
     check_target(output, overwrite, (style,))
     tile_ = tile_arg(tile)
     s = Stylizer(device, vgg_weights)
