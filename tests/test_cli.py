@@ -144,6 +144,13 @@ def test_directories_give_every_pair_and_resume(pair, tmp_path, wct_cli):
     r = wct_cli(*run, "--alpha", "0.9")  # other settings: the old outputs are not passed off as new
     assert r.returncode == 1 and "0 already complete" in r.stderr and "made with other settings" in r.stderr
     assert digest(outdir / "a__style.png") == before
+    landscape(64, 48).save(outdir / "a__style.png")  # a file this command did not make
+    r = wct_cli(*run)
+    assert (
+        r.returncode == 1
+        and "2 already complete" in r.stderr
+        and "with no record of its settings" in r.stderr
+    )
     r = wct_cli("stylize", str(contents), str(pair / "style.jpg"), "-o", str(tmp_path / "o.png"))
     assert_clean_error(r, "must be a directory")
     folder = tmp_path / "folder"

@@ -194,9 +194,9 @@ def stylize(
                 "levels": lv,
                 "size": size_,
                 "style_size": style_size_,
-                "styles": [str(p) for p in paths] if mixed else None,
+                "styles": [p.name for p in paths] if mixed else None,
                 "weights": weights,
-                "mask": None if mask is None else str(mask),
+                "mask": None if mask is None else mask.name,
                 "preserve_color": preserve_color,
                 "precision": precision,
             }
@@ -210,8 +210,10 @@ def stylize(
         for c, s, o in todo:
             try:
                 if batch and o.exists() and not overwrite and o.resolve() not in inputs:
-                    if png_text(o, "wct:settings") != record["wct:settings"]:
-                        raise OutputError(f"{o} exists, made with other settings: --overwrite replaces it")
+                    made = png_text(o, "wct:settings")
+                    if made != record["wct:settings"]:
+                        how = "with other settings" if made else "with no record of its settings"
+                        raise OutputError(f"{o} exists, made {how}: --overwrite replaces it")
                     skipped += 1
                     continue
                 if o.resolve() in inputs:
