@@ -59,7 +59,8 @@ def test_training_exports_and_counts_bad_files(data, tmp_path):
     assert ck["state"]["step"] == 12
     assert (tmp_path / "run" / "relu2_1.curves.png").exists()
     dec = load_decoder(2, "cpu", path=tmp_path / "dec" / "relu2_1.safetensors")
-    assert dec.metadata["steps"] == "12" and float(dec.metadata["val_psnr"]) > 0
+    best = max((h for h in ck["state"]["history"] if "psnr" in h), key=lambda h: h["psnr"])
+    assert dec.metadata["steps"] == str(best["step"]) and float(dec.metadata["val_psnr"]) > 0
     assert dec.metadata["hardware"] == "CPU"
     assert losses == [] or all(torch.isfinite(torch.tensor(losses)))
 
@@ -124,13 +125,13 @@ def test_sampler_splits_ranks_and_resumes():
 def test_bad_arguments(data, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="no images"):
+    with pytest.raises(InputError, match="Config.data.*holds no images"):
         train(config(empty, tmp_path / "x", val=None))
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir()
     for i in range(3):
         (unreadable / f"{i}.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match="none of the 3 image files"):
+    with pytest.raises(InputError, match="Config.data.*none of its 3 image files"):
         train(config(unreadable, tmp_path / "x", val=None))
     with pytest.raises(InputError, match="Config.val.*no readable image"):
         train(config(data, tmp_path / "x", val=str(unreadable)))
@@ -263,3 +264,26 @@ def test_amp_on_a_cpu_without_bf16_kernels_warns_and_is_off_by_default_there(dat
         assert train(config(data, tmp_path / "b", steps=1, val_every=10**6))["amp"]  # on by default
     assert not [w for w in caught if "--amp" in str(w.message)]
     assert load_checkpoint(tmp_path / "b" / "relu2_1.last.pt")["config"]["amp"] is True
+
+
+def test_the_best_decoder_on_validation_is_kept_and_runs_are_not_replaced(data, tmp_path):
+    out = tmp_path / "best"
+    summary = train(config(data, out, steps=6, val_every=1, lr=0.05, warmup=0, feature_weight=0.0))
+    history = [h for h in load_checkpoint(out / "relu2_1.last.pt")["state"]["history"] if "psnr" in h]
+    top = max(history, key=lambda h: h["psnr"])
+    assert top["step"] < 6, [round(h["psnr"], 2) for h in history]  # this run ends below its best
+    kept = load_decoder(2, "cpu", path=summary["decoder"])
+    assert kept.metadata["steps"] == str(top["step"]) and summary["best_psnr"] == pytest.approx(top["psnr"])
+    before = (out / "relu2_1.last.pt").read_bytes()
+    with pytest.raises(InputError, match="holds a relu2_1 run"):
+        train(config(data, out, steps=6))  # a new run over an old one, without --resume
+    assert (out / "relu2_1.last.pt").read_bytes() == before
+
+
+def test_the_kept_decoder_is_compared_with_the_final_one_on_all_of_val(data, tmp_path):
+    out = tmp_path / "subset"
+    cfg = config(data, out, steps=4, val_every=1, val_images=2, lr=0.05, warmup=0, feature_weight=0.0)
+    summary = train(cfg)
+    kept = load_decoder(2, "cpu", path=summary["decoder"])
+    assert kept.metadata["val_images"] == "7"  # scored on all 7 readable images, not the first 2
+    assert float(kept.metadata["val_psnr"]) == pytest.approx(summary["best_psnr"], abs=1e-3)

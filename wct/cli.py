@@ -424,6 +424,7 @@ def eval_decoders(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Mean reconstruction PSNR and SSIM per level (protocol of shared/README.md)."""
+    must_exist(data, *(decoder_files or ()))
     from .decoder import load_decoder
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
@@ -474,6 +475,7 @@ def average_decoders_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
+    must_exist(*files, val)
     from .decoder import average_decoders, load_decoder, save_decoder
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
@@ -548,6 +550,9 @@ def train_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
+    for option, path in (("--data", data), ("--val", val), ("--init-from", init_from)):
+        if path is not None and not path.exists():  # before torch loads (seconds)
+            raise InputError(f"{option} {path} does not exist")
     from .train import Config, train
 
     cfg = Config(

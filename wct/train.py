@@ -190,7 +190,7 @@ def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tupl
         if used == cfg.stats_images:
             break
     if stats is None:
-        raise InputError(f"none of the {len(data)} image files under {cfg.data} could be read")
+        raise InputError(f"--data (Config.data) {cfg.data}: none of its {len(data)} image files can be read")
     cov = stats.cov
     values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
     values = values.clamp_min(values.max() * 1e-4)
@@ -413,6 +413,8 @@ def check_config(cfg: Config) -> None:
         path = getattr(cfg, field)
         if path is not None and not Path(path).is_dir():
             raise InputError(f"--{field} (Config.{field}) {path} is not a directory")
+    if not list_images(cfg.data):
+        raise InputError(f"--data (Config.data) {cfg.data} holds no images (jpg, png, webp...)")
     for field in ("out", "export"):  # written: created if missing
         path = getattr(cfg, field)
         if path is not None and Path(path).exists() and not Path(path).is_dir():
@@ -443,6 +445,13 @@ def train(cfg: Config) -> dict:
     out = Path(cfg.out)
     name = relu(cfg.level)
     last, best = out / f"{name}.last.pt", out / f"{name}.best.safetensors"
+    if last.exists() and not cfg.resume:
+        raise InputError(
+            f"--out (Config.out) {out} holds a {name} run ({last.name}): pass --resume to continue it, "
+            "or give another --out"
+        )
+    if cfg.resume and not last.exists() and rank == 0:
+        print(f"no {last.name} in {out}: starting a new run", flush=True)
 
     encoder = load_encoder(device, cfg.vgg_weights)
     decoder = Decoder(cfg.level).to(device)
@@ -486,6 +495,15 @@ def train(cfg: Config) -> dict:
     out.mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
     t0, seen, bad = time.time(), 0, set(state["bad_files"])
 
+    def rescore_best() -> float:
+        """The kept decoder scored on all of --val, as the final one is (earlier validations may
+        use the first `val_images`); its file records the new scores."""
+        kept = load_decoder(cfg.level, device, encoder.weights_id, path=best)
+        scores = reconstruction_scores(encoder, kept, val_all)
+        update = {"val_psnr": round(scores["psnr"], 3), "val_ssim": round(scores["ssim"], 4)}
+        save_decoder(kept, best, {**kept.metadata, **update, "val_images": scores["images"]})
+        return scores["psnr"]
+
     def validate_and_save(step: int, final: bool) -> None:
         entry = {"step": step}
         val = val_all if final else val_all[: cfg.val_images]
@@ -493,8 +511,11 @@ def train(cfg: Config) -> dict:
             decoder.eval()
             entry.update(reconstruction_scores(encoder, decoder, val))
             decoder.train()
-            if final or entry["psnr"] > state["best_psnr"]:
-                state["best_psnr"] = entry["psnr"]
+            subset = cfg.val_images is not None and cfg.val_images < len(val_all)
+            if final and subset and best.exists() and state.get("best_step") != step:
+                state["best_psnr"] = rescore_best()
+            if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
+                state["best_psnr"], state["best_step"] = entry["psnr"], step
                 seconds = state["seconds"] + time.time() - t0
                 save_decoder(
                     decoder, best, metadata(cfg, {**state, "seconds": seconds}, step, entry, encoder)
