@@ -58,9 +58,9 @@ def fit_head(
     a = torch.zeros(k, k, dtype=torch.float64)
     b = torch.zeros(k, 512, dtype=torch.float64)
     for i in torch.linspace(0, len(data) - 1, images).long().tolist():
-        x = data[(i, i + 7)]
+        x = data[(i, i + 7)].pixels
         if x is None:
-            continue
+            break
         f = encoder.extract(x[None].float().div(255), ["relu4_1", "relu5_1"])
         src = d5.normalise(f["relu5_1"])
         p = F.unfold(F.pad(src, (1, 1, 1, 1), mode="replicate"), 3)[0].T.double()

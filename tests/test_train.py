@@ -101,14 +101,35 @@ def test_psnr_loss_is_minus_the_mean_psnr_of_each_image():
     assert minus_psnr.item() != pytest.approx(-psnr(y, x), rel=1e-3)  # not the PSNR of the mean MSE
 
 
-def test_resume_matches_an_uninterrupted_run(data, tmp_path):
-    train(config(data, tmp_path / "a"))
-    train(config(data, tmp_path / "b", stop_at=4))
-    train(config(data, tmp_path / "b", steps=6, resume=True))
+@pytest.mark.parametrize("batch", [2, 1])  # batch 1: some batches are the unreadable file alone
+def test_resume_matches_an_uninterrupted_run(data, tmp_path, batch):
+    train(config(data, tmp_path / "a", batch=batch, steps=8))
+    train(config(data, tmp_path / "b", batch=batch, steps=8, stop_at=4))
+    train(config(data, tmp_path / "b", batch=batch, steps=8, resume=True))
     wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_resume_reports_changed_settings_and_survives_another_data_folder(data, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(3):
+        landscape(48, 40, seed=20 + i).save(other / f"{i}.png")
+    out = tmp_path / "run"
+    train(config(data, out, stop_at=3, val=None))
+    with pytest.warns(UserWarning, match=r"changed settings \(data .* -> .*other; lr 0.001 -> 0.002\)"):
+        summary = train(config(other, out, lr=2e-3, resume=True, val=None))
+    assert summary["step"] == 6
+
+
+def test_init_from_takes_the_same_level_or_the_one_below(data, tmp_path):
+    from wct.decoder import decoder_path
+
+    with pytest.raises(InputError, match="relu1_1 decoder: give one of level 3"):
+        train(config(data, tmp_path / "x", level=3, init_from=str(decoder_path(1))))
+    assert not (tmp_path / "x").exists()
 
 
 def test_sampler_splits_ranks_and_resumes():
@@ -164,6 +185,7 @@ def test_bad_arguments(data, tmp_path):
         ("out", str(photo)),
         ("export", str(photo)),
         ("init_from", str(tmp_path / "missing.safetensors")),
+        ("export", str(photo / "sub")),  # under a file: could never be written
     ):
         cfg = config(data, value) if field == "out" else config(data, tmp_path / "bad", **{field: value})
         with pytest.raises(InputError, match=f"Config.{field}"):
@@ -181,9 +203,9 @@ def test_scale_shrinks_photos_before_cropping(tmp_path):
 
     def widths(scale: float) -> list[int]:
         crops = Crops(tmp_path, 64, scale)
-        xs = [crops[(0, seed)] for seed in range(40)]
+        xs = [crops[(0, seed)].pixels for seed in range(40)]
         assert all(x.shape == (3, 64, 64) and x.dtype == torch.uint8 for x in xs)
-        assert torch.equal(xs[0], crops[(0, 0)])  # a function of the seed
+        assert torch.equal(xs[0], crops[(0, 0)].pixels)  # a function of the seed
         return [int(x[0, 32].max()) - int(x[0, 32].min()) for x in xs]
 
     plain, shrunk = widths(1.0), widths(0.3)

@@ -585,8 +585,8 @@ def train_command(
     summary = train(cfg)
     if "decoder" in summary:
         score = f"val PSNR {summary['best_psnr']:.2f} dB" if cfg.val else "not scored: no --val"
-        out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})")
-    out_console.print(json.dumps(summary))
+        out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})", soft_wrap=True)
+    out_console.print(json.dumps(summary), soft_wrap=True, markup=False, highlight=False)
 
 
 app.command("train")(train_command)

@@ -22,6 +22,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -83,14 +84,22 @@ class Config:
 # ---------------------------------------------------------------- data
 
 
+class Crop(NamedTuple):
+    pixels: Tensor | None  # (3, crop, crop) uint8; None when no file of the folder can be read
+    unreadable: tuple[str, ...]  # files skipped on the way (paths under the data folder)
+
+
 class Crops(Dataset):
-    """Random crops of any folder of images; an unreadable file yields its index, to be counted.
+    """Random crops of any folder of images. An unreadable file is skipped, and the next readable
+    one stands in, so every batch is full (steps stay aligned with the data order for --resume,
+    and DDP ranks never wait on an empty batch); the skipped files are reported with the crop.
 
     With `scale` < 1 each photo is first shrunk by a factor drawn log-uniformly from [scale, 1]
     (never below the crop), so each epoch gives the deep levels crops they have not seen before.
     """
 
     def __init__(self, root: str | Path, crop: int, scale: float = 1.0):
+        self.root = Path(root)
         self.files = list_images(root)
         if not self.files:
             raise InputError(f"no images (jpg, png, webp...) found under {root}")
@@ -99,15 +108,22 @@ class Crops(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, key: tuple[int, int]) -> Tensor | int:
+    def __getitem__(self, key: tuple[int, int]) -> Crop:
         index, seed = key
-        rng = random.Random(seed)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im = open_image(self.files[index])
-        except ImageError:
-            return index
+        skipped = []
+        for k in range(len(self.files)):
+            path = self.files[(index + k) % len(self.files)]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    im = open_image(path)
+            except ImageError:
+                skipped.append(path.relative_to(self.root).as_posix())
+                continue
+            return Crop(self.cut(im, random.Random(seed)), tuple(skipped))
+        return Crop(None, tuple(skipped))
+
+    def cut(self, im: Image.Image, rng: random.Random) -> Tensor:
         short = min(im.size)
         s = self.scale ** rng.random() if self.scale < 1 else 1.0
         s = max(s, self.crop / short)
@@ -145,11 +161,11 @@ class StepSampler(Sampler):
                 i, j = i + 1, j + 1
 
 
-def collate(batch: list[Tensor | int]) -> tuple[Tensor, list[int]]:
-    """The crops stacked, and the indices of the files that could not be read."""
-    good = [b for b in batch if isinstance(b, Tensor)]
-    stacked = torch.stack(good) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
-    return stacked, [b for b in batch if not isinstance(b, Tensor)]
+def collate(batch: list[Crop]) -> tuple[Tensor, set[str]]:
+    """The crops stacked, and the files skipped as unreadable."""
+    if any(c.pixels is None for c in batch):
+        raise InputError("none of the training images can be read")
+    return torch.stack([c.pixels for c in batch]), {f for c in batch for f in c.unreadable}
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
@@ -182,9 +198,9 @@ def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tupl
     g = torch.Generator().manual_seed(cfg.seed)
     stats, used = None, 0
     for i in torch.randperm(len(data), generator=g).tolist():
-        x = data[(i, i)]
-        if not isinstance(x, Tensor):
-            continue
+        x = data[(i, i)].pixels
+        if x is None:
+            break
         s = feature_stats(encoder(x[None].float().div(255).to(device), cfg.level)[0])
         stats, used = (s if stats is None else stats + s), used + 1
         if used == cfg.stats_images:
@@ -217,9 +233,9 @@ def fit_linear(
     b = torch.zeros(k, 3, dtype=torch.float64, device=device)
     data = Crops(cfg.data, cfg.crop)
     for i in torch.linspace(0, len(data) - 1, min(images, len(data))).long().tolist():
-        x = data[(i, i + cfg.seed)]
-        if not isinstance(x, Tensor):
-            continue
+        x = data[(i, i + cfg.seed)].pixels
+        if x is None:
+            break
         x = x[None].float().div(255).to(device)
         f = decoder.normalise(encoder(x, decoder.level))
         p = F.unfold(F.pad(f, (1, 1, 1, 1), mode="replicate"), 3)[0].T.double()
@@ -271,13 +287,25 @@ def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
+def changed_settings(before: dict, now: dict) -> str:
+    """The settings that change what a resumed run computes, as 'lr 0.001 -> 0.05; ...'."""
+    keys = ("level", "data", "crop", "scale", "batch", "steps", "minutes", "lr", "warmup")
+    keys += ("feature_weight", "feature_from", "loss", "seed")
+    return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
+
+
 def warm_start(decoder: Decoder, path: str | Path) -> int:
-    """Start from a decoder file: all of it if it has the same level (fine-tuning), else copy the
-    layers decoder X+1 shares with decoder X (its tail)."""
+    """Start from a decoder file: all of it if it has the same level (fine-tuning), or the layers
+    decoder X shares with decoder X - 1 (its tail) from a decoder of the level below."""
     tensors, meta = read_decoder(path)
     if meta.get("level") == str(decoder.level):
         decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
         return len(tensors)
+    if meta.get("level") != str(decoder.level - 1):
+        raise InputError(
+            f"--init-from (Config.init_from) {path} is a relu{meta.get('level')}_1 decoder: give one "
+            f"of level {decoder.level} (fine-tuning) or {decoder.level - 1} (its layers become the tail)"
+        )
     donor = {k: v for k, v in tensors.items() if k.startswith("net.")}
     n_donor = 1 + max(int(k.split(".")[1]) for k in donor)
     offset = len(decoder.net) - n_donor
@@ -380,13 +408,22 @@ def _real(also, none: bool = False):
     )
 
 
+def creatable(path: Path) -> bool:
+    """Whether `path` is a folder, or could be made one: its nearest existing parent is a
+    writable folder."""
+    while not path.exists():
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
 def check_config(cfg: Config) -> None:
     """An InputError naming the first bad setting (as its CLI option and Config field), before any
     work: the API and both CLIs share these checks."""
     relu(cfg.level)
     grid = 2 ** (cfg.level - 1)  # the decoder returns crops of a multiple of this size
+    multiple = f", a multiple of {grid}" if grid > 1 else ""
     rules = [
-        ("crop", _whole(16, lambda v: v % grid == 0), f"a multiple of {grid}, at least 16"),
+        ("crop", _whole(16, lambda v: v % grid == 0), f"at least 16{multiple}"),
         ("batch", _whole(1), "at least 1"),
         ("steps", _whole(1), "at least 1"),
         ("lr", _real(lambda v: v > 0), "a positive number"),
@@ -415,10 +452,12 @@ def check_config(cfg: Config) -> None:
             raise InputError(f"--{field} (Config.{field}) {path} is not a directory")
     if not list_images(cfg.data):
         raise InputError(f"--data (Config.data) {cfg.data} holds no images (jpg, png, webp...)")
-    for field in ("out", "export"):  # written: created if missing
+    for field in ("out", "export"):  # written: created if missing, so checked before hours of work
         path = getattr(cfg, field)
         if path is not None and Path(path).exists() and not Path(path).is_dir():
             raise InputError(f"--{field} (Config.{field}) {path} is a file, not a directory")
+        if path is not None and not creatable(Path(path)):
+            raise InputError(f"--{field} (Config.{field}) {path} cannot be created here")
     if cfg.export is not None and cfg.val is None:
         raise InputError("--export (Config.export) needs --val: it exports the best decoder on validation")
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
@@ -466,12 +505,23 @@ def train(cfg: Config) -> dict:
         decoder.load_state_dict(ck["decoder"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
+        if rank == 0:
+            print(f"resuming {last} at step {state['step']}", flush=True)
+            changed = changed_settings(ck.get("config", {}), asdict(cfg))
+            if changed:
+                warnings.warn(
+                    f"resuming with changed settings ({changed}): the run no longer matches an "
+                    "uninterrupted one",
+                    stacklevel=1,
+                )
     else:
         mean, whiten = input_whitening(encoder, cfg, device)
         decoder.mean.copy_(mean)
         decoder.whiten.copy_(whiten)
         if cfg.init_from:
-            warm_start(decoder, cfg.init_from)
+            n = warm_start(decoder, cfg.init_from)
+            if rank == 0:
+                print(f"started from {cfg.init_from}: {n} of {len(decoder.state_dict())} tensors", flush=True)
             donor = read_decoder(cfg.init_from)[1]
             if donor.get("level") == str(cfg.level):  # fine-tuning: carry the earlier training along
                 state["prior"] = {
@@ -493,7 +543,8 @@ def train(cfg: Config) -> dict:
     feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
     dl, n_files = loader(cfg, state["step"], rank, world)
     out.mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
-    t0, seen, bad = time.time(), 0, set(state["bad_files"])
+    known = state["bad_files"] if isinstance(state["bad_files"], list) else []  # (a count, once)
+    t0, seen, bad = time.time(), 0, {f for f in known if isinstance(f, str)}
 
     def rescore_best() -> float:
         """The kept decoder scored on all of --val, as the final one is (earlier validations may
@@ -534,8 +585,6 @@ def train(cfg: Config) -> dict:
         if step >= end or done >= 1:
             break
         bad.update(bad_now)
-        if batch.shape[0] == 0:
-            continue
         x = batch.to(device, non_blocking=True).float().div_(255)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -582,22 +631,24 @@ def train(cfg: Config) -> dict:
                 plot_history(state["history"], out / f"{name}.curves.png")
     bar.stop()
     if world > 1:
+        every = [None] * world
+        dist.all_gather_object(every, sorted(bad))  # each rank skipped the files it drew
+        bad = set().union(*every)
         dist.barrier()
         dist.destroy_process_group()
     summary = {
         "step": step,
-        "best_psnr": state["best_psnr"],
-        "bad_files": len(state["bad_files"]),
+        "best_psnr": state["best_psnr"] if state["best_psnr"] >= 0 else None,  # None: never validated
+        "bad_files": len(bad),
         "files": n_files,
         "rank": rank,
         "amp": use_amp,
         "weights_sha256": tensors_sha256(decoder.state_dict()),
     }
-    if rank == 0 and state["bad_files"]:
-        names = [dl.dataset.files[i].name for i in state["bad_files"][:3]]
-        more = ", ..." if len(state["bad_files"]) > 3 else ""
+    if rank == 0 and bad:
+        more = ", ..." if len(bad) > 3 else ""
         warnings.warn(
-            f"{len(state['bad_files'])} unreadable training images were skipped: {', '.join(names)}{more}",
+            f"{len(bad)} unreadable training images were skipped: {', '.join(sorted(bad)[:3])}{more}",
             stacklevel=1,
         )
     if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
