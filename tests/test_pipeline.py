@@ -239,6 +239,16 @@ def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):
     with pytest.raises(InputError):
         ssim(a[..., :8, :8], a[..., :8, :8])
     assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)
+    (tmp_path / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    for i in range(2):
+        tensor_to_pil(gradient_image(32, 32, seed=i)).save(tmp_path / f"b{i}.png")
+    with pytest.warns(UserWarning, match="a_broken.png"):
+        assert len(load_val_images(tmp_path, limit=2)) == 2  # the first 2 readable images
+    (tmp_path / "relu1_1.last.pt").write_bytes(b"PK\x03\x04 a torch checkpoint")
+    from wct.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="training checkpoint"):
+        wct.load_decoder(None, "cpu", path=tmp_path / "relu1_1.last.pt")
 
 
 def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):

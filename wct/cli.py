@@ -438,7 +438,7 @@ def eval_decoders(
         check_target(json_out, overwrite, (*(decoder_files or ()), *list_images(data)))
     images = load_val_images(data, size_arg(max_side, "--max-side") or 384, limit)
     if not images:
-        raise InputError(f"no images found in {data}")
+        raise InputError(f"no readable images in {data}")
     encoder = load_encoder(device, vgg_weights)
     level_column = Column("level", overflow="fold")  # a --decoder path wraps whole rather than cut short
     table = Table(level_column, "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")

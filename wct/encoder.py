@@ -118,6 +118,8 @@ def read_signed(path: str | os.PathLike, what: str) -> tuple[dict[str, Tensor], 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{what} {path} not found")
+    if path.suffix == ".pt":
+        raise WeightsError(f"{path} is a training checkpoint: give the run's .best or .final .safetensors")
     try:
         with safe_open(str(path), "pt") as f:
             meta = dict(f.metadata() or {})

@@ -26,7 +26,9 @@ def load_val_images(directory: str | Path, max_side: int = 384, limit: int | Non
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
         raise InputError(f"max_side must be at least 16 px, got {max_side!r}")
     out = []
-    for p in list_images(directory)[:limit]:
+    for p in list_images(directory):
+        if limit is not None and len(out) == limit:  # the first `limit` readable images
+            break
         try:
             im = open_image(p)
         except ImageError as e:
