@@ -376,9 +376,14 @@ def publish(tmp: str | Path, path: Path) -> None:
 def write_json(report: object, path: Path) -> None:
     """Write JSON via a temporary file and rename, so `path` is either the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    publish(tmp, path)
+    fd, tmp = temp_beside(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(report, indent=1))
+        publish(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:
