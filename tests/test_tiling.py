@@ -136,6 +136,8 @@ def test_a_batch_is_tiled_image_by_image(stylizer, style, tmp_path):
     batch = stylize_tiled(stylizer, torch.cat([a, b]), style, 0.9, levels, tile=48)
     assert batch.shape == (2, 3, 64, 96) and torch.allclose(batch, torch.cat(alone), atol=1e-5)
     assert stylize_any(stylizer, torch.cat([a, b]), style, 0.9, levels, tile=48).shape == (2, 3, 64, 96)
+    one = stylize_tiled(stylizer, a[0], style, 0.9, levels, tile=48)  # (3, H, W) in, (3, H, W) out
+    assert one.shape == (3, 64, 96) and torch.allclose(one, alone[0][0], atol=1e-5)
     path = tmp_path / "a.png"
     Image.fromarray((a[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
     assert psnr(stylize_any(stylizer, path, style, 0.9, levels, tile=48), alone[0]) > 35  # 8-bit copy

@@ -45,13 +45,14 @@ VggOpt = typer.Option(
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
+    """'5,4,3' -> (5, 4, 3), checked by `pipeline.check_levels` (distinct levels from 1 to 5)."""
+    from .pipeline import check_levels
+
     try:
-        levels = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise InputError(f"--levels must be comma-separated numbers from 1 to 5, got {text!r}") from None
-    if not levels or any(v not in (1, 2, 3, 4, 5) for v in levels) or len(set(levels)) < len(levels):
-        raise InputError(f"--levels must be distinct numbers from 1 to 5, comma-separated, got {text!r}")
-    return levels
+        return check_levels(tuple(int(v) for v in text.replace(" ", "").split(",") if v))
+    except (ValueError, InputError):
+        want = "distinct numbers from 1 to 5, comma-separated"
+        raise InputError(f"--levels must be {want}, got {text!r}") from None
 
 
 def size_arg(value: int | None, name: str) -> int | None:
@@ -714,8 +715,8 @@ def invert(
 ) -> None:
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
     must_exist(image)
-    from .encoder import load_encoder
-    from .gatys import Options, check_layer
+    from .encoder import check_layer, load_encoder
+    from .gatys import Options
     from .gatys import invert as invert_fn
     from .images import atomic_save, load_image, tensor_to_pil
 

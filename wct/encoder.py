@@ -50,6 +50,17 @@ def layer_names(cfg: Sequence = CFG) -> list[str]:
 NAMES = layer_names()
 
 
+def check_layer(name: str) -> str:
+    if name not in NAMES:
+        raise InputError(f"unknown VGG19 layer {name!r}; known: {', '.join(NAMES)}")
+    return name
+
+
+def min_side(layer: str) -> int:
+    """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools before it)."""
+    return 2 ** sum(name.startswith("pool") for name in NAMES[: NAMES.index(check_layer(layer))])
+
+
 def relu(level: int) -> str:
     """Name of the layer WCT level `level` works on (relu{level}_1)."""
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
@@ -260,9 +271,8 @@ class Encoder(nn.Module):
 
     def extract(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest."""
-        unknown = [n for n in layers if n not in self.index]
-        if unknown:
-            raise InputError(f"unknown VGG19 layer(s) {unknown}; known: {', '.join(NAMES)}")
+        for n in layers:
+            check_layer(n)
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise InputError(f"expected an image batch of shape (N, 3, H, W), got {got}")
@@ -270,7 +280,7 @@ class Encoder(nn.Module):
             raise InputError(f"expected a float image batch in [0, 1], got {x.dtype}")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
-        least = 2 ** sum(n.startswith("pool") for n in NAMES[:last])
+        least = min_side(NAMES[last])
         if min(x.shape[-2:]) < least:
             raise InputError(
                 f"{NAMES[last]} needs images of at least {least} px a side, got {tuple(x.shape[-2:])}"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .encoder import NAMES, Encoder
+from .encoder import NAMES, Encoder, check_layer, min_side
 from .errors import InputError
 
 CONTENT_LAYER = "relu4_2"
@@ -314,12 +314,6 @@ def _match_lbfgs_step(optim: torch.optim.Optimizer, moved: Tensor) -> None:
         state["d"] = moved.flatten() / state["t"]
 
 
-def check_layer(layer: str) -> str:
-    if layer not in NAMES:
-        raise InputError(f"unknown VGG19 layer {layer!r}; known: {', '.join(NAMES)}")
-    return layer
-
-
 def _named(name: str) -> str:
     """An option as both the API and the CLI spell it: 'style_weight (--style-weight)'."""
     return f"{name} (--{name.replace('_', '-')})"
@@ -360,12 +354,6 @@ def _check_callback(callback: object) -> None:
         raise InputError(f"callback must be callable, got {type(callback).__name__}")
 
 
-def _min_side(layers: tuple[str, ...]) -> int:
-    """Smallest input side leaving the deepest of `layers` at least 1x1: 2 ** (pools before it)."""
-    deepest = max(NAMES.index(layer) for layer in layers)
-    return 2 ** sum(name.startswith("pool") for name in NAMES[:deepest])
-
-
 def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
     """A (1, 3, H, W) float tensor in [0, 1], large enough for `layers`, else InputError."""
     if not isinstance(x, Tensor):
@@ -394,7 +382,7 @@ def _size(
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
     ):
         raise InputError(f"{name} must be (height, width) in pixels, got {size!r}")
-    least = _min_side(layers)
+    least = min_side(max(layers, key=NAMES.index))
     if min(size) < least:
         raise InputError(
             f"{name} is {size[0]}x{size[1]} pixels: {max(layers, key=NAMES.index)} "

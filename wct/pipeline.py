@@ -111,6 +111,13 @@ def split_batch(content: ImageLike) -> list[Tensor]:
     return [load_image(content)]
 
 
+def per_image(content: ImageLike, one: Callable[[Tensor], Tensor]) -> Tensor:
+    """`one` applied to each (1, 3, H, W) image of `content` (see `split_batch`), concatenated;
+    a (3, H, W) tensor gives (3, H, W) back."""
+    y = torch.cat([one(x) for x in split_batch(content)])
+    return y[0] if isinstance(content, Tensor) and content.ndim == 3 else y
+
+
 class Stylizer:
     """Holds the encoder and decoders on one device; style statistics are computed once per style.
 
@@ -207,13 +214,14 @@ class Stylizer:
         """
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
-        images, style = split_batch(content), self.styles(style, levels)
-        if len(images) > 1:
-            return torch.cat([self.stylize(x, style, alpha, levels, weights, mask) for x in images])
-        h0, w0 = images[0].shape[-2:]
-        styles, x, (h, w), labels = prepare_inputs(images[0].to(self.device), style, levels, weights, mask)
-        y = resize(self.cascade(x, styles, alpha, levels, weights, labels)[..., :h, :w], (h0, w0))
-        return y[0] if isinstance(content, Tensor) and content.ndim == 3 else y
+        style = self.styles(style, levels)
+
+        def one(image: Tensor) -> Tensor:
+            styles, x, (h, w), labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
+            y = self.cascade(x, styles, alpha, levels, weights, labels)
+            return resize(y[..., :h, :w], tuple(image.shape[-2:]))
+
+        return per_image(content, one)
 
     @torch.no_grad()
     def cascade(

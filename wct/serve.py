@@ -47,7 +47,6 @@ from .images import (
     DECODE_ERRORS,
     alpha_channel,
     eight_bit,
-    has_alpha,
     load_image,
     reason,
     resize,
@@ -108,7 +107,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                alpha = alpha_channel(im, im.size) if has_alpha(im) else None
+                alpha = alpha_channel(im, im.size)  # None when opaque
                 rgb = to_rgb(im) if alpha is None else with_alpha(eight_bit(im).convert("RGB"), alpha)
     except ImageError:
         raise

@@ -22,7 +22,7 @@ from .controls import resize_labels
 from .encoder import relu
 from .errors import InputError
 from .images import ImageLike, load_image, resize
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, prepare_inputs, split_batch
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs
 from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -210,17 +210,19 @@ def stylize_tiled(
     levels = check_levels(levels)
     if tile < MULTIPLE or blend < 0:
         raise InputError(f"the tile size must be at least {MULTIPLE} px and blend >= 0, got {tile}, {blend}")
-    images, style = split_batch(content), stylizer.styles(style, levels)
-    if len(images) > 1:
-        args = (alpha, levels, tile, weights, mask, blend, cache_bytes, hook)
-        return torch.cat([stylize_tiled(stylizer, x, style, *args) for x in images])
-    h0, w0 = images[0].shape[-2:]
-    styles, x, (h, w), labels = prepare_inputs(images[0].cpu(), style, levels, weights, mask)
-    for level in levels:
-        stats = [st[level] for st in styles]
-        x = stylize_level(stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook)
-        x = x.clamp_(0, 1)
-    return resize(x[..., :h, :w], (h0, w0))
+    style = stylizer.styles(style, levels)
+
+    def one(image: Tensor) -> Tensor:
+        styles, x, (h, w), labels = prepare_inputs(image.cpu(), style, levels, weights, mask)
+        for level in levels:
+            stats = [st[level] for st in styles]
+            x = stylize_level(
+                stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook
+            )
+            x = x.clamp_(0, 1)
+        return resize(x[..., :h, :w], tuple(image.shape[-2:]))
+
+    return per_image(content, one)
 
 
 @torch.no_grad()

@@ -230,14 +230,14 @@ def transform(
     when the caller keeps it (its whitening is then computed once for many alphas)."""
     if labels is not None and weights is not None:
         raise InputError("style weights and a mask do not combine: a mask gives each region one style")
-    if not torch.isfinite(flatten(f)).all():
-        raise InputError("features contain NaN or Inf")
     if labels is not None:
         _labels(f, labels, len(styles))
     elif weights is not None and len(normalise_weights(weights)) != len(styles):
         raise InputError(f"{len(styles)} styles but {len(weights)} weights")
     styles = [_style_stats(f, s) for s in styles]
-    if check_alpha(alpha) == 0:
+    if (check_alpha(alpha) == 0 or own is not None) and not torch.isfinite(flatten(f)).all():
+        raise InputError("features contain NaN or Inf")  # otherwise region_stats checks them
+    if alpha == 0:
         return f.clone()
     own = own if own is not None else region_stats(f, labels, len(styles))
     if any(o.total.shape[0] != f.shape[0] for o in own):

@@ -139,7 +139,7 @@ class FrameWriter:
 
     def __init__(self, path: str | Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
         path = Path(path)
-        self.path, self.fps, self.protect = path, fps, tuple(protect)
+        self.path, self.fps = path, fps
         self.count = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
