@@ -2,7 +2,7 @@
 
 Uses the public-domain/CC0 pairs of make_results.py, so the sheet may be published.
 
-    python scripts/bench_gatys.py [--steps 500] [--sizes 256,512] [--out docs/bench]
+    python scripts/bench_gatys.py [--steps 500] [--sizes 256,512] [--out docs/bench] [--overwrite]
 """
 
 import argparse
@@ -18,8 +18,10 @@ if __name__ == "__main__":
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--out", default="docs/bench")
+    ap.add_argument("--overwrite", action="store_true", help="Replace the report in --out.")
     args = ap.parse_args()
+    if not 1 <= args.pairs <= len(PAIRS):
+        ap.error(f"--pairs must be 1 to {len(PAIRS)} (the public-domain pairs of make_results.py)")
     pairs = [f"--pair={DATA / c},{DATA / s}" for c, s in PAIRS[: args.pairs]]
-    sys.exit(
-        main(["bench", *pairs, "--steps", args.steps, "--sizes", args.sizes, "-o", args.out, "--overwrite"])
-    )
+    again = ["--overwrite"] if args.overwrite else []
+    sys.exit(main(["bench", *pairs, "--steps", args.steps, "--sizes", args.sizes, "-o", args.out, *again]))

@@ -9,8 +9,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 import wct
+from wct.cli import SHARED_DATA as DATA  # ../shared/data beside the checkout, from any directory
 
-DATA = Path("../shared/data")
 # Only inputs we may show: public domain (NASA, SpaceX, old masters) or CC0 (see SOURCES.txt).
 PAIRS = [
     ("content/skimage__astronaut.jpg", "styles/neuralstyle__examples_inputs_starry_night.jpg"),

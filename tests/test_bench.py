@@ -24,7 +24,9 @@ def test_bench_quick_writes_valid_json_table_and_sheet(tmp_path, wct_cli):
     (rec,) = report["pairs"]
     assert row["size"] == 64 and row["pairs"] == 1
     assert rec["wct"]["seconds"] > 0 and rec["gatys"]["seconds"] > 0 and rec["wct"]["peak_rss_mb"] > 0
-    assert len(rec["gatys"]["history"]) == rec["gatys"]["steps"] == 5
+    assert len(rec["gatys"]["history"]) == rec["gatys"]["steps"] + 1 == 6
+    assert rec["gatys"]["history"][-1]["total"] == pytest.approx(rec["gatys"]["total"], rel=1e-4)
+    assert rec["gatys"]["settings"]["normalise"] is True and rec["gatys"]["settings"]["steps"] == 5
     for method in ("wct", "gatys"):
         assert rec[method]["style"] > 0 and rec[method]["content"] >= 0
     assert "| 64 | 1 |" in (out / "bench.md").read_text()
@@ -35,24 +37,27 @@ def test_bench_quick_writes_valid_json_table_and_sheet(tmp_path, wct_cli):
     assert again.returncode == 1 and "--overwrite" in again.stderr
 
 
-def test_time_to_match_is_the_first_time_the_loss_reaches_the_target():
-    history = [{"total": 9.0, "seconds": 1.0}, {"total": 4.0, "seconds": 2.0}, {"total": 3.0, "seconds": 3.0}]
-    assert bench.time_to_match(history, 5.0) == 2.0
-    assert bench.time_to_match(history, 1.0) is None
+def test_first_match_is_the_first_entry_whose_loss_reaches_the_target():
+    history = [{"step": k, "total": t, "seconds": k * 1.5} for k, t in enumerate((9.0, 4.0, 3.0))]
+    assert bench.first_match(history, 5.0)["seconds"] == 1.5
+    assert bench.first_match(history, 9.0)["step"] == 0  # the starting image itself
+    assert bench.first_match(history, 1.0) is None
 
 
 def test_score_is_zero_for_the_style_image_on_itself_and_content_on_itself(encoder):
+    from wct.gatys import Options
+
     x = torch.rand(1, 3, 64, 64)
-    s = bench.score(encoder, x, x, x, {"content": 1.0, "style": 1.0, "tv": 0.0})
-    assert (
-        s["content"] == 0
-        and s["style"]
-        < 1e-6
-        * bench.score(encoder, x, x, torch.rand(1, 3, 64, 64), {"content": 1, "style": 1, "tv": 0})["style"]
-    )
+    o = Options(tv_weight=0.0)
+    s = bench.score(encoder, x, x, x, o)
+    other = bench.score(encoder, x, x, torch.rand(1, 3, 64, 64), o)
+    assert s["content"] == 0 and s["tv"] == 0 and s["style"] < 1e-6 * other["style"]
+    assert s["total"] == pytest.approx(s["content"] + s["style"] + s["tv"])
 
 
 def test_gatys_cli_writes_output_and_intermediates_and_history(pair, tmp_path, wct_cli):
+    from PIL import Image
+
     out = tmp_path / "g.png"
     hist = tmp_path / "h.json"
     r = wct_cli(
@@ -73,7 +78,10 @@ def test_gatys_cli_writes_output_and_intermediates_and_history(pair, tmp_path, w
     assert r.returncode == 0, r.stderr
     assert out.exists() and (tmp_path / "g_step0002.png").exists() and (tmp_path / "g_step0004.png").exists()
     h = json.loads(hist.read_text())
-    assert len(h) == 4 and h[-1]["total"] < h[0]["total"]
+    assert h["finished"] and h["settings"]["steps"] == 4 and h["settings"]["content"] == "content.png"
+    assert [e["step"] for e in h["history"]] == [0, 1, 2, 3, 4]
+    assert h["history"][-1]["total"] < h["history"][0]["total"]
+    assert json.loads(Image.open(out).text["wct:settings"]) == h["settings"]
 
 
 def test_texture_synthesis_and_inversion_from_the_cli(pair, tmp_path, wct_cli):
@@ -175,4 +183,67 @@ def test_gatys_history_never_replaces_a_file_silently(pair, tmp_path, wct_cli):
     r = wct_cli(*base, "--history", str(out), "--overwrite")
     assert r.returncode == 1 and "input" in r.stderr and not out.exists()
     assert wct_cli(*base, "--history", str(hist), "--overwrite").returncode == 0
-    assert len(json.loads(hist.read_text())) == 1
+    assert len(json.loads(hist.read_text())["history"]) == 2
+
+
+def test_gatys_cli_refuses_clashing_snapshots_and_bad_history_paths_before_any_work(pair, tmp_path, wct_cli):
+    out = tmp_path / "snap.png"
+    (tmp_path / "snap_step0002.png").write_bytes(b"an earlier run's snapshot")
+    base = ("gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64")
+    r = wct_cli(*base, "--steps", "3", "--save-every", "1")
+    assert r.returncode == 1 and "snap_step0002.png exists" in r.stderr and r.stderr.startswith("error:")
+    assert not (tmp_path / "snap_step0001.png").exists() and not out.exists()
+    (tmp_path / "afile").write_text("x")
+    r = wct_cli(*base, "--steps", "1", "--history", str(tmp_path / "afile" / "h.json"))
+    assert r.returncode == 1 and "is a file" in r.stderr and not out.exists()
+
+
+def test_gatys_cli_keeps_the_history_of_an_interrupted_run(pair, tmp_path, wct_cli, monkeypatch):
+    import wct.gatys
+
+    calls, tv_loss = [], wct.gatys.tv_loss
+
+    def interrupted_in_step_3(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return tv_loss(x)
+
+    monkeypatch.setattr(wct.gatys, "tv_loss", interrupted_in_step_3)
+    out, hist = tmp_path / "g.png", tmp_path / "h.json"
+    r = wct_cli(
+        "gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64",
+        "--steps", "5", "--history", str(hist),
+    )  # fmt: skip
+    assert r.returncode == 130 and "interrupted" in r.stderr and not out.exists()
+    h = json.loads(hist.read_text())
+    assert h["finished"] is False and [e["step"] for e in h["history"]] == [0, 1]
+    assert h["settings"]["steps"] == 5
+
+
+def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):
+    from PIL import Image
+
+    tex = tmp_path / "tex.png"
+    args = ("gatys", "--no-content", str(pair / "style.png"), "-o", str(tex), "--steps", "1", "--size", "64")
+    with pytest.warns(UserWarning, match="--content-weight has no effect"):
+        r = wct_cli(*args, "--texture-size", "96x48", "--content-weight", "3")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tex).size == (96, 48)
+    r = wct_cli(*args, "--texture-size", "96", "--overwrite")
+    assert r.returncode == 1 and "WIDTHxHEIGHT" in r.stderr
+    with pytest.warns(UserWarning, match="--seed only seeds --init noise"):
+        wct_cli("gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(tmp_path / "s.png"),
+                "--steps", "1", "--size", "64", "--seed", "3")  # fmt: skip
+
+
+def test_bench_cli_checks_its_arguments_before_any_work(tmp_path, wct_cli):
+    (tmp_path / "afile").write_text("x")
+    for args, message in (
+        (["-o", str(tmp_path / "afile")], "is a file"),
+        (["--repeats", "0", "-o", str(tmp_path / "r")], "--repeats"),
+        (["--steps", "0", "-o", str(tmp_path / "r")], "steps (--steps)"),
+    ):
+        r = wct_cli("bench", "--quick", *args)
+        assert r.returncode == 1 and r.stderr.startswith("error:") and message in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()

@@ -58,8 +58,9 @@ def test_gatys_lowers_its_total_loss(encoder, pair, optimizer):
     content, style = pair
     result = G.gatys(encoder, content, style, steps=10, optimizer=optimizer)
     h = result.history
-    assert [e["step"] for e in h] == list(range(1, 11))
+    assert [e["step"] for e in h] == list(range(11))  # the start, then after each step
     assert set(h[0]) == {"step", "content", "style", "tv", "total", "seconds"}
+    assert h[0]["seconds"] == 0 and all(a["seconds"] < b["seconds"] for a, b in zip(h, h[1:]))
     assert h[-1]["total"] < h[0]["total"]
     assert math.isclose(h[-1]["total"], h[-1]["content"] + h[-1]["style"] + h[-1]["tv"], rel_tol=1e-4)
     assert result.image.shape == (1, 3, 64, 64)
@@ -70,7 +71,7 @@ def test_gatys_accepts_non_contiguous_images_and_style_init(encoder, pair):
     content, style = pair
     content = content.contiguous(memory_format=torch.channels_last)
     result = G.gatys(encoder, content, style[..., :48, :40], steps=2, init="style", gram="both")
-    assert result.image.shape == (1, 3, 64, 64) and len(result.history) == 2
+    assert result.image.shape == (1, 3, 64, 64) and len(result.history) == 3
 
 
 def test_lbfgs_memory_gets_the_step_actually_taken_after_clamping():
@@ -115,9 +116,9 @@ def test_callback_gets_every_step_and_images_every_save_every(encoder, pair):
         save_every=2,
         callback=lambda step, image, losses: calls.append((step, image, losses["total"])),
     )
-    assert [c[0] for c in calls] == [1, 2, 3, 4]
-    assert [c[1] is not None for c in calls] == [False, True, False, True]
-    assert calls[1][1].shape == (1, 3, 32, 32)
+    assert [c[0] for c in calls] == [0, 1, 2, 3, 4]
+    assert [c[1] is not None for c in calls] == [False, False, True, False, True]
+    assert calls[2][1].shape == (1, 3, 32, 32)
 
 
 def test_invert_lowers_its_loss(encoder, pair):
@@ -141,6 +142,8 @@ def test_invert_lowers_its_loss(encoder, pair):
         {"lr": 0.0},
         {"save_every": -1},
         {"seed": "a"},
+        {"seed": 2**64},
+        {"normalise": "yes"},
         {"callback": 3},
         {"size": (32, 32)},
     ],
@@ -169,3 +172,60 @@ def test_bad_images_and_layers_raise_input_error(encoder, pair):
     ):
         with pytest.raises(InputError):
             bad()
+
+
+def test_history_holds_the_losses_of_the_image_each_step_made(encoder, pair):
+    content, style = pair
+    seen = {}
+    result = G.gatys(
+        encoder, content, style, steps=3, save_every=1, callback=lambda k, image, e: seen.update({k: image})
+    )
+    o = G.Options(steps=3).checked()
+    losses = G.objective(encoder, content, style, o, G.channel_means(encoder))
+    with torch.no_grad():
+        assert math.isclose(result.history[0]["total"], losses(content)["total"].item(), rel_tol=1e-4)
+        for k in (1, 2, 3):  # entry k scores the image after k steps, the one saved at step k
+            assert math.isclose(result.history[k]["total"], losses(seen[k])["total"].item(), rel_tol=1e-4)
+    assert torch.equal(seen[3], result.image)
+
+
+def test_normalised_vgg_balances_the_style_layers(encoder):
+    """Raw Caffe features let relu4_1 make nearly all the style loss; normalised, several layers count."""
+    from wct.images import load_image
+
+    from .conftest import SHARED
+
+    content = load_image(SHARED / "content" / "skimage__chelsea.jpg", 128)
+    style = load_image(SHARED / "styles" / "neuralstyle__examples_inputs_the_scream.jpg", 128)
+    shares = {}
+    with torch.no_grad():
+        for name, means in (("raw", None), ("normalised", G.channel_means(encoder))):
+            fs = G.extract(encoder, style, G.STYLE_LAYERS, means)
+            fc = G.extract(encoder, content, G.STYLE_LAYERS, means)
+            share = torch.stack([G.style_loss(fc, G.style_targets({k: fs[k]})) for k in G.STYLE_LAYERS])
+            shares[name] = share / share.sum()
+    assert shares["raw"][G.STYLE_LAYERS.index("relu4_1")] > 0.9
+    assert shares["normalised"].max() < 0.75 and (shares["normalised"] > 0.05).sum() >= 3
+
+
+def test_channel_means_make_each_channel_average_about_one(encoder):
+    from wct.images import list_images, load_image
+
+    from .conftest import SHARED
+
+    photos = list_images(SHARED / "val")[:4]  # held-out photos: the means came from train/
+
+    means = G.channel_means(encoder)
+    with torch.no_grad():
+        feats = [G.extract(encoder, load_image(p, 256), ["relu1_1", "relu3_1", "relu5_1"], means) for p in photos]
+    for layer in ("relu1_1", "relu3_1", "relu5_1"):
+        avg = torch.stack([f[layer].mean() for f in feats]).mean().item()
+        assert 0.5 < avg < 2, (layer, avg)
+
+
+def test_normalise_needs_the_weights_the_means_were_measured_on(pair):
+    from wct.encoder import Encoder
+
+    with pytest.raises(InputError, match="normalise=False"):
+        G.gatys(Encoder(), pair[0], pair[1], steps=1)
+    assert G.gatys(Encoder(), pair[0], pair[1], steps=1, normalise=False).image.shape == (1, 3, 64, 64)

@@ -593,23 +593,6 @@ def train_command(
 app.command("train")(train_command)
 
 
-def loss_bar(steps: int, save_every: int, output: Path, overwrite: bool, protect: tuple[Path, ...]):
-    """A rich progress bar showing the losses; writes OUT-stem_stepN.png every `save_every` steps."""
-    from .images import atomic_save, tensor_to_pil
-
-    bar = progress_bar(True, console)
-    task = bar.add_task("optimising", total=steps, info="")
-
-    def callback(step: int, image, losses: dict) -> None:
-        info = " ".join(f"{k} {losses[k]:.4g}" for k in ("content", "style", "tv", "total"))
-        bar.update(task, completed=step, info=info)
-        if image is not None:
-            path = output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
-            atomic_save(tensor_to_pil(image), path, overwrite=overwrite, protect=protect)
-
-    return bar, callback
-
-
 def check_target(path: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
     """Fail before any work if `path` is an input or a directory, or exists without --overwrite."""
     if any(path.resolve() == p.resolve() for p in inputs):
@@ -629,33 +612,125 @@ def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> Non
         raise OutputError(f"unknown image format for {output}: use .png, .jpg or .webp")
 
 
+def snapshot_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+
+
+def optimise_outputs(
+    output: Path, history: Path | None, steps: int, save_every: int, overwrite: bool, inputs: tuple[Path, ...]
+) -> None:
+    """Fail before any work if the image, a snapshot OUT_stepN or the history could not be written."""
+    check_output(output, overwrite, inputs)
+    snapshots = (
+        [snapshot_path(output, k) for k in range(save_every, steps + 1, save_every)] if save_every else []
+    )
+    for p in snapshots:
+        check_target(p, overwrite, inputs)
+    if history:
+        check_target(history, overwrite, (*inputs, output, *snapshots))
+        parent = next((p for p in history.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise OutputError(f"cannot write {history}: {parent} is a file, not a directory")
+    if save_every > steps:
+        warnings.warn(
+            f"--save-every {save_every} is more than --steps {steps}: no snapshot is written", stacklevel=2
+        )
+
+
+def run_optimisation(
+    optimise,
+    output: Path,
+    history: Path | None,
+    steps: int,
+    save_every: int,
+    overwrite: bool,
+    inputs: tuple[Path, ...],
+    settings: dict,
+):
+    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image with its
+    settings in its PNG text, snapshots every `save_every` steps, and the history (settings plus
+    entries) as JSON. A failed or interrupted run still writes the history it has."""
+    from .images import atomic_save, tensor_to_pil, write_json
+
+    entries: list[dict] = []
+    bar = progress_bar(True, console)
+    task = bar.add_task("optimising", total=steps, info="")
+    every = max(1, steps // 10)  # plain lines where no live bar shows (logs, pipes)
+
+    def callback(step: int, image, entry: dict) -> None:
+        entries.append(entry)
+        info = " ".join(f"{k} {entry[k]:.4g}" for k in ("content", "style", "tv", "total"))
+        bar.update(task, completed=step, info=info)
+        if not console.is_terminal and (step % every == 0 or step == steps):
+            console.print(f"step {step}/{steps}: {info}", highlight=False)
+        if image is not None:
+            atomic_save(
+                tensor_to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs
+            )
+
+    try:
+        with bar:
+            result = optimise(callback)
+    except BaseException:
+        if history and entries:
+            write_json({"settings": settings, "finished": False, "history": entries}, history)
+            console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
+        raise
+    text = {"wct:settings": json.dumps(settings)}
+    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+    if history:
+        write_json({"settings": settings, "finished": True, "history": result.history}, history)
+    return result
+
+
+def texture_arg(text: str | None) -> tuple[int, int] | None:
+    """--texture-size 'WxH' as (H, W)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"--texture-size takes WIDTHxHEIGHT in pixels, e.g. 512x256, got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
 @app.command("gatys")
 def gatys_command(
     content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
     style: Path | None = typer.Argument(None, help="Style image."),
     output: Path = typer.Option(..., "-o", "--output", help="Output image."),
     no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
+    texture_size: str | None = typer.Option(
+        None, help="With --no-content: the texture's WIDTHxHEIGHT (default: the style's size)."
+    ),
     init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
     steps: int = typer.Option(500, help="Optimiser steps."),
     content_weight: float = typer.Option(1.0),
-    style_weight: float = typer.Option(0.05),
-    tv_weight: float = typer.Option(1e6),
+    style_weight: float | None = typer.Option(None, help="Default 1 (0.05 with --no-normalise)."),
+    tv_weight: float | None = typer.Option(None, help="Default 10 (1e6 with --no-normalise)."),
+    normalise: bool = typer.Option(
+        True,
+        "--normalise/--no-normalise",
+        help="Gatys's normalised VGG: each channel divided by its mean activation over photos. "
+        "--no-normalise: raw Caffe features (relu4_1 then makes most of the style loss).",
+    ),
     gram: str = typer.Option("plain", help="plain, centered or both."),
     lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
     size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of --init noise."),
     save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(None, help="Write the loss history here as JSON."),
+    history: Path | None = typer.Option(None, help="Write the settings and loss history here as JSON."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     must_exist(content, style)
+    from dataclasses import asdict
+
     from .encoder import load_encoder
     from .gatys import Options, gatys
-    from .images import atomic_save, load_image, tensor_to_pil, write_json
+    from .images import load_image
 
     if no_content:
         if style is not None:
@@ -663,37 +738,48 @@ def gatys_command(
         content, style = None, content
     if style is None:
         raise InputError("give CONTENT and STYLE, or --no-content STYLE")
+    shape = texture_arg(texture_size)
+    if shape is not None and content is not None:
+        raise InputError("--texture-size is for --no-content: the output has the content's size")
     inputs = tuple(p for p in (content, style) if p is not None)
-    check_output(output, overwrite, inputs)
-    if history:
-        check_target(history, overwrite, (*inputs, output))
     size_ = size_arg(size, "--size")
-    opts = (steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every)
-    Options(*opts).checked(content is not None)  # before anything slow
+    if size_ is not None and size_ < 16:
+        raise InputError(f"--size must be at least 16 px (relu5_1 needs 16x16), got {size_}")
+    opts = (
+        steps,
+        optimizer,
+        init,
+        content_weight,
+        style_weight,
+        tv_weight,
+        gram,
+        seed,
+        lr,
+        save_every,
+        normalise,
+    )
+    o = Options(*opts).checked(content is not None)  # before anything slow
+    optimise_outputs(output, history, steps, save_every, overwrite, inputs)
+    if content is None and content_weight != 1.0:
+        warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
+    if o.init != "noise" and seed != 0:
+        warnings.warn(f"--seed only seeds --init noise; --init {o.init} ignores it", stacklevel=1)
     encoder = load_encoder(device, vgg_weights)
     x_content = load_image(content, size_) if content is not None else None
     x_style = load_image(style, size_)
-    bar, callback = loss_bar(steps, save_every, output, overwrite, inputs)
-    with bar:
-        result = gatys(
-            encoder,
-            x_content,
-            x_style,
-            steps=steps,
-            optimizer=optimizer,
-            init=init,
-            content_weight=content_weight,
-            style_weight=style_weight,
-            tv_weight=tv_weight,
-            gram=gram,
-            seed=seed,
-            lr=lr,
-            save_every=save_every,
-            callback=callback,
-        )
-    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs)
-    if history:
-        write_json(result.history, history)
+    settings = {
+        "method": "gatys",
+        "content": None if content is None else content.name,
+        "style": style.name,
+        "size": size_,
+        "texture_size": texture_size,
+        **asdict(o),
+    }
+
+    def optimise(callback):
+        return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
+
+    result = run_optimisation(optimise, output, history, steps, save_every, overwrite, inputs, settings)
     last = result.history[-1]
     console.print(f"wrote {output} (total loss {last['total']:.4g} after {steps} steps)")
 
@@ -706,9 +792,11 @@ def invert(
     steps: int = typer.Option(300),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
     tv_weight: float = typer.Option(1e4),
+    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
     size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the noise it starts from."),
     save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
+    history: Path | None = typer.Option(None, help="Write the settings and loss history here as JSON."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
@@ -718,16 +806,27 @@ def invert(
     from .encoder import check_layer, load_encoder
     from .gatys import Options
     from .gatys import invert as invert_fn
-    from .images import atomic_save, load_image, tensor_to_pil
+    from .images import load_image
 
-    check_output(output, overwrite, (image,))
     check_layer(layer)
-    Options(steps, optimizer, tv_weight=tv_weight, seed=seed, save_every=save_every).checked()
+    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
+    optimise_outputs(output, history, steps, save_every, overwrite, (image,))
     x = load_image(image, size_arg(size, "--size"))
     encoder = load_encoder(device, vgg_weights)
-    bar, callback = loss_bar(steps, save_every, output, overwrite, (image,))
-    with bar:
-        result = invert_fn(
+    settings = {
+        "method": "invert",
+        "image": image.name,
+        "layer": layer,
+        "size": size,
+        "steps": steps,
+        "optimizer": o.optimizer,
+        "tv_weight": tv_weight,
+        "lr": o.lr,
+        "seed": seed,
+    }
+
+    def optimise(callback):
+        return invert_fn(
             encoder,
             x,
             layer,
@@ -735,10 +834,12 @@ def invert(
             seed,
             optimizer=optimizer,
             tv_weight=tv_weight,
+            lr=lr,
             save_every=save_every,
             callback=callback,
         )
-    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=(image,))
+
+    result = run_optimisation(optimise, output, history, steps, save_every, overwrite, (image,), settings)
     console.print(f"wrote {output} (feature loss {result.history[-1]['content']:.4g})")
 
 
@@ -763,9 +864,16 @@ def bench(
     from .images import write_json
     from .pipeline import Stylizer
 
+    from .gatys import Options
+
     files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file: -o/--out names the folder for the report")
     if not overwrite and any(f.exists() for f in files):
         raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
+    if repeats < 1:
+        raise InputError(f"--repeats must be at least 1, got {repeats}")
+    Options(steps=steps).checked()
     size_list = [size_arg(int(v), "--sizes") for v in sizes.split(",") if v.strip()] if not quick else [64]
     if not size_list or None in size_list:
         raise InputError(f"--sizes must be positive numbers of pixels, got {sizes!r}")

@@ -2,27 +2,35 @@
 
 Losses follow the authors' PyTorch reference (leongatys/PytorchNeuralStyleTransfer): Gram matrices
 divided by H*W, MSE between Grams weighted 1e3 / C**2 per style layer, MSE on relu4_2 for content,
-on this package's VGG19 features. The image is optimised directly in RGB pixels and clamped to
-[0, 1] after every step, so every intermediate image is valid; L-BFGS is then told the step it
-actually took (see `_match_lbfgs_step`), without which clamping made it diverge.
+on their *normalised* VGG19, in which every channel's mean activation over photos is 1. Here that is
+the Caffe VGG19 with each ReLU channel divided by its mean over 256 training photos
+(`channel_means`, the same network with rescaled weights). Without it the layers' activations
+differ up to 30-fold and relu4_1 alone made ~95% of the style loss. The image is optimised directly
+in RGB pixels and clamped to [0, 1] after every step, so every intermediate image is valid; L-BFGS
+is then told the step it actually took (see `_match_lbfgs_step`), without which clamping made it
+diverge.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .encoder import NAMES, Encoder, check_layer, min_side
+from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
 
+MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+TV_NORMALISED = 10.0  # tuned below
 STYLE_LAYER_WEIGHT = 1e3  # per layer: STYLE_LAYER_WEIGHT / C**2, as in the authors' reference
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
@@ -34,50 +42,92 @@ Callback = Callable[[int, "Tensor | None", dict[str, float]], None]
 
 @dataclass
 class GatysResult:
-    """The optimised image (1, 3, H, W) in [0, 1] and one history entry per step.
+    """The optimised image (1, 3, H, W) in [0, 1] and its loss history.
 
-    Each entry holds step (1-based), the weighted losses content, style, tv and their total for the
-    image that step started from, and seconds since the optimisation started.
+    Entry k (k = 0..steps) holds step k, the weighted losses content, style, tv and their total of
+    the image after k steps (entry 0: the starting image), and the seconds since the optimisation
+    started at which that image existed (0 for the start).
     """
 
     image: Tensor
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+# Default weights per feature scale: the authors' on their normalised VGG (style 1, plus a light
+# total-variation prior), and this package's earlier ones on the raw Caffe VGG19.
+DEFAULT_WEIGHTS = {
+    True: {"style_weight": 1.0, "tv_weight": TV_NORMALISED},
+    False: {"style_weight": 0.05, "tv_weight": 1e6},
+}
+
+
 @dataclass(frozen=True)
 class Options:
-    """The settings of `gatys` (and, but for the weights of content and style, `invert`)."""
+    """The settings of `gatys` (and, but for the weights of content and style, `invert`).
+
+    style_weight and tv_weight default (None) to DEFAULT_WEIGHTS[normalise]."""
 
     steps: int = 500
     optimizer: str = "lbfgs"
     init: str | None = None
     content_weight: float = 1.0
-    style_weight: float = 0.05
-    tv_weight: float = 1e6
+    style_weight: float | None = None
+    tv_weight: float | None = None
     gram: str = "plain"
     seed: int = 0
     lr: float | None = None
     save_every: int = 0
+    normalise: bool = True
 
     def checked(self, has_content: bool = True) -> Options:
-        """The options validated, with the defaults that depend on others filled in (init, lr).
-        Cheap: the CLI calls it before loading anything. InputError names the bad one."""
+        """The options validated, with the defaults that depend on others filled in (init, lr,
+        weights). Cheap: the CLI calls it before loading anything. InputError names the bad one."""
         opt = _choice(self.optimizer, OPTIMIZERS, "optimizer")
         init = _choice(self.init or ("content" if has_content else "noise"), INITS, "init")
         if init == "content" and not has_content:
             raise InputError("init='content' needs a content image: use init='noise' or 'style'")
+        if not isinstance(self.normalise, bool):
+            raise InputError(f"normalise must be True or False, got {self.normalise!r}")
+        defaults = DEFAULT_WEIGHTS[self.normalise]
+        style_weight = defaults["style_weight"] if self.style_weight is None else self.style_weight
+        tv_weight = defaults["tv_weight"] if self.tv_weight is None else self.tv_weight
         return Options(
             steps=_count(self.steps, "steps", 1),
             optimizer=opt,
             init=init,
             content_weight=_weight(self.content_weight, "content_weight"),
-            style_weight=_weight(self.style_weight, "style_weight"),
-            tv_weight=_weight(self.tv_weight, "tv_weight"),
+            style_weight=_weight(style_weight, "style_weight"),
+            tv_weight=_weight(tv_weight, "tv_weight"),
             gram=_choice(self.gram, GRAMS, "gram"),
-            seed=_count(self.seed, "seed"),
+            seed=_count(self.seed, "seed", 0, 2**63 - 1),
             lr=_lr(self.lr, opt),
             save_every=_count(self.save_every, "save_every"),
+            normalise=self.normalise,
         )
+
+
+@lru_cache(maxsize=1)
+def _stored_means() -> tuple[dict[str, Tensor], str]:
+    tensors, meta = read_signed(MEANS_FILE, "VGG19 channel means")
+    return tensors, meta.get("encoder_md5", "")
+
+
+def channel_means(encoder: Encoder) -> dict[str, Tensor] | None:
+    """Each ReLU layer's per-channel mean activation over 256 training photos (scripts/
+    vgg_channel_means.py): dividing by it gives Gatys et al.'s normalised VGG. None for an encoder
+    whose weights are not the ones the constants were measured on."""
+    means, md5 = _stored_means()
+    return means if encoder.weights_id == md5 else None
+
+
+def extract(
+    encoder: Encoder, x: Tensor, layers: Sequence[str], means: Mapping[str, Tensor] | None
+) -> dict[str, Tensor]:
+    """encoder.extract(x, layers), each channel divided by its mean activation when `means` is given."""
+    feats = encoder.extract(x, layers)
+    if means is None:
+        return feats
+    return {k: v / means[k].to(v).view(1, -1, 1, 1) for k, v in feats.items()}
 
 
 def gram(features: Tensor, centered: bool = False) -> Tensor:
@@ -137,6 +187,47 @@ def tv_loss(x: Tensor) -> Tensor:
     return dy.square().mean() + dx.square().mean()
 
 
+def objective(
+    encoder: Encoder,
+    content: Tensor | None,
+    style: Tensor,
+    options: Options,
+    means: Mapping[str, Tensor] | None,
+) -> Callable[[Tensor], dict[str, Tensor]]:
+    """The weighted losses of an image, as a function: content (relu4_2 MSE; 0 without a content
+    image), style, tv and their total. The targets are computed once, here."""
+    o = options
+    layers = list(STYLE_LAYERS) + ([CONTENT_LAYER] if content is not None else [])
+    with torch.no_grad():
+        targets = style_targets(extract(encoder, style, STYLE_LAYERS, means), o.gram)
+        target = None
+        if content is not None:
+            target = extract(encoder, content, [CONTENT_LAYER], means)[CONTENT_LAYER]
+
+    def losses(x: Tensor) -> dict[str, Tensor]:
+        feats = extract(encoder, x, layers, means)
+        c = x.new_zeros(()) if target is None else content_loss(feats[CONTENT_LAYER], target)
+        c = o.content_weight * c
+        s = o.style_weight * style_loss(feats, targets, o.gram)
+        t = o.tv_weight * tv_loss(x)
+        return {"content": c, "style": s, "tv": t, "total": c + s + t}
+
+    return losses
+
+
+def means_for(encoder: Encoder, normalise: bool) -> dict[str, Tensor] | None:
+    """The channel means `normalise` asks for; InputError when the encoder has no stored ones."""
+    if not normalise:
+        return None
+    means = channel_means(encoder)
+    if means is None:
+        raise InputError(
+            "the normalised VGG's channel means were measured on the Caffe VGG19 weights "
+            f"(md5 {_stored_means()[1]}), not this encoder's: pass normalise=False"
+        )
+    return means
+
+
 def gatys(
     encoder: Encoder,
     content: Tensor | None,
@@ -145,38 +236,37 @@ def gatys(
     optimizer: str = "lbfgs",
     init: str | None = None,
     content_weight: float = 1.0,
-    style_weight: float = 0.05,
-    tv_weight: float = 1e6,
+    style_weight: float | None = None,
+    tv_weight: float | None = None,
     gram: str = "plain",
     seed: int = 0,
     lr: float | None = None,
     save_every: int = 0,
     callback: Callback | None = None,
     size: tuple[int, int] | None = None,
+    normalise: bool = True,
 ) -> GatysResult:
     """Stylise `content` with `style` by optimising the image's pixels (Gatys et al. 2016).
 
     The loss is content_weight * MSE(relu4_2) + style_weight * sum of 1e3 / C**2 * Gram MSE over
-    relu1_1..relu5_1 + tv_weight * tv_loss(pixels in [0, 1]). Defaults: content 1, style 0.05,
-    TV 1e6, L-BFGS from the content image. The authors' style 1 assumes their normalised VGG
-    (mean activation 1 per filter); the unnormalised Caffe VGG19 here has far larger activations
-    (relu4_2 averages ~400), and style 1 wiped out the content at 256 px. Style 0.05 keeps the
-    content and clearly transfers colour and strokes at 512 px (neural-style's defaults, content 5
-    and style 100 with this per-layer normalisation, equal 0.02 here). TV 1e6 is ~3% of the loss
-    there: it removes pixel noise without blurring. Raise style_weight (0.2) for more
-    stylisation, lower it (0.02) to keep more content.
+    relu1_1..relu5_1 + tv_weight * tv_loss(pixels in [0, 1]), on the normalised VGG19 (see the
+    module docstring). Defaults: the authors' content 1 and style 1, TV_NORMALISED_DOC, L-BFGS from
+    the content image. normalise=False uses the raw Caffe features, where relu4_1 dominates the
+    style loss; its defaults are style 0.05 and TV 1e6.
 
     content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
     or the style's size. `init` is 'content' (the default when there is content), 'noise' (uniform,
     from `seed`; the default without content) or 'style' (resized to the output size).
 
     One step is one L-BFGS iteration (torch.optim.LBFGS with max_iter=1, no line search, so one
-    function evaluation) or one Adam update; lr defaults to 1 for L-BFGS and 0.05 for Adam. After
-    every step `callback(step, image, losses)` gets the history entry, and `image` (a detached
-    copy) at every `save_every`-th step, else None. Runs are deterministic for a seed on CPU.
+    function evaluation) or one Adam update; lr defaults to 1 for L-BFGS and 0.05 for Adam.
+    `callback(step, image, entry)` gets each history entry as soon as it is known (entry k during
+    step k + 1, the last one after the last step), with `image` (a detached copy of the image after
+    step k) when k is a positive multiple of `save_every`, else None. Runs are deterministic for a
+    seed on CPU.
     """
     o = Options(
-        steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every
+        steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every, normalise
     ).checked(content is not None)
     device = encoder.mean.device
     style = _image(style, "style", STYLE_LAYERS).to(device)
@@ -191,21 +281,7 @@ def gatys(
             )
         shape = tuple(content.shape[-2:])
     _check_callback(callback)
-
-    layers = list(STYLE_LAYERS) + ([CONTENT_LAYER] if content is not None else [])
-    with torch.no_grad():
-        targets = style_targets(encoder.extract(style, STYLE_LAYERS), o.gram)
-        target = None
-        if content is not None:
-            target = encoder.extract(content, [CONTENT_LAYER])[CONTENT_LAYER]
-
-    def objective(x: Tensor) -> dict[str, Tensor]:
-        feats = encoder.extract(x, layers)
-        c = x.new_zeros(()) if target is None else content_loss(feats[CONTENT_LAYER], target)
-        c = o.content_weight * c
-        s = o.style_weight * style_loss(feats, targets, o.gram)
-        t = o.tv_weight * tv_loss(x)
-        return {"content": c, "style": s, "tv": t, "total": c + s + t}
+    losses = objective(encoder, content, style, o, means_for(encoder, o.normalise))
 
     if o.init == "content":
         x0 = content
@@ -213,7 +289,7 @@ def gatys(
         x0 = _resize(style, shape)
     else:
         x0 = _noise(shape, o.seed, device)
-    return _optimise(x0, objective, o.steps, o.optimizer, o.lr, o.save_every, callback)
+    return _optimise(x0, losses, o.steps, o.optimizer, o.lr, o.save_every, callback)
 
 
 def invert(
@@ -232,9 +308,9 @@ def invert(
     """Reconstruct `image` from the features of one VGG19 layer alone, starting from noise.
 
     Shows what a layer keeps (Mahendran & Vedaldi 2015; Gatys et al. Fig. 1): the loss is the
-    features' MSE (reported as 'content') plus tv_weight * tv_loss, a light smoothness prior that
-    suppresses the pixel noise a layer cannot see (1e4 also reached a lower feature loss than 0 on
-    relu3_1). Other arguments are as in `gatys`.
+    raw features' MSE (reported as 'content') plus tv_weight * tv_loss, a light smoothness prior
+    that suppresses the pixel noise a layer cannot see (1e4 also reached a lower feature loss than
+    0 on relu3_1). Other arguments are as in `gatys`.
     """
     check_layer(layer)
     o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
@@ -244,13 +320,13 @@ def invert(
     with torch.no_grad():
         target = encoder.extract(image, [layer])[layer]
 
-    def objective(x: Tensor) -> dict[str, Tensor]:
+    def losses(x: Tensor) -> dict[str, Tensor]:
         c = content_loss(encoder.extract(x, [layer])[layer], target)
         t = o.tv_weight * tv_loss(x)
         return {"content": c, "style": x.new_zeros(()), "tv": t, "total": c + t}
 
     x0 = _noise(tuple(image.shape[-2:]), o.seed, device)
-    return _optimise(x0, objective, o.steps, o.optimizer, o.lr, o.save_every, callback)
+    return _optimise(x0, losses, o.steps, o.optimizer, o.lr, o.save_every, callback)
 
 
 def _optimise(
@@ -262,7 +338,10 @@ def _optimise(
     save_every: int,
     callback: Callback | None,
 ) -> GatysResult:
-    """Minimise objective(x)['total'] over pixels x, clamped to [0, 1] after each step."""
+    """Minimise objective(x)['total'] over pixels x, clamped to [0, 1] after each step.
+
+    Each step's first evaluation is at the image the step starts from, so the loss of the image
+    after step k is known during step k + 1 for free; only the final image is evaluated apart."""
     x = x0.detach().float().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     if opt == "lbfgs":
         optim: torch.optim.Optimizer = torch.optim.LBFGS(
@@ -280,24 +359,31 @@ def _optimise(
         return losses["total"]
 
     history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        evals.clear()
-        before = x.detach().clone()
-        optim.step(closure)
-        with torch.no_grad():
-            x.clamp_(0, 1)
-            _match_lbfgs_step(optim, x - before)
-        entry = {"step": step, **{k: evals[0][k].item() for k in LOSS_KEYS}}
-        entry["seconds"] = time.perf_counter() - start
+
+    def record(step: int, losses: dict[str, Tensor], seconds: float, image: Tensor | None) -> None:
+        entry = {"step": step, **{k: losses[k].item() for k in LOSS_KEYS}, "seconds": seconds}
         if not math.isfinite(entry["total"]):
             raise InputError(
                 f"the loss became {entry['total']} at step {step}: lower the weights or the learning rate"
             )
         history.append(entry)
         if callback is not None:
-            snapshot = x.detach().clone() if save_every and step % save_every == 0 else None
-            callback(step, snapshot, entry)
+            callback(step, image, entry)
+
+    start = time.perf_counter()
+    made, snapshot = 0.0, None  # when the current image was made; its copy if it is to be saved
+    for step in range(1, steps + 1):
+        evals.clear()
+        before = x.detach().clone()
+        optim.step(closure)
+        record(step - 1, evals[0], made, snapshot)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+            _match_lbfgs_step(optim, x - before)
+        made = time.perf_counter() - start
+        snapshot = x.detach().clone() if save_every and step % save_every == 0 else None
+    with torch.no_grad():
+        record(steps, objective(x), made, snapshot)
     return GatysResult(x.detach().clone(), history)
 
 
@@ -325,9 +411,11 @@ def _choice(value: object, options: tuple[str, ...], name: str) -> str:
     return value.lower()
 
 
-def _count(value: object, name: str, least: int = 0) -> int:
+def _count(value: object, name: str, least: int = 0, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
+    if most is not None and value > most:
+        raise InputError(f"{_named(name)} must be an integer from {least} to {most}, got {value!r}")
     return value
 
 

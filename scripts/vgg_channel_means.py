@@ -1,0 +1,48 @@
+"""Per-channel mean activations of VGG19's ReLU layers over training photos: the constants of
+Gatys et al.'s "normalised VGG" (each filter's mean activation is 1), used by wct.gatys.
+
+Dividing a ReLU layer's output by its channel means is the same network with rescaled weights
+(ReLU and max pooling commute with positive scaling), so no weight file changes.
+
+    python scripts/vgg_channel_means.py [--data ../shared/data/train] [--images 256]
+"""
+
+import argparse
+import random
+from pathlib import Path
+
+import torch
+
+from wct.cli import SHARED_DATA
+from wct.encoder import NAMES, load_encoder, write_signed
+from wct.gatys import MEANS_FILE
+from wct.images import list_images, load_image
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(SHARED_DATA / "train"))
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--out", default=str(MEANS_FILE))
+    args = ap.parse_args()
+
+    encoder = load_encoder("cpu")
+    relus = [n for n in NAMES if n.startswith("relu")]
+    paths = list_images(args.data)
+    random.Random(0).shuffle(paths)
+    sums = {n: 0.0 for n in relus}
+    used = 0
+    with torch.no_grad():
+        for p in paths[: args.images]:
+            feats = encoder.extract(load_image(p), relus)  # the photo as it is (short side 320)
+            for n in relus:
+                sums[n] = sums[n] + feats[n].double().mean(dim=(0, 2, 3))
+            used += 1
+    means = {n: (s / used).float() for n, s in sums.items()}
+    meta = {
+        "encoder_md5": encoder.weights_id,
+        "data": f"{Path(args.data).name}/ ({used} photos, random order of seed 0, as they are)",
+        "what": "mean activation per channel of each ReLU layer",
+    }
+    write_signed(means, meta, args.out)
+    for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"):
+        print(f"{n}: mean of channel means {means[n].mean():.1f}, min {means[n].min():.3g}")
