@@ -7,6 +7,7 @@ Uses the public-domain/CC0 pairs of make_results.py, so the sheet may be publish
 
 import argparse
 import sys
+from pathlib import Path
 
 from make_results import DATA, PAIRS
 
@@ -17,7 +18,7 @@ if __name__ == "__main__":
     ap.add_argument("--steps", default="500")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--pairs", type=int, default=4)
-    ap.add_argument("--out", default="docs/bench")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "bench"))
     ap.add_argument("--overwrite", action="store_true", help="Replace the report in --out.")
     args = ap.parse_args()
     if not 1 <= args.pairs <= len(PAIRS):

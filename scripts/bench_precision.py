@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-DATA = Path("../shared/data")
+from wct.cli import SHARED_DATA as DATA  # ../shared/data beside the checkout, from any directory
+
 PAIRS = [("chicago", "asheville"), ("brad_pitt", "brushstrokes"), ("avril", "contrast_of_forms")]
 
 

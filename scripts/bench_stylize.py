@@ -18,24 +18,27 @@ from pathlib import Path
 
 import torch
 
-CONTENT = Path("../shared/data/content/adain__input_content_golden_gate.jpg")
-STYLE = Path("../shared/data/styles/neuralstyle__examples_inputs_starry_night.jpg")
+# ../shared/data beside the checkout, from any directory (not imported from wct.cli: the peak-RSS
+# subprocess imports this file, and the CLI's modules would count in its memory)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CONTENT = SHARED_DATA / "content" / "adain__input_content_golden_gate.jpg"
+STYLE = SHARED_DATA / "styles" / "neuralstyle__examples_inputs_starry_night.jpg"
 
 
 def images(size: int):
-    from wct.demo import landscape, painting
     from wct.images import load_image
 
-    c = CONTENT if CONTENT.exists() else landscape(size, size)
-    s = STYLE if STYLE.exists() else painting(size, size)
-    return load_image(c, size), load_image(s, size)
+    for p in (CONTENT, STYLE):
+        if not p.exists():
+            sys.exit(f"error: {p} does not exist (the benchmark measures the shared photos)")
+    return load_image(CONTENT, size), load_image(STYLE, size)
 
 
 def peak_rss_gb(size: int) -> float:
     code = f"""
 import resource, torch
 from wct.pipeline import Stylizer
-import sys; sys.path.insert(0, 'scripts')
+import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_stylize import images
 s = Stylizer('cpu')
 c, st = images({size})
@@ -83,7 +86,8 @@ def main() -> None:
         "ideal_seconds": round(ideal, 3),
         "ratio_to_ideal": round(total_time / ideal, 3),
         "target_ratio": 1.3,
-        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),
+        "runs": args.runs,
+        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),  # GiB: ru_maxrss (KiB) / 1024**2
         "target_peak_rss_gb": 4.0,
     }
     print(json.dumps(result, indent=2))

@@ -131,6 +131,9 @@ def test_texture_synthesis_and_inversion_from_the_cli(pair, tmp_path, wct_cli):
         (["--style-weight", "nan"], "style_weight (--style-weight) must be"),
         (["--lr", "0"], "lr (--lr) must be > 0"),
         (["--init", "content", "--no-content"], "STYLE"),
+        (["--style-layers", "relu1_1,conv2_1"], "style_layers (--style-layers) takes distinct ReLU layers"),
+        (["--content-layer", "relu9_1"], "content_layer (--content-layer)"),
+        (["--size", "8"], "--size must be at least 16"),
     ],
 )
 def test_gatys_cli_bad_options_fail_cleanly_without_writing(pair, tmp_path, wct_cli, args, message):
@@ -181,7 +184,7 @@ def test_gatys_history_never_replaces_a_file_silently(pair, tmp_path, wct_cli):
     r = wct_cli(*base, "--history", str(content), "--overwrite")
     assert r.returncode == 1 and "input" in r.stderr and content.read_bytes() == before
     r = wct_cli(*base, "--history", str(out), "--overwrite")
-    assert r.returncode == 1 and "input" in r.stderr and not out.exists()
+    assert r.returncode == 1 and "also the output image" in r.stderr and not out.exists()
     assert wct_cli(*base, "--history", str(hist), "--overwrite").returncode == 0
     assert len(json.loads(hist.read_text())["history"]) == 2
 
@@ -247,3 +250,27 @@ def test_bench_cli_checks_its_arguments_before_any_work(tmp_path, wct_cli):
         r = wct_cli("bench", "--quick", *args)
         assert r.returncode == 1 and r.stderr.startswith("error:") and message in r.stderr, r.stderr
     assert not (tmp_path / "r").exists()
+    r = wct_cli("bench", "--quick", "-o", str(tmp_path / "afile" / "report"))
+    assert r.returncode == 1 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_summary_counts_matches_by_the_content_photo_itself_and_takes_medians():
+    def record(match_step, wct_s):
+        return {
+            "size": 64,
+            "wct": {"seconds": wct_s, "peak_rss_mb": 10.0, "style": 2.0, "content": 1.0},
+            "gatys": {
+                "steps": 5, "seconds": 12.0, "seconds_per_step": 2.0, "seconds_500_steps": 1002.0,
+                "peak_rss_mb": 20.0, "style": 1.0, "content": 3.0,
+                "steps_to_match_wct": match_step,
+                "time_to_match_wct": None if match_step is None else 2.0 * match_step,
+            },
+            "speedup_500_steps": 1002.0 / wct_s,
+            "time_to_match_ratio": None if match_step is None else 2.0 * match_step / wct_s,
+        }  # fmt: skip
+
+    (row,) = bench.summarise([record(0, 1.0), record(2, 2.0), record(None, 4.0)])
+    assert row["pairs"] == 3 and row["matched"] == 2 and row["matched_at_start"] == 1
+    assert row["wct_seconds"] == 2.0 and row["time_to_match_ratio"] == 1.0  # median of 0 and 2
+    assert row["gatys_seconds_500"] == 1002.0 and row["speedup_500_steps"] == 501.0
+    assert "(2/3 matched, 1 by the content photo itself)" in bench.markdown([row], "test machine")

@@ -106,6 +106,14 @@ def test_tiny_tiles_mask_and_mix_match_untiled(stylizer, style):
     assert psnr(y0, y1) >= 50
 
 
+def test_tiles_narrower_than_two_blend_bands_still_match_untiled(stylizer, style):
+    """16- to 31-px tiles: the cross-fade band shrinks to half a tile, so the weights still sum to one."""
+    x = gradient_image(64, 80, seed=2)
+    y0 = stylizer.stylize(x, style, 1.0, (2, 1))
+    for tile in (16, 24):
+        assert psnr(y0, stylize_tiled(stylizer, x, style, 1.0, (2, 1), tile=tile)) >= 50
+
+
 def test_no_seams_and_bounded_tiles(stylizer, style, monkeypatch):
     """Across tile borders pixels differ no more than along the same grid inside tiles, and no
     tile the encoder sees is larger than a tile plus its margins, whatever the image size."""

@@ -161,3 +161,39 @@ def test_frame_folders_are_replaced_whole_or_not_at_all(wct_cli, tmp_path):
     assert r.returncode == 1 and "error: " in r.stderr and "2.png is not an image" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old frames, untouched
     assert not list(tmp_path.glob(".out*"))  # and no temporary folder left
+
+
+def test_webm_is_written_with_a_webm_codec_and_reads_back(wct_cli, tmp_path):
+    painting(48, 48).save(tmp_path / "style.png")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        landscape(48, 32, seed=i).save(frames / f"{i}.png")
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    r = wct_cli("video", str(frames), str(tmp_path / "out.webm"), *common)
+    assert r.returncode == 0, r.stderr
+    back = list(read_frames(tmp_path / "out.webm")[0])
+    assert len(back) == 2 and back[0].shape[-2:] == (32, 48)
+
+
+def test_frame_folders_are_read_in_natural_order_and_not_from_subfolders(wct_cli, tmp_path):
+    painting(48, 48).save(tmp_path / "style.png")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 10, 11):  # string order would be 1, 10, 11, 2
+        Image.new("RGB", (32, 32), (20 * i, 0, 0)).save(frames / f"{i}.png")
+    reds = [round(x[0, 0].mean().item() * 255) for x in read_frames(frames)[0]]
+    assert reds == [20, 40, 200, 220]
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    for again in ((), ("--overwrite",)):  # the output folder inside the source is never read back
+        r = wct_cli("video", str(frames), str(frames / "styled"), *common, *again)
+        assert r.returncode == 0, r.stderr
+        assert "wrote 4 frames" in r.stderr
+    (tmp_path / "take.v1").mkdir()  # an existing folder may have a dot in its name
+    assert wct_cli("video", str(frames), str(tmp_path / "take.v1"), *common).returncode == 0
+    assert len(list((tmp_path / "take.v1").glob("frame_*.png"))) == 4
+    (tmp_path / "clip.mp4").mkdir()  # but a folder named like a video is refused before any work
+    r = wct_cli("video", str(frames), str(tmp_path / "clip.mp4"), *common, "--overwrite")
+    assert r.returncode == 1 and "is a folder" in r.stderr
+    with pytest.warns(UserWarning, match="--fps has no effect"):
+        wct_cli("video", str(frames), str(tmp_path / "f2"), *common, "--fps", "5")

@@ -116,17 +116,7 @@ def run_pair(
 
     peak_rss_reset()
     t = time.perf_counter()
-    result = g.gatys(
-        enc,
-        content,
-        style,
-        steps=o.steps,
-        optimizer=o.optimizer,
-        content_weight=o.content_weight,
-        style_weight=o.style_weight,
-        tv_weight=o.tv_weight,
-        normalise=o.normalise,
-    )
+    result = g.gatys(enc, content, style, **asdict(o))
     gatys_time = time.perf_counter() - t
     gatys_rss = peak_rss_mb()
     gatys_score = score(enc, result.image, content, style, o)

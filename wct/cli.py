@@ -269,18 +269,20 @@ def video(
     must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
-    from .video import FrameWriter, read_frames, stylize_frames
+    from .video import FrameWriter, is_video, read_frames, stylize_frames
 
     check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
     if fps is not None and not fps > 0:
         raise InputError(f"--fps must be positive, got {fps}")
+    if fps is not None and not is_video(output):
+        warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
-    s = Stylizer(device, vgg_weights, precision)
-    writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))
-    st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
+    writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))  # before the models load
     ok = False
     try:
+        s = Stylizer(device, vgg_weights, precision)
+        st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
         with progress_bar(True, console) as bar:
             task = bar.add_task("frames", total=count, info="")
             for y in stylize_frames(s, frames, st, alpha, lv, temporal, tile=tile_):
@@ -593,12 +595,20 @@ def train_command(
 app.command("train")(train_command)
 
 
-def check_target(path: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
-    """Fail before any work if `path` is an input or a directory, or exists without --overwrite."""
+def check_target(
+    path: Path, overwrite: bool, inputs: tuple[Path, ...], outputs: tuple[Path, ...] = ()
+) -> None:
+    """Fail before any work if `path` is an input, another output, a directory or under a file,
+    or exists without --overwrite."""
     if any(path.resolve() == p.resolve() for p in inputs):
         raise OutputError(f"refusing to write over the input {path}")
+    if any(path.resolve() == p.resolve() for p in outputs):
+        raise OutputError(f"{path} is also the output image: give another file name")
     if path.is_dir():
         raise OutputError(f"{path} is a directory: give a file name")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists: pass --overwrite to replace it")
 
@@ -627,10 +637,7 @@ def optimise_outputs(
     for p in snapshots:
         check_target(p, overwrite, inputs)
     if history:
-        check_target(history, overwrite, (*inputs, output, *snapshots))
-        parent = next((p for p in history.absolute().parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise OutputError(f"cannot write {history}: {parent} is a file, not a directory")
+        check_target(history, overwrite, inputs, (output, *snapshots))
     if save_every > steps:
         warnings.warn(
             f"--save-every {save_every} is more than --steps {steps}: no snapshot is written", stacklevel=2
@@ -673,13 +680,16 @@ def run_optimisation(
             result = optimise(callback)
     except BaseException:
         if history and entries:
-            write_json({"settings": settings, "finished": False, "history": entries}, history)
-            console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
+            try:
+                write_json({"settings": settings, "finished": False, "history": entries}, history)
+                console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
+            except (OSError, WCTError) as e:  # never hide the error that stopped the run
+                console.print(f"could not write the history: {e}", markup=False)
         raise
+    if history:  # before the image: a failed save must not lose the run's record
+        write_json({"settings": settings, "finished": True, "history": result.history}, history)
     text = {"wct:settings": json.dumps(settings)}
     atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
-    if history:
-        write_json({"settings": settings, "finished": True, "history": result.history}, history)
     return result
 
 
@@ -688,7 +698,7 @@ def texture_arg(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
         raise InputError(f"--texture-size takes WIDTHxHEIGHT in pixels, e.g. 512x256, got {text!r}")
     return int(parts[1]), int(parts[0])
 
@@ -715,6 +725,10 @@ def gatys_command(
         "--no-normalise: raw Caffe features (relu4_1 then makes most of the style loss).",
     ),
     gram: str = typer.Option("plain", help="plain, centered or both."),
+    style_layers: str = typer.Option(
+        "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="ReLU layers whose Gram matrices are matched."
+    ),
+    content_layer: str = typer.Option("relu4_2", help="ReLU layer whose features are matched."),
     lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
     size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of --init noise."),
@@ -728,7 +742,7 @@ def gatys_command(
     must_exist(content, style)
     from dataclasses import asdict
 
-    from .encoder import load_encoder
+    from .encoder import NAMES, load_encoder, min_side
     from .gatys import Options, gatys
     from .images import load_image
 
@@ -743,22 +757,17 @@ def gatys_command(
         raise InputError("--texture-size is for --no-content: the output has the content's size")
     inputs = tuple(p for p in (content, style) if p is not None)
     size_ = size_arg(size, "--size")
-    if size_ is not None and size_ < 16:
-        raise InputError(f"--size must be at least 16 px (relu5_1 needs 16x16), got {size_}")
-    opts = (
-        steps,
-        optimizer,
-        init,
-        content_weight,
-        style_weight,
-        tv_weight,
-        gram,
-        seed,
-        lr,
-        save_every,
-        normalise,
-    )
-    o = Options(*opts).checked(content is not None)  # before anything slow
+    layers = tuple(v.strip() for v in style_layers.split(",") if v.strip())
+    weights = (content_weight, style_weight, tv_weight)
+    o = Options(
+        steps, optimizer, init, *weights, gram, seed, lr, save_every, normalise, layers, content_layer.strip()
+    ).checked(content is not None)  # before anything slow
+    deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=NAMES.index)
+    for name, value in (("--size", size_), ("--texture-size", min(shape) if shape else None)):
+        if value is not None and value < min_side(deepest):
+            raise InputError(
+                f"{name} must be at least {min_side(deepest)} px ({deepest} needs it), got {value}"
+            )
     optimise_outputs(output, history, steps, save_every, overwrite, inputs)
     if content is None and content_weight != 1.0:
         warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
@@ -817,7 +826,7 @@ def invert(
         "method": "invert",
         "image": image.name,
         "layer": layer,
-        "size": size,
+        "size": size_arg(size, "--size"),
         "steps": steps,
         "optimizer": o.optimizer,
         "tv_weight": tv_weight,
@@ -861,10 +870,9 @@ def bench(
     import tempfile
 
     from . import bench as b
+    from .gatys import Options
     from .images import write_json
     from .pipeline import Stylizer
-
-    from .gatys import Options
 
     files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
     if out.exists() and not out.is_dir():
@@ -874,6 +882,10 @@ def bench(
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {repeats}")
     Options(steps=steps).checked()
+    try:  # now, not after the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
     size_list = [size_arg(int(v), "--sizes") for v in sizes.split(",") if v.strip()] if not quick else [64]
     if not size_list or None in size_list:
         raise InputError(f"--sizes must be positive numbers of pixels, got {sizes!r}")

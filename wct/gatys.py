@@ -30,7 +30,7 @@ from .errors import InputError
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-TV_NORMALISED = 10.0  # tuned below
+TV_NORMALISED = 10.0  # ~4% of the loss of a content photo against its style: removes pixel noise
 STYLE_LAYER_WEIGHT = 1e3  # per layer: STYLE_LAYER_WEIGHT / C**2, as in the authors' reference
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
@@ -45,8 +45,8 @@ class GatysResult:
     """The optimised image (1, 3, H, W) in [0, 1] and its loss history.
 
     Entry k (k = 0..steps) holds step k, the weighted losses content, style, tv and their total of
-    the image after k steps (entry 0: the starting image), and the seconds since the optimisation
-    started at which that image existed (0 for the start).
+    the image after k steps (entry 0: the starting image), and the seconds of optimisation after
+    which that image existed (0 for the start; time spent in the callback is not counted).
     """
 
     image: Tensor
@@ -63,7 +63,7 @@ DEFAULT_WEIGHTS = {
 
 @dataclass(frozen=True)
 class Options:
-    """The settings of `gatys` (and, but for the weights of content and style, `invert`).
+    """The settings of `gatys`; `invert` uses steps, optimizer, tv_weight, seed, lr and save_every.
 
     style_weight and tv_weight default (None) to DEFAULT_WEIGHTS[normalise]."""
 
@@ -78,6 +78,8 @@ class Options:
     lr: float | None = None
     save_every: int = 0
     normalise: bool = True
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    content_layer: str = CONTENT_LAYER
 
     def checked(self, has_content: bool = True) -> Options:
         """The options validated, with the defaults that depend on others filled in (init, lr,
@@ -103,6 +105,8 @@ class Options:
             lr=_lr(self.lr, opt),
             save_every=_count(self.save_every, "save_every"),
             normalise=self.normalise,
+            style_layers=_layers(self.style_layers, "style_layers"),
+            content_layer=_layers((self.content_layer,), "content_layer")[0],
         )
 
 
@@ -194,19 +198,20 @@ def objective(
     options: Options,
     means: Mapping[str, Tensor] | None,
 ) -> Callable[[Tensor], dict[str, Tensor]]:
-    """The weighted losses of an image, as a function: content (relu4_2 MSE; 0 without a content
-    image), style, tv and their total. The targets are computed once, here."""
+    """The weighted losses of an image, as a function: content (MSE at options.content_layer; 0
+    without a content image), style (over options.style_layers), tv and their total. The targets
+    are computed once, here."""
     o = options
-    layers = list(STYLE_LAYERS) + ([CONTENT_LAYER] if content is not None else [])
+    layers = list(o.style_layers) + ([o.content_layer] if content is not None else [])
     with torch.no_grad():
-        targets = style_targets(extract(encoder, style, STYLE_LAYERS, means), o.gram)
+        targets = style_targets(extract(encoder, style, o.style_layers, means), o.gram)
         target = None
         if content is not None:
-            target = extract(encoder, content, [CONTENT_LAYER], means)[CONTENT_LAYER]
+            target = extract(encoder, content, [o.content_layer], means)[o.content_layer]
 
     def losses(x: Tensor) -> dict[str, Tensor]:
         feats = extract(encoder, x, layers, means)
-        c = x.new_zeros(()) if target is None else content_loss(feats[CONTENT_LAYER], target)
+        c = x.new_zeros(()) if target is None else content_loss(feats[o.content_layer], target)
         c = o.content_weight * c
         s = o.style_weight * style_loss(feats, targets, o.gram)
         t = o.tv_weight * tv_loss(x)
@@ -245,14 +250,17 @@ def gatys(
     callback: Callback | None = None,
     size: tuple[int, int] | None = None,
     normalise: bool = True,
+    style_layers: tuple[str, ...] = STYLE_LAYERS,
+    content_layer: str = CONTENT_LAYER,
 ) -> GatysResult:
     """Stylise `content` with `style` by optimising the image's pixels (Gatys et al. 2016).
 
     The loss is content_weight * MSE(relu4_2) + style_weight * sum of 1e3 / C**2 * Gram MSE over
     relu1_1..relu5_1 + tv_weight * tv_loss(pixels in [0, 1]), on the normalised VGG19 (see the
-    module docstring). Defaults: the authors' content 1 and style 1, TV_NORMALISED_DOC, L-BFGS from
-    the content image. normalise=False uses the raw Caffe features, where relu4_1 dominates the
-    style loss; its defaults are style 0.05 and TV 1e6.
+    module docstring). Defaults: the authors' content 1 and style 1, TV 10 (their reference has
+    none; here it removes pixel noise), L-BFGS from the content image. normalise=False uses the
+    raw Caffe features, where relu4_1 dominates the style loss; its defaults are style 0.05 and
+    TV 1e6. `style_layers` and `content_layer` (ReLU layers) replace relu1_1..relu5_1 and relu4_2.
 
     content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
     or the style's size. `init` is 'content' (the default when there is content), 'noise' (uniform,
@@ -266,14 +274,26 @@ def gatys(
     seed on CPU.
     """
     o = Options(
-        steps, optimizer, init, content_weight, style_weight, tv_weight, gram, seed, lr, save_every, normalise
+        steps,
+        optimizer,
+        init,
+        content_weight,
+        style_weight,
+        tv_weight,
+        gram,
+        seed,
+        lr,
+        save_every,
+        normalise,
+        tuple(style_layers) if isinstance(style_layers, (list, tuple)) else style_layers,
+        content_layer,
     ).checked(content is not None)
     device = encoder.mean.device
-    style = _image(style, "style", STYLE_LAYERS).to(device)
+    style = _image(style, "style", o.style_layers).to(device)
     if content is None:
-        shape = _size(size, style.shape[-2:])
+        shape = _size(size, style.shape[-2:], layers=o.style_layers)
     else:
-        content = _image(content, "content", (CONTENT_LAYER,) + STYLE_LAYERS).to(device)
+        content = _image(content, "content", (o.content_layer, *o.style_layers)).to(device)
         if size is not None and tuple(size) != tuple(content.shape[-2:]):
             raise InputError(
                 f"size {tuple(size)} is only for texture synthesis (content=None); "
@@ -359,8 +379,10 @@ def _optimise(
         return losses["total"]
 
     history: list[dict[str, float]] = []
+    paused = 0.0  # seconds spent in the callback (saving snapshots...), not optimising
 
     def record(step: int, losses: dict[str, Tensor], seconds: float, image: Tensor | None) -> None:
+        nonlocal paused
         entry = {"step": step, **{k: losses[k].item() for k in LOSS_KEYS}, "seconds": seconds}
         if not math.isfinite(entry["total"]):
             raise InputError(
@@ -368,7 +390,9 @@ def _optimise(
             )
         history.append(entry)
         if callback is not None:
+            t = time.perf_counter()
             callback(step, image, entry)
+            paused += time.perf_counter() - t
 
     start = time.perf_counter()
     made, snapshot = 0.0, None  # when the current image was made; its copy if it is to be saved
@@ -380,8 +404,9 @@ def _optimise(
         with torch.no_grad():
             x.clamp_(0, 1)
             _match_lbfgs_step(optim, x - before)
-        made = time.perf_counter() - start
-        snapshot = x.detach().clone() if save_every and step % save_every == 0 else None
+        made = time.perf_counter() - start - paused
+        wanted = callback is not None and save_every and step % save_every == 0
+        snapshot = x.detach().clone() if wanted else None
     with torch.no_grad():
         record(steps, objective(x), made, snapshot)
     return GatysResult(x.detach().clone(), history)
@@ -427,6 +452,19 @@ def _weight(value: object, name: str) -> float:
     ):
         raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def _layers(value: object, name: str) -> tuple[str, ...]:
+    """ReLU layer names (the normalised VGG's constants are per ReLU channel), without repeats."""
+    relus = [n for n in NAMES if n.startswith("relu")]
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or not all(isinstance(v, str) and v in relus for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise InputError(f"{_named(name)} takes distinct ReLU layers ({', '.join(relus)}), got {value!r}")
+    return value
 
 
 def _lr(value: float | None, opt: str) -> float:

@@ -375,12 +375,17 @@ def publish(tmp: str | Path, path: Path) -> None:
 
 def write_json(report: object, path: Path) -> None:
     """Write JSON via a temporary file and rename, so `path` is either the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(report, indent=1))
         publish(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -131,8 +131,13 @@ def stylize_level(
     stride = 2 ** (level - 1)
     enc_m = encoder_margin(level)
     decoder = stylizer.decoder(level)
-    dec_m = decoder_margin(decoder) + _round_up(blend, MULTIPLE)
     grid = tiles(h, w, tile)
+    # Cross-fades sum to one only where the bands of a core's two borders do not meet: at most
+    # half of any core that has neighbours along its axis.
+    ys, xs = {(t.y0, t.y1) for t in grid}, {(t.x0, t.x1) for t in grid}
+    cores = [b - a for spans in (ys, xs) if len(spans) > 1 for a, b in spans]
+    blend = min([blend, *(c // 2 for c in cores)])
+    dec_m = decoder_margin(decoder) + _round_up(blend, MULTIPLE)
     c = styles[0].total.shape[0]
     cache = c * (h // stride) * (w // stride) * 4 <= cache_bytes
     feats = torch.empty(c, h // stride, w // stride) if cache else None

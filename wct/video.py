@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,9 @@ from .pipeline import Style, Stylizer
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+# WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
+CODECS = {".webm": {"codec": "libvpx-vp9", "quality": None, "output_params": ["-crf", "32", "-b:v", "0"]}}
 DEFAULT_FPS = 24.0
 MOMENTUM = 0.3  # weight of the past in the content statistics' moving average
 STRENGTH = 0.6  # most an output pixel keeps of the previous one where the input is unchanged
@@ -96,14 +100,25 @@ class TemporalFilter:
         return out
 
 
+def natural_key(path: Path) -> list:
+    """Sort key putting frame_2.png before frame_10.png: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The images directly in `folder` (not in subfolders, where earlier outputs may sit), in
+    natural order."""
+    return sorted((p for p in list_images(folder) if p.parent == folder), key=natural_key)
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames."""
     path = Path(path)
     if path.is_dir():
-        files = list_images(path)
+        files = frame_files(path)
         if not files:
-            raise InputError(f"no images found in {path}")
+            raise InputError(f"no images found directly in {path}")
         return (load_image(f, size) for f in files), DEFAULT_FPS, len(files)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
@@ -145,7 +160,9 @@ class FrameWriter:
         self._size: tuple[int, int] | None = None
         if any(path.resolve() == Path(p).resolve() for p in protect):
             raise OutputError(f"refusing to write over the input {path}")
-        if not is_video(path) and path.suffix:
+        if is_video(path) and path.is_dir():
+            raise OutputError(f"{path} is a folder: name a video file, or a folder without a video suffix")
+        if not is_video(path) and path.suffix and not path.is_dir():
             raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
         if is_video(path) and path.exists() and not overwrite:
             raise OutputError(f"{path} exists: pass --overwrite to replace it")
@@ -184,7 +201,11 @@ class FrameWriter:
             if self._writer is None:
                 self._size = (w, h)
                 self._writer = imageio.get_writer(
-                    self._tmp, format="FFMPEG", fps=self.fps, quality=8, macro_block_size=2
+                    self._tmp,
+                    format="FFMPEG",
+                    fps=self.fps,
+                    macro_block_size=2,
+                    **CODECS.get(self.path.suffix.lower(), {"quality": 8}),
                 )
             # yuv420p needs even sides: repeat the last row/column rather than let imageio rescale
             self._writer.append_data(np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
@@ -192,9 +213,17 @@ class FrameWriter:
 
     def close(self, ok: bool = True) -> None:
         """Move the output into place (ok: an existing one's frames are replaced, other files in
-        its folder are kept) or delete the temporary one (not ok)."""
+        its folder are kept) or delete the temporary one (not ok). With ok, an OutputError if
+        ffmpeg failed or its video does not read back; without, the caller's error stands."""
+        wanted, error = ok, None
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as e:  # ffmpeg failed: what it wrote is not a video
+                ok, error = False, OutputError(f"ffmpeg could not write {self.path} ({e.__class__.__name__})")
+            else:
+                error = self._unreadable() if ok else None
+                ok = ok and error is None
         if not (ok and self.count):
             if self._tmp.is_dir():
                 shutil.rmtree(self._tmp)
@@ -208,6 +237,23 @@ class FrameWriter:
             for new in sorted(self._tmp.iterdir()):
                 os.replace(new, self.path / new.name)
             self._tmp.rmdir()
+        if wanted and error is not None:
+            raise error
+
+    def _unreadable(self) -> OutputError | None:
+        """An OutputError if the finished temporary video does not read back with all its frames."""
+        import imageio.v2 as imageio
+
+        try:
+            with imageio.get_reader(self._tmp, format="FFMPEG") as reader:
+                n = reader.count_frames()
+        except Exception as e:
+            return OutputError(f"ffmpeg wrote {self.path} but it does not read back ({e.__class__.__name__})")
+        if n == 0:
+            return OutputError(f"ffmpeg wrote {self.path} without a frame")
+        if n != self.count:
+            warnings.warn(f"{self.path} reads back with {n} frames, {self.count} were written", stacklevel=3)
+        return None
 
 
 def stylize_frames(
