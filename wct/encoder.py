@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from .errors import InputError, OutputError, WeightsError
-from .images import publish, temp_beside
+from .errors import InputError, WeightsError
+from .images import write_atomic
 
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -106,20 +106,8 @@ def write_signed(tensors: dict[str, Tensor], metadata: dict[str, str], path: str
     """Write a safetensors file atomically (temp file, then rename) with a sha256 of its tensors."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     meta = {**metadata, "sha256": tensors_sha256(tensors)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        publish(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def read_signed(path: str | os.PathLike, what: str) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -18,6 +18,7 @@ import os
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -373,22 +374,30 @@ def publish(tmp: str | Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json(report: object, path: Path) -> None:
-    """Write JSON via a temporary file and rename, so `path` is either the old file or the new."""
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """`write(tmp)` a temporary file beside `path`, then rename it over `path`, so `path` is either
+    the old file or the new; OutputError if the folder or the file cannot be written."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(report, indent=1))
+        write(tmp)
         publish(tmp, path)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def write_json(report: object, path: Path) -> None:
+    """Write JSON atomically (`write_atomic`)."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:

@@ -26,7 +26,15 @@ import torch
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
-from .images import atomic_save, list_images, load_image, pil_to_tensor, publish, temp_beside, tensor_to_pil
+from .images import (
+    IMAGE_SUFFIXES,
+    atomic_save,
+    load_image,
+    pil_to_tensor,
+    publish,
+    temp_beside,
+    tensor_to_pil,
+)
 from .pipeline import Style, Stylizer
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats
@@ -108,7 +116,9 @@ def natural_key(path: Path) -> list:
 def frame_files(folder: Path) -> list[Path]:
     """The images directly in `folder` (not in subfolders, where earlier outputs may sit), in
     natural order."""
-    return sorted((p for p in list_images(folder) if p.parent == folder), key=natural_key)
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key
+    )
 
 
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
