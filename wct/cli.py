@@ -716,7 +716,7 @@ def gatys_command(
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
     steps: int = typer.Option(500, help="Optimiser steps."),
     content_weight: float = typer.Option(1.0),
-    style_weight: float | None = typer.Option(None, help="Default 1 (0.05 with --no-normalise)."),
+    style_weight: float | None = typer.Option(None, help="Default 100 (0.05 with --no-normalise)."),
     tv_weight: float | None = typer.Option(None, help="Default 10 (1e6 with --no-normalise)."),
     normalise: bool = typer.Option(
         True,
