@@ -25,6 +25,16 @@ def panning(frames: int = 6, size: int = 64, step: int = 3) -> list[torch.Tensor
     return out
 
 
+def frames_and_style(tmp_path, n: int, width: int, height: int) -> tuple:
+    """A style image and a folder of n landscape frames; returns the folder and the CLI's options."""
+    painting(48, 48).save(tmp_path / "style.png")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(n):
+        landscape(width, height, seed=i).save(frames / f"{i}.png")
+    return frames, ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+
+
 def test_moving_average_of_statistics():
     a = feature_stats(torch.randn(4, 300, dtype=torch.float64))
     b = feature_stats(torch.randn(4, 300, dtype=torch.float64) * 2 + 1)
@@ -91,12 +101,7 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
 
 
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):
-    painting(48, 48).save(tmp_path / "style.png")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        landscape(47, 33, seed=i).save(frames / f"{i}.png")
-    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    frames, common = frames_and_style(tmp_path, 3, 47, 33)
     r = wct_cli("video", str(frames), str(tmp_path / "odd.mp4"), *common)
     assert r.returncode == 0, r.stderr
     assert "macro_block_size" not in caplog.text  # padded by us: imageio did not rescale the frames
@@ -164,12 +169,7 @@ def test_frame_folders_are_replaced_whole_or_not_at_all(wct_cli, tmp_path):
 
 
 def test_webm_is_written_with_a_webm_codec_and_reads_back(wct_cli, tmp_path):
-    painting(48, 48).save(tmp_path / "style.png")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(2):
-        landscape(48, 32, seed=i).save(frames / f"{i}.png")
-    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    frames, common = frames_and_style(tmp_path, 2, 48, 32)
     r = wct_cli("video", str(frames), str(tmp_path / "out.webm"), *common)
     assert r.returncode == 0, r.stderr
     back = list(read_frames(tmp_path / "out.webm")[0])

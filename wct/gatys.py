@@ -260,9 +260,9 @@ def gatys(
     relu1_1..relu5_1 + tv_weight * tv_loss(pixels in [0, 1]), on the normalised VGG19 (see the
     module docstring). Defaults: content 1, style 100 (the authors' reference has style 1, which
     here barely changes the photo), TV 10 (their reference has none; here it removes pixel noise),
-    L-BFGS from the content image. normalise=False uses the
-    raw Caffe features, where relu4_1 dominates the style loss; its defaults are style 0.05 and
-    TV 1e6. `style_layers` and `content_layer` (ReLU layers) replace relu1_1..relu5_1 and relu4_2.
+    L-BFGS from the content image. normalise=False uses the raw Caffe features, where relu4_1
+    dominates the style loss; its defaults are style 0.05 and TV 1e6. `style_layers` and
+    `content_layer` (ReLU layers) replace relu1_1..relu5_1 and relu4_2.
 
     content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
     or the style's size. `init` is 'content' (the default when there is content), 'noise' (uniform,
