@@ -15,7 +15,8 @@ their logs until they end, packing the best decoders into $OUT in pieces of at m
 goes. Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set,
 writes that score into its metadata and exports it to decoders/ if it beats the one there. `start
 --seeds 0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to
-average.
+average; `pack --skip N` carries the photos after the N an earlier call carried, so calls in turn
+see every photo.
 
     python scripts/train_gpu.py pack --q8 4 5       # then move out what it names
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
@@ -108,10 +109,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def pack_photos(files: list[Path], target: Path, max_bytes: int, short_side: int, quality: int) -> int:
-    """Write photos as WebP in a seeded random order until the next would pass `max_bytes`."""
+def pack_photos(
+    files: list[Path], target: Path, max_bytes: int, short_side: int, quality: int, skip: int = 0
+) -> int:
+    """Write photos as WebP in a seeded random order, from its `skip`-th on, until the next would
+    pass `max_bytes`."""
     order, used, written = random.Random(0).sample(range(len(files)), len(files)), 0, 0
-    for i in order:
+    for i in order[skip:]:
         im = Image.open(files[i]).convert("RGB")
         s = short_side / min(im.size)
         if s < 1:
@@ -134,6 +138,7 @@ def pack(
     short_side: int,
     budget_mb: float,
     leave_out: list[str],
+    skip: int = 0,
 ) -> None:
     from wct.encoder import default_weights_path, read_weights, save_weights
     from wct.images import list_images
@@ -154,9 +159,10 @@ def pack(
             f"error: {fixed / 2**20:.1f} MiB travel before any photo; raise --budget-mb or --leave-out more"
         )
     files = list_images(train)
-    n = pack_photos(files, GPU / "train", room, short_side, quality)
+    n = pack_photos(files, GPU / "train", room, short_side, quality, skip)
     print(
-        f"packed {n} of {len(files)} photos; {(fixed + folder_bytes(GPU / 'train')) / 2**20:.1f} MiB travel"
+        f"packed {n} of {len(files)} photos (from the {skip}th of the order: next call --skip {skip + n}); "
+        f"{(fixed + folder_bytes(GPU / 'train')) / 2**20:.1f} MiB travel"
     )
     print("move out of the tree for the call:", " ".join(leave_out))
 
@@ -315,6 +321,7 @@ def main() -> None:
         nargs="*",
         help="tracked files you move out for the call (default: docs and the --q8 decoders)",
     )
+    p.add_argument("--skip", type=int, default=0, help="photos of the seeded order to skip (carried before)")
     s = sub.add_parser("start")
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--batch", type=int, default=16)
@@ -342,7 +349,7 @@ def main() -> None:
             if a.leave_out is not None
             else ["docs/*"] + [f"decoders/relu{v}_1.safetensors" for v in a.q8]
         )
-        pack(a.train, a.val, a.val_every, a.quality, a.q8, a.short_side, a.budget_mb, leave_out)
+        pack(a.train, a.val, a.val_every, a.quality, a.q8, a.short_side, a.budget_mb, leave_out, a.skip)
     elif a.cmd == "start":
         unplanned = [v for v in a.levels if v not in PLAN]
         if a.lr is None and unplanned:

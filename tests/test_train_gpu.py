@@ -94,3 +94,24 @@ def test_left_out_tracked_files_are_not_counted_as_travelling():
     everything = gpu.travelling_bytes([])
     rest = gpu.travelling_bytes(["decoders/*.safetensors"])
     assert everything - rest == sum(f.stat().st_size for f in decoders)
+
+
+def test_skip_carries_the_photos_an_earlier_call_did_not(tmp_path):
+    gpu = load_script()
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    for i in range(12):
+        f = src / f"{i:02d}.png"
+        Image.new("RGB", (40, 30), (20 * i, 0, 0)).save(f)
+        files.append(f)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    gpu.pack_photos(files[:1], tmp_path, 10**9, 320, 75)
+    size = (tmp_path / "0000.webp").stat().st_size  # flat photos compress alike
+
+    n = gpu.pack_photos(files, first, int(5.5 * size), 320, 75)
+    m = gpu.pack_photos(files, second, 10**9, 320, 75, skip=n)
+
+    a, b = {f.name for f in first.glob("*.webp")}, {f.name for f in second.glob("*.webp")}
+    assert 0 < n < 12 and m == 12 - n and not a & b and len(a | b) == 12
