@@ -1,5 +1,7 @@
 """Batches and video (issue 5, part 6): style statistics once per style, `wct video`, --temporal."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +87,7 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
     assert r.returncode == 0, r.stderr
     back, fps, count = read_frames(str(out))  # the API takes str paths too
-    assert fps == 24 and len(list(back)) == 4
+    assert fps == 24 and len(list(back)) == 4 and count == 4  # from the duration: MP4s give no count
     assert len(list(read_frames(str(tmp_path / "out"))[0])) == 4
     assert not list(tmp_path.glob(".styled*"))  # no temporary file left behind
     r = wct_cli("video", str(tmp_path / "out"), str(out), *common)
@@ -98,6 +100,31 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     r = wct_cli("video", str(tmp_path / "empty.mp4"), str(tmp_path / "o2"), *common)
     assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr
+
+
+def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli, tmp_path):
+    import imageio.v2 as imageio
+
+    painting(48, 48).save(tmp_path / "style.png")
+    clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
+    rng = np.random.default_rng(0)
+    with imageio.get_writer(clip, fps=10, macro_block_size=2, ffmpeg_params=["-movflags", "+faststart"]) as w:
+        for _ in range(30):  # noise: every frame costs about as many bytes as the next
+            w.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])  # the index (at the front) still promises 30
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+
+    with pytest.warns(UserWarning, match=r"cut.mp4 ended after \d+ of about 30 frames"):
+        r = wct_cli("video", str(cut), str(tmp_path / "out"), *common)
+
+    written = len(list((tmp_path / "out").glob("frame_*.png")))
+    assert r.returncode == 0 and 5 < written < 25 and f"wrote {written} frames" in r.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = wct_cli("video", str(clip), str(tmp_path / "whole"), *common)
+    assert r.returncode == 0 and len(list((tmp_path / "whole").glob("frame_*.png"))) == 30
+    assert not [w for w in caught if "ended after" in str(w.message)]
 
 
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):

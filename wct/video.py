@@ -121,9 +121,21 @@ def frame_files(folder: Path) -> list[Path]:
     )
 
 
+def expected_frames(nframes: object, duration: object, fps: float) -> int | None:
+    """The number of frames a video's metadata promises, or None when it does not say."""
+
+    def known(v: object) -> bool:
+        return isinstance(v, (int, float)) and bool(np.isfinite(v)) and v > 0
+
+    if known(nframes):
+        return int(nframes)
+    return round(duration * fps) if known(duration) else None
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
-    side scaled to `size`; also the frame rate and, when known, the number of frames."""
+    side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
+    the container's count or, as most MP4s give none, its duration times the frame rate)."""
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
@@ -142,8 +154,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
     fps = float(meta.get("fps") or DEFAULT_FPS)
-    n = meta.get("nframes")
-    count = int(n) if isinstance(n, (int, float)) and np.isfinite(n) else None
+    count = expected_frames(meta.get("nframes"), meta.get("duration"), fps)
 
     def frames() -> Iterator[Tensor]:
         from PIL import Image
