@@ -15,8 +15,9 @@ their logs until they end, packing the best decoders into $OUT in pieces of at m
 goes. Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set,
 writes that score into its metadata and exports it to decoders/ if it beats the one there. `start
 --seeds 0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to
-average; `pack --skip N` carries the photos after the N an earlier call carried, so calls in turn
-see every photo.
+average; `wait --soups` averages them with their start there and sends that back in fp16, each run
+as int8 while room allows (`adopt` takes either). `pack --skip N` carries the photos after the N
+an earlier call carried, so calls in turn see every photo.
 
     python scripts/train_gpu.py pack --q8 4 5       # then move out what it names
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
@@ -248,19 +249,56 @@ def start(
     (RUNS / "pids").write_text(" ".join(map(str, pids)))
 
 
-def collect(out: Path) -> None:
+def soup(level: int) -> Path | None:
+    """Write the equal average of a level's runs (each one's best decoder) and the decoder they
+    started from, the mix that scored best so far (model card); None with fewer than two."""
+    import json
+
+    from wct.decoder import average_decoders, load_decoder, save_decoder
+
+    name = f"relu{level}_1.safetensors"
+    start = next((f for f in (INIT / name, ROOT / "decoders" / name) if f.exists()), None)
+    files = sorted(RUNS.glob(f"l{level}*/relu{level}_1.best.safetensors")) + ([start] if start else [])
+    if len(files) < 2:
+        return None
+    decoders = [load_decoder(None, "cpu", path=f) for f in files]
+    meta = dict(decoders[0].metadata)
+    meta["averaged_from"] = json.dumps(
+        [{"file": str(f), "sha256": d.metadata.get("sha256")} for f, d in zip(files, decoders, strict=True)]
+    )
+    target = RUNS / f"relu{level}_1.soup.safetensors"
+    save_decoder(average_decoders(decoders), target, meta)
+    return target
+
+
+def collect(out: Path, soups: bool = False, room: int = 60 * 2**20) -> None:
+    """Pack logs, curves and each run's best decoder into `out` in pieces of 15 MB. With `soups`,
+    each level's soup (fp16) comes first and the runs' decoders travel as int8 while they fit in
+    `room`, so that three or more seeds still come back whole in one average."""
     tar = Path("/tmp/gpu_runs.tar")
+    files = sorted(RUNS.glob("l*/*"))
+    keep = [f for f in files if f.suffix in (".log", ".png")]
+    best = [f for f in files if f.name.endswith(".best.safetensors")]
+    if soups:
+        levels = sorted({int(f.name.removeprefix("relu")[0]) for f in best})
+        keep += [f for f in (soup(level) for level in levels) if f]
+        for f in best:
+            q8 = f.with_name(f.name + ".q8")
+            quantize(f, q8)
+            if sum(k.stat().st_size for k in keep) + q8.stat().st_size <= room:
+                keep.append(q8)
+    else:
+        keep += best
     with tarfile.open(tar, "w") as t:
-        for f in sorted(RUNS.glob("l*/*")):
-            if f.suffix in (".log", ".png") or f.name.endswith(".best.safetensors"):
-                t.add(f, arcname=str(f.relative_to(RUNS)))
+        for f in keep:
+            t.add(f, arcname=str(f.relative_to(RUNS)))
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("part_*"):
         old.unlink()
     subprocess.run(["split", "-b", "15M", str(tar), str(out / "part_")], check=True)
 
 
-def wait(seconds: float, out: Path | None) -> None:
+def wait(seconds: float, out: Path | None, soups: bool = False) -> None:
     """Report every 30 s until the runs end or `seconds` pass, collecting into `out` every 2 min."""
     t0, collected = time.time(), time.time()
     pids = [int(p) for p in (RUNS / "pids").read_text().split()]
@@ -274,10 +312,10 @@ def wait(seconds: float, out: Path | None) -> None:
         if not running or time.time() - t0 >= seconds - 1:
             break
         if out and time.time() - collected > 120:
-            collect(out)
+            collect(out, soups)
             collected = time.time()
     if out:
-        collect(out)
+        collect(out, soups)
 
 
 def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
@@ -289,6 +327,9 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
 
     encoder, images = load_encoder("cpu"), load_val_images(val)
     for f in files:
+        if f.suffix == ".q8":  # a run that came back as int8 beside its level's soup
+            dequantize(f, f.with_suffix(""))
+            f = f.with_suffix("")
         decoder = load_decoder(None, "cpu", path=f)  # in eval mode, no grad
         meta = dict(decoder.metadata)
         s = reconstruction_scores(encoder, decoder, images)
@@ -337,6 +378,9 @@ def main() -> None:
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
+    w.add_argument(
+        "--soups", action="store_true", help="return each level's soup, and its runs as int8 as room allows"
+    )
     d = sub.add_parser("adopt")
     d.add_argument("files", type=Path, nargs="+")
     d.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
@@ -368,7 +412,7 @@ def main() -> None:
             a.scale,
         )
     elif a.cmd == "wait":
-        wait(a.seconds, a.out)
+        wait(a.seconds, a.out, a.soups)
     else:
         adopt(a.files, a.val, a.data, a.hardware)
 

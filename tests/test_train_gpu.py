@@ -115,3 +115,51 @@ def test_skip_carries_the_photos_an_earlier_call_did_not(tmp_path):
 
     a, b = {f.name for f in first.glob("*.webp")}, {f.name for f in second.glob("*.webp")}
     assert 0 < n < 12 and m == 12 - n and not a & b and len(a | b) == 12
+
+
+def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, monkeypatch):
+    import tarfile
+
+    gpu = load_script()
+    runs, init = tmp_path / "runs", tmp_path / "init"
+    monkeypatch.setattr(gpu, "RUNS", runs)
+    monkeypatch.setattr(gpu, "INIT", init)
+    torch.manual_seed(0)
+    start = Decoder(3)
+    init.mkdir()
+    save_decoder(start, init / "relu3_1.safetensors", {"encoder": VGG19_MD5})
+    weights = [start.state_dict()]
+    for run in ("l3", "l3s1"):
+        d = Decoder(3)
+        d.load_state_dict(start.state_dict())
+        with torch.no_grad():
+            for p in d.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        (runs / run).mkdir(parents=True)
+        (runs / run / "train.log").write_text("step 1\n")
+        save_decoder(d, runs / run / "relu3_1.best.safetensors", {"encoder": VGG19_MD5})
+        weights.append(load_decoder(3, "cpu", path=runs / run / "relu3_1.best.safetensors").state_dict())
+
+    def back(room: int) -> dict[str, Path]:
+        out, unpacked = tmp_path / f"out{room}", tmp_path / f"back{room}"
+        gpu.collect(out, soups=True, room=room)
+        (tmp_path / "all.tar").write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("part_*"))))
+        with tarfile.open(tmp_path / "all.tar") as t:
+            t.extractall(unpacked, filter="data")
+        return {p.relative_to(unpacked).as_posix(): p for p in unpacked.rglob("*") if p.is_file()}
+
+    everything = back(10**9)
+    assert set(everything) == {
+        "relu3_1.soup.safetensors",
+        "l3/train.log",
+        "l3s1/train.log",
+        "l3/relu3_1.best.safetensors.q8",
+        "l3s1/relu3_1.best.safetensors.q8",
+    }
+    soup = load_decoder(3, "cpu", path=everything["relu3_1.soup.safetensors"]).state_dict()
+    for name, w in soup.items():
+        mean = sum(s[name].float() for s in weights) / 3
+        assert torch.allclose(w.float(), mean, atol=2e-3, rtol=2e-3), name
+    q8 = everything["l3/relu3_1.best.safetensors.q8"].stat().st_size
+    small = sum(everything[k].stat().st_size for k in everything if not k.endswith(".q8")) + q8 * 3 // 2
+    assert sum(k.endswith(".q8") for k in back(small)) == 1  # the rest did not fit
