@@ -251,10 +251,9 @@ def start(
 
 def soup(level: int) -> Path | None:
     """Write the equal average of a level's runs (each one's best decoder) and the decoder they
-    started from, the mix that scored best so far (model card); None with fewer than two."""
-    import json
-
-    from wct.decoder import average_decoders, load_decoder, save_decoder
+    started from (its int8 copy, if it travelled so), the mix that scored best so far (model card);
+    None with fewer than two."""
+    from wct.decoder import average_decoders, load_decoder, save_decoder, soup_metadata
 
     name = f"relu{level}_1.safetensors"
     start = next((f for f in (INIT / name, ROOT / "decoders" / name) if f.exists()), None)
@@ -262,12 +261,8 @@ def soup(level: int) -> Path | None:
     if len(files) < 2:
         return None
     decoders = [load_decoder(None, "cpu", path=f) for f in files]
-    meta = dict(decoders[0].metadata)
-    meta["averaged_from"] = json.dumps(
-        [{"file": str(f), "sha256": d.metadata.get("sha256")} for f, d in zip(files, decoders, strict=True)]
-    )
     target = RUNS / f"relu{level}_1.soup.safetensors"
-    save_decoder(average_decoders(decoders), target, meta)
+    save_decoder(average_decoders(decoders), target, soup_metadata(files, decoders, [1.0] * len(files)))
     return target
 
 

@@ -3,6 +3,7 @@ file that `wct train --init-from` and `load_decoder` accept, with nearly the sam
 same metadata; the training photos fill what is left of the 64 MiB."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, mo
                 p.add_(torch.randn_like(p) * 0.1)
         (runs / run).mkdir(parents=True)
         (runs / run / "train.log").write_text("step 1\n")
-        save_decoder(d, runs / run / "relu3_1.best.safetensors", {"encoder": VGG19_MD5})
+        save_decoder(d, runs / run / "relu3_1.best.safetensors", {"encoder": VGG19_MD5, "val_psnr": "27.5"})
         weights.append(load_decoder(3, "cpu", path=runs / run / "relu3_1.best.safetensors").state_dict())
 
     def back(room: int) -> dict[str, Path]:
@@ -156,7 +157,10 @@ def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, mo
         "l3/relu3_1.best.safetensors.q8",
         "l3s1/relu3_1.best.safetensors.q8",
     }
-    soup = load_decoder(3, "cpu", path=everything["relu3_1.soup.safetensors"]).state_dict()
+    soup_file = load_decoder(3, "cpu", path=everything["relu3_1.soup.safetensors"])
+    assert "val_psnr" not in soup_file.metadata  # a run's score does not hold for the average
+    assert len(json.loads(soup_file.metadata["averaged_from"])) == 3
+    soup = soup_file.state_dict()
     for name, w in soup.items():
         mean = sum(s[name].float() for s in weights) / 3
         assert torch.allclose(w.float(), mean, atol=2e-3, rtol=2e-3), name

@@ -484,7 +484,7 @@ def average_decoders_command(
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
     must_exist(*files, val)
-    from .decoder import average_decoders, load_decoder, save_decoder
+    from .decoder import average_decoders, load_decoder, save_decoder, soup_metadata
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
 
@@ -504,12 +504,7 @@ def average_decoders_command(
     decoders = [load_decoder(None, encoder.mean.device, encoder.weights_id, f) for f in files]
     w = w or [1.0] * len(files)
     mean = average_decoders(decoders, w)
-    dropped = ("level", "sha256", "val_psnr", "val_ssim", "val_images", "val_data")
-    meta = {k: v for k, v in decoders[0].metadata.items() if k not in dropped}
-    meta["averaged_from"] = [
-        {"file": str(f), "sha256": d.metadata.get("sha256"), "weight": x}
-        for f, d, x in zip(files, decoders, w, strict=True)
-    ]
+    meta = soup_metadata(files, decoders, w)
     line = f"averaged {len(files)} relu{mean.level}_1 decoders"
     if images:
         s = reconstruction_scores(encoder, mean, images)

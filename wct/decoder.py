@@ -138,6 +138,20 @@ def load_decoder(
     return decoder.requires_grad_(False).eval().to(resolve_device(device))
 
 
+def soup_metadata(
+    files: Sequence[str | Path], decoders: Sequence[Decoder], weights: Sequence[float]
+) -> dict[str, object]:
+    """Metadata for the average of `decoders` (read from `files`): the first one's, less its scores
+    and digest, which do not hold for the average, plus where each ingredient came from."""
+    dropped = ("level", "sha256", "val_psnr", "val_ssim", "val_images", "val_data")
+    meta: dict[str, object] = {k: v for k, v in decoders[0].metadata.items() if k not in dropped}
+    meta["averaged_from"] = [
+        {"file": str(f), "sha256": d.metadata.get("sha256"), "weight": w}
+        for f, d, w in zip(files, decoders, weights, strict=True)
+    ]
+    return meta
+
+
 def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | None = None) -> Decoder:
     """The weighted mean of decoders' weights (a "model soup"). Only runs fine-tuned from one
     another share a loss basin, so all must be for one level and whiten their inputs alike."""
