@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import wct  # noqa: E402
+from tests.conftest import cut_clip  # noqa: E402
 from tests.test_reliability import (  # noqa: E402
     bad_files,
     extreme_images,
@@ -365,14 +366,8 @@ def nothing_lost(t: Table, tmp: Path) -> None:
         "`wct video` into a folder of frames, 2nd frame unreadable (`--overwrite`)",
         f"{response(code, lines)}; earlier frames unchanged: {same}; temporary folders left: {left}",
     )
-    import imageio.v2 as imageio
-
-    clip, cut, out5 = tmp / "clip.mp4", tmp / "cut.mp4", tmp / "cut_frames"
-    rng = np.random.default_rng(0)
-    with imageio.get_writer(clip, fps=10, macro_block_size=2, ffmpeg_params=["-movflags", "+faststart"]) as w:
-        for _ in range(30):
-            w.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+    _, cut = cut_clip(tmp, 30)
+    out5 = tmp / "cut_frames"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # imageio-ffmpeg's pipes; Python hides these
         code, lines = cli("video", cut, out5, "--style", style, "--levels", "1", "--size", "0")

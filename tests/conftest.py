@@ -40,6 +40,21 @@ def stylizer():
     return Stylizer("cpu")
 
 
+def cut_clip(folder: Path, frames: int = 30) -> tuple[Path, Path]:
+    """A noise MP4 of `frames` frames with its index at the front, and a copy cut to 60% of its
+    bytes: the cut one still promises `frames` frames but ffmpeg reads only the first ones."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    clip, cut = folder / "clip.mp4", folder / "cut.mp4"
+    rng = np.random.default_rng(0)
+    with imageio.get_writer(clip, fps=10, macro_block_size=2, ffmpeg_params=["-movflags", "+faststart"]) as w:
+        for _ in range(frames):  # noise: every frame costs about as many bytes as the next
+            w.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+    return clip, cut
+
+
 def gradient_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     """A smooth synthetic photo-like image (1, 3, h, w) in [0, 1]."""
     g = torch.Generator().manual_seed(seed)

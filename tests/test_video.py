@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import gradient_image
+from tests.conftest import cut_clip, gradient_image
 from wct.demo import landscape, painting
 from wct.errors import InputError
 from wct.transform import feature_stats
@@ -103,16 +103,8 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
 
 
 def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli, tmp_path):
-    import imageio.v2 as imageio
-
     painting(48, 48).save(tmp_path / "style.png")
-    clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
-    rng = np.random.default_rng(0)
-    with imageio.get_writer(clip, fps=10, macro_block_size=2, ffmpeg_params=["-movflags", "+faststart"]) as w:
-        for _ in range(30):  # noise: every frame costs about as many bytes as the next
-            w.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    data = clip.read_bytes()
-    cut.write_bytes(data[: len(data) * 6 // 10])  # the index (at the front) still promises 30
+    clip, cut = cut_clip(tmp_path, 30)
     common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
 
     with pytest.warns(UserWarning, match=r"cut.mp4 ended after \d+ of about 30 frames"):

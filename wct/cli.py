@@ -293,11 +293,6 @@ def video(
         writer.close(ok)
     if not ok:
         raise InputError(f"{source} has no frames")
-    if count and writer.count < 0.98 * count - 1:  # a duration-based count may be a frame off
-        warnings.warn(
-            f"{source} ended after {writer.count} of about {count} frames: truncated or damaged?",
-            stacklevel=1,
-        )
     console.print(f"wrote {writer.count} frames to {output}")
 
 

@@ -135,7 +135,8 @@ def expected_frames(nframes: object, duration: object, fps: float) -> int | None
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
-    the container's count or, as most MP4s give none, its duration times the frame rate)."""
+    the container's count or, as most MP4s give none, its duration times the frame rate). A video
+    that ends well before that count (truncated, say) warns once its frames run out."""
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
@@ -159,11 +160,17 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     def frames() -> Iterator[Tensor]:
         from PIL import Image
 
+        n = 0
         try:
             for a in reader:
                 yield load_image(pil_to_tensor(Image.fromarray(np.asarray(a)[..., :3])), size)
+                n += 1
         finally:
             reader.close()
+        if count and n < 0.98 * count - 1:  # a duration-based count may be a frame off
+            warnings.warn(
+                f"{path} ended after {n} of about {count} frames: truncated or damaged?", stacklevel=2
+            )
 
     return frames(), fps, count
 
