@@ -1,5 +1,7 @@
 """Batches and video (issue 5, part 6): style statistics once per style, `wct video`, --temporal."""
 
+import re
+import subprocess
 import warnings
 
 import numpy as np
@@ -9,9 +11,17 @@ from PIL import Image
 
 from tests.conftest import cut_clip, gradient_image
 from wct.demo import landscape, painting
-from wct.errors import InputError
+from wct.errors import InputError, OutputError
 from wct.transform import feature_stats
-from wct.video import Smoother, TemporalFilter, ema_stats, flicker, read_frames, stylize_frames
+from wct.video import (
+    Smoother,
+    TemporalFilter,
+    ema_stats,
+    flicker,
+    has_audio,
+    read_frames,
+    stylize_frames,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,6 +127,54 @@ def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli
         r = wct_cli("video", str(clip), str(tmp_path / "whole"), *common)
     assert r.returncode == 0 and len(list((tmp_path / "whole").glob("frame_*.png"))) == 30
     assert not [w for w in caught if "ended after" in str(w.message)]
+
+
+def clip_with_sound(path, frames: int, fps: int, seconds: float) -> None:
+    """A test-pattern video of `frames` frames with a sine tone lasting `seconds`."""
+    import imageio_ffmpeg
+
+    lavfi = [f"testsrc=size=48x32:rate={fps}:duration={frames / fps}", f"sine=duration={seconds}"]
+    inputs = [arg for src in lavfi for arg in ("-f", "lavfi", "-i", src)]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *inputs]
+    subprocess.run([*cmd, "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)], check=True)
+
+
+def duration(path) -> float:
+    import imageio_ffmpeg
+
+    r = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)], capture_output=True, text=True)
+    h, m, sec = re.search(r"Duration: (\d+):(\d+):([\d.]+)", r.stderr).groups()
+    return 3600 * int(h) + 60 * int(m) + float(sec)
+
+
+def test_video_keeps_the_audio_cut_to_the_frames(wct_cli, tmp_path, monkeypatch):
+    painting(48, 48).save(tmp_path / "style.png")
+    clip = tmp_path / "clip.mp4"
+    clip_with_sound(clip, frames=6, fps=10, seconds=3)  # the sound outlasts the 0.6 s of frames
+    common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")
+    assert has_audio(clip) and duration(clip) > 2.5
+    for out in (tmp_path / "out.mp4", tmp_path / "out.webm"):  # AAC copied; re-encoded to Opus
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # not "ended after 6 of about 30 frames"
+            r = wct_cli("video", str(clip), str(out), *common)
+        assert r.returncode == 0 and "with the audio of" in " ".join(r.stderr.split()), r.stderr
+        assert read_frames(clip)[2] == 6  # the frames' count, not the sound's 3 s x 10 fps
+        assert has_audio(out) and duration(out) < 0.8 and len(list(read_frames(out)[0])) == 6
+    r = wct_cli("video", str(clip), str(tmp_path / "mute.mp4"), *common, "--no-audio")
+    assert r.returncode == 0 and not has_audio(tmp_path / "mute.mp4")
+    with pytest.warns(UserWarning, match="--fps changes the clip's duration"):
+        r = wct_cli("video", str(clip), str(tmp_path / "slow.mp4"), *common, "--fps", "5")
+    assert r.returncode == 0 and not has_audio(tmp_path / "slow.mp4")
+
+    def fail(*args):
+        raise OutputError("ffmpeg could not add the audio (test)")
+
+    monkeypatch.setattr("wct.video.add_audio", fail)
+    with pytest.warns(UserWarning, match="without the audio of"):
+        r = wct_cli("video", str(clip), str(tmp_path / "silent.mp4"), *common)
+    assert r.returncode == 0 and len(list(read_frames(tmp_path / "silent.mp4")[0])) == 6
+    assert not has_audio(tmp_path / "silent.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):

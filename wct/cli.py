@@ -259,6 +259,7 @@ def video(
     size: int = typer.Option(512, help="Longer side of the frames in pixels (0 keeps it)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     fps: float | None = typer.Option(None, help="Frame rate of the output (default: the input's, or 24)."),
+    audio: bool = typer.Option(True, help="Give a video output the source video's audio track."),
     tile: str = TileOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
@@ -269,7 +270,7 @@ def video(
     must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
-    from .video import FrameWriter, is_video, read_frames, stylize_frames
+    from .video import FrameWriter, has_audio, is_video, read_frames, stylize_frames
 
     check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
@@ -278,7 +279,11 @@ def video(
     if fps is not None and not is_video(output):
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
-    writer = FrameWriter(output, fps or in_fps, overwrite, protect=(source, style))  # before the models load
+    if audio and fps is not None and fps != in_fps and is_video(output) and has_audio(source):
+        warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
+        audio = False
+    sound = source if audio else None
+    writer = FrameWriter(output, fps or in_fps, overwrite, (source, style), sound)  # before the models load
     ok = False
     try:
         s = Stylizer(device, vgg_weights, precision)
@@ -293,7 +298,8 @@ def video(
         writer.close(ok)
     if not ok:
         raise InputError(f"{source} has no frames")
-    console.print(f"wrote {writer.count} frames to {output}")
+    sound_note = f" with the audio of {source}" if writer.audio else ""
+    console.print(f"wrote {writer.count} frames to {output}{sound_note}")
 
 
 @app.command()

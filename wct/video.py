@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,8 @@ from .transform import FeatureStats
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 # WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
 CODECS = {".webm": {"codec": "libvpx-vp9", "quality": None, "output_params": ["-crf", "32", "-b:v", "0"]}}
+# The audio encoder for a container that cannot take the source's audio stream as it is.
+AUDIO_ENCODERS = {".webm": "libopus", ".avi": "libmp3lame"}  # the others: aac
 DEFAULT_FPS = 24.0
 MOMENTUM = 0.3  # weight of the past in the content statistics' moving average
 STRENGTH = 0.6  # most an output pixel keeps of the previous one where the input is unchanged
@@ -108,6 +111,37 @@ class TemporalFilter:
         return out
 
 
+def _ffmpeg(*args: str | Path) -> subprocess.CompletedProcess:
+    """Run imageio-ffmpeg's bundled ffmpeg binary; paths go through its file: protocol, so a name
+    with a colon is not read as a protocol."""
+    import imageio_ffmpeg
+
+    argv = [f"file:{Path(a).resolve()}" if isinstance(a, Path) else a for a in args]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+
+
+def has_audio(path: str | Path) -> bool:
+    """Whether ffmpeg finds an audio stream in the file `path`."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    return re.search(r"Stream #\d+:\d+.*: Audio: ", _ffmpeg("-i", path).stderr) is not None
+
+
+def add_audio(video: Path, source: Path, out: Path) -> None:
+    """Write the frames of `video` (copied, not re-encoded) with the audio of `source` into `out`,
+    cut to the shorter of the two. The audio is copied as it is when `out`'s container takes it,
+    else re-encoded (Opus for WebM, MP3 for AVI, AAC otherwise). OutputError if ffmpeg fails."""
+    args = ("-y", "-i", video, "-i", source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-shortest")
+    for codec in ("copy", AUDIO_ENCODERS.get(out.suffix.lower(), "aac")):
+        r = _ffmpeg("-v", "error", *args, "-c:a", codec, out)
+        if r.returncode == 0:
+            return
+    lines = r.stderr.strip().splitlines()
+    raise OutputError(f"ffmpeg could not add the audio ({lines[-1] if lines else f'exit {r.returncode}'})")
+
+
 def natural_key(path: Path) -> list:
     """Sort key putting frame_2.png before frame_10.png: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
@@ -132,11 +166,22 @@ def expected_frames(nframes: object, duration: object, fps: float) -> int | None
     return round(duration * fps) if known(duration) else None
 
 
+def counted_frames(path: Path) -> int | None:
+    """The number of frames ffmpeg reads from a video's stream (copied, not decoded: fast)."""
+    import imageio_ffmpeg
+
+    try:
+        return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+    except Exception:  # imageio-ffmpeg raises RuntimeError and others for files it cannot count
+        return None
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
-    the container's count or, as most MP4s give none, its duration times the frame rate). A video
-    that ends well before that count (truncated, say) warns once its frames run out."""
+    the container's count or, as most MP4s give none, its duration times the frame rate, or with an
+    audio track, which may outlast the frames, the frames counted). A video that ends well before
+    that count (truncated, say) warns once its frames run out."""
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)
@@ -155,7 +200,10 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
     fps = float(meta.get("fps") or DEFAULT_FPS)
-    count = expected_frames(meta.get("nframes"), meta.get("duration"), fps)
+    nframes = meta.get("nframes")
+    if expected_frames(nframes, None, fps) is None and has_audio(path):
+        nframes = counted_frames(path)  # the container's duration may be its audio's
+    count = expected_frames(nframes, meta.get("duration"), fps)
 
     def frames() -> Iterator[Tensor]:
         from PIL import Image
@@ -178,11 +226,22 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
 class FrameWriter:
     """Writes frames to a video file or as numbered PNGs into a folder, either way into a temporary
     file or folder beside the output that `close` moves into place: an output is never left half
-    written, and the frames of an earlier, longer run never mix with new ones."""
+    written, and the frames of an earlier, longer run never mix with new ones.
 
-    def __init__(self, path: str | Path, fps: float, overwrite: bool = False, protect: Sequence[Path] = ()):
+    `audio`: a video whose audio track a video output gets (cut to the frames written). `self.audio`
+    is None when there is none to add: no such file, no audio stream in it, or a folder output."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        overwrite: bool = False,
+        protect: Sequence[Path] = (),
+        audio: str | Path | None = None,
+    ):
         path = Path(path)
         self.path, self.fps = path, fps
+        self.audio = Path(audio) if audio is not None and is_video(path) and has_audio(audio) else None
         self.count = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
@@ -252,6 +311,12 @@ class FrameWriter:
             else:
                 error = self._unreadable() if ok else None
                 ok = ok and error is None
+        if ok and self.count and self.audio is not None:
+            try:
+                self._add_audio()
+            except BaseException:  # interrupted: leave nothing behind
+                self._tmp.unlink(missing_ok=True)
+                raise
         if not (ok and self.count):
             if self._tmp.is_dir():
                 shutil.rmtree(self._tmp)
@@ -267,6 +332,23 @@ class FrameWriter:
             self._tmp.rmdir()
         if wanted and error is not None:
             raise error
+
+    def _add_audio(self) -> None:
+        """Replace the finished temporary video by one with the audio of `self.audio`; if ffmpeg
+        cannot, warn and keep the video without it (self.audio becomes None)."""
+        fd, name = temp_beside(self.path, self.path.suffix)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            add_audio(self._tmp, self.audio, tmp)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if not isinstance(e, OutputError):
+                raise
+            warnings.warn(f"{self.path} is written without the audio of {self.audio}: {e}", stacklevel=3)
+            self.audio = None
+        else:
+            os.replace(tmp, self._tmp)
 
     def _unreadable(self) -> OutputError | None:
         """An OutputError if the finished temporary video does not read back with all its frames."""
