@@ -382,6 +382,62 @@ def test_a_render_queued_when_its_session_ends_is_dropped(stylizer):
     app.state.worker.close()
 
 
+def wait_for(job: serve.Job, *statuses: str) -> None:
+    deadline = time.monotonic() + 30
+    while job.status not in statuses and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.status in statuses, job.status
+
+
+def test_renders_can_be_cancelled_queued_or_running(stylizer, monkeypatch):
+    app = serve.create_app(stylizer, prefetch=False)
+    client = TestClient(app, base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    cid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+    p = {"content": cid, "styles": [cid], "levels": [3, 2, 1], "size": 64}
+    jobs = app.state.sessions.items[sid].jobs
+    levels_done, started, go = [], threading.Event(), threading.Event()
+    cascade = stylizer.cascade
+
+    def held_cascade(*args):  # the real cascade, held after its first level until `go`
+        *rest, progress = args
+
+        def step(f: float) -> None:
+            levels_done.append(f)
+            if len(levels_done) == 1:
+                started.set()
+                go.wait(30)
+            progress(f)
+
+        return cascade(*rest, step)
+
+    monkeypatch.setattr(stylizer, "cascade", held_cascade)
+    try:
+        running = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+        queued = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+        assert started.wait(30) and jobs[queued].status == "queued"
+        assert client.delete(f"/api/sessions/{sid}/jobs/{queued}").json()["status"] == "cancelled"
+        assert client.delete(f"/api/sessions/{sid}/jobs/{running}").json()["status"] == "running"
+        go.set()
+        wait_for(jobs[running], "cancelled", "done", "error")
+    finally:
+        go.set()
+    assert jobs[running].status == "cancelled" and jobs[running].error is None
+    assert levels_done == [1 / 3]  # cancelled during level 1: levels 2 and 3 never ran, nor the queued job
+    assert client.get(f"/api/sessions/{sid}/results").json() == []
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{queued}/events") as events:
+        states = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
+    assert [state["status"] for state in states] == ["cancelled"]
+
+    monkeypatch.setattr(stylizer, "cascade", cascade)
+    done = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    wait_for(jobs[done], "done", "error")
+    assert client.delete(f"/api/sessions/{sid}/jobs/{done}").json()["status"] == "done"  # kept
+    assert len(client.get(f"/api/sessions/{sid}/results").json()) == 1
+    assert client.delete(f"/api/sessions/{sid}/jobs/{serve.token()}").status_code == 404
+    app.state.worker.close()
+
+
 def test_the_studio_loads_its_networks_at_the_precision_asked(monkeypatch):
     import torch
 

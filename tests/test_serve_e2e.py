@@ -130,6 +130,17 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
         assert im.format == "PNG" and im.size == (256, 192)
         im.load()
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 1
+    assert not browser.find_element(By.ID, "cancel").is_displayed()
+
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("2048")  # seconds a level
+    browser.find_element(By.ID, "render").click()
+    wait.until(lambda d: d.find_element(By.ID, "cancel").is_displayed())
+    browser.find_element(By.ID, "cancel").click()
+    wait.until(lambda d: d.find_element(By.ID, "latency").text == "render cancelled")
+    assert not browser.find_element(By.ID, "cancel").is_displayed()
+    assert browser.find_element(By.ID, "render").is_enabled()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 1
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
 
     browser.find_element(By.ID, "style-input").send_keys(str(bad))
     wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())

@@ -171,13 +171,17 @@ class Params(BaseModel):
     preserve_color: bool = False
 
 
+FINISHED = ("done", "error", "cancelled")
+
+
 @dataclass
 class Job:
     id: str
-    status: str = "queued"  # running, done, error
+    status: str = "queued"  # running, or one of FINISHED
     progress: float = 0.0
     result: dict | None = None
     error: str | None = None
+    cancel: bool = False  # asked to stop: a queued job never starts, a running one stops at its next level
 
     def state(self) -> dict:
         return {
@@ -257,6 +261,10 @@ class Sessions:
 
 class Interrupted(Exception):
     """Background work gives way to a request."""
+
+
+class Cancelled(Exception):
+    """The user cancelled a render."""
 
 
 class Worker:
@@ -558,11 +566,15 @@ def create_app(
         def step(f: float) -> None:
             if s.closed:
                 raise InputError("the session ended before the render finished")
+            if job.cancel:
+                raise Cancelled
             job.progress = 0.95 * f
 
         def run() -> None:
             if s.closed:
                 raise InputError("the session ended before the render started")
+            if job.cancel:
+                raise Cancelled
             job.status = "running"
             t0 = time.perf_counter()
             im = engine.run(s, p, preview=False, progress=step)
@@ -587,7 +599,9 @@ def create_app(
             job.result, job.progress, job.status = info, 1.0, "done"
 
         def failed(fut: Future) -> None:
-            if fut.exception() is not None:
+            if isinstance(fut.exception(), Cancelled):
+                job.status = "cancelled"
+            elif fut.exception() is not None:
                 job.error, job.status = one_line(fut.exception()), "error"
 
         worker.submit(run).add_done_callback(failed)
@@ -604,6 +618,17 @@ def create_app(
     def job_state(sid: str, jid: str) -> dict:
         return find_job(sid, jid).state()
 
+    @app.delete("/api/sessions/{sid}/jobs/{jid}")
+    def cancel_job(sid: str, jid: str) -> dict:
+        """Cancel a render: a queued one at once, a running one at its next level (one coarse-to-fine
+        level is the unit of work). A finished one is left as it is. Returns the job's state."""
+        job = find_job(sid, jid)
+        if job.status not in FINISHED:
+            job.cancel = True
+            if job.status == "queued":
+                job.status = "cancelled"
+        return job.state()
+
     @app.get("/api/sessions/{sid}/jobs/{jid}/events")
     def job_events(sid: str, jid: str) -> StreamingResponse:
         """Server-sent events: the job's state each time it changes, until done or error."""
@@ -616,7 +641,7 @@ def create_app(
                 if state != last:
                     yield f"data: {json.dumps(state)}\n\n"
                     last = state
-                if state["status"] in ("done", "error"):
+                if state["status"] in FINISHED:
                     return
                 await asyncio.sleep(0.1)
 

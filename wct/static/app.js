@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false };
+const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false, job: null };
 
 // An error stays until the next success of the same kind (upload, preview or render).
 function showError(message, kind = "other") {
@@ -152,28 +152,40 @@ async function preview() {
   }
 }
 
+function rendering(job) {
+  state.job = job;
+  $("progress").hidden = $("cancel").hidden = !job;
+  $("cancel").disabled = false;
+  $("render").disabled = Boolean(job);
+}
+
 async function render() {
-  const bar = $("progress");
   try {
     const { job } = await (await api("/render", json(params()))).json();
-    bar.value = 0;
-    bar.hidden = false;
-    $("render").disabled = true;
+    $("progress").value = 0;
+    rendering(job);
     const events = new EventSource(`/api/sessions/${state.session}/jobs/${job}/events`);
     events.onmessage = (event) => {
       const s = JSON.parse(event.data);
-      bar.value = s.progress;
-      if (s.status === "done" || s.status === "error") {
+      $("progress").value = s.progress;
+      if (s.status === "done" || s.status === "error" || s.status === "cancelled") {
         events.close();
-        bar.hidden = true;
-        $("render").disabled = false;
-        if (s.status === "done") addResult(s.result); else showError(s.error);
+        rendering(null);
+        if (s.status === "done") addResult(s.result);
+        else if (s.status === "error") showError(s.error);
+        else $("latency").textContent = "render cancelled";
       }
     };
-    events.onerror = () => { events.close(); bar.hidden = true; $("render").disabled = false; showError("lost the connection to the server"); };
+    events.onerror = () => { events.close(); rendering(null); showError("lost the connection to the server"); };
   } catch (e) {
     showError(e.message);
   }
+}
+
+async function cancelRender() {
+  if (!state.job) return;
+  $("cancel").disabled = true;  // the render stops at its next level; its events say when
+  try { await api(`/jobs/${state.job}`, { method: "DELETE" }); } catch (e) { showError(e.message); }
 }
 
 function addResult(result) {
@@ -218,6 +230,7 @@ function wire() {
   $("alpha").addEventListener("input", () => { $("alpha-value").textContent = Number($("alpha").value).toFixed(2); preview(); });
   for (const el of [$("size"), $("preserve"), ...$("levels").querySelectorAll("input")]) el.addEventListener("change", preview);
   $("render").addEventListener("click", render);
+  $("cancel").addEventListener("click", cancelRender);
   $("end").addEventListener("click", () => { endSession(); location.reload(); });
   window.addEventListener("pagehide", () => endSession(true));
 }
