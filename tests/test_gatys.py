@@ -252,3 +252,22 @@ def test_style_and_content_layers_can_be_chosen(encoder, pair):
     assert r.history[0]["content"] > 0 and r.history[0]["content"] != default["content"].item()
     for k in ("content", "style"):
         assert math.isclose(r.history[0][k], expected[k].item(), rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer, lr", [("lbfgs", 1.0), ("adam", 0.05)])
+def test_the_result_is_the_image_with_the_lowest_loss(optimizer, lr):
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 0.5  # not all in reach
+    seen = []
+
+    def objective(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(x.detach().clone())
+        total = ((x - target) ** 2).sum() * (50 if len(seen) in (4, 9) else 1)  # after steps 3 and 8
+        zero = total.new_zeros(())
+        return {"content": total, "style": zero, "tv": zero, "total": total}
+
+    result = G._optimise(torch.full((1, 3, 8, 8), 0.5), objective, 8, optimizer, lr, 0, None)
+    totals = [e["total"] for e in result.history]
+    assert len(seen) == 9 and totals[8] > totals[7] and totals[3] > totals[2]  # the last is not the best
+    low = min(range(9), key=totals.__getitem__)
+    assert result.best_step == low and low not in (3, 8) and torch.equal(result.image, seen[low])
+    assert result.best == result.history[low]

@@ -137,7 +137,8 @@ def run_pair(
             "seconds_per_step": per_step,
             "seconds_500_steps": seconds_500,
             "peak_rss_mb": gatys_rss,
-            **gatys_score,
+            **gatys_score,  # of the image with the lowest loss, at best_step
+            "best_step": result.best["step"],
             "time_to_match_wct": None if match is None else match["seconds"],
             "steps_to_match_wct": None if match is None else match["step"],
             "history": result.history,

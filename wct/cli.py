@@ -655,9 +655,10 @@ def run_optimisation(
     inputs: tuple[Path, ...],
     settings: dict,
 ):
-    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image with its
-    settings in its PNG text, snapshots every `save_every` steps, and the history (settings plus
-    entries) as JSON. A failed or interrupted run still writes the history it has."""
+    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image (the one with
+    the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
+    steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
+    run still writes the history it has."""
     from .images import atomic_save, tensor_to_pil, write_json
 
     entries: list[dict] = []
@@ -688,8 +689,9 @@ def run_optimisation(
                 console.print(f"could not write the history: {e}", markup=False)
         raise
     if history:  # before the image: a failed save must not lose the run's record
-        write_json({"settings": settings, "finished": True, "history": result.history}, history)
-    text = {"wct:settings": json.dumps(settings)}
+        record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
+        write_json(record | {"history": result.history}, history)
+    text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
     atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
     return result
 
@@ -790,8 +792,9 @@ def gatys_command(
         return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
 
     result = run_optimisation(optimise, output, history, steps, save_every, overwrite, inputs, settings)
-    last = result.history[-1]
-    console.print(f"wrote {output} (total loss {last['total']:.4g} after {steps} steps)")
+    best = result.best
+    when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
+    console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps)")
 
 
 @app.command()
@@ -850,7 +853,7 @@ def invert(
         )
 
     result = run_optimisation(optimise, output, history, steps, save_every, overwrite, (image,), settings)
-    console.print(f"wrote {output} (feature loss {result.history[-1]['content']:.4g})")
+    console.print(f"wrote {output} (feature loss {result.best['content']:.4g})")
 
 
 @app.command()
