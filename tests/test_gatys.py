@@ -271,3 +271,24 @@ def test_the_result_is_the_image_with_the_lowest_loss(optimizer, lr):
     low = min(range(9), key=totals.__getitem__)
     assert result.best_step == low and low not in (3, 8) and torch.equal(result.image, seen[low])
     assert result.best == result.history[low]
+
+
+def test_an_lbfgs_step_that_raises_the_loss_much_is_halved():
+    g = torch.Generator().manual_seed(1)
+    target, weight = torch.rand(1, 3, 8, 8, generator=g), 10 ** (2 * torch.rand(1, 3, 8, 8, generator=g))
+    seen = []
+
+    def objective(x: torch.Tensor) -> dict[str, torch.Tensor]:  # ill-conditioned: many steps
+        seen.append(x.detach().clone())
+        total = (weight * (x - target) ** 2).sum() * (50 if len(seen) == 4 else 1)  # after step 3
+        zero = total.new_zeros(())
+        return {"content": total, "style": zero, "tv": zero, "total": total}
+
+    result = G._optimise(torch.full((1, 3, 8, 8), 0.5), objective, 8, "lbfgs", 1.0, 0, None)
+    totals = [e["total"] for e in result.history]
+    assert totals[3] > 10 * totals[2]
+    assert torch.allclose(seen[4], (seen[2] + seen[3]) / 2)  # step 4 went halfway from step 2's image
+    assert totals[-1] < totals[2]  # and the run went on from there
+    seen.clear()
+    G._optimise(torch.full((1, 3, 8, 8), 0.5), objective, 8, "adam", 0.05, 0, None)
+    assert not torch.allclose(seen[4], (seen[2] + seen[3]) / 2)  # Adam has no such rule
