@@ -270,7 +270,7 @@ def video(
     must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
-    from .video import FrameWriter, has_audio, is_video, read_frames, stylize_frames
+    from .video import FrameWriter, is_video, read_frames, stylize_frames
 
     check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
@@ -279,11 +279,10 @@ def video(
     if fps is not None and not is_video(output):
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
-    if audio and fps is not None and fps != in_fps and is_video(output) and has_audio(source):
+    writer = FrameWriter(output, fps or in_fps, overwrite, (source, style), source if audio else None)
+    if writer.audio is not None and fps is not None and fps != in_fps:
         warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
-        audio = False
-    sound = source if audio else None
-    writer = FrameWriter(output, fps or in_fps, overwrite, (source, style), sound)  # before the models load
+        writer.audio = None
     ok = False
     try:
         s = Stylizer(device, vgg_weights, precision)

@@ -563,18 +563,18 @@ def create_app(
             raise HTTPException(400, one_line(e)) from None
         job = Job(token())
 
-        def step(f: float) -> None:
+        def go_on(when: str) -> None:
             if s.closed:
-                raise InputError("the session ended before the render finished")
+                raise InputError(f"the session ended before the render {when}")
             if job.cancel:
                 raise Cancelled
+
+        def step(f: float) -> None:
+            go_on("finished")
             job.progress = 0.95 * f
 
         def run() -> None:
-            if s.closed:
-                raise InputError("the session ended before the render started")
-            if job.cancel:
-                raise Cancelled
+            go_on("started")
             job.status = "running"
             t0 = time.perf_counter()
             im = engine.run(s, p, preview=False, progress=step)
