@@ -502,3 +502,54 @@ def test_an_oversized_image_is_named_as_such(stylizer):
     huge = png_bytes(Image.new("L", (10000, 10000)))  # 100 Mpx, over Pillow's own limit too
     r = client.post(f"/api/sessions/{sid}/images", content=huge)
     assert r.status_code == 415 and "more pixels than the limit" in r.json()["detail"]
+
+
+def test_the_page_is_told_what_was_stretched_or_resized(session):
+    client, sid, content, styles = session
+    tiny = png_bytes(painting(10, 8, seed=3))
+    for where in ("this session", "a new session"):  # a warning already given once is given again
+        if where == "a new session":
+            sid = client.post("/api/sessions").json()["id"]
+            content = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+        style = client.post(f"/api/sessions/{sid}/images?name=tiny.png", content=tiny).json()["id"]
+        p = {"content": content, "styles": [style], "alpha": 0.5, "levels": [2, 1], "size": 64}
+        for alpha in (0.5, 0.7):  # the second preview reuses the cached style; its note stays
+            r = client.post(f"/api/sessions/{sid}/preview", json=p | {"alpha": alpha})
+            assert r.status_code == 200, r.text
+            assert json.loads(r.headers["x-notes"]) == [
+                "the style is only 10x8 px: stretched to at least 16 px a side and back"
+            ], where
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
+        last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
+    assert last["status"] == "done" and len(last["notes"]) == 1 and "10x8" in last["notes"][0]
+    _, first, content, (a, b) = session
+    plain = client.post(f"/api/sessions/{first}/preview", json=p | {"content": content, "styles": [a]})
+    assert plain.status_code == 200 and plain.headers["x-notes"] == "[]"
+    square = Image.new("L", (30, 30), 0)
+    square.paste(255, (15, 0, 30, 30))
+    mask = client.post(f"/api/sessions/{first}/images", content=png_bytes(square)).json()["id"]
+    p = {"content": content, "styles": [a, b], "mask": mask, "levels": [2, 1], "size": 64}
+    note = ["the mask is 30x30 but the content is 64x48: resizing it"]
+    assert json.loads(client.post(f"/api/sessions/{first}/preview", json=p).headers["x-notes"]) == note
+    for _ in range(2):  # the same warning from the same line, again: still noted
+        job = client.post(f"/api/sessions/{first}/render", json=p).json()["job"]
+        with client.stream("GET", f"/api/sessions/{first}/jobs/{job}/events") as events:
+            last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
+        assert last["notes"] == note
+    client.delete(f"/api/sessions/{sid}")
+
+
+def test_notes_collect_only_their_own_threads_warnings(recwarn):
+    def elsewhere() -> None:
+        warnings.warn("from another thread", stacklevel=1)
+
+    with serve.noted() as outer:
+        warnings.warn("outer", stacklevel=1)
+        with serve.noted() as inner:
+            thread = threading.Thread(target=elsewhere)
+            thread.start()
+            thread.join()
+            warnings.warn("inner", stacklevel=1)
+    assert (outer, inner) == (["outer"], ["inner"])
+    assert [str(w.message) for w in recwarn] == ["from another thread"]

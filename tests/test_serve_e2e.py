@@ -120,6 +120,7 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     after = preview_pixels(browser)
     assert np.abs(after - before).mean() > 2, "the preview did not change with alpha"
     assert "ms" in browser.find_element(By.ID, "latency").text
+    assert not browser.find_element(By.ID, "notes").is_displayed()  # nothing to say about these
 
     browser.find_element(By.ID, "render").click()
     wait.until(lambda d: d.find_element(By.ID, "download").is_displayed())
@@ -152,3 +153,8 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     assert browser.save_screenshot(str(shots / "serve.png"))
     with Image.open(shots / "serve.png") as im:
         assert im.size[0] >= 1000
+
+    painting(10, 8, seed=3).save(tiny := tmp_path / "tiny.png")
+    browser.find_element(By.ID, "style-input").send_keys(str(tiny))
+    wait.until(lambda d: d.find_element(By.ID, "notes").is_displayed())
+    assert "the style is only 10x8 px: stretched" in browser.find_element(By.ID, "notes").text

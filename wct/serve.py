@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from queue import Full, Queue
@@ -90,6 +91,41 @@ def one_line(e: BaseException) -> str:
     return str(e) if isinstance(e, WCTError) else reason(e)
 
 
+# ---------------------------------------------------------------- notes: warnings shown on the page
+
+_sink = threading.local()  # the list the current thread's warnings go to, if any
+_install = threading.Lock()
+_shown = {"showwarning": warnings.showwarning}  # what our hook replaced: other threads' warnings go there
+_WCT = re.compile(r"wct(\.|$)")  # wct's own modules
+
+
+def _show(message, category, filename, lineno, file=None, line=None) -> None:
+    notes = getattr(_sink, "notes", None)
+    if notes is None:
+        _shown["showwarning"](message, category, filename, lineno, file, line)
+    elif str(message) not in notes:
+        notes.append(str(message))
+
+
+@contextmanager
+def noted() -> Iterator[list[str]]:
+    """Warnings raised on THIS thread inside the block go to the list it yields, each once, instead
+    of the server's log: the studio shows them with the preview or render they belong to (a style
+    stretched because it is tiny, a mask of another shape resized). Other threads are untouched;
+    wct's own warnings are shown every time, not once per place (each render is someone's)."""
+    with _install:  # warnings.catch_warnings elsewhere may have put the previous hook back
+        if warnings.showwarning is not _show:
+            _shown["showwarning"] = warnings.showwarning
+            warnings.showwarning = _show
+        if not warnings.filters or warnings.filters[0][:4] != ("always", None, UserWarning, _WCT):
+            warnings.filterwarnings("always", category=UserWarning, module=_WCT.pattern)
+    outer, _sink.notes = getattr(_sink, "notes", None), []
+    try:
+        yield _sink.notes
+    finally:
+        _sink.notes = outer
+
+
 # ---------------------------------------------------------------- uploads
 
 
@@ -128,13 +164,15 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
 @dataclass
 class Prepared:
     """A content image at one size, padded, with its mask; `first` is `Stylizer.cascade`'s memo of
-    the first level's features and statistics (they do not depend on alpha)."""
+    the first level's features and statistics (they do not depend on alpha); `notes`, what
+    preparing it warned about."""
 
     content: Tensor
     x: Tensor
     hw: tuple[int, int]
     labels: Tensor | None
     first: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare(
@@ -145,14 +183,13 @@ def prepare(
     levels: Sequence[int],
 ) -> Prepared:
     """Scale the content and label the mask, then stretch and pad as `Stylizer.stylize` does."""
-    content = load_image(image, size)
-    labels = None
-    if mask is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a mask of another aspect ratio is resized
+    with noted() as notes:
+        content = load_image(image, size)
+        labels = None
+        if mask is not None:
             labels = fit_labels(read_mask(mask, len(styles)), tuple(content.shape[-2:]), size)
-    _, x, hw, labels = prepare_inputs(content, list(styles), levels, None, labels)  # type: ignore[arg-type]
-    return Prepared(content, x, hw, labels)
+        _, x, hw, labels = prepare_inputs(content, list(styles), levels, None, labels)  # type: ignore[arg-type]
+    return Prepared(content, x, hw, labels, notes=notes)
 
 
 # ---------------------------------------------------------------- sessions and jobs
@@ -181,6 +218,7 @@ class Job:
     progress: float = 0.0
     result: dict | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings for the page (see `noted`)
     cancel: bool = False  # asked to stop: a queued job never starts, a running one stops at its next level
 
     def state(self) -> dict:
@@ -189,6 +227,7 @@ class Job:
             "progress": round(self.progress, 3),
             "result": self.result,
             "error": self.error,
+            "notes": self.notes,
         }
 
 
@@ -202,15 +241,25 @@ class Session:
     gallery: list[dict] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     styles: dict[str, Style] = field(default_factory=dict)
+    style_notes: dict[str, list[str]] = field(default_factory=dict)  # what encoding each style warned
     previews: dict[tuple, Prepared] = field(default_factory=dict)
-    frames: dict[float, bytes] = field(default_factory=dict)  # preview PNG by alpha, for `frames_of`
+    frames: dict[float, tuple[bytes, list[str]]] = field(default_factory=dict)  # (PNG, notes) by alpha
     frames_of: str = ""  # the preview parameters, alpha aside, that `frames` belong to
     closed: bool = False
 
     def clear(self) -> None:
         """Drop every image, result and cache (the session's end)."""
         self.closed = True
-        for d in (self.images, self.names, self.results, self.jobs, self.styles, self.previews, self.frames):
+        for d in (
+            self.images,
+            self.names,
+            self.results,
+            self.jobs,
+            self.styles,
+            self.style_notes,
+            self.previews,
+            self.frames,
+        ):
             d.clear()
         self.gallery.clear()
 
@@ -331,21 +380,24 @@ class Engine:
         for sid in p.styles:
             if sid not in session.styles:
                 im = image(session, sid)
-                session.styles[sid] = self.s.style(im, STYLE_SIZE if max(im.size) > STYLE_SIZE else None)
+                with noted() as notes:
+                    style = self.s.style(im, STYLE_SIZE if max(im.size) > STYLE_SIZE else None)
+                session.styles[sid], session.style_notes[sid] = style, notes
         return [session.styles[sid] for sid in p.styles]
 
-    def frame(self, session: Session, p: Params) -> tuple[bytes, float]:
-        """The preview PNG of `p` and the seconds spent on it (0 when it was prefetched)."""
+    def frame(self, session: Session, p: Params) -> tuple[bytes, list[str], float]:
+        """The preview PNG of `p`, its notes and the seconds spent on it (0 when it was prefetched)."""
         key, alpha = frame_key(p)
         if session.frames_of != key:
             session.frames, session.frames_of = {}, key
         seconds = 0.0
         if alpha not in session.frames:
             t0 = time.perf_counter()
-            session.frames[alpha] = png(self.run(session, p, preview=True), fast=True)
+            im, notes = self.run(session, p, preview=True)
+            session.frames[alpha] = png(im, fast=True), notes
             seconds = time.perf_counter() - t0
         self.latest = (session, p)
-        return session.frames[alpha], seconds
+        return *session.frames[alpha], seconds
 
     def idle(self, waiting: Callable[[], bool] = lambda: False) -> bool:
         """Render the latest preview's nearest missing slider position; False when none is left.
@@ -367,14 +419,15 @@ class Engine:
                 raise Interrupted
 
         try:
-            im = self.run(session, p.model_copy(update={"alpha": a}), preview=True, progress=check)
+            im, notes = self.run(session, p.model_copy(update={"alpha": a}), preview=True, progress=check)
         except Interrupted:
             return True
-        session.frames[a] = png(im, fast=True)
+        session.frames[a] = png(im, fast=True), notes
         return True
 
-    def run(self, session: Session, p: Params, preview: bool, progress=None) -> Image.Image:
-        """A preview (at most PREVIEW_SIZE, caches kept) or a full-size render of `p`."""
+    def run(self, session: Session, p: Params, preview: bool, progress=None) -> tuple[Image.Image, list[str]]:
+        """A preview (at most PREVIEW_SIZE, caches kept) or a full-size render of `p`, and the notes
+        for the page: what its styles, its preparation and the cascade warned about."""
         levels = check_levels(p.levels)  # the core checks the rest (weights with a mask, their count)
         content = image(session, p.content)
         mask = image(session, p.mask) if p.mask is not None else None
@@ -387,13 +440,15 @@ class Engine:
             if preview:
                 session.previews = {key: prep}  # one content at a time
         first = prep.first if preview else None
-        y = self.s.cascade(prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress)
+        with noted() as notes:
+            y = self.s.cascade(prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress)
         h, w = prep.hw
         y = resize(y[..., :h, :w], tuple(prep.content.shape[-2:]))
         if p.preserve_color:
             y = controls.preserve_color(prep.content, y)
         out = tensor_to_pil(y)
-        return with_alpha(out, alpha_channel(content, out.size))  # a transparent photo stays so
+        notes = [*(n for sid in p.styles for n in session.style_notes.get(sid, [])), *prep.notes, *notes]
+        return with_alpha(out, alpha_channel(content, out.size)), list(dict.fromkeys(notes))
 
 
 def frame_key(p: Params) -> tuple[str, float]:
@@ -536,20 +591,24 @@ def create_app(
     @app.delete("/api/sessions/{sid}/images/{iid}", status_code=204)
     def remove_image(sid: str, iid: str) -> Response:
         s = sessions.get(sid)
-        for d in (s.images, s.names, s.styles):
+        for d in (s.images, s.names, s.styles, s.style_notes):
             d.pop(iid, None)
         s.previews, s.frames, s.frames_of = {}, {}, ""  # nothing computed from it stays
         return Response(status_code=204)
 
     @app.post("/api/sessions/{sid}/preview")
     async def preview(sid: str, p: Params) -> Response:
-        """The live preview (at most PREVIEW_SIZE px); X-Compute-Ms: model time, 0 if prefetched."""
+        """The live preview (at most PREVIEW_SIZE px); X-Compute-Ms: model time, 0 if prefetched;
+        X-Notes: a JSON list of what it warned about."""
         s = sessions.get(sid)
         key, alpha = frame_key(p)
-        data, seconds = s.frames.get(alpha) if s.frames_of == key else None, 0.0
-        if data is None:
-            data, seconds = await on_worker(lambda: engine.frame(s, p))
-        headers = {"X-Compute-Ms": f"{seconds * 1000:.0f}", "X-Prefetched": "1" if seconds == 0 else "0"}
+        frame = s.frames.get(alpha) if s.frames_of == key else None
+        data, notes, seconds = (*frame, 0.0) if frame else await on_worker(lambda: engine.frame(s, p))
+        headers = {
+            "X-Compute-Ms": f"{seconds * 1000:.0f}",
+            "X-Prefetched": "1" if seconds == 0 else "0",
+            "X-Notes": json.dumps(notes),  # ASCII: non-ASCII characters are escaped
+        }
         return Response(data, media_type="image/png", headers=headers)
 
     @app.post("/api/sessions/{sid}/render", status_code=202)
@@ -577,7 +636,7 @@ def create_app(
             go_on("started")
             job.status = "running"
             t0 = time.perf_counter()
-            im = engine.run(s, p, preview=False, progress=step)
+            im, job.notes = engine.run(s, p, preview=False, progress=step)
             data = png(im)
             if s.closed:
                 raise InputError("the session ended before the render finished")

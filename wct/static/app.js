@@ -12,6 +12,12 @@ function showError(message, kind = "other") {
   $("error").hidden = !message;
 }
 
+// What the latest preview or render warned about (a tiny style stretched, a mask resized...).
+function showNotes(notes) {
+  $("notes").textContent = notes.join(" \u00b7 ");
+  $("notes").hidden = !notes.length;
+}
+
 async function api(path, options = {}) {
   const response = await fetch(`/api/sessions/${state.session}${path}`, options);
   if (!response.ok) {
@@ -143,6 +149,7 @@ async function preview() {
     const total = Math.round(performance.now() - t0);
     const how = response.headers.get("X-Prefetched") === "1" ? "prefetched" : `model ${response.headers.get("X-Compute-Ms")} ms`;
     $("latency").textContent = `preview at alpha ${p.alpha.toFixed(2)}: ${total} ms (${how})`;
+    showNotes(JSON.parse(response.headers.get("X-Notes") || "[]"));
     showError("", "preview");
   } catch (e) {
     showError(e.message, "preview");
@@ -171,7 +178,7 @@ async function render() {
       if (s.status === "done" || s.status === "error" || s.status === "cancelled") {
         events.close();
         rendering(null);
-        if (s.status === "done") addResult(s.result);
+        if (s.status === "done") { addResult(s.result); showNotes(s.notes); }
         else if (s.status === "error") showError(s.error);
         else $("latency").textContent = "render cancelled";
       }
