@@ -553,3 +553,20 @@ def test_notes_collect_only_their_own_threads_warnings(recwarn):
             warnings.warn("inner", stacklevel=1)
     assert (outer, inner) == (["outer"], ["inner"])
     assert [str(w.message) for w in recwarn] == ["from another thread"]
+
+
+def test_an_animated_upload_is_noted_with_its_name(session):
+    client, sid, content, _ = session
+    frames = [painting(48, 48, seed=k) for k in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    up = client.post(f"/api/sessions/{sid}/images?name=loop.gif", content=buf.getvalue()).json()
+    note = "loop.gif: it is animated (3 frames): its first frame is used"
+    assert up["notes"] == [note]
+    p = {"content": content, "styles": [up["id"]], "levels": [2, 1], "size": 48}
+    assert json.loads(client.post(f"/api/sessions/{sid}/preview", json=p).headers["x-notes"]) == [note]
+    client.delete(f"/api/sessions/{sid}/images/{up['id']}")
+    still = client.post(
+        f"/api/sessions/{sid}/images?name=one.gif", content=png_bytes(frames[0], "GIF")
+    ).json()
+    assert still["notes"] == []

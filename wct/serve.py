@@ -131,7 +131,7 @@ def noted() -> Iterator[list[str]]:
 
 def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Uploaded bytes as an upright RGB image (RGBA if it has transparency), decoded by Pillow;
-    anything else is an ImageError."""
+    anything else is an ImageError. An animated image gives its first frame, with a warning."""
     if not data:
         raise ImageError("the file is empty")
     try:
@@ -140,6 +140,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 if im.width * im.height > max_pixels:
                     raise ImageError(f"the image has {im.width}x{im.height} pixels, more than {max_pixels}")
+                frames = getattr(im, "n_frames", 1)
                 im.seek(0)
                 im = ImageOps.exif_transpose(im)
                 im.load()
@@ -155,7 +156,14 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageError(f"the image is corrupt or truncated ({reason(e)})") from None
     if rgb.width < 1 or rgb.height < 1:
         raise ImageError("the image has no pixels")
+    if frames > 1:
+        warnings.warn(f"it is animated ({frames} frames): its first frame is used", stacklevel=2)
     return rgb
+
+
+def decode_noted(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
+    with noted() as notes:
+        return decode_upload(data, max_pixels), notes
 
 
 # ---------------------------------------------------------------- model side
@@ -237,6 +245,7 @@ class Session:
     seen: float
     images: dict[str, Image.Image] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    image_notes: dict[str, list[str]] = field(default_factory=dict)  # what decoding each upload warned
     results: dict[str, bytes] = field(default_factory=dict)
     gallery: list[dict] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -253,6 +262,7 @@ class Session:
         for d in (
             self.images,
             self.names,
+            self.image_notes,
             self.results,
             self.jobs,
             self.styles,
@@ -447,7 +457,13 @@ class Engine:
         if p.preserve_color:
             y = controls.preserve_color(prep.content, y)
         out = tensor_to_pil(y)
-        notes = [*(n for sid in p.styles for n in session.style_notes.get(sid, [])), *prep.notes, *notes]
+        ids = [p.content, *p.styles, *([p.mask] if p.mask else [])]
+        notes = [
+            *(n for iid in ids for n in session.image_notes.get(iid, [])),
+            *(n for sid in p.styles for n in session.style_notes.get(sid, [])),
+            *prep.notes,
+            *notes,
+        ]
         return with_alpha(out, alpha_channel(content, out.size)), list(dict.fromkeys(notes))
 
 
@@ -581,17 +597,23 @@ def create_app(
         if request.headers.get("content-type", "").startswith("multipart/"):
             raise HTTPException(415, label + "send the file's bytes as the request body, not a form")
         try:
-            im = await asyncio.to_thread(decode_upload, bytes(data), max_pixels)
+            im, notes = await asyncio.to_thread(decode_noted, bytes(data), max_pixels)
         except ImageError as e:
             raise HTTPException(415, label + str(e)) from None
         iid = token()
-        s.images[iid], s.names[iid] = im, label[:-2]
-        return {"id": iid, "width": im.width, "height": im.height, "name": label[:-2]}
+        s.images[iid], s.names[iid], s.image_notes[iid] = im, label[:-2], [label + n for n in notes]
+        return {
+            "id": iid,
+            "width": im.width,
+            "height": im.height,
+            "name": label[:-2],
+            "notes": s.image_notes[iid],
+        }
 
     @app.delete("/api/sessions/{sid}/images/{iid}", status_code=204)
     def remove_image(sid: str, iid: str) -> Response:
         s = sessions.get(sid)
-        for d in (s.images, s.names, s.styles, s.style_notes):
+        for d in (s.images, s.names, s.image_notes, s.styles, s.style_notes):
             d.pop(iid, None)
         s.previews, s.frames, s.frames_of = {}, {}, ""  # nothing computed from it stays
         return Response(status_code=204)
