@@ -162,6 +162,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 
 def decode_noted(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
+    """`decode_upload` on this thread, with what it warned about (for the page)."""
     with noted() as notes:
         return decode_upload(data, max_pixels), notes
 
