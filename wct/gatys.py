@@ -394,13 +394,13 @@ def _optimise(
         optim = torch.optim.Adam([x], lr=lr)
     evals: list[dict[str, Tensor]] = []
     anchor = x.detach().clone()  # the image the last L-BFGS step was taken from
-    lowest = math.inf
 
     def closure() -> Tensor:
         optim.zero_grad(set_to_none=True)
         losses = objective(x)
         losses["total"].backward()
         evals.append({k: v.detach() for k, v in losses.items()})
+        lowest = history[best_step]["total"] if history else math.inf  # undone steps are never lowest
         if lbfgs and losses["total"].item() > BACKTRACK_RISE * lowest:
             raise _Backtrack  # before L-BFGS updates its memory with this point
         return losses["total"]
@@ -440,7 +440,7 @@ def _optimise(
                 x.copy_(anchor)
                 optim.state.clear()  # L-BFGS starts afresh, as on its first step
             else:
-                anchor, lowest = before, min(lowest, history[-1]["total"])
+                anchor = before
                 x.clamp_(0, 1)
             _match_lbfgs_step(optim, x - anchor)
         made = time.perf_counter() - start - paused

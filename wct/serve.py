@@ -95,14 +95,14 @@ def one_line(e: BaseException) -> str:
 
 _sink = threading.local()  # the list the current thread's warnings go to, if any
 _install = threading.Lock()
-_shown = {"showwarning": warnings.showwarning}  # what our hook replaced: other threads' warnings go there
+_replaced = warnings.showwarning  # what our hook replaced: other threads' warnings go there
 _WCT = re.compile(r"wct(\.|$)")  # wct's own modules
 
 
 def _show(message, category, filename, lineno, file=None, line=None) -> None:
     notes = getattr(_sink, "notes", None)
     if notes is None:
-        _shown["showwarning"](message, category, filename, lineno, file, line)
+        _replaced(message, category, filename, lineno, file, line)
     elif str(message) not in notes:
         notes.append(str(message))
 
@@ -113,9 +113,10 @@ def noted() -> Iterator[list[str]]:
     of the server's log: the studio shows them with the preview or render they belong to (a style
     stretched because it is tiny, a mask of another shape resized). Other threads are untouched;
     wct's own warnings are shown every time, not once per place (each render is someone's)."""
+    global _replaced
     with _install:  # warnings.catch_warnings elsewhere may have put the previous hook back
         if warnings.showwarning is not _show:
-            _shown["showwarning"] = warnings.showwarning
+            _replaced = warnings.showwarning
             warnings.showwarning = _show
         if not warnings.filters or warnings.filters[0][:4] != ("always", None, UserWarning, _WCT):
             warnings.filterwarnings("always", category=UserWarning, module=_WCT.pattern)
@@ -661,8 +662,7 @@ def create_app(
             t0 = time.perf_counter()
             im, job.notes = engine.run(s, p, preview=False, progress=step)
             data = png(im)
-            if s.closed:
-                raise InputError("the session ended before the render finished")
+            go_on("finished")
             rid = token()
             s.results[rid] = data
             info = {
