@@ -1,6 +1,6 @@
 """What scripts/train_gpu.py sends to a lent GPU. A decoder travels as int8 and must come back as a
 file that `wct train --init-from` and `load_decoder` accept, with nearly the same weights and the
-same metadata; the training photos fill what is left of the 64 MiB."""
+same metadata; so must the encoder; the training photos fill what is left of the 64 MiB."""
 
 import importlib.util
 import json
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from wct.decoder import Decoder, load_decoder, read_decoder, save_decoder
-from wct.encoder import VGG19_MD5
+from wct.encoder import NAMES, VGG19_MD5
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_gpu.py"
 
@@ -53,6 +53,35 @@ def test_int8_round_trip_keeps_weights_and_metadata(tmp_path):
             assert ((got - w).abs() <= step * 0.51 + 1e-3 * w.abs()).all(), name
         else:
             assert torch.allclose(got, w, rtol=1e-3, atol=1e-4), name
+
+
+def test_the_packed_encoder_and_photos_unpack_into_what_training_reads(tmp_path, monkeypatch):
+    from wct.encoder import default_weights_path, load_encoder, read_weights
+
+    gpu = load_script()
+    monkeypatch.setattr(gpu, "GPU", tmp_path / ".gpu")
+    monkeypatch.setattr(gpu, "INIT", tmp_path / "init")
+    monkeypatch.setattr(gpu, "DATA", tmp_path / "data")
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    for i in range(5):
+        Image.new("RGB", (60, 40), (40 * i, 9, 0)).save(train / f"p{i}.png")
+    Image.new("RGB", (60, 40)).save(val / "v.png")
+
+    gpu.pack(train, val, 1, 75, [], 320, 200.0, ["docs/*", "decoders/*"])
+    gpu.unpack_photos()
+    vgg = gpu.encoder_file()
+
+    assert not (gpu.GPU / "train").exists() and (gpu.GPU / "train.zip").is_file()
+    assert sorted(f.name for f in gpu.DATA.iterdir()) == [f"{i:04d}.webp" for i in range(5)]
+    assert (gpu.GPU / "vgg19.q8.safetensors").stat().st_size < 0.55 * vgg.stat().st_size
+    original, _ = read_weights(default_weights_path())
+    restored = load_encoder("cpu", vgg).state_dict()
+    for name, w in original.items():
+        conv, kind = name.split(".")
+        got = restored[f"layers.{NAMES.index(conv)}.{kind}"]
+        step = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127 if kind == "weight" else 0
+        assert ((got - w).abs() <= step * 0.51 + 2e-3 * w.abs() + 1e-6).all(), name
 
 
 def test_start_without_lr_refuses_levels_the_plan_does_not_cover():
