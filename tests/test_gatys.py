@@ -294,3 +294,21 @@ def test_an_lbfgs_step_that_raises_the_loss_much_is_undone_and_lbfgs_restarts():
     seen.clear()
     G._optimise(torch.full((1, 3, 8, 8), 0.5), objective, 8, "adam", 0.05, 0, None)
     assert not torch.equal(seen[4], seen[2])  # Adam has no such rule
+
+
+def test_an_lbfgs_step_that_raises_the_loss_less_than_twofold_is_kept():
+    g = torch.Generator().manual_seed(1)
+    target, weight = torch.rand(1, 3, 8, 8, generator=g), 10 ** (2 * torch.rand(1, 3, 8, 8, generator=g))
+    seen = []
+
+    def objective(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(x.detach().clone())
+        total = (weight * (x - target) ** 2).sum() * (1.9 if len(seen) == 4 else 1)
+        zero = total.new_zeros(())
+        return {"content": total, "style": zero, "tv": zero, "total": total}
+
+    result = G._optimise(torch.full((1, 3, 8, 8), 0.5), objective, 8, "lbfgs", 1.0, 0, None)
+    totals = [e["total"] for e in result.history]
+    assert 1.1 * totals[2] < totals[3] < 2 * totals[2]  # a rise L-BFGS recovers from by itself
+    assert not torch.equal(seen[4], seen[2])  # so step 4 went on from step 3's image
+    assert result.best_step == len(totals) - 1
