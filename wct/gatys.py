@@ -384,8 +384,8 @@ def _optimise(
     not to the step's start: accepted 10% rises in a row ratcheted one 512-px run from 5.1 up to
     41. Halving the step instead kept the memory, which led the same way again: at 512 px one run
     blew up 2400-3900-fold ten times in 170 steps, each time halving its way back. Rises of
-    10-85% came and went in the benchmark runs without help, and restarting after each of them cost one
-    512-px run 4% of its final loss: hence twice the lowest, not 1.1x.)"""
+    10-87% came and went in the benchmark runs without help, and restarting after each of them
+    cost one 512-px run 4% of its final loss: hence twice the lowest, not 1.1x.)"""
     x = x0.detach().float().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     lbfgs = opt == "lbfgs"
     if lbfgs:
