@@ -205,15 +205,10 @@ def pack(
 
 
 def unpack_photos() -> None:
-    """Put the carried training photos in DATA: out of `train.zip`, or linked from `train/`."""
+    """Put the carried training photos, `pack`'s `train.zip`, in DATA."""
     DATA.mkdir(parents=True, exist_ok=True)
-    if (GPU / "train.zip").exists():
-        with zipfile.ZipFile(GPU / "train.zip") as z:
-            z.extractall(DATA)
-    for f in sorted((GPU / "train").glob("*.webp")):
-        link = DATA / f.name
-        if not link.exists():
-            link.symlink_to(f)
+    with zipfile.ZipFile(GPU / "train.zip") as z:
+        z.extractall(DATA)
 
 
 def start(

@@ -444,7 +444,7 @@ def _optimise(
             else:
                 anchor = before
                 x.clamp_(0, 1)
-            _match_lbfgs_step(optim, x - anchor)
+                _match_lbfgs_step(optim, x - anchor)
         made = time.perf_counter() - start - paused
         wanted = callback is not None and save_every and step % save_every == 0
         snapshot = x.detach().clone() if wanted else None
