@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from wct.decoder import Decoder, load_decoder, read_decoder, save_decoder
+from wct.decoder import Decoder, average_decoders, load_decoder, read_decoder, save_decoder, soup_metadata
 from wct.encoder import NAMES, VGG19_MD5
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_gpu.py"
@@ -196,3 +196,51 @@ def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, mo
     q8 = everything["l3/relu3_1.best.safetensors.q8"].stat().st_size
     small = sum(everything[k].stat().st_size for k in everything if not k.endswith(".q8")) + q8 * 3 // 2
     assert sum(k.endswith(".q8") for k in back(small)) == 1  # the rest did not fit
+
+
+def test_a_soup_gets_its_tracked_start_back_in_place_of_the_int8_copy(tmp_path, monkeypatch):
+    gpu = load_script()
+    root, init = tmp_path / "root", tmp_path / "init"
+    monkeypatch.setattr(gpu, "ROOT", root)
+    monkeypatch.setattr(gpu, "INIT", init)
+    torch.manual_seed(0)
+    start = Decoder(2)
+    with torch.no_grad():
+        for p in start.parameters():
+            p.normal_(0, 0.05)
+    tracked = root / "decoders" / "relu2_1.safetensors"
+    save_decoder(start, tracked, {"encoder": VGG19_MD5})
+    gpu.quantize(tracked, tmp_path / "start.q8")
+    gpu.dequantize(tmp_path / "start.q8", init / "relu2_1.safetensors")  # what the GPU starts from
+    files = [init / "relu2_1.safetensors"]
+    for seed in (1, 2):
+        run = load_decoder(2, "cpu", path=files[0])
+        with torch.no_grad():
+            for p in run.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        files.append(tmp_path / f"run{seed}.safetensors")
+        save_decoder(run, files[-1], {"encoder": VGG19_MD5})
+    decoders = [load_decoder(2, "cpu", path=f) for f in files]
+    weights = [2.0, 1.0, 1.0]
+    save_decoder(
+        average_decoders(decoders, weights),
+        tmp_path / "soup.safetensors",
+        soup_metadata(files, decoders, weights),
+    )
+    soup = load_decoder(2, "cpu", path=tmp_path / "soup.safetensors")
+
+    plain = {k: v.clone() for k, v in soup.state_dict().items()}
+
+    assert gpu.unround_start(soup)
+
+    exact = load_decoder(2, "cpu", path=tracked).state_dict()
+    runs = [d.state_dict() for d in decoders[1:]]
+    want = {k: (2 * exact[k].float() + runs[0][k].float() + runs[1][k].float()) / 4 for k in exact}
+    for name, w in soup.state_dict().items():
+        assert torch.allclose(w, want[name], rtol=1e-3, atol=1e-5), name  # the soup file is fp16
+    assert not torch.allclose(plain["net.0.weight"], want["net.0.weight"], rtol=1e-3, atol=1e-5)
+
+    with torch.no_grad():
+        start.net[0].bias.add_(1.0)  # the tracked file is no longer the start the runs had
+    save_decoder(start, tracked, {"encoder": VGG19_MD5})
+    assert not gpu.unround_start(soup)
