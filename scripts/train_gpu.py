@@ -18,8 +18,8 @@ writes that score into its metadata and exports it to decoders/ if it beats the 
 --seeds 0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to
 average; `wait --soups` averages them with their start there and sends that back in fp16, each run
 as int8 while room allows (`adopt` takes either, and takes the start's int8 rounding back out of a
-soup). `pack --skip N` carries the photos after the N
-an earlier call carried, so calls in turn see every photo.
+soup). `pack --skip N` carries the photos after the N an earlier call carried, so calls in turn
+see every photo.
 
     python scripts/train_gpu.py pack --q8 4 5       # then move out what it names
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
