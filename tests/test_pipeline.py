@@ -244,6 +244,10 @@ def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):
         tensor_to_pil(gradient_image(32, 32, seed=i)).save(tmp_path / f"b{i}.png")
     with pytest.warns(UserWarning, match="a_broken.png"):
         assert len(load_val_images(tmp_path, limit=2)) == 2  # the first 2 readable images
+    tensor_to_pil(gradient_image(8, 200)).save(tmp_path / "c_panorama.png")  # 384 x 15: no 16-px row
+    with pytest.warns(UserWarning, match=r"skipped .*c_panorama.png: 200x8 px is 384x15 .* under the 16 px"):
+        images = load_val_images(tmp_path)
+    assert [tuple(x.shape[-2:]) for x in images] == [(384, 384), (384, 384)]  # 32 px scaled up to 384
     (tmp_path / "relu1_1.last.pt").write_bytes(b"PK\x03\x04 a torch checkpoint")
     from wct.errors import WeightsError
 

@@ -1,5 +1,6 @@
 import math
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -175,6 +176,11 @@ def test_bad_arguments(data, tmp_path):
         ("steps", 2.5),
         ("stop_at", 0),
         ("seed", -1),
+        ("seed", 2**32),  # a nanosecond clock as the seed overflowed the data order's generator
+        ("data", None),
+        ("out", None),
+        ("amp", "yes"),
+        ("resume", "no"),
         ("lr", float("nan")),
         ("ckpt_every", 0),
         ("val_every", 0),
@@ -187,7 +193,7 @@ def test_bad_arguments(data, tmp_path):
         ("init_from", str(tmp_path / "missing.safetensors")),
         ("export", str(photo / "sub")),  # under a file: could never be written
     ):
-        cfg = config(data, value) if field == "out" else config(data, tmp_path / "bad", **{field: value})
+        cfg = replace(config(data, tmp_path / "bad"), **{field: value})
         with pytest.raises(InputError, match=f"Config.{field}"):
             train(cfg)
         assert not (tmp_path / "bad").exists()
@@ -300,6 +306,12 @@ def test_the_best_decoder_on_validation_is_kept_and_runs_are_not_replaced(data, 
     with pytest.raises(InputError, match="holds a relu2_1 run"):
         train(config(data, out, steps=6))  # a new run over an old one, without --resume
     assert (out / "relu2_1.last.pt").read_bytes() == before
+    (out / "relu2_1.last.pt").unlink()  # deleted to save space: the kept decoder must still be safe
+    kept_bytes = (out / "relu2_1.best.safetensors").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(InputError, match="holds relu2_1.best.safetensors .* but no checkpoint"):
+            train(config(data, out, steps=6, resume=resume))
+    assert (out / "relu2_1.best.safetensors").read_bytes() == kept_bytes
 
 
 def test_the_kept_decoder_is_compared_with_the_final_one_on_all_of_val(data, tmp_path):
@@ -309,3 +321,52 @@ def test_the_kept_decoder_is_compared_with_the_final_one_on_all_of_val(data, tmp
     kept = load_decoder(2, "cpu", path=summary["decoder"])
     assert kept.metadata["val_images"] == "7"  # scored on all 7 readable images, not the first 2
     assert float(kept.metadata["val_psnr"]) == pytest.approx(summary["best_psnr"], abs=1e-3)
+
+
+def test_a_run_that_diverges_stops_with_an_error_and_saves_nothing_broken(data, tmp_path):
+    from wct.errors import TrainingError
+
+    out = tmp_path / "nan"
+    train(config(data, out, steps=8, stop_at=2, val=None))  # a sound checkpoint at step 2
+    files = ("relu2_1.last.pt", "relu2_1.final.safetensors")
+    kept = [(out / f).read_bytes() for f in files]
+    with pytest.raises(TrainingError, match=r"diverged by step 4.*lower --lr.*last.pt \(step 2\) is kept"):
+        train(config(data, out, steps=8, val=None, lr=1e6, warmup=0, resume=True))
+    assert [(out / f).read_bytes() for f in files] == kept
+    with pytest.raises(TrainingError, match="nothing was saved"):
+        train(config(data, tmp_path / "nan2", steps=4, lr=1e6, warmup=0))
+    assert not (tmp_path / "nan2" / "relu2_1.best.safetensors").exists()
+
+
+def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
+    out = tmp_path / "run"
+    train(config(data, out, stop_at=2, val=None, amp=False))
+    ck = load_checkpoint(out / "relu2_1.last.pt")
+    assert ck["config"]["processes"] == 1 and ck["config"]["amp"] is False
+    with pytest.warns(UserWarning, match=r"changed settings \(amp False -> True\)"):
+        train(config(data, out, stop_at=3, val=None, amp=True, resume=True))
+
+
+def test_unreadable_data_on_resume_is_one_clear_error(data, tmp_path):
+    out = tmp_path / "run"
+    train(config(data, out, stop_at=2, val=None))
+    unreadable = tmp_path / "gone"
+    unreadable.mkdir()
+    (unreadable / "0.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(
+        InputError, match=r"^--data \(Config.data\) .*gone: none of its 1 image files can be read$"
+    ):
+        train(config(unreadable, out, val=None, resume=True, workers=1))
+
+
+def test_data_folders_are_read_through_links_once(tmp_path):
+    from wct.images import list_images
+
+    real, data = tmp_path / "real", tmp_path / "data"
+    real.mkdir()
+    data.mkdir()
+    landscape(32, 32, seed=0).save(real / "a.png")
+    landscape(32, 32, seed=1).save(data / "b.jpg")
+    (data / "linked").symlink_to(real, target_is_directory=True)
+    (data / "loop").symlink_to(tmp_path, target_is_directory=True)  # a link to a parent must not loop
+    assert [p.relative_to(data).as_posix() for p in list_images(data)] == ["b.jpg", "linked/a.png"]

@@ -587,7 +587,8 @@ def train_command(
     )
     summary = train(cfg)
     if "decoder" in summary:
-        score = f"val PSNR {summary['best_psnr']:.2f} dB" if cfg.val else "not scored: no --val"
+        psnr = summary["best_psnr"]
+        score = f"val PSNR {psnr:.2f} dB" if psnr is not None else "not scored: no --val"
         out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})", soft_wrap=True)
     out_console.print(json.dumps(summary), soft_wrap=True, markup=False, highlight=False)
 

@@ -19,3 +19,7 @@ class InputError(WCTError, ValueError):
 
 class OutputError(WCTError):
     """An output cannot be written without losing something the user has."""
+
+
+class TrainingError(WCTError):
+    """Decoder training diverged: its weights are no longer finite (a learning rate too high)."""

@@ -19,8 +19,8 @@ from .images import list_images, open_image, pil_to_tensor, scaled_size
 def load_val_images(directory: str | Path, max_side: int = 384, limit: int | None = None) -> list[Tensor]:
     """Each image's longer side scaled to `max_side` (Lanczos), cropped top-left to multiples of 16.
 
-    InputError if `directory` is not a folder or `max_side` is under 16; unreadable files are
-    skipped with a warning."""
+    InputError if `directory` is not a folder or `max_side` is under 16; unreadable files, and
+    images so narrow that a side would crop to nothing, are skipped with a warning."""
     if not Path(directory).is_dir():
         raise InputError(f"{directory} is not a directory")
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
@@ -34,8 +34,16 @@ def load_val_images(directory: str | Path, max_side: int = 384, limit: int | Non
         except ImageError as e:
             warnings.warn(f"skipped {e}", stacklevel=2)
             continue
-        im = im.resize(scaled_size(im.width, im.height, max_side), Image.Resampling.LANCZOS)
-        w, h = im.width // 16 * 16, im.height // 16 * 16
+        size = scaled_size(im.width, im.height, max_side)
+        w, h = size[0] // 16 * 16, size[1] // 16 * 16
+        if not (w and h):  # every level needs 16 px a side
+            warnings.warn(
+                f"skipped {p}: {im.width}x{im.height} px is {size[0]}x{size[1]} at a longer side of "
+                f"{max_side}, under the 16 px a side that every level needs",
+                stacklevel=2,
+            )
+            continue
+        im = im.resize(size, Image.Resampling.LANCZOS)
         out.append(pil_to_tensor(im.crop((0, 0, w, h))))
     return out
 

@@ -401,6 +401,15 @@ def write_json(report: object, path: Path) -> None:
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:
-    """Image files under `directory`, recursively, sorted."""
-    d = Path(directory)
-    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files under `directory`, recursively, through linked folders too (each folder once, so
+    a link to a parent does not loop), sorted."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs.sort()  # the same path wins on every file system
+        found += [Path(root, f) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())

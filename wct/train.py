@@ -41,12 +41,13 @@ from .encoder import (
     tensors_sha256,
     warn_if_slow,
 )
-from .errors import ImageError, InputError, WCTError
+from .errors import ImageError, InputError, TrainingError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
-from .images import list_images, open_image, publish, temp_beside
+from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
 
 LOSSES = ("mse", "psnr")
+PATH_OPTIONS = ("val", "export", "init_from", "vgg_weights")
 
 
 @dataclass
@@ -161,15 +162,17 @@ class StepSampler(Sampler):
                 i, j = i + 1, j + 1
 
 
-def collate(batch: list[Crop]) -> tuple[Tensor, set[str]]:
-    """The crops stacked, and the files skipped as unreadable."""
-    if any(c.pixels is None for c in batch):
-        raise InputError("none of the training images can be read")
-    return torch.stack([c.pixels for c in batch]), {f for c in batch for f in c.unreadable}
+def collate(batch: list[Crop]) -> tuple[Tensor | None, set[str]]:
+    """The crops stacked (None if no file could be read: the training loop says so, not a worker),
+    and the files skipped as unreadable."""
+    pixels = None if any(c.pixels is None for c in batch) else torch.stack([c.pixels for c in batch])
+    return pixels, {f for c in batch for f in c.unreadable}
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
     data = Crops(cfg.data, cfg.crop, cfg.scale)
+    if data[(0, 0)].pixels is None:  # checked here too when resuming, which skips input_whitening
+        raise InputError(f"--data (Config.data) {cfg.data}: none of its {len(data)} image files can be read")
     sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
     dl = DataLoader(
         data,
@@ -290,7 +293,7 @@ def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
 def changed_settings(before: dict, now: dict) -> str:
     """The settings that change what a resumed run computes, as 'lr 0.001 -> 0.05; ...'."""
     keys = ("level", "data", "crop", "scale", "batch", "steps", "minutes", "lr", "warmup")
-    keys += ("feature_weight", "feature_from", "loss", "seed")
+    keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes")
     return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
 
 
@@ -333,16 +336,13 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         "sha256": hashlib.sha256(data).hexdigest(),
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         torch.save(sealed, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    write_atomic(path, write)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -383,11 +383,10 @@ def plot_history(history: list[dict], path: Path) -> None:
     ax[1].plot([h["step"] for h in va], [h["psnr"] for h in va], "o-")
     ax[1].set(xlabel="step", ylabel="dB", title="validation PSNR")
     fig.tight_layout()
-    fd, tmp = temp_beside(path, ".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    publish(tmp, path)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------- training
@@ -439,8 +438,16 @@ def check_config(cfg: Config) -> None:
         ("ckpt_every", _whole(1), "at least 1"),
         ("log_every", _whole(1), "at least 1"),
         ("stats_images", _whole(1), "at least 1"),
-        ("seed", _whole(0), "a whole number >= 0"),
+        ("seed", _whole(0, lambda v: v < 2**32), "a whole number from 0 to 4294967295"),
         ("stop_at", _whole(1, none=True), "at least 1"),
+    ]
+    path_like = lambda v: isinstance(v, str | os.PathLike)  # noqa: E731
+    rules += [(f, path_like, "a path") for f in ("data", "out")]
+    rules += [(f, lambda v: v is None or path_like(v), "a path or None") for f in PATH_OPTIONS]
+    rules += [
+        ("amp", lambda v: v is None or isinstance(v, bool), "True, False or None (the device's default)"),
+        ("device", lambda v: isinstance(v, str | torch.device), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("resume", lambda v: isinstance(v, bool), "True or False"),
     ]
     for field, ok, want in rules:
         value = getattr(cfg, field)
@@ -484,10 +491,17 @@ def train(cfg: Config) -> dict:
     out = Path(cfg.out)
     name = relu(cfg.level)
     last, best = out / f"{name}.last.pt", out / f"{name}.best.safetensors"
+    final_file = out / f"{name}.final.safetensors"
     if last.exists() and not cfg.resume:
         raise InputError(
             f"--out (Config.out) {out} holds a {name} run ({last.name}): pass --resume to continue it, "
             "or give another --out"
+        )
+    kept = [f.name for f in (best, final_file) if f.exists()]
+    if kept and not last.exists():  # a new run would write over them
+        raise InputError(
+            f"--out (Config.out) {out} holds {' and '.join(kept)} of an earlier {name} run but no "
+            f"checkpoint ({last.name}) to resume: give another --out, or move them away"
         )
     if cfg.resume and not last.exists() and rank == 0:
         print(f"no {last.name} in {out}: starting a new run", flush=True)
@@ -499,6 +513,8 @@ def train(cfg: Config) -> dict:
         decoder = decoder.to(memory_format=torch.channels_last)
         encoder = encoder.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
+    cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
     state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": [], "seconds": 0.0}
     if cfg.resume and last.exists():
         ck = load_checkpoint(last)
@@ -507,7 +523,9 @@ def train(cfg: Config) -> dict:
         state = ck["state"]
         if rank == 0:
             print(f"resuming {last} at step {state['step']}", flush=True)
-            changed = changed_settings(ck.get("config", {}), asdict(cfg))
+            changed = changed_settings(
+                {"processes": 1, **ck.get("config", {})}, {**asdict(cfg), "processes": world}
+            )
             if changed:
                 warnings.warn(
                     f"resuming with changed settings ({changed}): the run no longer matches an "
@@ -535,8 +553,6 @@ def train(cfg: Config) -> dict:
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
-    use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
-    cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
     if use_amp and rank == 0:
         warn_if_slow("bf16", device, "--amp", "drop --amp")
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
@@ -581,55 +597,64 @@ def train(cfg: Config) -> dict:
     task = bar.add_task(name, total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
-    for batch, bad_now in dl:
-        if step >= end or done >= 1:
-            break
-        bad.update(bad_now)
-        x = batch.to(device, non_blocking=True).float().div_(255)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
-        use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
-        with amp:
-            loss = reconstruction_loss(
-                encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var, cfg.loss
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        seen += x.shape[0] * world
-        done = progress(step, state["seconds"] + time.time() - t0, cfg)
-        if world > 1 and cfg.minutes:  # ranks must agree on when a timed run ends
-            t = torch.tensor([done], device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            done = t.item()
-        final = step == cfg.steps or done >= 1
-        if step % cfg.log_every == 0 and rank == 0:
-            rate = seen / (time.time() - t0)
-            state["history"].append({"step": step, "loss": loss.item()})
-            info = f"loss {loss.item():.5f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
-            bar.update(task, completed=step, info=info)
-            if not bar.live.is_started:
-                print(f"step {step}/{cfg.steps} {info}", flush=True)
-        if rank == 0 and (step % cfg.val_every == 0 or final):
-            validate_and_save(step, final)
-        if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
-            state.update(step=step, bad_files=sorted(bad), seconds=state["seconds"] + time.time() - t0)
-            t0, seen = time.time(), 0
-            atomic_torch_save(
-                {
-                    "decoder": decoder.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "state": state,
-                    "config": asdict(cfg),
-                },
-                last,
-            )
-            if state["history"]:
-                plot_history(state["history"], out / f"{name}.curves.png")
-    bar.stop()
+    try:
+        for batch, bad_now in dl:
+            if step >= end or done >= 1:
+                break
+            if batch is None:
+                raise InputError(
+                    f"--data (Config.data) {cfg.data}: none of its image files can be read any more"
+                )
+            bad.update(bad_now)
+            x = batch.to(device, non_blocking=True).float().div_(255)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
+            use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
+            with amp:
+                loss = reconstruction_loss(
+                    encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var, cfg.loss
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += x.shape[0] * world
+            done = progress(step, state["seconds"] + time.time() - t0, cfg)
+            if world > 1 and cfg.minutes:  # ranks must agree on when a timed run ends
+                t = torch.tensor([done], device=device)
+                dist.all_reduce(t, op=dist.ReduceOp.MAX)
+                done = t.item()
+            final = step == cfg.steps or done >= 1
+            due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
+            if (final or step == end or any(step % k == 0 for k in due)) and not finite(decoder):
+                raise TrainingError(diverged(step, loss.item(), cfg, last if last.exists() else None, state))
+            if step % cfg.log_every == 0 and rank == 0:
+                rate = seen / (time.time() - t0)
+                state["history"].append({"step": step, "loss": loss.item()})
+                info = f"loss {loss.item():.5f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
+                bar.update(task, completed=step, info=info)
+                if not bar.live.is_started:
+                    print(f"step {step}/{cfg.steps} {info}", flush=True)
+            if rank == 0 and (step % cfg.val_every == 0 or final):
+                validate_and_save(step, final)
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
+                state.update(step=step, bad_files=sorted(bad), seconds=state["seconds"] + time.time() - t0)
+                t0, seen = time.time(), 0
+                atomic_torch_save(
+                    {
+                        "decoder": decoder.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "state": state,
+                        "config": {**asdict(cfg), "processes": world},
+                    },
+                    last,
+                )
+                if state["history"]:
+                    plot_history(state["history"], out / f"{name}.curves.png")
+    finally:
+        bar.stop()
     if world > 1:
         every = [None] * world
         dist.all_gather_object(every, sorted(bad))  # each rank skipped the files it drew
@@ -660,6 +685,23 @@ def train(cfg: Config) -> dict:
     if rank == 0 and cfg.export and best.exists():
         summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
     return summary
+
+
+def finite(decoder: Decoder) -> bool:
+    """Whether all the decoder's weights are finite (checked before anything is logged or saved)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in decoder.parameters()]).all())
+
+
+def diverged(step: int, loss: float, cfg: Config, checkpoint: Path | None, state: dict) -> str:
+    kept = (
+        f"{checkpoint} (step {state['step']}) is kept: --resume it with a lower --lr"
+        if checkpoint
+        else "nothing was saved"
+    )
+    return (
+        f"training diverged by step {step}: the decoder's weights are no longer finite (loss {loss:.3g}); "
+        f"lower --lr (Config.lr, now {cfg.lr:g}). {kept}"
+    )
 
 
 def hardware(device: torch.device) -> str:
@@ -704,11 +746,7 @@ def export(best: Path, target: Path, force: bool = False) -> bool:
                 return False
         except WCTError:
             pass
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(target)
-    os.close(fd)
-    shutil.copyfile(best, tmp)
-    publish(tmp, target)
+    write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB)", flush=True)
     return True
