@@ -177,6 +177,23 @@ def test_video_keeps_the_audio_cut_to_the_frames(wct_cli, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_variable_rate_clip_keeps_its_duration(wct_cli, tmp_path):
+    import imageio_ffmpeg
+
+    painting(48, 48).save(tmp_path / "style.png")
+    clip = tmp_path / "phone.mp4"  # 30 frames at 30 fps, every tenth held a frame longer: 1.1 s
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=48x32:rate=30"]
+    vfr = ["-frames:v", "30", "-vf", "setpts='(N+floor(N/10))/30/TB'", "-fps_mode", "passthrough"]
+    subprocess.run([*cmd, *vfr, "-pix_fmt", "yuv420p", str(clip)], check=True)
+    out = tmp_path / "out.mp4"
+    r = wct_cli(
+        "video", str(clip), str(out), "--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0"
+    )
+    assert r.returncode == 0, r.stderr
+    frames, fps = len(list(read_frames(out)[0])), read_frames(out)[1]
+    assert frames / fps == pytest.approx(duration(clip), abs=1.5 / fps)  # read at 30 fps: 33 frames, 1.2 s
+
+
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):
     frames, common = frames_and_style(tmp_path, 3, 47, 33)
     r = wct_cli("video", str(frames), str(tmp_path / "odd.mp4"), *common)
@@ -243,6 +260,17 @@ def test_frame_folders_are_replaced_whole_or_not_at_all(wct_cli, tmp_path):
     assert r.returncode == 1 and "error: " in r.stderr and "2.png is not an image" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old frames, untouched
     assert not list(tmp_path.glob(".out*"))  # and no temporary folder left
+    painting(48, 48).save(out / "frame_style.png")  # the user's files, named like frames
+    r = wct_cli(
+        "video", str(three), str(out), "--style", str(out / "frame_style.png"), *common[2:], "--overwrite"
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "frame_style.png").exists() and (out / "notes.txt").read_text() == "mine"
+    r = wct_cli(
+        "video", str(three), str(out), "--style", str(out / "frame_00001.png"), *common[2:], "--overwrite"
+    )
+    assert r.returncode == 1 and "frame_00001.png is an input" in r.stderr
+    assert (out / "frame_00001.png").exists()
 
 
 def test_webm_is_written_with_a_webm_codec_and_reads_back(wct_cli, tmp_path):

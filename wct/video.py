@@ -197,9 +197,13 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
         meta = reader.get_meta_data()
+        fps = float(meta.get("fps") or DEFAULT_FPS)
+        reader.close()
+        # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
+        # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
+        reader = imageio.get_reader(path, format="FFMPEG", fps=fps)
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
-    fps = float(meta.get("fps") or DEFAULT_FPS)
     nframes = meta.get("nframes")
     if expected_frames(nframes, None, fps) is None and has_audio(path):
         nframes = counted_frames(path)  # the container's duration may be its audio's
@@ -258,6 +262,10 @@ class FrameWriter:
                 raise OutputError(f"{path} is a file: give a folder for the frames")
             if self.old_frames() and not overwrite:
                 raise OutputError(f"{path} holds frames already: pass --overwrite to replace them")
+            inputs = {Path(p).resolve() for p in protect}
+            clash = next((f for f in self.old_frames() if f.resolve() in inputs), None)
+            if clash is not None:
+                raise OutputError(f"refusing to replace the frames in {path}: {clash.name} is an input")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if is_video(path):
@@ -270,7 +278,10 @@ class FrameWriter:
         self._tmp = Path(tmp)
 
     def old_frames(self) -> list[Path]:
-        return sorted(self.path.glob("frame_*.png")) if self.path.is_dir() else []
+        """The frames an earlier run wrote here (frame_00000.png...): other files are the user's."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.glob("frame_*.png") if re.fullmatch(r"frame_\d{5,}\.png", p.name))
 
     def write(self, frame: Tensor) -> None:
         if not is_video(self.path):
