@@ -252,3 +252,51 @@ def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, w
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert out.read_bytes() == before and not (tmp_path / "c.safetensors").exists()
+
+
+def test_outputs_in_an_input_folder_are_not_inputs_of_a_rerun(pair, tmp_path, wct_cli):
+    for photos, out in ((tmp_path / "a", tmp_path / "a" / "out"), (tmp_path / "b", tmp_path / "b")):
+        photos.mkdir()  # -o a subfolder of the inputs, or their folder itself
+        landscape(64, 48, seed=1).save(photos / "cat.png")
+        run = (
+            "stylize",
+            str(photos),
+            str(pair / "style.jpg"),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--levels",
+            "1",
+        )
+        for expected in ("1 written, 0 already complete", "0 written, 1 already complete"):
+            r = wct_cli(*run)
+            assert r.returncode == 0 and expected in r.stderr, r.stderr
+        assert sorted(p.name for p in out.glob("*__*.png")) == ["cat__style.png"]
+
+
+def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
+    pair, tmp_path, wct_cli, monkeypatch
+):
+    import wct.pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the models were loaded before the output was checked")
+
+    args = ("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "--size", "32", "--levels", "1")
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    with monkeypatch.context() as m:
+        m.setattr(wct.pipeline.Stylizer, "__init__", no_work)
+        for name, message in (
+            ("taken.png", "exists: pass --overwrite"),
+            ("x.psd", "Pillow cannot write PSD images"),
+            ("results", "has no image suffix"),
+            ("x.xyz", "unknown image format"),
+        ):
+            assert_clean_error(wct_cli(*args, "-o", str(tmp_path / name)), message)
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"
+    odd = tmp_path / "cat [edited] [/] :x:.png"  # rich markup and emoji codes
+    r = wct_cli(*args, "-o", str(odd))
+    assert r.returncode == 0 and f"wrote {odd}" in r.stderr.replace("\n", ""), r.stderr
+    r = wct_cli(*args[:2], "--style", f"{pair / 'style.jpg'}:x:", "-o", str(tmp_path / "w.png"))
+    assert_clean_error(r, ":x:")

@@ -22,8 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Universal style transfer (WCT): repaint a photo in the style of any painting.",
 )
-console = Console(stderr=True)
-out_console = Console()
+# No markup or emoji codes: file names such as "cat [edited].png" or "a:x:.jpg" print as they are.
+console = Console(stderr=True, markup=False, emoji=False)
+out_console = Console(markup=False, emoji=False)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the project checkout
 PUBLISHED = {1: 27.2, 2: 32.1, 3: 27.1, 4: None, 5: None}
@@ -115,8 +116,19 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
     if not out.exists() and out.suffix.lower() in Image.registered_extensions():
         raise OutputError(f"-o {out} names an image: with a directory of inputs, -o must be a directory")
-    c_names, s_names = output_names(contents, content), output_names(styles, style)
-    return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
+
+    def pairs() -> list[tuple[Path, Path, Path]]:
+        c_names, s_names = output_names(contents, content), output_names(styles, style)
+        return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
+
+    # An -o in an input folder: what an earlier run wrote there is not an input of this one.
+    target = out.resolve()
+    contents = [c for c in contents if not c.resolve().is_relative_to(target)] or contents
+    styles = [s for s in styles if not s.resolve().is_relative_to(target)] or styles
+    made = {o.resolve() for _, _, o in pairs()}  # -o the input folder itself
+    contents = [c for c in contents if c.resolve() not in made] or contents
+    styles = [s for s in styles if s.resolve() not in made] or styles
+    return pairs()
 
 
 def output_names(files: list[Path], root: Path) -> dict[Path, str]:
@@ -185,9 +197,11 @@ def stylize(
     labels = controls.read_mask(mask, len(paths)) if mask is not None else None
     todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if mixed else None)
     batch = len(todo) > 1 or content.is_dir() or paths[0].is_dir()
-    stylizer = Stylizer(device, vgg_weights, precision)
     extra = (*paths, mask) if mask is not None else tuple(paths)
     inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
+    if not batch:  # before any work, not after it
+        check_output(todo[0][2], overwrite, tuple(inputs))
+    stylizer = Stylizer(device, vgg_weights, precision)
     record = {  # what made each output, in its PNG text: a rerun skips only outputs made alike
         "wct:settings": json.dumps(
             {
@@ -619,8 +633,13 @@ def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> Non
     from PIL import Image
 
     check_target(output, overwrite, inputs)
-    if output.suffix.lower() not in Image.registered_extensions():
+    fmt = Image.registered_extensions().get(output.suffix.lower())
+    if not output.suffix:
+        raise OutputError(f"{output} has no image suffix: name a file such as {output}.png")
+    if fmt is None:
         raise OutputError(f"unknown image format for {output}: use .png, .jpg or .webp")
+    if fmt not in Image.SAVE:
+        raise OutputError(f"Pillow cannot write {fmt} images ({output}): use .png, .jpg or .webp")
 
 
 def snapshot_path(output: Path, step: int) -> Path:

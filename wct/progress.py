@@ -9,10 +9,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def progress_bar(enabled: bool = True, console: Console | None = None) -> Progress:
     """Tasks take an `info` field (loss, images/s...); pass info="" when there is none."""
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         TimeRemainingColumn(),
     )
     return Progress(*columns, console=console, disable=not enabled)
