@@ -110,6 +110,12 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     r = wct_cli("video", str(tmp_path / "empty.mp4"), str(tmp_path / "o2"), *common)
     assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr
+    Image.open(written[0]).save(tmp_path / "anim.gif")
+    r = wct_cli("video", str(tmp_path / "anim.gif"), str(tmp_path / "o3"), *common)
+    assert r.returncode == 1 and "read from .avi, .mkv, .mov, .mp4, .webm files or a folder" in r.stderr
+    for fps in ("inf", "0", "-3"):
+        r = wct_cli("video", str(clip), str(tmp_path / "o4.mp4"), *common, "--fps", fps)
+        assert r.returncode == 1 and r.stderr.startswith("error: --fps must be a positive, finite number")
 
 
 def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli, tmp_path):

@@ -4,6 +4,7 @@ average-decoders, gatys, invert, bench, serve."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import warnings
@@ -288,8 +289,8 @@ def video(
 
     check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
-    if fps is not None and not fps > 0:
-        raise InputError(f"--fps must be positive, got {fps}")
+    if fps is not None and not 0 < fps < math.inf:
+        raise InputError(f"--fps must be a positive, finite number, got {fps}")
     if fps is not None and not is_video(output):
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))

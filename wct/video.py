@@ -192,6 +192,11 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         raise InputError(f"{path} does not exist")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
+    if not is_video(path):
+        raise ImageError(
+            f"{path}: videos are read from {', '.join(sorted(VIDEO_SUFFIXES))} files or a folder of frames; "
+            f"convert it first (ffmpeg -i {path.name} {path.stem}.mp4)"
+        )
     import imageio.v2 as imageio
 
     try:
