@@ -300,3 +300,21 @@ def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
     assert r.returncode == 0 and f"wrote {odd}" in r.stderr.replace("\n", ""), r.stderr
     r = wct_cli(*args[:2], "--style", f"{pair / 'style.jpg'}:x:", "-o", str(tmp_path / "w.png"))
     assert_clean_error(r, ":x:")
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_brackets(wct_cli, monkeypatch):
+    import socket
+
+    import wct.serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = wct_cli("serve", "--port", str(port))
+    assert_clean_error(r, f"error: cannot serve on 127.0.0.1 port {port}: Address already in use")
+    assert "studio on" not in r.stderr
+    monkeypatch.setattr(wct.serve, "run_server", lambda *a: None)
+    monkeypatch.setattr("wct.cli.check_port", lambda host, port: None)  # whether ::1 exists here or not
+    r = wct_cli("serve", "--host", "::1", "--port", "7999")
+    assert r.returncode == 0 and "wct studio on http://[::1]:7999 " in r.stderr

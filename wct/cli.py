@@ -968,12 +968,26 @@ def serve(
     with warnings.catch_warnings():  # refuse a bad precision now; the worker warns once as it loads
         warnings.simplefilter("ignore")
         precision_dtype(precision, resolve_device(device))
+    check_port(host, port)
     if host not in LOOPBACK:
         console.print(f"warning: binding {host}: anyone who can reach this machine can use the studio")
-    console.print(
-        f"wct studio on http://{'127.0.0.1' if host == 'localhost' else host}:{port}  (Ctrl-C stops it)"
-    )
+    shown = "127.0.0.1" if host == "localhost" else f"[{host}]" if ":" in host else host  # IPv6 in []
+    console.print(f"wct studio on http://{shown}:{port}  (Ctrl-C stops it)")
     run_server(host, port, device, precision)
+
+
+def check_port(host: str, port: int) -> None:
+    """InputError now, rather than the server's own error after it starts, if HOST:PORT cannot be
+    bound (in use, or an address this machine does not have)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            s.bind(address)
+    except OSError as e:
+        raise InputError(f"cannot serve on {host} port {port}: {e.strerror or e}") from None
 
 
 def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
