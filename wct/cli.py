@@ -285,7 +285,7 @@ def video(
     must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
-    from .video import FrameWriter, is_video, read_frames, stylize_frames
+    from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
     check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
@@ -294,6 +294,8 @@ def video(
     if fps is not None and not is_video(output):
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
+    if source.is_dir() and is_video(output):
+        check_frame_sizes(source, size_arg(size, "--size"))
     writer = FrameWriter(output, fps or in_fps, overwrite, (source, style), source if audio else None)
     if writer.audio is not None and fps is not None and fps != in_fps:
         warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)

@@ -33,6 +33,7 @@ from .images import (
     load_image,
     pil_to_tensor,
     publish,
+    scaled_size,
     temp_beside,
     tensor_to_pil,
 )
@@ -153,6 +154,30 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(
         (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key
     )
+
+
+def check_frame_sizes(folder: Path, size: int | None) -> None:
+    """InputError, before any work, if the images of a frames folder would give frames of different
+    sizes (after EXIF orientation and `size`): a video's frames share one size. Headers only."""
+    from PIL import Image
+
+    first: tuple[Path, tuple[int, int]] | None = None
+    for f in frame_files(folder):
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+                if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
+                    w, h = h, w
+        except Exception:  # unreadable: reported by name when its turn comes
+            continue
+        got = scaled_size(w, h, size)
+        if first is None:
+            first = (f, got)
+        elif got != first[1]:
+            raise InputError(
+                f"{f.name} gives {got[0]}x{got[1]} frames but {first[0].name} {first[1][0]}x{first[1][1]}: "
+                "a video's frames share one size (write a folder of PNGs instead)"
+            )
 
 
 def expected_frames(nframes: object, duration: object, fps: float) -> int | None:
