@@ -553,9 +553,13 @@ def train_command(
         "mse", help="mse (mean squared error over the batch) or psnr (minus the mean per-image PSNR)."
     ),
     out: Path = typer.Option(Path("runs"), help="Checkpoint directory."),
-    export: Path | None = typer.Option(None, help="Copy the final decoder here (e.g. decoders/) if better."),
+    export: Path | None = typer.Option(
+        None, help="Copy the best decoder on --val here (e.g. decoders/) if it beats the one there."
+    ),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
-    init_from: Path | None = typer.Option(None, help="Warm-start from decoder level-1's file."),
+    init_from: Path | None = typer.Option(
+        None, help="Start from a decoder of this level (fine-tuning) or the level below (its tail)."
+    ),
     device: str = DeviceOpt,
     amp: bool | None = typer.Option(
         None,
