@@ -270,3 +270,54 @@ def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):
         os.umask(old)
     for name in ("a.png", "d.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644  # mkstemp alone gives 0600
+
+
+def test_api_inputs_found_by_the_audit_are_handled_or_refused(stylizer, encoder):
+    import numpy as np
+
+    from wct import controls, gatys
+    from wct.evaluate import psnr, ssim
+    from wct.video import TemporalFilter
+
+    x, x2 = gradient_image(32, 48, seed=1), gradient_image(32, 48, seed=2)
+    x2[..., :16, :] = x[..., :16, :]  # the top half does not move
+    y, y2 = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 48)
+    four, three = TemporalFilter(), TemporalFilter()
+    four(x, y), three(x[0], y[0])
+    torch.testing.assert_close(three(x2[0], y2[0]), four(x2, y2)[0])  # (3, H, W) frames: the same filter
+
+    with pytest.raises(InputError, match="floats in"):
+        ssim(x.mul(255).byte(), x2.mul(255).byte())  # a uint8 window was all zeros: SSIM 1.0
+    with pytest.raises(InputError, match="floats in"):
+        psnr(x.mul(255).byte(), x2.mul(255).byte())
+    assert ssim(x.double(), x2) == pytest.approx(ssim(x, x2), abs=1e-6)
+
+    style = stylizer.style(gradient_image(40, 40, seed=3))
+    z = stylizer.stylize(x[0], style, 0.7, (1,))
+    torch.testing.assert_close(controls.preserve_color(x[0], z), controls.preserve_color(x, z[None])[0])
+    for bad in (x.mul(255).byte(), x * float("nan"), x * 255):
+        with pytest.raises(InputError):
+            controls.preserve_color(bad, z[None])
+    with pytest.raises(InputError, match="RGB"):
+        controls.preserve_color(x[:, :1], x[:, :1])
+
+    labels = np.zeros((32, 48), np.int64)
+    labels[:, 24:] = 1
+    two = [stylizer.style(gradient_image(40, 40, seed=s)) for s in (4, 5)]
+    want = stylizer.stylize(x, two, 0.8, (1,), mask=torch.from_numpy(labels))
+    torch.testing.assert_close(stylizer.stylize(x, two, 0.8, (1,), mask=labels), want)
+    assert wct.stylize(x[0], [x2[0], x[0]], mask=labels, levels=(1,), size=None).size == (48, 32)
+
+    with torch.inference_mode():  # autograd is needed, and inference tensors cannot be saved for it
+        a = gatys.gatys(encoder, x, x2, steps=2)
+    torch.testing.assert_close(a.image, gatys.gatys(encoder, x, x2, steps=2).image)
+
+    la = tensor_to_pil(x).convert("LA").convert("La")
+    assert wct.stylize(la, x2[0], levels=(1,), size=None).size == (48, 32)
+
+    for kwargs in ({"alpha": None}, {"size": "48"}, {"alpha": True}):
+        with pytest.raises(InputError):
+            wct.stylize(x[0], x2[0], levels=(1,), **kwargs)
+    assert stylizer.stylize(x, style, 0.5, np.array(1)).shape == x.shape
+    with pytest.raises(InputError, match="style weights"):
+        stylizer.stylize(x, two, 0.5, (1,), weights=[None, 1])

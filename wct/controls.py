@@ -113,8 +113,15 @@ def pad_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return x[0, 0].round().long()
 
 
-def check_mask(mask: Tensor) -> Tensor:
-    """A mask tensor as (H, W) int64 labels on the CPU; fractions (a soft mask) are an InputError."""
+def check_mask(mask: Tensor | np.ndarray) -> Tensor:
+    """A mask tensor or array as (H, W) int64 labels on the CPU; fractions (a soft mask) are an
+    InputError."""
+    if isinstance(mask, np.ndarray):
+        if not (np.issubdtype(mask.dtype, np.number) or mask.dtype == bool):
+            raise InputError(f"a mask array holds whole-number region labels 0..k-1, got dtype {mask.dtype}")
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    if not isinstance(mask, Tensor):
+        raise InputError(f"a mask is an image, a path to one, or (H, W) labels, got {type(mask).__name__}")
     if mask.ndim != 2 or (mask.is_floating_point() and not torch.equal(mask, mask.round())):
         got = f"{mask.dtype} {tuple(mask.shape)}"
         raise InputError(f"a mask tensor is (H, W) whole-number region labels 0..k-1, got {got}")
@@ -165,10 +172,21 @@ def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
     deviation (Gatys et al. 2016, "Preserving color in neural artistic style transfer", match
     the style's luminance to the content's the same way), so the photo keeps its hues, its
     saturation and its overall brightness, and takes only the style's texture and strokes.
-    Both images are (N, 3, H, W) in [0, 1] of the same size; returns that, clamped.
+    Both images are (N, 3, H, W) or (3, H, W) in [0, 1] of the same size; returns that, clamped.
     """
     if content.shape != stylized.shape:
         raise InputError(f"content {tuple(content.shape)} and stylised {tuple(stylized.shape)} differ")
+    if content.ndim not in (3, 4) or content.shape[-3] != 3:
+        raise InputError(
+            f"colour preservation needs (N, 3, H, W) or (3, H, W) RGB images, got {tuple(content.shape)}"
+        )
+    for name, t in (("content", content), ("stylised image", stylized)):
+        if not t.is_floating_point() or not torch.isfinite(t).all() or t.min() < -1e-3 or t.max() > 1 + 1e-3:
+            raise InputError(
+                f"the {name} must be finite floats in [0, 1] (uint8: divide by 255), got {t.dtype}"
+            )
+    if content.ndim == 3:
+        return preserve_color(content[None], stylized[None])[0]
     c = rgb_to_ycbcr(content.to(stylized))
     s = rgb_to_ycbcr(stylized)
     ys, yc = s[:, :1], c[:, :1]

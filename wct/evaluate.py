@@ -48,15 +48,21 @@ def load_val_images(directory: str | Path, max_side: int = 384, limit: int | Non
     return out
 
 
-def _same_shape(a: Tensor, b: Tensor) -> None:
+def _float_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Both images as float32, if they are float images of one shape (uint8 would score nonsense)."""
     if a.shape != b.shape:
         raise InputError(f"images of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
+    if not (a.is_floating_point() and b.is_floating_point()):
+        raise InputError(
+            f"images must be floats in [0, 1], got {a.dtype} and {b.dtype} (uint8: divide by 255)"
+        )
+    return a.float(), b.float()
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
     """PSNR in dB of images in [0, 1] (100 for identical images)."""
-    _same_shape(a, b)
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    a, b = _float_pair(a, b)
+    mse = torch.mean((a - b) ** 2).item()
     return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
@@ -65,7 +71,7 @@ def ssim(a: Tensor, b: Tensor) -> float:
     (N, 3, H, W) images of at least 11 px a side."""
     import torch.nn.functional as F
 
-    _same_shape(a, b)
+    a, b = _float_pair(a, b)
     if a.ndim != 4 or a.shape[1] != 3 or min(a.shape[-2:]) < 11:
         raise InputError(f"SSIM needs (N, 3, H, W) images of at least 11 px a side, got {tuple(a.shape)}")
 

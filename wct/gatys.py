@@ -13,6 +13,7 @@ diverge.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -242,6 +243,23 @@ def means_for(encoder: Encoder, normalise: bool) -> dict[str, Tensor] | None:
     return means
 
 
+def outside_inference_mode(fn: Callable) -> Callable:
+    """Run `fn` outside torch.inference_mode(), where autograd works, with its tensor arguments
+    cloned (tensors made in inference mode cannot be saved for backward); no_grad is lifted anyway."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False):
+            args = tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
+            kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@outside_inference_mode
 def gatys(
     encoder: Encoder,
     content: Tensor | None,
@@ -327,6 +345,7 @@ def gatys(
     return _optimise(x0, losses, o.steps, o.optimizer, o.lr, o.save_every, callback)
 
 
+@outside_inference_mode
 def invert(
     encoder: Encoder,
     image: Tensor,

@@ -14,6 +14,7 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import struct
 import tempfile
@@ -159,6 +160,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     im = eight_bit(im)
     if im.mode == "P":
         im = im.convert("RGBA")
+    if im.mode == "La":  # premultiplied: Pillow converts it only to LA
+        im = im.convert("LA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im.convert("RGBA"))
@@ -173,7 +176,7 @@ def alpha_of(im: Image.Image) -> Image.Image:
     key = im.info.get("transparency")
     if im.mode in INT_GREY and isinstance(key, int):
         return Image.fromarray(np.where(np.asarray(im) == key, 0, 255).astype(np.uint8), "L")
-    return im.convert("RGBA").getchannel("A")
+    return (im.convert("LA") if im.mode == "La" else im).convert("RGBA").getchannel("A")
 
 
 def has_alpha(im: Image.Image) -> bool:
@@ -232,6 +235,8 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px."""
     if size is None:
         return width, height
+    if isinstance(size, bool) or not isinstance(size, numbers.Real):
+        raise InputError(f"size must be a number of pixels or None, got {size!r}")
     if size < 1:
         raise InputError(f"size must be a positive number of pixels, got {size}")
     s = size / max(width, height)

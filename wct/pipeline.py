@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from . import controls
 from .controls import (
+    check_mask,
     fit_labels,
     is_preset,
     load_style_stats,
@@ -43,8 +45,8 @@ class Style:
 
 def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
     """Levels as a tuple of ints in 1..5; a single int is one level."""
-    if isinstance(levels, numbers.Integral):
-        levels = (levels,)
+    if isinstance(levels, numbers.Integral) or (isinstance(levels, np.ndarray) and levels.ndim == 0):
+        levels = (levels.item() if isinstance(levels, np.ndarray) else levels,)
     if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
         raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
     levels = tuple(levels)
@@ -350,7 +352,7 @@ def stylize(
     styles = s.styles(style, levels, style_size, tile)
     labels = None
     if mask is not None:
-        labels = mask if isinstance(mask, Tensor) else read_mask(mask, len(styles))
+        labels = check_mask(mask) if isinstance(mask, Tensor | np.ndarray) else read_mask(mask, len(styles))
         labels = fit_labels(labels, tuple(x.shape[-2:]), size)
     y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
     out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)

@@ -7,6 +7,7 @@ Features are (C, H, W) or (C, N). Statistics are float64 and can be accumulated 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -121,6 +122,8 @@ def coloring_matrix(cov: Tensor) -> Tensor:
 
 
 def check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real | Tensor):
+        raise InputError(f"alpha must be a number between 0 and 1, got {alpha!r}")
     if not 0.0 <= float(alpha) <= 1.0:
         raise InputError(f"alpha must be between 0 and 1, got {alpha}")
     return float(alpha)
@@ -261,6 +264,8 @@ def wct(
 
 def normalise_weights(weights: Sequence[float]) -> list[float]:
     """Non-negative, finite weights scaled to sum to 1; InputError otherwise (all zero included)."""
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real | Tensor) for v in weights):
+        raise InputError(f"style weights must be non-negative numbers, got {list(weights)}")
     w = [float(v) for v in weights]
     if not w or any(not math.isfinite(v) or v < 0 for v in w):
         raise InputError(f"style weights must be non-negative numbers, got {w}")

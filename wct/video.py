@@ -100,11 +100,12 @@ class TemporalFilter:
             raise InputError(f"temporal strength must be in [0, 1) and sigma > 0, got {self.strength}")
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        """Filter output `y` of input frame `x` (both (1, 3, H, W)); frames of a new size restart."""
+        """Filter output `y` of input frame `x` (both (1, 3, H, W) or (3, H, W)); frames of a new
+        size restart."""
         out = y
         if self.previous is not None and self.previous[0].shape == x.shape:
             px, py = self.previous
-            change = (x - px).abs().mean(1, keepdim=True)
+            change = (x - px).abs().mean(-3, keepdim=True)  # over the colour channels
             change = torch.nn.functional.avg_pool2d(change, 5, 1, 2, count_include_pad=False)
             keep = self.strength * torch.exp(-change / self.sigma)
             out = y + keep * (py - y)
