@@ -321,3 +321,6 @@ def test_api_inputs_found_by_the_audit_are_handled_or_refused(stylizer, encoder)
     assert stylizer.stylize(x, style, 0.5, np.array(1)).shape == x.shape
     with pytest.raises(InputError, match="style weights"):
         stylizer.stylize(x, two, 0.5, (1,), weights=[None, 1])
+    f = encoder(x, 1)[0]
+    with pytest.raises(InputError, match="content statistics are FeatureStats"):
+        wct.wct(f, f, content_stats=f)

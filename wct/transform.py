@@ -243,6 +243,8 @@ def transform(
     if alpha == 0:
         return f.clone()
     own = own if own is not None else region_stats(f, labels, len(styles))
+    if not all(isinstance(o, FeatureStats) for o in own):
+        raise InputError("content statistics are FeatureStats (feature_stats(features)), not tensors")
     if any(o.total.shape[0] != f.shape[0] for o in own):
         raise InputError(f"the content statistics do not have the features' {f.shape[0]} channels")
     return apply_maps(f, affine_maps(own, styles, alpha, weights, labels is not None), labels)
