@@ -256,8 +256,14 @@ def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, w
 
 def test_outputs_in_an_input_folder_are_not_inputs_of_a_rerun(pair, tmp_path, wct_cli):
     for photos, out in ((tmp_path / "a", tmp_path / "a" / "out"), (tmp_path / "b", tmp_path / "b")):
-        photos.mkdir()  # -o a subfolder of the inputs, or their folder itself
+        out.mkdir(parents=True, exist_ok=True)  # -o a subfolder of the inputs, or their folder itself
         landscape(64, 48, seed=1).save(photos / "cat.png")
+        painting(40, 40).save(photos / "monet.png")
+        r = wct_cli(
+            "stylize", str(photos / "cat.png"), str(photos / "monet.png"), "-o", str(out), "--size", "32"
+        )
+        assert r.returncode == 0 and (out / "cat__monet.png").exists()  # an earlier run, another style
+        (photos / "monet.png").unlink()
         run = (
             "stylize",
             str(photos),
@@ -272,7 +278,10 @@ def test_outputs_in_an_input_folder_are_not_inputs_of_a_rerun(pair, tmp_path, wc
         for expected in ("1 written, 0 already complete", "0 written, 1 already complete"):
             r = wct_cli(*run)
             assert r.returncode == 0 and expected in r.stderr, r.stderr
-        assert sorted(p.name for p in out.glob("*__*.png")) == ["cat__style.png"]
+        assert sorted(p.name for p in out.glob("*__*.png")) == ["cat__monet.png", "cat__style.png"]
+    landscape(64, 48, seed=2).save(tmp_path / "a" / "out" / "dog.png")  # the user's own photo in -o
+    r = wct_cli(*run[:1], str(tmp_path / "a"), *run[2:4], str(tmp_path / "a" / "out"), *run[5:])
+    assert r.returncode == 0 and "1 written, 1 already complete" in r.stderr, r.stderr
 
 
 def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
@@ -283,7 +292,17 @@ def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
     def no_work(*args, **kwargs):
         raise AssertionError("the models were loaded before the output was checked")
 
-    args = ("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "--size", "32", "--levels", "1")
+    args = (
+        "stylize",
+        str(pair / "content.png"),
+        str(pair / "style.jpg"),
+        "--size",
+        "32",
+        "--levels",
+        "1",
+        "--levels",
+        "1",
+    )
     (tmp_path / "taken.png").write_bytes(b"mine")
     with monkeypatch.context() as m:
         m.setattr(wct.pipeline.Stylizer, "__init__", no_work)

@@ -310,7 +310,10 @@ def test_api_inputs_found_by_the_audit_are_handled_or_refused(stylizer, encoder)
 
     with torch.inference_mode():  # autograd is needed, and inference tensors cannot be saved for it
         a = gatys.gatys(encoder, x, x2, steps=2)
+        inference_encoder = wct.load_encoder("cpu")
     torch.testing.assert_close(a.image, gatys.gatys(encoder, x, x2, steps=2).image)
+    with pytest.raises(InputError, match="loaded under torch.inference_mode"):
+        gatys.gatys(inference_encoder, x, x2, steps=1)
 
     la = tensor_to_pil(x).convert("LA").convert("La")
     assert wct.stylize(la, x2[0], levels=(1,), size=None).size == (48, 32)
@@ -319,6 +322,12 @@ def test_api_inputs_found_by_the_audit_are_handled_or_refused(stylizer, encoder)
         with pytest.raises(InputError):
             wct.stylize(x[0], x2[0], levels=(1,), **kwargs)
     assert stylizer.stylize(x, style, 0.5, np.array(1)).shape == x.shape
+    small = wct.stylize(x[0], x2[0], alpha=np.array(0.5), size=np.array(24), levels=(1,))  # 0-d arrays
+    assert small.size == (24, 16)
+    big_endian = labels.astype(">i4")
+    torch.testing.assert_close(stylizer.stylize(x, two, 0.8, (1,), mask=big_endian), want)
+    with pytest.raises(InputError, match="dtype complex"):
+        stylizer.stylize(x, two, 0.8, (1,), mask=labels.astype(complex))
     with pytest.raises(InputError, match="style weights"):
         stylizer.stylize(x, two, 0.5, (1,), weights=[None, 1])
     f = encoder(x, 1)[0]

@@ -8,7 +8,7 @@ import torch
 from wct.decoder import load_decoder
 from wct.demo import landscape
 from wct.errors import InputError
-from wct.train import Config, StepSampler, load_checkpoint, train
+from wct.train import Config, StepSampler, changed_settings, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -330,12 +330,17 @@ def test_a_run_that_diverges_stops_with_an_error_and_saves_nothing_broken(data, 
     train(config(data, out, steps=8, stop_at=2, val=None))  # a sound checkpoint at step 2
     files = ("relu2_1.last.pt", "relu2_1.final.safetensors")
     kept = [(out / f).read_bytes() for f in files]
-    with pytest.raises(TrainingError, match=r"diverged by step 4.*lower --lr.*last.pt \(step 2\) is kept"):
+    with pytest.raises(
+        TrainingError, match=r"diverged by step 4.*lower --lr.*last.pt is kept as it was: --resume"
+    ):
         train(config(data, out, steps=8, val=None, lr=1e6, warmup=0, resume=True))
     assert [(out / f).read_bytes() for f in files] == kept
     with pytest.raises(TrainingError, match="nothing was saved"):
-        train(config(data, tmp_path / "nan2", steps=4, lr=1e6, warmup=0))
-    assert not (tmp_path / "nan2" / "relu2_1.best.safetensors").exists()
+        train(config(data, tmp_path / "nan2", steps=4, lr=1e6, warmup=0, val=None))
+    with pytest.raises(
+        TrainingError, match=r"no checkpoint was written yet \(.*best.safetensors was\): .*another --out"
+    ):
+        train(config(data, tmp_path / "nan3", steps=8, lr=1e6, warmup=0, val_every=1, ckpt_every=100))
 
 
 def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
@@ -345,6 +350,8 @@ def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
     assert ck["config"]["processes"] == 1 and ck["config"]["amp"] is False
     with pytest.warns(UserWarning, match=r"changed settings \(amp False -> True\)"):
         train(config(data, out, stop_at=3, val=None, amp=True, resume=True))
+    assert changed_settings({"processes": 2}, {"processes": 1}) == "processes 2 -> 1"
+    assert changed_settings({}, {"processes": 2}) == ""  # a checkpoint from before it was recorded
 
 
 def test_unreadable_data_on_resume_is_one_clear_error(data, tmp_path):

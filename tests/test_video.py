@@ -110,9 +110,15 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     r = wct_cli("video", str(tmp_path / "empty.mp4"), str(tmp_path / "o2"), *common)
     assert r.returncode == 1 and "is empty (0 bytes)" in r.stderr
+    import imageio_ffmpeg
+
+    mpg = tmp_path / "clip.mpg"  # not a suffix wct writes, but one ffmpeg reads
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=48x32:rate=25"]
+    subprocess.run([*cmd, "-frames:v", "3", "-c:v", "mpeg1video", str(mpg)], check=True)
+    assert len(list(read_frames(mpg)[0])) == 3
     Image.open(written[0]).save(tmp_path / "anim.gif")
     r = wct_cli("video", str(tmp_path / "anim.gif"), str(tmp_path / "o3"), *common)
-    assert r.returncode == 1 and "read from .avi, .mkv, .mov, .mp4, .webm files or a folder" in r.stderr
+    assert r.returncode == 1 and "cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files" in r.stderr
     for fps in ("inf", "0", "-3"):
         r = wct_cli("video", str(clip), str(tmp_path / "o4.mp4"), *common, "--fps", fps)
         assert r.returncode == 1 and r.stderr.startswith("error: --fps must be a positive, finite number")

@@ -100,7 +100,7 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
     """
     from PIL import Image
 
-    from .images import list_images
+    from .images import list_images, png_text
 
     for p in (content, style):
         if not p.exists():
@@ -122,13 +122,15 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         c_names, s_names = output_names(contents, content), output_names(styles, style)
         return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
 
-    # An -o in an input folder: what an earlier run wrote there is not an input of this one.
-    target = out.resolve()
-    contents = [c for c in contents if not c.resolve().is_relative_to(target)] or contents
-    styles = [s for s in styles if not s.resolve().is_relative_to(target)] or styles
-    made = {o.resolve() for _, _, o in pairs()}  # -o the input folder itself
-    contents = [c for c in contents if c.resolve() not in made] or contents
-    styles = [s for s in styles if s.resolve() not in made] or styles
+    # An -o in an input folder: the images wct stylize wrote (their PNG text records how) are not
+    # inputs of a rerun; the user's own images there still are.
+    def earlier_outputs(files: list[Path], folder: Path) -> list[Path]:
+        if not (folder.is_dir() and out.resolve().is_relative_to(folder.resolve())):
+            return files
+        mine = [f for f in files if f.suffix.lower() == ".png" and png_text(f, "wct:settings") is not None]
+        return [f for f in files if f not in mine] or files
+
+    contents, styles = earlier_outputs(contents, content), earlier_outputs(styles, style)
     return pairs()
 
 
@@ -985,13 +987,24 @@ def serve(
 def check_port(host: str, port: int) -> None:
     """InputError now, rather than the server's own error after it starts, if HOST:PORT cannot be
     bound (in use, or an address this machine does not have)."""
+    import errno
     import socket
 
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
-            s.bind(address)
+        bound, last = 0, None
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as s:  # every address, as asyncio's server binds them
+                if os.name == "posix":  # as asyncio does; on Windows it would let a busy port pass
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(address)
+                    bound += 1
+                except OSError as e:
+                    if e.errno != errno.EADDRNOTAVAIL:  # skipped by the server too
+                        raise
+                    last = e
+        if not bound:
+            raise last or OSError(errno.EADDRNOTAVAIL, "no address to bind")
     except OSError as e:
         raise InputError(f"cannot serve on {host} port {port}: {e.strerror or e}") from None
 

@@ -117,9 +117,9 @@ def check_mask(mask: Tensor | np.ndarray) -> Tensor:
     """A mask tensor or array as (H, W) int64 labels on the CPU; fractions (a soft mask) are an
     InputError."""
     if isinstance(mask, np.ndarray):
-        if not (np.issubdtype(mask.dtype, np.number) or mask.dtype == bool):
+        if mask.dtype.kind not in "biuf":  # not complex, text or objects
             raise InputError(f"a mask array holds whole-number region labels 0..k-1, got dtype {mask.dtype}")
-        mask = torch.from_numpy(np.ascontiguousarray(mask))
+        mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("=")))
     if not isinstance(mask, Tensor):
         raise InputError(f"a mask is an image, a path to one, or (H, W) labels, got {type(mask).__name__}")
     if mask.ndim != 2 or (mask.is_floating_point() and not torch.equal(mask, mask.round())):

@@ -249,6 +249,12 @@ def outside_inference_mode(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        encoder = args[0] if args else kwargs.get("encoder")
+        if isinstance(encoder, torch.nn.Module) and any(p.is_inference() for p in encoder.parameters()):
+            raise InputError(
+                "the encoder was loaded under torch.inference_mode(): load it outside (torch.no_grad() is "
+                "fine) to optimise images with it"
+            )
         if not torch.is_inference_mode_enabled():
             return fn(*args, **kwargs)
         with torch.inference_mode(False):

@@ -14,7 +14,6 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import struct
 import tempfile
@@ -235,11 +234,15 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px."""
     if size is None:
         return width, height
-    if isinstance(size, bool) or not isinstance(size, numbers.Real):
+    try:
+        value = float(size)  # numbers, numpy scalars, one-element tensors and arrays
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"size must be a number of pixels or None, got {size!r}") from None
+    if isinstance(size, bool | str | bytes):
         raise InputError(f"size must be a number of pixels or None, got {size!r}")
-    if size < 1:
+    if not value >= 1:
         raise InputError(f"size must be a positive number of pixels, got {size}")
-    s = size / max(width, height)
+    s = value / max(width, height)
     return max(1, round(width * s)), max(1, round(height * s))
 
 

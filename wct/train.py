@@ -446,7 +446,11 @@ def check_config(cfg: Config) -> None:
     rules += [(f, lambda v: v is None or path_like(v), "a path or None") for f in PATH_OPTIONS]
     rules += [
         ("amp", lambda v: v is None or isinstance(v, bool), "True, False or None (the device's default)"),
-        ("device", lambda v: isinstance(v, str | torch.device), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        (
+            "device",
+            lambda v: v is None or isinstance(v, str | torch.device),
+            "'auto', 'cpu', 'cuda' or 'cuda:N'",
+        ),
         ("resume", lambda v: isinstance(v, bool), "True or False"),
     ]
     for field, ok, want in rules:
@@ -523,9 +527,7 @@ def train(cfg: Config) -> dict:
         state = ck["state"]
         if rank == 0:
             print(f"resuming {last} at step {state['step']}", flush=True)
-            changed = changed_settings(
-                {"processes": 1, **ck.get("config", {})}, {**asdict(cfg), "processes": world}
-            )
+            changed = changed_settings(ck.get("config", {}), {**asdict(cfg), "processes": world})
             if changed:
                 warnings.warn(
                     f"resuming with changed settings ({changed}): the run no longer matches an "
@@ -629,7 +631,7 @@ def train(cfg: Config) -> dict:
             final = step == cfg.steps or done >= 1
             due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
             if (final or step == end or any(step % k == 0 for k in due)) and not finite(decoder):
-                raise TrainingError(diverged(step, loss.item(), cfg, last if last.exists() else None, state))
+                raise TrainingError(diverged(step, loss.item(), cfg, last, best))
             if step % cfg.log_every == 0 and rank == 0:
                 rate = seen / (time.time() - t0)
                 state["history"].append({"step": step, "loss": loss.item()})
@@ -692,12 +694,13 @@ def finite(decoder: Decoder) -> bool:
     return bool(torch.stack([torch.isfinite(p).all() for p in decoder.parameters()]).all())
 
 
-def diverged(step: int, loss: float, cfg: Config, checkpoint: Path | None, state: dict) -> str:
-    kept = (
-        f"{checkpoint} (step {state['step']}) is kept: --resume it with a lower --lr"
-        if checkpoint
-        else "nothing was saved"
-    )
+def diverged(step: int, loss: float, cfg: Config, checkpoint: Path, best: Path) -> str:
+    if checkpoint.exists():
+        kept = f"{checkpoint} is kept as it was: --resume it with a lower --lr"
+    elif best.exists():
+        kept = f"no checkpoint was written yet ({best} was): start again with another --out"
+    else:
+        kept = "nothing was saved"
     return (
         f"training diverged by step {step}: the decoder's weights are no longer finite (loss {loss:.3g}); "
         f"lower --lr (Config.lr, now {cfg.lr:g}). {kept}"

@@ -122,11 +122,15 @@ def coloring_matrix(cov: Tensor) -> Tensor:
 
 
 def check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real | Tensor):
-        raise InputError(f"alpha must be a number between 0 and 1, got {alpha!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
+    try:
+        if isinstance(alpha, bool | str | bytes):
+            raise TypeError
+        value = float(alpha)  # numbers, numpy scalars, one-element tensors and arrays
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"alpha must be a number between 0 and 1, got {alpha!r}") from None
+    if not 0.0 <= value <= 1.0:
         raise InputError(f"alpha must be between 0 and 1, got {alpha}")
-    return float(alpha)
+    return value
 
 
 def wct_matrix(content: FeatureStats, style: FeatureStats) -> tuple[Tensor, Tensor]:

@@ -218,11 +218,6 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         raise InputError(f"{path} does not exist")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
-    if not is_video(path):
-        raise ImageError(
-            f"{path}: videos are read from {', '.join(sorted(VIDEO_SUFFIXES))} files or a folder of frames; "
-            f"convert it first (ffmpeg -i {path.name} {path.stem}.mp4)"
-        )
     import imageio.v2 as imageio
 
     try:
@@ -234,6 +229,11 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
         reader = imageio.get_reader(path, format="FFMPEG", fps=fps)
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
+        if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
+            raise ImageError(
+                f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files or a folder of "
+                f"frames can; convert it first (ffmpeg -i {path.name} {path.stem}.mp4)"
+            ) from None
         raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
     nframes = meta.get("nframes")
     if expected_frames(nframes, None, fps) is None and has_audio(path):
