@@ -136,6 +136,8 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     Select(browser.find_element(By.ID, "size")).select_by_visible_text("2048")  # seconds a level
     browser.find_element(By.ID, "render").click()
     wait.until(lambda d: d.find_element(By.ID, "cancel").is_displayed())
+    browser.execute_script("draw()")  # as adding or removing a style does: a second render must not start
+    assert not browser.find_element(By.ID, "render").is_enabled()
     browser.find_element(By.ID, "cancel").click()
     wait.until(lambda d: d.find_element(By.ID, "latency").text == "render cancelled")
     assert not browser.find_element(By.ID, "cancel").is_displayed()
@@ -158,3 +160,15 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     browser.find_element(By.ID, "style-input").send_keys(str(tiny))
     wait.until(lambda d: d.find_element(By.ID, "notes").is_displayed())
     assert "the style is only 10x8 px: stretched" in browser.find_element(By.ID, "notes").text
+
+    for level in ("3", "2", "1"):  # no level: the render is refused, and the error shows
+        browser.find_element(By.CSS_SELECTOR, f"#levels input[value='{level}']").click()
+    browser.find_element(By.ID, "render").click()
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    browser.find_element(By.CSS_SELECTOR, "#levels input[value='1']").click()
+    browser.find_element(By.ID, "render").click()  # until a render succeeds
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 2)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    fake = "{id: 'x', url: '#', width: 1, height: 1, seconds: 0, alpha: 1, levels: [1], styles: ['s']}"
+    browser.execute_script(f"for (let i = 0; i < 30; i++) addResult({fake})")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 24  # as the server keeps

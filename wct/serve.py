@@ -645,6 +645,7 @@ def create_app(
         except WCTError as e:
             raise HTTPException(400, one_line(e)) from None
         job = Job(token())
+        names = [s.names.get(v, "?") for v in p.styles]  # now: a style may be removed while it runs
 
         def go_on(when: str) -> None:
             if s.closed:
@@ -672,7 +673,7 @@ def create_app(
                 "height": im.height,
                 "alpha": p.alpha,
                 "levels": p.levels,
-                "styles": [s.names.get(v, "?") for v in p.styles],
+                "styles": names,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             s.gallery.append(info)

@@ -2,6 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const MAX_RESULTS = 24;  // wct/serve.py's MAX_RESULTS: older renders are dropped there
 const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false, job: null };
 
 // An error stays until the next success of the same kind (upload, preview or render).
@@ -68,7 +69,7 @@ async function addFiles(kind, files) {
   if (added) preview();
 }
 
-function thumb(item, onRemove) {
+function thumb(item, onRemove) {  // the remove button names what it removes
   const box = document.createElement("div");
   box.className = "thumb";
   const img = document.createElement("img");
@@ -79,6 +80,7 @@ function thumb(item, onRemove) {
   const remove = document.createElement("button");
   remove.type = "button";
   remove.textContent = "remove";
+  remove.setAttribute("aria-label", `remove ${item.name}`);
   remove.addEventListener("click", onRemove);
   box.append(img, name, remove);
   return box;
@@ -101,8 +103,9 @@ function draw() {
     li.append(thumb(item, () => { forget(item); state.styles.splice(i, 1); draw(); preview(); }));
     if (several && !state.mask) {
       const weight = document.createElement("input");
-      Object.assign(weight, { type: "range", min: 0, max: 1, step: 0.05, value: item.weight, title: "weight" });
+      Object.assign(weight, { type: "range", min: 0, max: 1, step: 0.05, value: item.weight, title: `weight of ${item.name}` });
       weight.className = "weight";
+      weight.setAttribute("aria-label", `weight of ${item.name}`);
       weight.addEventListener("input", () => { item.weight = Number(weight.value); preview(); });
       const label = document.createElement("label");
       label.append("weight ", weight);
@@ -110,7 +113,7 @@ function draw() {
     }
     list.append(li);
   });
-  $("render").disabled = !(state.content && state.styles.length);
+  $("render").disabled = Boolean(state.job) || !(state.content && state.styles.length);
 }
 
 function params() {
@@ -163,7 +166,7 @@ function rendering(job) {
   state.job = job;
   $("progress").hidden = $("cancel").hidden = !job;
   $("cancel").disabled = false;
-  $("render").disabled = Boolean(job);
+  $("render").disabled = Boolean(job) || !(state.content && state.styles.length);
 }
 
 async function render() {
@@ -178,21 +181,21 @@ async function render() {
       if (s.status === "done" || s.status === "error" || s.status === "cancelled") {
         events.close();
         rendering(null);
-        if (s.status === "done") { addResult(s.result); showNotes(s.notes); }
-        else if (s.status === "error") showError(s.error);
+        if (s.status === "done") { addResult(s.result); showNotes(s.notes); showError("", "render"); }
+        else if (s.status === "error") showError(s.error, "render");
         else $("latency").textContent = "render cancelled";
       }
     };
-    events.onerror = () => { events.close(); rendering(null); showError("lost the connection to the server"); };
+    events.onerror = () => { events.close(); rendering(null); showError("lost the connection to the server", "render"); };
   } catch (e) {
-    showError(e.message);
+    showError(e.message, "render");
   }
 }
 
 async function cancelRender() {
   if (!state.job) return;
   $("cancel").disabled = true;  // the render stops at its next level; its events say when
-  try { await api(`/jobs/${state.job}`, { method: "DELETE" }); } catch (e) { showError(e.message); }
+  try { await api(`/jobs/${state.job}`, { method: "DELETE" }); } catch (e) { showError(e.message, "render"); }
 }
 
 function addResult(result) {
@@ -213,6 +216,9 @@ function addResult(result) {
   caption.append(`alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a);
   figure.append(img, caption);
   $("gallery").prepend(figure);
+  const figures = $("gallery").querySelectorAll("figure");  // the server keeps the latest MAX_RESULTS
+  for (const old of [...figures].slice(MAX_RESULTS)) old.remove();
+  $("latency").textContent = `rendered in ${result.seconds} s`;
 }
 
 function dropZone(id, kind) {
