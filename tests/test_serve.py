@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fastapi import HTTPException
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -570,3 +571,20 @@ def test_an_animated_upload_is_noted_with_its_name(session):
         f"/api/sessions/{sid}/images?name=one.gif", content=png_bytes(frames[0], "GIF")
     ).json()
     assert still["notes"] == []
+
+
+def test_a_full_house_makes_room_by_ending_the_longest_idle_session():
+    sessions = serve.Sessions(limit=2, evict_idle=0.1)
+    a, b = sessions.create(), sessions.create()
+    with pytest.raises(HTTPException, match="busy"):
+        sessions.create()  # both were seen just now
+    time.sleep(0.15)
+    sessions.get(b.id)  # b's page is still in use
+    b.jobs["j"] = serve.Job("j", status="running")
+    a.jobs["j"] = serve.Job("j", status="done")
+    c = sessions.create()
+    assert set(sessions.items) == {b.id, c.id} and a.closed  # a's browser quit without ending it
+    c.jobs["j"] = serve.Job("j", status="queued")
+    time.sleep(0.15)
+    with pytest.raises(HTTPException, match="busy"):
+        sessions.create()  # both idle, but each has a render to come back for

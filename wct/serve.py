@@ -68,6 +68,7 @@ MAX_RESULTS = 24  # per session; the oldest go first
 MAX_SESSIONS = 16
 QUEUE_SIZE = 4  # jobs waiting behind the running one
 SESSION_TTL = 30 * 60.0  # seconds without a request
+EVICT_IDLE = 120.0  # when all sessions are taken, the longest-unseen one idle this long makes room
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # addresses to bind
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # their Host headers (IPv6 in brackets)
@@ -279,8 +280,8 @@ class Session:
 class Sessions:
     """In-memory sessions; one unseen for `ttl` seconds is deleted with everything in it."""
 
-    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS):
-        self.ttl, self.limit = ttl, limit
+    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS, evict_idle: float = EVICT_IDLE):
+        self.ttl, self.limit, self.evict_idle = ttl, limit, evict_idle
         self.items: dict[str, Session] = {}
         self.lock = threading.Lock()
 
@@ -293,8 +294,16 @@ class Sessions:
     def create(self) -> Session:
         self.sweep()
         with self.lock:
-            if len(self.items) >= self.limit:
-                raise HTTPException(429, f"busy: {self.limit} sessions are open, end one or try later")
+            if len(self.items) >= self.limit:  # a tab whose browser quit never said goodbye
+                now = time.monotonic()
+                idle = [
+                    v
+                    for v in self.items.values()
+                    if now - v.seen > self.evict_idle and all(j.status in FINISHED for j in v.jobs.values())
+                ]
+                if not idle:
+                    raise HTTPException(429, f"busy: {self.limit} sessions are open, end one or try later")
+                self.items.pop(min(idle, key=lambda v: v.seen).id).clear()
             s = Session(token(), time.monotonic())
             self.items[s.id] = s
             return s
