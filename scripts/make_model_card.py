@@ -37,8 +37,10 @@ def minutes(meta: dict) -> float:
 def main() -> None:
     torch.set_grad_enabled(False)
     encoder = load_encoder("cpu")
-    images = load_val_images(VAL)
-    pick = next(i for i, p in enumerate(list_images(VAL)) if PICTURE_IMAGE in p.name)
+    images, files = load_val_images(VAL), list_images(VAL)
+    if len(images) != len(files):  # a skipped image would shift the picture's index
+        raise SystemExit(f"{len(files) - len(images)} of {len(files)} val images were skipped (see above)")
+    pick = next(i for i, p in enumerate(files) if PICTURE_IMAGE in p.name)
     rows, tiles, metas = [], [tensor_to_pil(images[pick])], {}
     for level in range(1, 6):
         dec = load_decoder(level, "cpu")
