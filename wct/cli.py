@@ -100,8 +100,6 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
     """
     from PIL import Image
 
-    from .images import list_images, png_text
-
     for p in (content, style):
         if not p.exists():
             raise InputError(f"{p} does not exist")
@@ -109,29 +107,27 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         if out.is_dir():
             return [(content, style, out / f"{content.stem}__{name or style.stem}.png")]
         return [(content, style, out)]
-    contents = [content] if content.is_file() else list_images(content)
-    styles = [style] if style.is_file() else list_images(style)
+    contents = [content] if content.is_file() else inputs_in(content, out)
+    styles = [style] if style.is_file() else inputs_in(style, out)
     if not contents or not styles:
         raise InputError(f"no images found in {content if not contents else style}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
     if not out.exists() and out.suffix.lower() in Image.registered_extensions():
         raise OutputError(f"-o {out} names an image: with a directory of inputs, -o must be a directory")
+    c_names, s_names = output_names(contents, content), output_names(styles, style)
+    return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
 
-    def pairs() -> list[tuple[Path, Path, Path]]:
-        c_names, s_names = output_names(contents, content), output_names(styles, style)
-        return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
 
-    # An -o in an input folder: the images wct stylize wrote (their PNG text records how) are not
-    # inputs of a rerun; the user's own images there still are.
-    def earlier_outputs(files: list[Path], folder: Path) -> list[Path]:
-        if not (folder.is_dir() and out.resolve().is_relative_to(folder.resolve())):
-            return files
-        mine = [f for f in files if f.suffix.lower() == ".png" and png_text(f, "wct:settings") is not None]
-        return [f for f in files if f not in mine] or files
+def inputs_in(folder: Path, out: Path) -> list[Path]:
+    """The images under `folder`; with -o inside it, less those wct stylize wrote (their PNG text
+    records how), so a rerun does not stylise its own outputs. The user's own images there stay."""
+    from .images import list_images, png_text
 
-    contents, styles = earlier_outputs(contents, content), earlier_outputs(styles, style)
-    return pairs()
+    files = list_images(folder)
+    if not out.resolve().is_relative_to(folder.resolve()):
+        return files
+    return [f for f in files if f.suffix.lower() != ".png" or png_text(f, "wct:settings") is None]
 
 
 def output_names(files: list[Path], root: Path) -> dict[Path, str]:

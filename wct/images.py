@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
+from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
@@ -234,12 +235,7 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px."""
     if size is None:
         return width, height
-    try:
-        value = float(size)  # numbers, numpy scalars, one-element tensors and arrays
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"size must be a number of pixels or None, got {size!r}") from None
-    if isinstance(size, bool | str | bytes):
-        raise InputError(f"size must be a number of pixels or None, got {size!r}")
+    value = as_number(size, "size (pixels, or None)")
     if not value >= 1:
         raise InputError(f"size must be a positive number of pixels, got {size}")
     s = value / max(width, height)

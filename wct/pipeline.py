@@ -45,8 +45,10 @@ class Style:
 
 def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
     """Levels as a tuple of ints in 1..5; a single int is one level."""
-    if isinstance(levels, numbers.Integral) or (isinstance(levels, np.ndarray) and levels.ndim == 0):
-        levels = (levels.item() if isinstance(levels, np.ndarray) else levels,)
+    if getattr(levels, "ndim", None) == 0:  # a 0-d array or tensor
+        levels = levels.item()
+    if isinstance(levels, numbers.Integral):
+        levels = (levels,)
     if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
         raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
     levels = tuple(levels)

@@ -7,7 +7,6 @@ Features are (C, H, W) or (C, N). Statistics are float64 and can be accumulated 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -121,13 +120,19 @@ def coloring_matrix(cov: Tensor) -> Tensor:
     return (vectors * values.sqrt()) @ vectors.T
 
 
+def as_number(value: object, what: str) -> float:
+    """`value` as a float: numbers, numpy scalars and one-element arrays or tensors; an InputError
+    naming `what` for anything else, bools and text included."""
+    if not isinstance(value, bool | str | bytes):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise InputError(f"{what} must be a number, got {value!r}")
+
+
 def check_alpha(alpha: float) -> float:
-    try:
-        if isinstance(alpha, bool | str | bytes):
-            raise TypeError
-        value = float(alpha)  # numbers, numpy scalars, one-element tensors and arrays
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"alpha must be a number between 0 and 1, got {alpha!r}") from None
+    value = as_number(alpha, "alpha")
     if not 0.0 <= value <= 1.0:
         raise InputError(f"alpha must be between 0 and 1, got {alpha}")
     return value
@@ -270,9 +275,7 @@ def wct(
 
 def normalise_weights(weights: Sequence[float]) -> list[float]:
     """Non-negative, finite weights scaled to sum to 1; InputError otherwise (all zero included)."""
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Real | Tensor) for v in weights):
-        raise InputError(f"style weights must be non-negative numbers, got {list(weights)}")
-    w = [float(v) for v in weights]
+    w = [as_number(v, "each of the style weights") for v in weights]
     if not w or any(not math.isfinite(v) or v < 0 for v in w):
         raise InputError(f"style weights must be non-negative numbers, got {w}")
     if sum(w) <= 0:
