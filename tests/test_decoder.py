@@ -93,7 +93,7 @@ def test_average_is_the_weighted_mean_and_refuses_what_cannot_be_averaged():
         average_decoders([a, Decoder(3)])
     with pytest.raises(WeightsError, match="whiten their inputs differently"):
         average_decoders([a, Decoder(2)])  # mean 0: trained on other data
-    for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")], [0.0, 0.0]):
+    for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")], [0.0, 0.0], [1.0, "x"]):
         with pytest.raises(InputError):
             average_decoders([a, b], bad)
 
@@ -104,3 +104,18 @@ def test_odd_sizes_round_trip_at_the_same_size(stylizer, level):
     y = stylizer.reconstruct(x, level)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
+
+
+def test_tensors_of_another_level_are_refused(tmp_path):
+    from wct.encoder import write_signed
+
+    path = tmp_path / "relu3_1.safetensors"
+    tensors = {k: v.half() for k, v in Decoder(2).state_dict().items()}
+    write_signed(tensors, {"encoder": VGG19_MD5, "level": "3"}, path)  # signed, but level 2 inside
+    with pytest.raises(WeightsError, match="do not fit a relu3_1"):
+        load_decoder(3, "cpu", path=path)
+
+
+def test_empty_feature_maps_are_refused():
+    with pytest.raises(InputError, match="empty"):
+        Decoder(1)(torch.rand(1, 64, 0, 4))

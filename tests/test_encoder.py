@@ -64,3 +64,20 @@ def test_safetensors_export_round_trip_and_corruption(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="corrupt"):
         load_encoder("cpu", path)
+
+
+def test_export_missing_a_layer_is_refused(tmp_path):
+    weights, _ = read_weights(default_weights_path())
+    del weights["conv5_1.weight"]  # its digest still checks out, but conv5_1 would stay random
+    path = tmp_path / "vgg19.safetensors"
+    save_weights(weights, path, torch.float16)
+    with pytest.raises(WeightsError, match="lack layers"):
+        load_encoder("cpu", path)
+
+
+def test_no_layers_is_a_typed_error(encoder):
+    from wct.errors import InputError
+
+    for layers in ([], "relu1_1"):
+        with pytest.raises(InputError, match="layers"):
+            encoder.extract(torch.rand(1, 3, 8, 8), layers)

@@ -7,7 +7,7 @@ import torch
 
 from wct.decoder import load_decoder
 from wct.demo import landscape
-from wct.errors import InputError
+from wct.errors import InputError, WeightsError
 from wct.train import Config, StepSampler, changed_settings, load_checkpoint, train
 
 
@@ -131,6 +131,18 @@ def test_init_from_takes_the_same_level_or_the_one_below(data, tmp_path):
     with pytest.raises(InputError, match="relu1_1 decoder: give one of level 3"):
         train(config(data, tmp_path / "x", level=3, init_from=str(decoder_path(1))))
     assert not (tmp_path / "x").exists()
+
+
+def test_init_from_a_file_whose_tensors_do_not_fit_is_a_weights_error(tmp_path):
+    from wct.decoder import Decoder, write_signed
+    from wct.encoder import VGG19_MD5
+    from wct.train import warm_start
+
+    path = tmp_path / "relu3_1.safetensors"
+    tensors = {k: v.half() for k, v in Decoder(2).state_dict().items()}
+    write_signed(tensors, {"encoder": VGG19_MD5, "level": "3"}, path)  # signed, but level 2 inside
+    with pytest.raises(WeightsError, match="do not fit a relu3_1"):
+        warm_start(Decoder(3), path)
 
 
 def test_sampler_splits_ranks_and_resumes():

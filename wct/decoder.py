@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .encoder import CFG, LEVELS, autocast, channels, read_signed, relu, warn_overflow, write_signed
 from .errors import InputError, WeightsError
+from .transform import as_number
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
 ENV_VAR = "WCT_DECODERS"
@@ -78,9 +79,11 @@ class Decoder(nn.Module):
         if not isinstance(features, Tensor) or features.ndim != 4 or features.shape[1] != c:
             got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
             raise InputError(f"the relu{self.level}_1 decoder takes features (N, {c}, H, W), got {got}")
+        if min(features.shape[-2:]) < 1:
+            raise InputError(f"the features are empty: {tuple(features.shape)}")
         if not features.is_floating_point() or not torch.isfinite(features).all():
             raise InputError("features must be finite floating-point numbers")
-        features = features.to(self.whiten.dtype)
+        features = features.to(self.whiten.device, self.whiten.dtype)
         if self.amp is None:
             return self.decode(features).clamp(0, 1)
         with autocast(features.device, self.amp):
@@ -132,8 +135,7 @@ def load_decoder(
         level = int(meta["level"])
     if meta.get("level") != str(level):
         raise WeightsError(f"decoder {path} is for level {meta.get('level')}, not {level}")
-    decoder = Decoder(level)
-    decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
+    decoder = fill(Decoder(level), tensors, path)
     decoder.metadata = meta
     return decoder.requires_grad_(False).eval().to(resolve_device(device))
 
@@ -152,12 +154,21 @@ def soup_metadata(
     return meta
 
 
+def fill(decoder: Decoder, tensors: dict[str, Tensor], path: str | Path) -> Decoder:
+    """`decoder` with a file's tensors, or a WeightsError if they do not fit its level."""
+    try:
+        decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError:
+        raise WeightsError(f"decoder {path}'s tensors do not fit a relu{decoder.level}_1 decoder") from None
+    return decoder
+
+
 def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | None = None) -> Decoder:
     """The weighted mean of decoders' weights (a "model soup"). Only runs fine-tuned from one
     another share a loss basin, so all must be for one level and whiten their inputs alike."""
     if len(decoders) < 2:
         raise WeightsError("averaging needs at least two decoders")
-    weights = [1.0] * len(decoders) if weights is None else [float(w) for w in weights]
+    weights = [1.0] * len(decoders) if weights is None else [as_number(w, "a decoder's weight") for w in weights]
     if len(weights) != len(decoders) or not all(math.isfinite(w) and w >= 0 for w in weights):
         raise InputError(f"need one finite weight >= 0 per decoder, got {weights}")
     if sum(weights) <= 0:

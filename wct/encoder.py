@@ -130,6 +130,16 @@ def read_signed(path: str | os.PathLike, what: str) -> tuple[dict[str, Tensor], 
     return tensors, meta
 
 
+def weight_shapes() -> dict[str, tuple[int, ...]]:
+    """{conv1_1.weight: (64, 3, 3, 3), conv1_1.bias: (64,), ...}: what the encoder loads."""
+    shapes, c_in = {}, 3
+    convs = [n for n in NAMES if n.startswith("conv")]
+    for name, c in zip(convs, [v for v in CFG if v != "M"], strict=True):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c, c_in, 3, 3), (c,)
+        c_in = c
+    return shapes
+
+
 def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
     """Read conv weights as {conv1_1.weight: [out, in, 3, 3], ...} and the weights' identity (md5).
 
@@ -150,6 +160,8 @@ def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
             raise WeightsError(f"VGG19 weights {path} are unreadable ({e}): {hint}") from None
         if meta.get("sha256") != tensors_sha256(tensors) or meta.get("source_md5") != VGG19_MD5:
             raise WeightsError(f"VGG19 weights {path} are corrupt or not VGG19: {hint}")
+        if {k: tuple(v.shape) for k, v in tensors.items()} != weight_shapes():
+            raise WeightsError(f"VGG19 weights {path} lack layers or have the wrong shapes: {hint}")
         return {k: v.float() for k, v in tensors.items()}, meta["source_md5"]
     md5 = file_md5(path)
     if md5 != VGG19_MD5:
@@ -259,6 +271,8 @@ class Encoder(nn.Module):
 
     def extract(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest."""
+        if isinstance(layers, str) or not layers:
+            raise InputError(f"layers must be a non-empty list of layer names, got {layers!r}")
         for n in layers:
             check_layer(n)
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
@@ -273,7 +287,7 @@ class Encoder(nn.Module):
             raise InputError(
                 f"{NAMES[last]} needs images of at least {least} px a side, got {tuple(x.shape[-2:])}"
             )
-        x = x.to(self.mean.dtype)
+        x = x.to(self.mean.device, self.mean.dtype)
         out = self._run(x, wanted, last, self.amp)
         if self.amp is not None and not all(torch.isfinite(v).all() for v in out.values()):
             warn_overflow("the encoder", self.amp)

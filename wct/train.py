@@ -31,7 +31,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .decoder import Decoder, load_decoder, read_decoder, save_decoder
+from .decoder import Decoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
     Encoder,
     fast_precisions,
@@ -302,7 +302,7 @@ def warm_start(decoder: Decoder, path: str | Path) -> int:
     decoder X shares with decoder X - 1 (its tail) from a decoder of the level below."""
     tensors, meta = read_decoder(path)
     if meta.get("level") == str(decoder.level):
-        decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
+        fill(decoder, tensors, path)
         return len(tensors)
     if meta.get("level") != str(decoder.level - 1):
         raise InputError(
