@@ -168,7 +168,7 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
     another share a loss basin, so all must be for one level and whiten their inputs alike."""
     if len(decoders) < 2:
         raise WeightsError("averaging needs at least two decoders")
-    weights = [1.0] * len(decoders) if weights is None else [as_number(w, "a decoder's weight") for w in weights]
+    weights = [1.0] * len(decoders) if weights is None else [as_number(w, "weight") for w in weights]
     if len(weights) != len(decoders) or not all(math.isfinite(w) and w >= 0 for w in weights):
         raise InputError(f"need one finite weight >= 0 per decoder, got {weights}")
     if sum(weights) <= 0:
