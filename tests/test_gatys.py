@@ -150,6 +150,7 @@ def test_invert_lowers_its_loss(encoder, pair):
         {"content_layer": "pool4"},
         {"callback": 3},
         {"size": (32, 32)},
+        {"size": 64},
     ],
 )
 def test_bad_arguments_raise_input_error(encoder, pair, kwargs):
@@ -312,3 +313,43 @@ def test_an_lbfgs_step_that_raises_the_loss_less_than_twofold_is_kept():
     assert 1.1 * totals[2] < totals[3] < 2 * totals[2]  # a rise L-BFGS recovers from by itself
     assert not torch.equal(seen[4], seen[2])  # so step 4 went on from step 3's image
     assert result.best_step == len(totals) - 1
+
+
+def test_images_without_pixels_raise_input_error(encoder, pair):
+    content, style = pair
+    for bad in (
+        lambda: G.gatys(encoder, content[..., :0, :], style, steps=1),
+        lambda: G.gatys(encoder, content, style[..., :0], steps=1),
+        lambda: G.invert(encoder, content[0, :, :0, :0], steps=1),
+    ):
+        with pytest.raises(InputError, match="pixels"):
+            bad()
+
+
+def test_weights_that_ignore_the_images_raise_input_error(encoder, pair):
+    """Only TV (or nothing) left to minimise: the run would return its start image, or a blur."""
+    content, style = pair
+    with pytest.raises(InputError, match="both 0"):
+        G.gatys(encoder, content, style, steps=1, content_weight=0, style_weight=0)
+    with pytest.raises(InputError, match="without content"):
+        G.gatys(encoder, None, style, steps=1, style_weight=0.0, size=(32, 32))
+    with pytest.raises(InputError):
+        G.Options(content_weight=0.0, style_weight=0.0, tv_weight=0.0).checked()
+    assert G.gatys(encoder, content, style, steps=1, style_weight=0).image.shape == (1, 3, 64, 64)
+    assert G.gatys(encoder, content, style, steps=1, content_weight=0).image.shape == (1, 3, 64, 64)
+
+
+def test_a_texture_over_the_pixel_limit_raises_input_error_before_allocating(encoder, pair):
+    with pytest.raises(InputError, match="over the limit"):
+        G.gatys(encoder, None, pair[1], steps=1, size=(2**20, 2**20))
+
+
+def test_a_single_row_or_column_has_a_finite_tv_loss_and_can_be_optimised(encoder, pair):
+    """relu1_1 needs one pixel: an image one pixel high has horizontal neighbours only."""
+    row = torch.tensor([[[[0.0, 1.0, 0.0]]]]).expand(1, 3, 1, 3)
+    assert G.tv_loss(row) == 1 and G.tv_loss(row.transpose(2, 3)) == 1 and G.tv_loss(row[..., :1]) == 0
+    content, style = pair
+    layers = {"style_layers": ("relu1_1",), "content_layer": "relu1_1"}
+    result = G.gatys(encoder, content[..., :1, :], style, steps=2, **layers)
+    assert result.image.shape == (1, 3, 1, 64) and math.isfinite(result.best["total"])
+    assert math.isfinite(G.invert(encoder, content[..., :1], layer="relu1_1", steps=1).best["total"])

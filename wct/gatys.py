@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
@@ -75,7 +76,8 @@ DEFAULT_WEIGHTS = {
 class Options:
     """The settings of `gatys`; `invert` uses steps, optimizer, tv_weight, seed, lr and save_every.
 
-    style_weight and tv_weight default (None) to DEFAULT_WEIGHTS[normalise]."""
+    style_weight and tv_weight default (None) to DEFAULT_WEIGHTS[normalise]. A style weight of 0
+    needs a content weight above 0, and content (with neither, the images would not count)."""
 
     steps: int = 500
     optimizer: str = "lbfgs"
@@ -103,11 +105,15 @@ class Options:
         defaults = DEFAULT_WEIGHTS[self.normalise]
         style_weight = defaults["style_weight"] if self.style_weight is None else self.style_weight
         tv_weight = defaults["tv_weight"] if self.tv_weight is None else self.tv_weight
+        content_weight = _weight(self.content_weight, "content_weight")
+        if _weight(style_weight, "style_weight") == 0 and (content_weight == 0 or not has_content):
+            what = f"and {_named('content_weight')} are both 0" if has_content else "is 0 without content"
+            raise InputError(f"{_named('style_weight')} {what}: the result would ignore the images")
         return Options(
             steps=_count(self.steps, "steps", 1),
             optimizer=opt,
             init=init,
-            content_weight=_weight(self.content_weight, "content_weight"),
+            content_weight=content_weight,
             style_weight=_weight(style_weight, "style_weight"),
             tv_weight=_weight(tv_weight, "tv_weight"),
             gram=_choice(self.gram, GRAMS, "gram"),
@@ -195,10 +201,11 @@ def style_loss(
 
 
 def tv_loss(x: Tensor) -> Tensor:
-    """Squared total variation: mean squared difference of vertical plus horizontal neighbours."""
+    """Squared total variation: mean squared difference of vertical plus horizontal neighbours
+    (a term without neighbours, as the vertical one of a single row, is 0)."""
     dy = x[..., 1:, :] - x[..., :-1, :]
     dx = x[..., :, 1:] - x[..., :, :-1]
-    return dy.square().mean() + dx.square().mean()
+    return sum((d.square().mean() for d in (dy, dx) if d.numel()), x.new_zeros(()))
 
 
 def objective(
@@ -297,8 +304,9 @@ def gatys(
     `content_layer` (ReLU layers) replace relu1_1..relu5_1 and relu4_2.
 
     content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
-    or the style's size. `init` is 'content' (the default when there is content), 'noise' (uniform,
-    from `seed`; the default without content) or 'style' (resized to the output size).
+    or the style's size (at most twice Pillow's MAX_IMAGE_PIXELS, as for WCT textures). `init` is
+    'content' (the default when there is content), 'noise' (uniform, from `seed`; the default
+    without content) or 'style' (resized to the output size).
 
     One step is one L-BFGS iteration (torch.optim.LBFGS with max_iter=1, no line search, so one
     function evaluation) or one Adam update; lr defaults to 1 for L-BFGS and 0.05 for Adam.
@@ -331,14 +339,17 @@ def gatys(
     style = _image(style, "style", o.style_layers).to(device)
     if content is None:
         shape = _size(size, style.shape[-2:], layers=o.style_layers)
+        limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS  # as wct.pipeline's texture
+        if limit and shape[0] * shape[1] > limit:
+            raise InputError(f"a {shape[1]}x{shape[0]} texture is over the limit of {limit:,} pixels")
     else:
         content = _image(content, "content", (o.content_layer, *o.style_layers)).to(device)
-        if size is not None and tuple(size) != tuple(content.shape[-2:]):
+        shape = tuple(content.shape[-2:])
+        if size is not None and _size(size, shape, layers=o.style_layers) != shape:
             raise InputError(
                 f"size {tuple(size)} is only for texture synthesis (content=None); "
                 "resize the content image instead"
             )
-        shape = tuple(content.shape[-2:])
     _check_callback(callback)
     losses = objective(encoder, content, style, o, means_for(encoder, o.normalise))
 
@@ -561,11 +572,11 @@ def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
         raise InputError(f"{name} must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"{name} must be a float tensor in [0, 1], got {x.dtype}")
+    _size(tuple(x.shape[-2:]), x.shape[-2:], name, layers)  # first: min() fails on no pixels
     if not torch.isfinite(x).all():
         raise InputError(f"{name} contains NaN or Inf")
     if x.min() < 0 or x.max() > 1:
         raise InputError(f"{name} values must be in [0, 1]")
-    _size(tuple(x.shape[-2:]), x.shape[-2:], name, layers)
     return x.float()
 
 
