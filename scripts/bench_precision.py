@@ -61,7 +61,7 @@ def main() -> None:
         rows.append({"pair": f"{content}+{style}", "precision": "fp32, content +-0.5/255"})
         rows[-1] |= {"psnr_vs_fp32": round(psnr(y, base), 2), "ssim_vs_fp32": round(ssim(y, base), 4)}
         print(rows[-1], flush=True)
-    result = {"machine": machine(), "device": str(ref.device), "rows": rows}
+    result = {"machine": machine(ref.device), "device": str(ref.device), "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 

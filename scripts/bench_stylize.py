@@ -74,7 +74,7 @@ def main() -> None:
     transfer_only = median_seconds(lambda: s.stylize(content, stats, 0.6), args.runs)
     ideal = total_flops / throughput
     result = {
-        "machine": machine(),
+        "machine": machine("cpu"),
         "vgg19_relu5_1_512px_gflop": round(vgg_flops / 1e9, 1),
         "vgg19_relu5_1_512px_seconds": round(vgg_time, 3),
         "conv_throughput_gflops": round(throughput / 1e9, 1),

@@ -56,7 +56,7 @@ def main() -> None:
     for level in range(1, 6):
         rates[f"relu{level}_1"] = round(images_per_second(level, a.crop, a.batch, a.steps, device, a.amp), 2)
         print(f"relu{level}_1: {rates[f'relu{level}_1']} images/s", flush=True)
-    report = {"machine": machine(), "device": str(device), "amp_bf16": a.amp}
+    report = {"machine": machine(device), "device": str(device), "amp_bf16": a.amp}
     report.update(crop=a.crop, batch=a.batch)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({**report, "images_per_second": rates}, indent=2))

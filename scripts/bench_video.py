@@ -33,6 +33,15 @@ def clip(frames: int, size: int, step: float, noise: float, seed: int = 0) -> li
     from wct.images import load_image
 
     big = load_image(CONTENT if CONTENT.exists() else landscape(768, 512), 2 * size)
+    if step < 0:
+        raise ValueError(f"the pan must go right (--step >= 0), got {step}")
+    pan = int(step * (frames - 1))
+    if pan + size + 2 > big.shape[-1] or size + 1 > big.shape[-2]:  # a shorter crop would be stretched
+        raise ValueError(
+            f"{frames} frames at {step} px each pan {pan} px, more than the {big.shape[-1] - size - 2} px "
+            f"the {big.shape[-1]}x{big.shape[-2]} photo leaves beside a {size}-px frame: "
+            "lower --frames or --step"
+        )
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(frames):
@@ -65,7 +74,10 @@ def main() -> None:
 
     s = Stylizer("cpu")
     style = s.style(load_image(STYLE if STYLE.exists() else painting(512, 512), 512))
-    frames = clip(a.frames, a.size, a.step, a.noise)
+    try:
+        frames = clip(a.frames, a.size, a.step, a.noise)
+    except ValueError as e:
+        p.error(str(e))
     base = flicker(frames)
     # The output filter runs after stylisation, so two stylisation passes give all four settings.
     results = {}

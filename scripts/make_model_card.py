@@ -70,7 +70,7 @@ def main() -> None:
         ]
     )
     card = Path("decoders/README.template.md").read_text()
-    hardware = f"Scored on {machine()}, fp32; trained there (CPU) unless the last column says otherwise"
+    hardware = f"Scored on {machine('cpu')}, fp32; trained there (CPU) unless the last column says otherwise"
     card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
     Path("decoders/README.md").write_text(card)
     print(table)

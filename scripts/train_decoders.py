@@ -34,16 +34,24 @@ FINETUNE = {
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--levels", default="1,2,3,4,5")
+    ap.add_argument("--levels", default=None, help="default 1,2,3,4,5; with --finetune 3,4,5")
     ap.add_argument("--out", default="runs")
     ap.add_argument("--export", default="decoders")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--finetune", action="store_true", help="start from the committed decoders")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    schedule = FINETUNE if args.finetune else SCHEDULE
+    try:
+        levels = [int(v) for v in (args.levels or ",".join(map(str, schedule))).split(",")]
+    except ValueError:
+        ap.error(f"--levels must be comma-separated numbers, got {args.levels!r}")
+    if not set(levels) <= set(schedule):
+        which = "with --finetune " if args.finetune else ""
+        ap.error(f"--levels {which}must be among {','.join(map(str, schedule))}, got {args.levels}")
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    for level in [int(v) for v in args.levels.split(",")]:
-        steps, crop, lr, feature_from = (FINETUNE if args.finetune else SCHEDULE)[level]
+    for level in levels:
+        steps, crop, lr, feature_from = schedule[level]
         prev = Path(args.export) / f"relu{level - int(not args.finetune)}_1.safetensors"
         cfg = Config(
             level=level,

@@ -24,6 +24,8 @@ if __name__ == "__main__":
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--out", default=str(MEANS_FILE))
     args = ap.parse_args()
+    if args.images < 1:
+        ap.error(f"--images must be at least 1, got {args.images}")
 
     encoder = load_encoder("cpu")
     relus = [n for n in NAMES if n.startswith("relu")]
@@ -37,7 +39,12 @@ if __name__ == "__main__":
             for n in relus:
                 sums[n] = sums[n] + feats[n].double().mean(dim=(0, 2, 3))
             used += 1
+    if not used:
+        raise SystemExit(f"error: no images found in {args.data}")
     means = {n: (s / used).float() for n, s in sums.items()}
+    dead = {n: int((m <= 0).sum()) for n, m in means.items() if (m <= 0).any()}
+    if dead:  # wct.gatys divides by these: a zero would turn those channels into NaN
+        raise SystemExit(f"error: channels never active on {used} photos {dead}: measure more --images")
     meta = {
         "encoder_md5": encoder.weights_id,
         "data": f"{Path(args.data).name}/ ({used} photos, random order of seed 0, as they are)",

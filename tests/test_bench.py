@@ -1,4 +1,7 @@
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -280,3 +283,83 @@ def test_summary_counts_matches_by_the_content_photo_itself_and_takes_medians():
     assert row["wct_seconds"] == 2.0 and row["time_to_match_ratio"] == 1.0  # median of 0 and 2
     assert row["gatys_seconds_500"] == 1002.0 and row["speedup_500_steps"] == 501.0
     assert "(2/3 matched, 1 by the content photo itself)" in bench.markdown([row], "test machine")
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_machine_names_the_device_the_benchmark_ran_on(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    cpu = bench.machine("cpu")  # a CPU benchmark on a machine that also has a GPU
+    assert "Some GPU" not in cpu and "cores" in cpu and "threads" in cpu
+    assert bench.machine(torch.device("cuda")).startswith("Some GPU")
+    assert bench.machine().startswith("Some GPU")  # no device: the GPU whenever there is one
+
+
+def test_train_decoders_finetune_runs_the_levels_it_has_a_schedule_for(monkeypatch, capsys):
+    import runpy
+
+    import wct.train
+
+    levels = []
+    monkeypatch.setattr(wct.train, "train", lambda cfg: levels.append((cfg.level, cfg.steps)) or {})
+    script = str(SCRIPTS / "train_decoders.py")
+    monkeypatch.setattr(sys, "argv", [script, "--finetune", "--export", "nowhere"])
+    runpy.run_path(script, run_name="__main__")
+    assert levels == [(3, 400), (4, 300), (5, 250)]
+    for args in (["--finetune", "--levels", "1"], ["--levels", "6"], ["--levels", "a"]):
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(script, run_name="__main__")
+        assert e.value.code == 2 and "--levels" in capsys.readouterr().err, args
+    assert len(levels) == 3
+
+
+def test_bench_video_clip_never_stretches_a_pan_past_the_photo():
+    clip = load_script("bench_video").clip
+    frames = clip(106, 160, 1.5, 0.0)  # the photo is 320 px wide: the pan just fits
+    assert len(frames) == 106 and all(f.shape == (1, 3, 160, 160) for f in frames)
+    with pytest.raises(ValueError, match="lower --frames or --step"):
+        clip(107, 160, 1.5, 0.0)  # the last frames were a narrower crop stretched to 160 px
+    with pytest.raises(ValueError, match="--step"):
+        clip(4, 160, -1.0, 0.0)
+
+
+def test_bench_tiling_loads_the_decoders_before_timing(monkeypatch):
+    import wct.tiling
+
+    tiling = load_script("bench_tiling")
+    loaded = []
+
+    def stylize_any(s, x, *args, **kwargs):
+        loaded.append(sorted(s._decoders))
+        return x
+
+    monkeypatch.setattr(wct.tiling, "stylize_any", stylize_any)
+    monkeypatch.setattr(tiling, "style", lambda s: None)
+    monkeypatch.setattr(tiling, "content", lambda w, h: torch.rand(1, 3, 16, 16))
+    tiling.child("1024", "auto", (5, 4, 3, 2, 1))
+    assert loaded == [[1, 2, 3, 4, 5]]  # loading them is not part of the time
+
+
+def test_vgg_channel_means_refuses_to_write_a_zero_mean(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(tmp_path / "flat.png")
+    out, script = tmp_path / "means.safetensors", str(SCRIPTS / "vgg_channel_means.py")
+    for args, message in ((["--images", "1"], "never active"), (["--images", "0"], "--images")):
+        monkeypatch.setattr(sys, "argv", [script, "--data", str(tmp_path), "--out", str(out), *args])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(script, run_name="__main__")
+        assert message in f"{e.value.code} {capsys.readouterr().err}" and e.value.code != 0
+    assert not out.exists()  # wct.gatys divides by these means: a zero gives NaN losses

@@ -219,7 +219,9 @@ def contact_sheet(rows: Sequence[tuple[Tensor, ...]], cell: int = 256) -> Image.
     return sheet
 
 
-def machine() -> str:
+def machine(device: str | torch.device | None = None) -> str:
+    """The CPU (cores, torch threads), or the GPU when `device` is CUDA (None: whenever CUDA is
+    available), and torch's version: what a benchmark on `device` ran on."""
     import platform
 
     cpu = platform.processor() or platform.machine()
@@ -230,8 +232,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if cuda:
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
