@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("docs/bench/train.json"))
     a = ap.parse_args()
+    if min(a.crop, a.batch, a.steps) < 1:
+        ap.error("--crop, --batch and --steps must be at least 1")
     device = resolve_device(a.device)
     rates = {}
     for level in range(1, 6):

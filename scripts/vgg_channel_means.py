@@ -9,12 +9,14 @@ Dividing a ReLU layer's output by its channel means is the same network with res
 
 import argparse
 import random
+import sys
 from pathlib import Path
 
 import torch
 
 from wct.cli import SHARED_DATA
 from wct.encoder import NAMES, load_encoder, write_signed
+from wct.errors import ImageError
 from wct.gatys import MEANS_FILE
 from wct.images import list_images, load_image
 
@@ -34,8 +36,15 @@ if __name__ == "__main__":
     sums = {n: 0.0 for n in relus}
     used = 0
     with torch.no_grad():
-        for p in paths[: args.images]:
-            feats = encoder.extract(load_image(p), relus)  # the photo as it is (short side 320)
+        for p in paths:
+            if used == args.images:
+                break
+            try:
+                image = load_image(p)  # the photo as it is (short side 320)
+            except ImageError as e:
+                print(f"skipped: {e}", file=sys.stderr)
+                continue
+            feats = encoder.extract(image, relus)
             for n in relus:
                 sums[n] = sums[n] + feats[n].double().mean(dim=(0, 2, 3))
             used += 1

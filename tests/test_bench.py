@@ -356,10 +356,20 @@ def test_vgg_channel_means_refuses_to_write_a_zero_mean(tmp_path, monkeypatch, c
     from PIL import Image
 
     Image.new("RGB", (32, 32), (128, 128, 128)).save(tmp_path / "flat.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")  # skipped, not a traceback
     out, script = tmp_path / "means.safetensors", str(SCRIPTS / "vgg_channel_means.py")
-    for args, message in ((["--images", "1"], "never active"), (["--images", "0"], "--images")):
+    for args, message in ((["--images", "2"], "never active"), (["--images", "0"], "--images")):
         monkeypatch.setattr(sys, "argv", [script, "--data", str(tmp_path), "--out", str(out), *args])
         with pytest.raises(SystemExit) as e:
             runpy.run_path(script, run_name="__main__")
         assert message in f"{e.value.code} {capsys.readouterr().err}" and e.value.code != 0
     assert not out.exists()  # wct.gatys divides by these means: a zero gives NaN losses
+
+
+def test_timing_waits_for_queued_gpu_work(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
+    bench.median_seconds(lambda: events.append("run"), 2)
+    assert events == ["run", "sync", "run", "sync", "sync", "run", "sync"]
