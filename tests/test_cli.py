@@ -337,3 +337,79 @@ def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_bracket
     monkeypatch.setattr("wct.cli.check_port", lambda host, port: None)  # whether ::1 exists here or not
     r = wct_cli("serve", "--host", "::1", "--port", "7999")
     assert r.returncode == 0 and "wct studio on http://[::1]:7999 " in r.stderr
+
+
+def test_demo_checks_alpha_and_all_its_outputs_before_any_work(tmp_path, wct_cli, monkeypatch):
+    import wct.pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the models were loaded before the inputs were checked")
+
+    monkeypatch.setattr(wct.pipeline.Stylizer, "__init__", no_work)
+    (tmp_path / "stylized.png").write_bytes(b"mine")
+    assert_clean_error(wct_cli("demo", "-o", str(tmp_path)), "stylized.png exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stylized.png"]  # nothing half-written
+    assert (tmp_path / "stylized.png").read_bytes() == b"mine"
+    assert_clean_error(wct_cli("demo", "-o", str(tmp_path / "new"), "--alpha", "5"), "alpha")
+    assert not (tmp_path / "new").exists()
+
+
+def test_bad_numbers_are_refused_in_one_line_before_any_work(pair, tmp_path, wct_cli, monkeypatch):
+    import wct.encoder
+    import wct.pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the models were loaded before the inputs were checked")
+
+    monkeypatch.setattr(wct.pipeline.Stylizer, "__init__", no_work)
+    monkeypatch.setattr(wct.encoder, "load_encoder", no_work)
+    val = tmp_path / "val"
+    val.mkdir()
+    landscape(40, 30).save(val / "x.png")
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    out = tmp_path / "o.png"
+    for args, text in (
+        (("eval-decoders", "--data", str(val), "--max-side", "0"), "--max-side must be at least 16"),
+        (("bench", "--sizes", "abc", "-o", str(tmp_path / "b")), "--sizes"),
+        (("bench", "--sizes", "8", "-o", str(tmp_path / "b")), "--sizes"),
+        (("texture", style, "-o", str(out), "--seed", str(2**64)), "--seed"),
+        (("gatys", content, style, "-o", str(out), "--size", "16", "--steps", "1"), "relu5_1 needs"),
+        (("invert", content, "-o", str(out), "--layer", "relu5_1", "--size", "8"), "relu5_1 needs"),
+    ):
+        r = wct_cli(*args)
+        assert_clean_error(r, text)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "b").exists() and not out.exists()
+
+
+def test_float_images_load_in_range_and_unwritable_sizes_are_output_errors(tmp_path):
+    import numpy as np
+
+    from wct.errors import OutputError
+    from wct.images import atomic_save, load_image
+
+    ramp = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    Image.fromarray(ramp).save(tmp_path / "float.tif")  # mode F, values in [0, 1]
+    x = load_image(tmp_path / "float.tif")
+    assert abs(float(x.mean()) - 0.5) < 0.01 and float(x.max()) == 1.0
+    with pytest.raises(OutputError, match="wide.gif"):
+        atomic_save(Image.new("RGB", (70000, 1)), tmp_path / "wide.gif")
+    assert list(tmp_path.iterdir()) == [tmp_path / "float.tif"]
+
+
+def test_bench_report_files_are_complete_or_absent(tmp_path, wct_cli, monkeypatch):
+    import wct.bench
+
+    class HalfWritten:
+        mode = "RGB"
+
+        def save(self, fp, *args, **kwargs):  # an interrupt halfway through writing the sheet
+            f = open(fp, "wb") if isinstance(fp, (str, Path)) else fp  # noqa: SIM115
+            f.write(b"\x89PNG\r\n\x1a\nhalf")
+            f.flush()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(wct.bench, "contact_sheet", lambda rows: HalfWritten())
+    r = wct_cli("bench", "--quick", "-o", str(tmp_path / "b"))
+    assert r.returncode == 130 and "Traceback" not in r.stderr
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bench.json", "bench.md"]

@@ -340,6 +340,8 @@ def texture(
     wh, tile_ = parse_size(size), tile_arg(tile)
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
+    if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise InputError(f"--seed must be between {-(2**63)} and {2**64 - 1}, got {seed}")
     lv = parse_levels(levels)
     if not style.exists():
         raise InputError(f"{style} does not exist")
@@ -386,11 +388,16 @@ def demo(
     from .demo import landscape, painting
     from .images import atomic_save, pil_to_tensor, tensor_to_pil
     from .pipeline import Stylizer
+    from .transform import check_alpha
 
+    check_alpha(alpha)
+    names = ("content.png", "style.png", "stylized.png")
+    for name in names:  # all three before any work, so a refusal writes none of them
+        check_target(output / name, overwrite, ())
     content, style = landscape(), painting()
     s = Stylizer(device)
     y = s.stylize(pil_to_tensor(content), s.style(pil_to_tensor(style)), alpha)
-    for name, im in (("content.png", content), ("style.png", style), ("stylized.png", tensor_to_pil(y))):
+    for name, im in zip(names, (content, style, tensor_to_pil(y)), strict=True):
         atomic_save(im, output / name, overwrite=overwrite)
     console.print(f"wrote {output}/content.png, style.png and stylized.png")
 
@@ -457,9 +464,11 @@ def eval_decoders(
         raise InputError(f"{data} is not a directory of images")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
+    if max_side < 16:  # every level needs 16 px a side; 0 does not keep the size here
+        raise InputError(f"--max-side must be at least 16 px, got {max_side}")
     if json_out:
         check_target(json_out, overwrite, (*(decoder_files or ()), *list_images(data)))
-    images = load_val_images(data, size_arg(max_side, "--max-side") or 384, limit)
+    images = load_val_images(data, max_side, limit)
     if not images:
         raise InputError(f"no readable images in {data}")
     encoder = load_encoder(device, vgg_weights)
@@ -720,6 +729,19 @@ def run_optimisation(
     return result
 
 
+def check_sides(x, path: Path | None, layers: tuple[str, ...]) -> None:
+    """InputError, before the run and its progress bar, if an image loaded at --size is too small
+    for the deepest of `layers`."""
+    from .encoder import NAMES, min_side
+
+    deepest = max(layers, key=NAMES.index)
+    if x is not None and min(x.shape[-2:]) < min_side(deepest):
+        h, w = x.shape[-2:]
+        raise InputError(
+            f"{path} is {w}x{h} px at this --size: {deepest} needs at least {min_side(deepest)} px a side"
+        )
+
+
 def texture_arg(text: str | None) -> tuple[int, int] | None:
     """--texture-size 'WxH' as (H, W)."""
     if text is None:
@@ -800,9 +822,11 @@ def gatys_command(
         warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
     if o.init != "noise" and seed != 0:
         warnings.warn(f"--seed only seeds --init noise; --init {o.init} ignores it", stacklevel=1)
-    encoder = load_encoder(device, vgg_weights)
     x_content = load_image(content, size_) if content is not None else None
     x_style = load_image(style, size_)
+    check_sides(x_content, content, (*o.style_layers, o.content_layer))
+    check_sides(x_style, style, o.style_layers)
+    encoder = load_encoder(device, vgg_weights)
     settings = {
         "method": "gatys",
         "content": None if content is None else content.name,
@@ -849,6 +873,7 @@ def invert(
     o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
     optimise_outputs(output, history, steps, save_every, overwrite, (image,))
     x = load_image(image, size_arg(size, "--size"))
+    check_sides(x, image, (layer,))
     encoder = load_encoder(device, vgg_weights)
     settings = {
         "method": "invert",
@@ -899,7 +924,7 @@ def bench(
 
     from . import bench as b
     from .gatys import Options
-    from .images import write_json
+    from .images import atomic_save, write_atomic, write_json
     from .pipeline import Stylizer
 
     files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
@@ -910,13 +935,12 @@ def bench(
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {repeats}")
     Options(steps=steps).checked()
-    try:  # now, not after the run
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
-    size_list = [size_arg(int(v), "--sizes") for v in sizes.split(",") if v.strip()] if not quick else [64]
-    if not size_list or None in size_list:
-        raise InputError(f"--sizes must be positive numbers of pixels, got {sizes!r}")
+    try:
+        size_list = [int(v) for v in sizes.split(",") if v.strip()] if not quick else [64]
+    except ValueError:
+        size_list = []
+    if not size_list or min(size_list) < 16:  # relu5_1 needs 16 px a side
+        raise InputError(f"--sizes must be numbers of pixels of at least 16, comma-separated, got {sizes!r}")
     tmp = None
     if quick:
         from .demo import landscape, painting
@@ -928,6 +952,10 @@ def bench(
         painting(64, 64).save(styles / "painting.png")
         pairs, steps, repeats = 1, min(steps, 5), 1
     todo = b.pick_pairs(contents, styles, pairs) if not pair or quick else b.parse_pairs(pair)
+    try:  # now, not after the run; after the inputs are checked
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
     stylizer = Stylizer(device)
     records, sheet_rows = [], []
     with progress_bar(True, console) as bar:
@@ -943,11 +971,11 @@ def bench(
                     sheet_rows.append((load_image(c, size), load_image(s, size), y_wct.cpu(), y_gatys.cpu()))
                 bar.advance(task)
     rows = b.summarise(records)
-    machine = b.machine()
+    machine = b.machine(stylizer.device)
     out.mkdir(parents=True, exist_ok=True)
     write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
-    files[1].write_text(b.markdown(rows, machine))
-    b.contact_sheet(sheet_rows).save(files[2])
+    write_atomic(files[1], lambda tmp: Path(tmp).write_text(b.markdown(rows, machine)))
+    atomic_save(b.contact_sheet(sheet_rows), files[2], overwrite=True)
     if tmp:
         tmp.cleanup()
     out_console.print(b.markdown(rows, machine))

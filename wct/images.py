@@ -4,8 +4,8 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 
 - unreadable, empty, truncated, SVG, a directory, or more pixels than the limit: `ImageError`
   naming the file (Pillow's decompression-bomb limit always applies; `max_pixels` can lower it);
-- grayscale, palette, CMYK, 16-bit and alpha images: converted to 8-bit RGB (alpha composited on
-  white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
+- grayscale, palette, CMYK, 16-bit, float and alpha images: converted to 8-bit RGB (alpha
+  composited on white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
 - EXIF orientation: applied, so the pixels are upright;
 - animated GIF/WebP/PNG: the first frame, with a warning;
 - sides under 16 px: stretched to 16 with a warning (`stretch_small`), results resized back.
@@ -143,9 +143,14 @@ INT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def eight_bit(im: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer grey scaled to 8-bit L (Pillow's own convert clips at 255)."""
+    """16-bit and 32-bit integer grey scaled to 8-bit L (Pillow's own convert clips at 255), and
+    32-bit float grey too: values in [0, 1] as that range, others as 0..255 (NaN as 0)."""
     if im.mode in INT_GREY:
         a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535) / 257  # 16-bit full scale -> 255
+        return Image.fromarray(a.round().astype(np.uint8), "L")
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0)
+        a = np.clip(a * 255 if a.size and a.max() <= 1 else a, 0, 255)
         return Image.fromarray(a.round().astype(np.uint8), "L")
     return im
 
@@ -346,7 +351,7 @@ def atomic_save(
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, OverflowError) as e:  # Overflow: too wide for GIF, TGA
         raise OutputError(f"cannot write {path}: {e}") from None
     finally:
         if os.path.exists(tmp):
