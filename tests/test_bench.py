@@ -373,3 +373,27 @@ def test_timing_waits_for_queued_gpu_work(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
     bench.median_seconds(lambda: events.append("run"), 2)
     assert events == ["run", "sync", "run", "sync", "sync", "run", "sync"]
+
+
+def test_gatys_and_invert_keep_the_alpha_channel_of_their_photo(pair, tmp_path, wct_cli):
+    from PIL import Image
+
+    photo = Image.open(pair / "content.png").convert("RGBA")
+    photo.putalpha(Image.linear_gradient("L").resize(photo.size))
+    photo.save(tmp_path / "cut_out.png")
+    for args in (
+        ("gatys", str(tmp_path / "cut_out.png"), str(pair / "style.png"), "-o", str(tmp_path / "g.png")),
+        ("invert", str(tmp_path / "cut_out.png"), "--layer", "relu1_1", "-o", str(tmp_path / "i.png")),
+    ):
+        r = wct_cli(*args, "--steps", "2", "--size", "80", "--save-every", "2")
+        assert r.returncode == 0, r.stderr
+        for out in (Path(args[-1]), Path(args[-1]).with_name(f"{Path(args[-1]).stem}_step0002.png")):
+            im = Image.open(out)
+            assert im.mode == "RGBA" and im.getchannel("A").tobytes() == photo.getchannel("A").tobytes()
+
+
+def test_gatys_cli_names_the_init_flag_when_there_is_no_content(pair, tmp_path, wct_cli):
+    out = tmp_path / "x.png"
+    r = wct_cli("gatys", "--no-content", str(pair / "style.png"), "--init", "content", "-o", str(out))
+    assert r.returncode == 1 and "init (--init) 'content' needs a content image" in r.stderr
+    assert not out.exists()

@@ -119,3 +119,13 @@ def test_tensors_of_another_level_are_refused(tmp_path):
 def test_empty_feature_maps_are_refused():
     with pytest.raises(InputError, match="empty"):
         Decoder(1)(torch.rand(1, 64, 0, 4))
+
+
+def test_a_file_that_is_not_a_decoder_says_so(tmp_path):
+    from wct.encoder import write_signed
+
+    path = tmp_path / "preset.safetensors"
+    write_signed({"mean": torch.zeros(3)}, {"encoder": VGG19_MD5, "kind": "style"}, path)
+    for level in (None, 2):
+        with pytest.raises(WeightsError, match="not a decoder file"):
+            load_decoder(level, "cpu", path=path)

@@ -687,12 +687,17 @@ def run_optimisation(
     overwrite: bool,
     inputs: tuple[Path, ...],
     settings: dict,
+    alpha_of: Path | None = None,
 ):
     """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image (the one with
     the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
     steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
-    run still writes the history it has."""
-    from .images import atomic_save, tensor_to_pil, write_json
+    run still writes the history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
+    from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
+
+    def to_pil(image):
+        out = tensor_to_pil(image)
+        return with_alpha(out, alpha_channel(alpha_of, out.size)) if alpha_of else out
 
     entries: list[dict] = []
     bar = progress_bar(True, console)
@@ -706,9 +711,7 @@ def run_optimisation(
         if not console.is_terminal and (step % every == 0 or step == steps):
             console.print(f"step {step}/{steps}: {info}", highlight=False)
         if image is not None:
-            atomic_save(
-                tensor_to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs
-            )
+            atomic_save(to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs)
 
     try:
         with bar:
@@ -725,7 +728,7 @@ def run_optimisation(
         record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
         write_json(record | {"history": result.history}, history)
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
-    atomic_save(tensor_to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+    atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
     return result
 
 
@@ -839,7 +842,9 @@ def gatys_command(
     def optimise(callback):
         return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
 
-    result = run_optimisation(optimise, output, history, steps, save_every, overwrite, inputs, settings)
+    result = run_optimisation(
+        optimise, output, history, steps, save_every, overwrite, inputs, settings, content
+    )
     best = result.best
     when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
     console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps)")
@@ -901,7 +906,9 @@ def invert(
             callback=callback,
         )
 
-    result = run_optimisation(optimise, output, history, steps, save_every, overwrite, (image,), settings)
+    result = run_optimisation(
+        optimise, output, history, steps, save_every, overwrite, (image,), settings, image
+    )
     console.print(f"wrote {output} (feature loss {result.best['content']:.4g})")
 
 

@@ -131,7 +131,9 @@ def load_decoder(
             f"decoder {path} was trained for encoder weights {meta.get('encoder')!r}, "
             f"but the encoder loaded is {expected!r}"
         )
-    if level is None and meta.get("level") in {str(x) for x in LEVELS}:
+    if meta.get("level") not in {str(x) for x in LEVELS}:
+        raise WeightsError(f"{path} is not a decoder file: its metadata names no level (1-5)")
+    if level is None:
         level = int(meta["level"])
     if meta.get("level") != str(level):
         raise WeightsError(f"decoder {path} is for level {meta.get('level')}, not {level}")

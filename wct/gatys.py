@@ -99,7 +99,7 @@ class Options:
         opt = _choice(self.optimizer, OPTIMIZERS, "optimizer")
         init = _choice(self.init or ("content" if has_content else "noise"), INITS, "init")
         if init == "content" and not has_content:
-            raise InputError("init='content' needs a content image: use init='noise' or 'style'")
+            raise InputError(f"{_named('init')} 'content' needs a content image: use 'noise' or 'style'")
         if not isinstance(self.normalise, bool):
             raise InputError(f"normalise must be True or False, got {self.normalise!r}")
         defaults = DEFAULT_WEIGHTS[self.normalise]
