@@ -635,7 +635,7 @@ def check_target(
         raise OutputError(f"{path} is also the output image: give another file name")
     if path.is_dir():
         raise OutputError(f"{path} is a directory: give a file name")
-    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
     if path.exists() and not overwrite:
