@@ -588,3 +588,64 @@ def test_a_full_house_makes_room_by_ending_the_longest_idle_session():
     time.sleep(0.15)
     with pytest.raises(HTTPException, match="busy"):
         sessions.create()  # both idle, but each has a render to come back for
+
+
+def test_a_sixteen_bit_label_mask_keeps_its_regions_and_grey_its_levels(session):
+    """Labels 0 and 1 saved as 16-bit grey are two regions, as `wct stylize --mask` reads them."""
+    client, sid, content, styles = session
+    labels = np.zeros((60, 80), np.uint16)
+    labels[:, 40:] = 1
+    mask = png_bytes(Image.fromarray(labels))
+    mid = client.post(f"/api/sessions/{sid}/images", content=mask).json()["id"]
+    p = {"content": content, "styles": styles, "mask": mid, "alpha": 1.0, "levels": [2, 1], "size": 64}
+    got = decode(client.post(f"/api/sessions/{sid}/preview", json=p).content)
+    with Image.open(io.BytesIO(mask)) as m:
+        expected = wct.stylize(CONTENT, [STYLE_A, STYLE_B], 1.0, (2, 1), 64, mask=m, device="cpu")
+    assert np.array_equal(got, np.asarray(expected))
+    ramp = png_bytes(Image.fromarray(np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (48, 1))))
+    grey = client.post(f"/api/sessions/{sid}/images", content=ramp).json()
+    assert (grey["width"], grey["height"]) == (64, 48)
+    p = {"content": grey["id"], "styles": styles[:1], "alpha": 0.5, "levels": [2, 1], "size": 64}
+    got = decode(client.post(f"/api/sessions/{sid}/preview", json=p).content)
+    with Image.open(io.BytesIO(ramp)) as im:
+        expected = wct.stylize(im, STYLE_A, 0.5, (2, 1), 64, device="cpu")
+    assert np.array_equal(got, np.asarray(expected))
+
+
+def test_uploads_at_the_same_time_cannot_overfill_a_session(session, monkeypatch):
+    client, sid, _, _ = session  # three images held
+    monkeypatch.setattr(serve, "MAX_IMAGES", 5)
+    real = serve.decode_noted
+    monkeypatch.setattr(serve, "decode_noted", lambda *a: time.sleep(0.3) or real(*a))
+    codes = []
+
+    def upload() -> None:
+        codes.append(client.post(f"/api/sessions/{sid}/images", content=png_bytes(STYLE_A)).status_code)
+
+    threads = [threading.Thread(target=upload) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [201, 201, 400, 400, 400, 400]
+    assert len(client.app.state.sessions.items[sid].images) == 5
+
+
+def test_malformed_requests_get_clear_one_line_messages(session):
+    client, sid, content, styles = session
+    url = f"/api/sessions/{sid}/preview"
+    r = client.post(url, content=b'{"content":', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("the request is not valid JSON")
+    p = {"content": content, "styles": styles[:1], "levels": [1], "size": 32}
+    for headers in ({"Content-Type": "text/plain"}, {}):  # curl -d, or a fetch without the header
+        r = client.post(url, content=json.dumps(p), headers=headers)
+        assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+    for value in (b"NaN", b"Infinity"):
+        body = json.dumps(p | {"alpha": 0.5}).encode().replace(b"0.5", value)
+        r = client.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"] == "alpha: Input should be a finite number"
+    render = f"/api/sessions/{sid}/render"  # refused at once, not accepted to fail in the job
+    for weights, fragment in (([1], "2 styles but 1 weights"), ([-1, 2], "non-negative"), ([0, 0], "zero")):
+        r = client.post(render, json=p | {"styles": styles, "weights": weights})
+        assert r.status_code == 400 and fragment in r.json()["detail"], r.text
+    assert not client.app.state.sessions.items[sid].jobs

@@ -201,3 +201,14 @@ def test_labels_and_features_of_the_wrong_shape_are_refused():
         wct(f[:0], f[:0])
     flat = correlated(4, 24, 18)
     assert wct_masked(flat, torch.zeros(24, dtype=torch.long), [flat]).shape == flat.shape
+
+
+def test_huge_style_weights_are_normalised_not_zeroed():
+    from wct.transform import check_weights, normalise_weights
+
+    assert normalise_weights([1e308, 1e308]) == [0.5, 0.5]
+    assert normalise_weights([3e307, 1e307]) == pytest.approx([0.75, 0.25])
+    with pytest.raises(InputError, match="2 styles but 3 weights"):
+        check_weights([1, 1, 1], 2)
+    with pytest.raises(InputError, match="do not combine"):
+        check_weights([1, 1], 2, masked=True)

@@ -46,6 +46,7 @@ from .controls import fit_labels, read_mask
 from .errors import ImageError, InputError, WCTError
 from .images import (
     DECODE_ERRORS,
+    INT_GREY,
     alpha_channel,
     eight_bit,
     load_image,
@@ -56,6 +57,7 @@ from .images import (
     with_alpha,
 )
 from .pipeline import Style, Stylizer, check_levels, prepare_inputs
+from .transform import check_weights
 
 PREVIEW_SIZE = 256  # longer side of the live preview
 ALPHA_STEP = 0.05  # the page's slider step: every position is a frame the worker may prefetch
@@ -133,7 +135,9 @@ def noted() -> Iterator[list[str]]:
 
 def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Uploaded bytes as an upright RGB image (RGBA if it has transparency), decoded by Pillow;
-    anything else is an ImageError. An animated image gives its first frame, with a warning."""
+    anything else is an ImageError. An animated image gives its first frame, with a warning. Opaque
+    16- and 32-bit grey stays as it is: as a mask its values are the labels (`read_mask`), and as a
+    content or style `load_image` makes it RGB just as it does when the library reads the file."""
     if not data:
         raise ImageError("the file is empty")
     try:
@@ -147,7 +151,10 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 alpha = alpha_channel(im, im.size)  # None when opaque
-                rgb = to_rgb(im) if alpha is None else with_alpha(eight_bit(im).convert("RGB"), alpha)
+                if alpha is not None:
+                    rgb = with_alpha(eight_bit(im).convert("RGB"), alpha)
+                else:
+                    rgb = im if im.mode in INT_GREY else to_rgb(im)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -213,7 +220,7 @@ class Params(BaseModel):
     styles: list[str] = Field(min_length=1, max_length=8)
     weights: list[float] | None = None
     mask: str | None = None
-    alpha: float = Field(0.6, ge=0, le=1)
+    alpha: float = Field(0.6, ge=0, le=1, allow_inf_nan=False)
     levels: list[int] = Field([5, 4, 3, 2, 1], min_length=1, max_length=5)
     size: int = Field(512, ge=16, le=MAX_SIZE)
     preserve_color: bool = False
@@ -492,6 +499,14 @@ def image(session: Session, iid: str) -> Image.Image:
     return im
 
 
+def room(session: Session) -> None:
+    """Refuse an upload to a session that has ended or is full."""
+    if session.closed:
+        raise HTTPException(404, "unknown or expired session: reload the page")
+    if len(session.images) >= MAX_IMAGES:
+        raise HTTPException(400, f"a session holds at most {MAX_IMAGES} images: remove some first")
+
+
 def png(im: Image.Image, fast: bool = False) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG", compress_level=1 if fast else 6)
@@ -569,6 +584,12 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
+        if first.get("type") == "json_invalid":
+            error, at = first.get("ctx", {}).get("error", "decode error"), first["loc"][-1]
+            return JSONResponse({"detail": f"the request is not valid JSON: {error} at character {at}"}, 422)
+        if first.get("loc") == ("body",):  # no body, not an object, or not sent as JSON
+            detail = "send the parameters as a JSON object (Content-Type: application/json)"
+            return JSONResponse({"detail": detail}, 422)
         where = ".".join(str(v) for v in first.get("loc", ())[1:]) or "request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
 
@@ -597,8 +618,7 @@ def create_app(
     @app.post("/api/sessions/{sid}/images", status_code=201)
     async def upload(sid: str, request: Request, name: str = "") -> dict:
         s = sessions.get(sid)
-        if len(s.images) >= MAX_IMAGES:
-            raise HTTPException(400, f"a session holds at most {MAX_IMAGES} images: remove some first")
+        room(s)
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
@@ -611,6 +631,7 @@ def create_app(
             im, notes = await asyncio.to_thread(decode_noted, bytes(data), max_pixels)
         except ImageError as e:
             raise HTTPException(415, label + str(e)) from None
+        room(s)  # again: while this one was read, others may have filled the session or it ended
         iid = token()
         s.images[iid], s.names[iid], s.image_notes[iid] = im, label[:-2], [label + n for n in notes]
         return {
@@ -651,6 +672,7 @@ def create_app(
             check_levels(p.levels)
             for iid in (p.content, *p.styles, *([p.mask] if p.mask else [])):
                 image(s, iid)
+            check_weights(p.weights, len(p.styles), p.mask is not None)
         except WCTError as e:
             raise HTTPException(400, one_line(e)) from None
         job = Job(token())

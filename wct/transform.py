@@ -209,9 +209,7 @@ def affine_maps(
         return [
             wct_affine(c, s, alpha) if c.count else (eye, zero) for c, s in zip(content, styles, strict=True)
         ]
-    w = normalise_weights([1.0] * len(styles) if weights is None else weights)
-    if len(w) != len(styles):
-        raise InputError(f"{len(styles)} styles but {len(w)} weights")
+    w = check_weights([1.0] * len(styles) if weights is None else weights, len(styles))
     maps = [wct_affine(content[0], s, alpha) for s in styles]
     t = sum(wi * m[0] for wi, m in zip(w, maps, strict=True))
     b = sum(wi * m[1] for wi, m in zip(w, maps, strict=True))
@@ -248,12 +246,9 @@ def transform(
     several, or region i of `labels` with style i. `own` is `region_stats(f, labels, len(styles))`
     when the caller keeps it (its whitening is then computed once for many alphas)."""
     flatten(f)
-    if labels is not None and weights is not None:
-        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    check_weights(weights, len(styles), labels is not None)
     if labels is not None:
         _labels(f, labels, len(styles))
-    elif weights is not None and len(normalise_weights(weights)) != len(styles):
-        raise InputError(f"{len(styles)} styles but {len(weights)} weights")
     styles = [_style_stats(f, s) for s in styles]
     if (check_alpha(alpha) == 0 or own is not None) and not torch.isfinite(flatten(f)).all():
         raise InputError("features contain NaN or Inf")  # otherwise region_stats checks them
@@ -288,7 +283,20 @@ def normalise_weights(weights: Sequence[float]) -> list[float]:
         raise InputError(f"style weights must be non-negative numbers, got {w}")
     if sum(w) <= 0:
         raise InputError(f"style weights must not all be zero, got {w}")
+    w = [v / max(w) for v in w]  # first, so that huge weights do not sum to inf
     return [v / sum(w) for v in w]
+
+
+def check_weights(weights: Sequence[float] | None, styles: int, masked: bool = False) -> list[float] | None:
+    """`normalise_weights`, one per style (None stays None); a mask takes no weights."""
+    if weights is None:
+        return None
+    if masked:
+        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
+    w = normalise_weights(weights)
+    if len(w) != styles:
+        raise InputError(f"{styles} styles but {len(w)} weights")
+    return w
 
 
 def wct_mix(
