@@ -34,7 +34,14 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
-    try:
-        return import_module(f".{name}", __name__)  # a submodule, e.g. wct.images
-    except ModuleNotFoundError:
-        raise AttributeError(f"module 'wct' has no attribute {name!r}") from None
+    if not name.startswith("__"):  # never import for a probe such as __main__ (that runs the CLI)
+        try:
+            return import_module(f".{name}", __name__)  # a submodule, e.g. wct.images
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":  # a dependency of the submodule is missing: say so
+                raise
+    raise AttributeError(f"module 'wct' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

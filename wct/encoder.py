@@ -70,6 +70,7 @@ def relu(level: int) -> str:
 
 def channels(level: int) -> int:
     """Number of channels of relu{level}_1."""
+    relu(level)  # an InputError for anything but 1..5
     return (64, 128, 256, 512, 512)[LEVELS.index(level)]
 
 
@@ -341,7 +342,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError):
         raise InputError(f"unknown device {device!r}: use cpu, cuda or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda was asked for, but no CUDA GPU is available: use --device cpu")
+        raise InputError(
+            "device cuda was asked for, but no CUDA GPU is available: use device 'cpu' (--device cpu)"
+        )
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device {device!r}: use cpu, cuda or auto")
     return dev

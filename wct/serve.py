@@ -306,7 +306,8 @@ class Sessions:
                 idle = [
                     v
                     for v in self.items.values()
-                    if now - v.seen > self.evict_idle and all(j.status in FINISHED for j in v.jobs.values())
+                    if now - v.seen > self.evict_idle
+                    and all(j.status in FINISHED for j in list(v.jobs.values()))
                 ]
                 if not idle:
                     raise HTTPException(429, f"busy: {self.limit} sessions are open, end one or try later")
