@@ -317,6 +317,37 @@ def test_mask_tensors_are_whole_number_labels(stylizer):
             wct.stylize(x[0], [a, b], levels=(2, 1), mask=bad, size=None)
 
 
+def test_16_bit_label_masks_keep_their_labels(tmp_path):
+    """Labels 0, 1, 2 saved from an integer array as a 16-bit PNG are three regions, not one
+    (converted to 8 bits, 0..2 / 257 all round to 0)."""
+    import numpy as np
+
+    a = np.zeros((4, 6), np.uint16)
+    a[:, 2:4], a[:, 4:] = 1, 2
+    Image.fromarray(a).save(tmp_path / "labels.png")
+    assert Image.open(tmp_path / "labels.png").mode == "I;16"
+    assert read_mask(tmp_path / "labels.png")[0].tolist() == [0, 0, 1, 1, 2, 2]
+    assert read_mask(Image.fromarray(a.astype(np.int32)))[0].tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(InputError, match="3 regions"):
+        read_mask(tmp_path / "labels.png", styles=2)
+
+
+def test_empty_or_unreadable_masks_raise_typed_errors_and_stylizer_takes_mask_images(stylizer):
+    import wct
+
+    a, b = (stylizer.style(gradient_image(48, 48, seed=k), levels=(2, 1)) for k in (1, 8))
+    x = gradient_image(32, 48)
+    for bad in (torch.zeros(0, 0, dtype=torch.long), torch.zeros(32, 0, dtype=torch.long)):
+        with pytest.raises(InputError, match="whole-number"):
+            stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=bad)
+        with pytest.raises(InputError, match="whole-number"):
+            wct.stylize(x[0], [a, b], levels=(2, 1), mask=bad, size=None)
+    with pytest.raises(InputError, match="a mask is"):
+        wct.stylize(x[0], [a, b], levels=(2, 1), mask=[[0, 1]], size=None)
+    y = stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=read_mask(halves(32, 48, (0, 255))))
+    assert torch.equal(stylizer.stylize(x, [a, b], 1.0, (2, 1), mask=halves(32, 48, (0, 255))), y)
+
+
 def test_presets_round_trip_and_refuse_another_encoder(files, reference, wct_cli, tmp_path):
     preset, out = tmp_path / "red.safetensors", tmp_path / "from_preset.png"
     r = wct_cli("style-stats", str(files["red"]), "-o", str(preset))
@@ -409,3 +440,21 @@ def test_bad_inputs_fail_cleanly(files, wct_cli, tmp_path):
     for args, text in cases:
         assert_clean_error(wct_cli(*args), text)
     assert not Path(out).exists()
+
+
+def test_save_style_never_replaces_a_file_silently(tmp_path):
+    from wct.demo import painting
+    from wct.errors import OutputError
+    from wct.pipeline import Stylizer
+
+    s = Stylizer("cpu")
+    style = s.style(painting(32, 32))
+    photo = tmp_path / "photo.jpg"
+    painting(32, 32).save(photo)
+    before = photo.read_bytes()
+    with pytest.raises(OutputError, match=".safetensors"):
+        s.save_style(style, photo, overwrite=True)  # style() would not read it back as a preset
+    preset = s.save_style(style, tmp_path / "p.safetensors")
+    with pytest.raises(OutputError, match="exists"):
+        s.save_style(style, preset)
+    assert s.save_style(style, preset, overwrite=True) == preset and photo.read_bytes() == before

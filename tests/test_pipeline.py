@@ -79,6 +79,18 @@ def test_pad_to_multiple_handles_tiny_images():
     assert x.shape[-2:] == (16, 48) and (h, w) == (5, 33)
 
 
+def test_texture_refuses_bad_passes_and_seeds(stylizer):
+    style = stylizer.style(stripes(32, 32), levels=(1,))
+    for passes in (2.5, "2", None, True):
+        with pytest.raises(InputError, match="passes"):
+            stylizer.texture(style, (16, 16), passes=passes, levels=(1,))
+    for seed in ("a", None, 1.5, 2**70):
+        with pytest.raises(InputError, match="seed"):
+            stylizer.texture(style, (16, 16), seed=seed, passes=1, levels=(1,))
+    ok = stylizer.texture(style, (16, 16), seed=-1, passes=1, levels=(1,))
+    assert ok.shape == (1, 3, 16, 16) and torch.isfinite(ok).all()
+
+
 def test_bad_api_inputs_raise_typed_errors(tmp_path):
     nan = torch.rand(3, 32, 32)
     nan[0, 0, 0] = float("nan")

@@ -181,6 +181,22 @@ def test_auto_tiling_and_bad_tiles(stylizer, style):
         stylize_tiled(stylizer, x, style, 0.5, tile=8)
 
 
+def test_tile_sizes_are_checked_everywhere(stylizer, style):
+    """A tile that is not None, 0 or a whole number >= 16 is an InputError wherever it is taken,
+    the style's statistics included (a negative one used to mean "never" there)."""
+    x = gradient_image(48, 64)
+    for bad in (-1, 8, 2.5, "512", True):
+        with pytest.raises(InputError, match="tile size"):
+            stylize_any(stylizer, x, style, 0.5, (1,), tile=bad)
+        with pytest.raises(InputError, match="tile size"):
+            stylizer.style(x, levels=(1,), tile=bad)
+    for bad in (None, 0, "512"):
+        with pytest.raises(InputError, match="tile size"):
+            stylize_tiled(stylizer, x, style, 0.5, (1,), tile=bad)
+    with pytest.raises(InputError, match="blend"):
+        stylize_tiled(stylizer, x, style, 0.5, (1,), tile=32, blend=2.5)
+
+
 def test_cli_tile_option(wct_cli, tmp_path):
     from wct.demo import landscape, painting
 

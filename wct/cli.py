@@ -335,13 +335,12 @@ def texture(
     must_exist(style)
     from .controls import parse_size
     from .images import atomic_save, tensor_to_pil
-    from .pipeline import Stylizer
+    from .pipeline import Stylizer, check_seed
 
     wh, tile_ = parse_size(size), tile_arg(tile)
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
-    if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
-        raise InputError(f"--seed must be between {-(2**63)} and {2**64 - 1}, got {seed}")
+    check_seed(seed, "--seed")
     lv = parse_levels(levels)
     if not style.exists():
         raise InputError(f"{style} does not exist")
@@ -365,15 +364,15 @@ def style_stats(
 ) -> None:
     """Save STYLE's statistics at all five levels: a preset usable wherever a style image is."""
     must_exist(style)
+    from .controls import check_preset_path
     from .pipeline import Stylizer
 
-    if output.suffix.lower() != ".safetensors":
-        raise OutputError(f"a style preset must be a .safetensors file, got {output}")
+    check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
     check_target(output, overwrite, (style,))
     tile_ = tile_arg(tile)
     s = Stylizer(device, vgg_weights)
     meta = {"source": style.name, "style_size": str(style_size)}
-    s.save_style(s.style(style, size_arg(style_size, "--style-size"), tile=tile_), output, meta)
+    s.save_style(s.style(style, size_arg(style_size, "--style-size"), tile=tile_), output, meta, overwrite)
     console.print(f"wrote {output}")
 
 

@@ -19,8 +19,8 @@ from PIL import Image
 from torch import Tensor
 
 from .encoder import read_signed, relu, write_signed
-from .errors import InputError, WeightsError
-from .images import open_image, scaled_size, to_rgb
+from .errors import InputError, OutputError, WeightsError
+from .images import INT_GREY, decode, scaled_size, to_rgb
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
@@ -81,12 +81,16 @@ def parse_size(text: str) -> tuple[int, int]:
 def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None) -> Tensor:
     """A mask image as (H, W) int64 region labels 0..k-1, its distinct values sorted ascending.
 
-    Grey levels and colours both work (colours sort by (R, G, B)). With `styles`, a mask with
+    Grey levels and colours both work (colours sort by (R, G, B)); 16- and 32-bit grey masks keep
+    their own values (labels 0, 1, 2 saved from an integer array). With `styles`, a mask with
     more regions than styles is an InputError.
     """
-    im = to_rgb(image) if isinstance(image, Image.Image) else open_image(image)
-    a = np.asarray(im, dtype=np.int64)
-    codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+    im = image if isinstance(image, Image.Image) else decode(image)
+    if im.mode in INT_GREY and "transparency" not in im.info:
+        codes = np.asarray(im, dtype=np.int64)  # 8-bit conversion would merge small labels
+    else:
+        a = np.asarray(to_rgb(im), dtype=np.int64)
+        codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
     values, labels = np.unique(codes, return_inverse=True)
     if styles is not None and len(values) > styles:
         raise InputError(
@@ -122,10 +126,19 @@ def check_mask(mask: Tensor | np.ndarray) -> Tensor:
         mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("=")))
     if not isinstance(mask, Tensor):
         raise InputError(f"a mask is an image, a path to one, or (H, W) labels, got {type(mask).__name__}")
-    if mask.ndim != 2 or (mask.is_floating_point() and not torch.equal(mask, mask.round())):
+    whole = not mask.is_floating_point() or torch.equal(mask, mask.round())
+    if mask.ndim != 2 or 0 in mask.shape or not whole:
         got = f"{mask.dtype} {tuple(mask.shape)}"
         raise InputError(f"a mask tensor is (H, W) whole-number region labels 0..k-1, got {got}")
     return mask.long().cpu()
+
+
+def as_labels(mask: object, styles: int | None = None) -> Tensor:
+    """A mask as (H, W) int64 labels: an image or a path to one (`read_mask`, checked against
+    `styles`), or a tensor or array of labels (`check_mask`)."""
+    if isinstance(mask, str | os.PathLike | Image.Image):
+        return read_mask(mask, styles)
+    return check_mask(mask)  # type: ignore[arg-type]
 
 
 def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) -> Tensor:
@@ -209,14 +222,28 @@ def is_preset(image: object) -> bool:
     return isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() == ".safetensors"
 
 
+def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
+    read it as a preset) or exists without `overwrite`."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise OutputError(f"a style preset must be a .safetensors file, got {path}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
 def save_style_stats(
     stats: dict[int, FeatureStats],
     path: str | os.PathLike,
     encoder_id: str,
     metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write every level's FeatureStats (float64) atomically as safetensors, with the format,
-    its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source)."""
+    its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source). An
+    existing file is replaced only with `overwrite`."""
+    path = check_preset_path(path, overwrite)
     tensors: dict[str, Tensor] = {}
     for level, s in sorted(stats.items()):
         tensors[f"{relu(level)}.count"] = torch.tensor([s.count], dtype=torch.int64)

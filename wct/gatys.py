@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
+from .images import check_texture_pixels
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
@@ -339,9 +339,7 @@ def gatys(
     style = _image(style, "style", o.style_layers).to(device)
     if content is None:
         shape = _size(size, style.shape[-2:], layers=o.style_layers)
-        limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS  # as wct.pipeline's texture
-        if limit and shape[0] * shape[1] > limit:
-            raise InputError(f"a {shape[1]}x{shape[0]} texture is over the limit of {limit:,} pixels")
+        check_texture_pixels(shape[1], shape[0])
     else:
         content = _image(content, "content", (o.content_layer, *o.style_layers)).to(device)
         shape = tuple(content.shape[-2:])

@@ -83,6 +83,13 @@ def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
         raise ImageError(f"{path} has {w}x{h} pixels, more than the limit of {max_pixels}")
 
 
+def check_texture_pixels(width: int, height: int) -> None:
+    """InputError for a texture over twice Pillow's decompression-bomb limit (none if that is off)."""
+    limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
+
+
 def pixel_limit(max_pixels: int | None) -> int | None:
     """The tighter of `max_pixels` and Pillow's decompression-bomb limit (None: no limit)."""
     limits = [v for v in (check_max_pixels(max_pixels), Image.MAX_IMAGE_PIXELS) if v]

@@ -8,27 +8,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .controls import (
-    check_mask,
-    fit_labels,
-    is_preset,
-    load_style_stats,
-    pad_labels,
-    read_mask,
-    resize_labels,
-)
+from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import Decoder, load_decoder
 from .encoder import LEVELS, Encoder, load_encoder, low_precision, precision_dtype, relu, resolve_device
 from .errors import InputError
-from .images import ImageLike, alpha_channel, load_image, resize, stretch_small, tensor_to_pil, with_alpha
-from .transform import FeatureStats, check_alpha, feature_stats, normalise_weights, region_stats, transform
+from .images import (
+    ImageLike,
+    alpha_channel,
+    check_texture_pixels,
+    load_image,
+    resize,
+    stretch_small,
+    tensor_to_pil,
+    with_alpha,
+)
+from .transform import FeatureStats, check_alpha, check_weights, feature_stats, region_stats, transform, whole
 
 MULTIPLE = 16  # relu5_1 is 1/16 of the input: pad to this so decoders give back the same size
 
@@ -76,7 +76,7 @@ def prepare_inputs(
     style: Style | Sequence[Style],
     levels: Sequence[int],
     weights: Sequence[float] | None,
-    mask: Tensor | None,
+    mask: Tensor | ImageLike | None,
 ) -> tuple[list[Style], Tensor, tuple[int, int], Tensor | None]:
     """Check a stylisation's inputs; returns the styles, the content stretched (sides >= 16) and
     padded to multiples of 16, its unpadded (h, w), and the mask as padded region labels."""
@@ -87,10 +87,9 @@ def prepare_inputs(
         missing = [v for v in levels if v not in st.stats]
         if missing:
             raise InputError(f"the style has no statistics for level(s) {missing}")
-    if mask is not None and weights is not None:
-        raise InputError("style weights and a mask do not combine: a mask gives each region one style")
-    if weights is not None:
-        normalise_weights(weights)
+    check_weights(weights, len(styles), mask is not None)
+    if mask is not None:
+        mask = as_labels(mask, len(styles))
     h0, w0 = content.shape[-2:]
     content = stretch_small(content, "content")
     if mask is not None and tuple(content.shape[-2:]) != (h0, w0):
@@ -194,9 +193,12 @@ class Stylizer:
         items = list(style) if isinstance(style, (list, tuple)) else [style]
         return [st if isinstance(st, Style) else self.style(st, size, levels, tile) for st in items]
 
-    def save_style(self, style: Style, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-        """Save a style's statistics as a .safetensors preset tied to this encoder's weights."""
-        return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata)
+    def save_style(
+        self, style: Style, path: str | Path, metadata: dict[str, str] | None = None, overwrite: bool = False
+    ) -> Path:
+        """Save a style's statistics as a .safetensors preset tied to this encoder's weights (an
+        existing file is an OutputError unless `overwrite`)."""
+        return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata, overwrite)
 
     @torch.no_grad()
     def stylize(
@@ -206,15 +208,16 @@ class Stylizer:
         alpha: float = 0.6,
         levels: Sequence[int] = (5, 4, 3, 2, 1),
         weights: Sequence[float] | None = None,
-        mask: Tensor | None = None,
+        mask: Tensor | ImageLike | None = None,
     ) -> Tensor:
         """Stylise an (N, 3, H, W) batch in [0, 1], each image with its own statistics; returns
         the same shape. A path or PIL image is read as a batch of one, at its own size.
 
         A style is a `Style` from `style` (computed once, for reuse) or anything `style` takes.
         Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
-        of region labels 0..k-1, region i takes style i (a mask of another size is resized,
-        with a warning). A side under 16 px is stretched to 16 and the result resized back.
+        region labels 0..k-1 or a mask image (`controls.read_mask`), region i takes style i (a
+        mask of another size is resized, with a warning). A side under 16 px is stretched to 16
+        and the result resized back.
         """
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
@@ -274,11 +277,10 @@ class Stylizer:
         from .tiling import stylize_any
 
         width, height = texture_size(size)
-        if passes < 1 or width < 1 or height < 1:
-            raise InputError(f"passes and size must be positive, got passes={passes}, size={size}")
-        limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
-        if limit and width * height > limit:
-            raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
+        if not whole(passes) or passes < 1 or width < 1 or height < 1:
+            raise InputError(f"passes and size must be positive, got passes={passes!r}, size={size}")
+        check_seed(seed)
+        check_texture_pixels(width, height)
         g = torch.Generator().manual_seed(int(seed))
         x = torch.rand(1, 3, height, width, generator=g)
         for _ in range(passes):
@@ -295,6 +297,13 @@ class Stylizer:
         return y[0] if isinstance(image, Tensor) and image.ndim == 3 else y
 
 
+def check_seed(seed: object, name: str = "seed") -> int:
+    """`seed` if torch.Generator.manual_seed takes it (a whole number from -2**63 to 2**64 - 1)."""
+    if not whole(seed) or not -(2**63) <= seed < 2**64:
+        raise InputError(f"{name} must be a whole number from -2**63 to 2**64 - 1, got {seed!r}")
+    return int(seed)
+
+
 def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
     """(width, height) in pixels from a pair or one int (a square)."""
     pair = (size, size) if isinstance(size, numbers.Integral) else size
@@ -302,7 +311,7 @@ def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
         isinstance(pair, str | bytes)
         or not isinstance(pair, Sequence)
         or len(pair) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
+        or not all(whole(v) for v in pair)
     ):
         raise InputError(f"size must be (width, height) in whole pixels, got {size!r}")
     return int(pair[0]), int(pair[1])
@@ -354,8 +363,7 @@ def stylize(
     styles = s.styles(style, levels, style_size, tile)
     labels = None
     if mask is not None:
-        labels = check_mask(mask) if isinstance(mask, Tensor | np.ndarray) else read_mask(mask, len(styles))
-        labels = fit_labels(labels, tuple(x.shape[-2:]), size)
+        labels = fit_labels(as_labels(mask, len(styles)), tuple(x.shape[-2:]), size)
     y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
     out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)
     return with_alpha(out, alpha_channel(content, out.size))

@@ -23,7 +23,7 @@ from .encoder import relu
 from .errors import InputError
 from .images import ImageLike, load_image, resize
 from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs
-from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, feature_stats, region_stats
+from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, feature_stats, region_stats, whole
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
 AUTO_TILE = 1280  # longest tile side (px) when tiling kicks in: ~1.4 MP of working memory per tile
@@ -103,9 +103,20 @@ def tiles(h: int, w: int, tile: int) -> list[Tile]:
     return [Tile(y0, y1, x0, x1) for y0, y1 in splits(h, tile) for x0, x1 in splits(w, tile)]
 
 
+def check_tile(tile: object, auto: bool = True) -> int | None:
+    """`tile` in px: a whole number >= 16, or, where `auto`, None (auto) or 0 (never)."""
+    if auto and tile is None:
+        return None
+    if not whole(tile) or (tile < MULTIPLE and not (auto and tile == 0)):
+        what = "0 (never), None (auto) or " if auto else ""
+        raise InputError(f"the tile size must be {what}at least {MULTIPLE} whole px, got {tile!r}")
+    return int(tile)
+
+
 def needs_tiling(h: int, w: int, tile: int | None) -> bool:
     """Whether an image of (h, w) px is stylised in tiles: `tile` None means auto (AUTO_TILE),
     0 means never."""
+    tile = check_tile(tile)
     limit = AUTO_TILE if tile is None else tile
     return limit > 0 and max(h, w) > limit
 
@@ -213,8 +224,9 @@ def stylize_tiled(
     the content stays on the CPU and only tiles visit the device. `hook`: see `stylize_level`."""
     alpha = check_alpha(alpha)
     levels = check_levels(levels)
-    if tile < MULTIPLE or blend < 0:
-        raise InputError(f"the tile size must be at least {MULTIPLE} px and blend >= 0, got {tile}, {blend}")
+    tile = check_tile(tile, auto=False)
+    if not whole(blend) or blend < 0:
+        raise InputError(f"blend must be a whole number of pixels >= 0, got {blend!r}")
     style = stylizer.styles(style, levels)
 
     def one(image: Tensor) -> Tensor:
@@ -237,8 +249,7 @@ def style_tiled(stylizer: Stylizer, x: Tensor, levels: Sequence[int], tile: int 
     float rounding; the image is not padded, so tile cores start on the 16-px grid and the last
     ones end at its edges), with memory bounded by the tile size, not the painting's."""
     levels = check_levels(levels)
-    if tile < MULTIPLE:
-        raise InputError(f"the tile size must be at least {MULTIPLE} px, got {tile}")
+    tile = check_tile(tile, auto=False)
     _, _, h, w = x.shape
     margin, names = encoder_margin(max(levels)), [relu(v) for v in levels]
     rows = [(a, min(b, h)) for a, b in splits(_round_up(h, MULTIPLE), tile)]
@@ -269,8 +280,7 @@ def stylize_any(
     mask: Tensor | None = None,
 ) -> Tensor:
     """Untiled when the image is small enough, tiled otherwise (`tile`: None auto, 0 never, N px)."""
-    if tile is not None and tile < 0:
-        raise InputError(f"tile must be 0 (never), None (auto) or at least {MULTIPLE} px, got {tile}")
+    check_tile(tile)
     if not isinstance(content, Tensor):
         content = load_image(content)
     h, w = content.shape[-2:]

@@ -7,6 +7,7 @@ Features are (C, H, W) or (C, N). Statistics are float64 and can be accumulated 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -129,6 +130,11 @@ def as_number(value: object, what: str) -> float:
         except (TypeError, ValueError, RuntimeError):
             pass
     raise InputError(f"{what} must be a number, got {value!r}")
+
+
+def whole(value: object) -> bool:
+    """Whether `value` is an integer (numpy's included), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_alpha(alpha: float) -> float:
