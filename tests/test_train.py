@@ -389,3 +389,22 @@ def test_data_folders_are_read_through_links_once(tmp_path):
     (data / "linked").symlink_to(real, target_is_directory=True)
     (data / "loop").symlink_to(tmp_path, target_is_directory=True)  # a link to a parent must not loop
     assert [p.relative_to(data).as_posix() for p in list_images(data)] == ["b.jpg", "linked/a.png"]
+
+
+def test_the_default_feature_loss_does_not_decide_the_run():
+    from wct.decoder import load_decoder
+    from wct.encoder import load_encoder
+    from wct.images import load_image
+    from wct.train import Config, feature_variance, reconstruction_loss
+
+    from .conftest import SHARED
+
+    photo = SHARED / "val" / "kodak24__testsets_Kodak24_kodim01.jpg"
+    if not photo.exists():
+        pytest.skip("needs ../shared/data/val")
+    encoder, decoder = load_encoder("cpu"), load_decoder(3, "cpu")
+    x = load_image(photo, 128)[..., :112, :112]
+    feature_var = feature_variance(decoder)
+    pixel = reconstruction_loss(encoder, decoder, decoder.net, x, 0.0, feature_var).item()
+    both = reconstruction_loss(encoder, decoder, decoder.net, x, Config.feature_weight, feature_var).item()
+    assert 0 < both - pixel < 2 * pixel  # at weight 1 the feature term is about 50 times the pixel MSE

@@ -212,3 +212,9 @@ def test_huge_style_weights_are_normalised_not_zeroed():
         check_weights([1, 1, 1], 2)
     with pytest.raises(InputError, match="do not combine"):
         check_weights([1, 1], 2, masked=True)
+
+
+def test_features_whose_covariance_overflows_are_an_input_error():
+    f = torch.randn(4, 50, dtype=torch.float64) * 1e200
+    with pytest.raises(InputError, match="covariance"):
+        wct(f, f)

@@ -553,8 +553,8 @@ def train_command(
     ),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
     warmup: int = typer.Option(100, help="Steps of linear warm-up to --lr (fine-tuning needs fewer)."),
-    feature_weight: float = typer.Option(1.0, help="Weight of the relu{level}_1 feature loss."),
-    feature_from: float = typer.Option(0.5, help="Fraction of steps after which the feature loss is on."),
+    feature_weight: float = typer.Option(0.01, help="Weight of the relu{level}_1 feature loss."),
+    feature_from: float = typer.Option(0.8, help="Fraction of steps after which the feature loss is on."),
     loss: str = typer.Option(
         "mse", help="mse (mean squared error over the batch) or psnr (minus the mean per-image PSNR)."
     ),

@@ -61,8 +61,8 @@ class Config:
     steps: int = 10000
     lr: float = 1e-3
     warmup: int = 100
-    feature_weight: float = 1.0
-    feature_from: float = 0.5
+    feature_weight: float = 0.01  # the shipped decoders' recipe: at 1 the feature term decides the run
+    feature_from: float = 0.8
     loss: str = "mse"  # "psnr": mean over images of -PSNR, the validation metric itself
     out: str = "runs"
     export: str | None = None
@@ -280,6 +280,12 @@ def reconstruction_loss(
     if loss == "psnr":
         return 10 * per_image.clamp_min(1e-10).log10().mean()
     return per_image.mean()
+
+
+def feature_variance(decoder: Decoder) -> float:
+    """The mean variance of relu{X}_1's channels over the training data (from the decoder's
+    whitening): the feature loss is divided by it, so its weight does not depend on the level."""
+    return decoder.whiten.inverse().pow(2).sum(1).mean().item()
 
 
 def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
@@ -558,7 +564,7 @@ def train(cfg: Config) -> dict:
     if use_amp and rank == 0:
         warn_if_slow("bf16", device, "--amp", "drop --amp")
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
-    feature_var = decoder.whiten.inverse().pow(2).sum(1).mean().item()  # mean channel variance
+    feature_var = feature_variance(decoder)
     dl, n_files = loader(cfg, state["step"], rank, world)
     out.mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
     known = state["bad_files"] if isinstance(state["bad_files"], list) else []  # (a count, once)

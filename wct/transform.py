@@ -104,7 +104,12 @@ def eig(cov: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues above the cut and their eigenvectors, from a float64 symmetric eigendecomposition."""
     cov = cov.double()
     cov = (cov + cov.T) / 2
-    values, vectors = torch.linalg.eigh(cov)
+    if not torch.isfinite(cov).all():
+        raise InputError("the features' covariance overflows float64: scale the features down")
+    try:
+        values, vectors = torch.linalg.eigh(cov)
+    except torch.linalg.LinAlgError:
+        raise InputError("the features' covariance is too ill-conditioned to decompose") from None
     keep = values > max(values.max().item() * REL_EPS, ABS_EPS)
     return values[keep], vectors[:, keep]
 
