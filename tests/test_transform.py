@@ -218,3 +218,18 @@ def test_features_whose_covariance_overflows_are_an_input_error():
     f = torch.randn(4, 50, dtype=torch.float64) * 1e200
     with pytest.raises(InputError, match="covariance"):
         wct(f, f)
+
+
+def test_the_eigenvalue_cut_is_relative_and_a_one_pixel_region_gets_the_style_mean():
+    from wct.transform import whitening_matrix, wct_masked
+
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    for scale in (1e-6, 1.0, 1e6):  # the same directions are kept at any scale of the features
+        cov = scale * (q * torch.tensor([1.0, 1e-4, 1e-6], dtype=torch.float64)) @ q.T
+        assert torch.linalg.matrix_rank(whitening_matrix(cov), rtol=1e-12) == 2
+    torch.manual_seed(0)
+    content, style_a, style_b = torch.rand(8, 6, 6), torch.rand(8, 30) * 5, torch.rand(8, 30) + 2
+    labels = torch.zeros(6, 6, dtype=torch.long)
+    labels[2, 3] = 1
+    out = wct_masked(content, labels, [style_a, style_b])
+    torch.testing.assert_close(out[:, 2, 3], style_b.mean(1), rtol=1e-4, atol=1e-4)
