@@ -221,7 +221,7 @@ def test_features_whose_covariance_overflows_are_an_input_error():
 
 
 def test_the_eigenvalue_cut_is_relative_and_a_one_pixel_region_gets_the_style_mean():
-    from wct.transform import whitening_matrix, wct_masked
+    from wct.transform import wct_masked, whitening_matrix
 
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
     for scale in (1e-6, 1.0, 1e6):  # the same directions are kept at any scale of the features
