@@ -353,3 +353,15 @@ def test_a_single_row_or_column_has_a_finite_tv_loss_and_can_be_optimised(encode
     result = G.gatys(encoder, content[..., :1, :], style, steps=2, **layers)
     assert result.image.shape == (1, 3, 1, 64) and math.isfinite(result.best["total"])
     assert math.isfinite(G.invert(encoder, content[..., :1], layer="relu1_1", steps=1).best["total"])
+
+
+def test_numpy_integer_sizes_are_taken(encoder, pair):
+    """A size equal to the content's, or a texture's, may be numpy integers (e.g. from an array's
+    shape), as wct's other sizes may."""
+    import numpy as np
+
+    content, style = pair
+    h, w = (np.int64(v) for v in content.shape[-2:])
+    assert G.gatys(encoder, content, style, steps=1, size=(h, w)).image.shape == content.shape
+    texture = G.gatys(encoder, None, style, steps=1, size=(np.int32(32), np.int64(48)))
+    assert texture.image.shape == (1, 3, 32, 48)

@@ -28,6 +28,7 @@ from torch import Tensor
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
 from .images import check_texture_pixels
+from .transform import whole
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
@@ -583,11 +584,7 @@ def _size(
 ) -> tuple[int, int]:
     if size is None:
         size = tuple(default)
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(whole(v) for v in size):
         raise InputError(f"{name} must be (height, width) in pixels, got {size!r}")
     least = min_side(max(layers, key=NAMES.index))
     if min(size) < least:
