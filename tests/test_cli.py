@@ -413,3 +413,16 @@ def test_bench_report_files_are_complete_or_absent(tmp_path, wct_cli, monkeypatc
     r = wct_cli("bench", "--quick", "-o", str(tmp_path / "b"))
     assert r.returncode == 130 and "Traceback" not in r.stderr
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bench.json", "bench.md"]
+
+
+def test_jpeg_outputs_keep_a_paintings_fine_strokes(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from wct.demo import painting
+    from wct.images import atomic_save
+
+    im = painting(256, 256)
+    atomic_save(im, tmp_path / "out.jpg")
+    err = np.square(np.asarray(Image.open(tmp_path / "out.jpg"), float) - np.asarray(im, float)).mean()
+    assert 10 * np.log10(255**2 / err) > 33  # Pillow's default (quality 75, 4:2:0 chroma): 23.6 dB
