@@ -14,6 +14,7 @@ from wct.demo import landscape, painting
 from wct.errors import InputError, OutputError
 from wct.transform import feature_stats
 from wct.video import (
+    FrameWriter,
     Smoother,
     TemporalFilter,
     ema_stats,
@@ -204,6 +205,57 @@ def test_a_variable_rate_clip_keeps_its_duration(wct_cli, tmp_path):
     assert r.returncode == 0, r.stderr
     frames, fps = len(list(read_frames(out)[0])), read_frames(out)[1]
     assert frames / fps == pytest.approx(duration(clip), abs=1.5 / fps)  # read at 30 fps: 33 frames, 1.2 s
+
+
+def test_ntsc_rates_are_read_and_written_exactly(tmp_path):
+    """ffmpeg prints 24000/1001 fps as 23.98: read or written at that, a frame repeats every 6000."""
+    import imageio_ffmpeg
+
+    clip = tmp_path / "ntsc.mp4"
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=16x16:rate=24000/1001",
+    ]
+    subprocess.run([*cmd, "-frames:v", "4", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    frames, fps, count = read_frames(clip)
+    assert fps == pytest.approx(24000 / 1001, abs=1e-9) and count == 4
+    writer = FrameWriter(tmp_path / "out.mp4", fps)
+    for x in frames:
+        writer.write(x)
+    writer.close()
+    r = subprocess.run([cmd[0], "-i", str(tmp_path / "out.mp4")], capture_output=True, text=True)
+    assert " 24k tbn" in r.stderr  # 24000/1001 exactly, not 1199/50
+    assert read_frames(tmp_path / "out.mp4")[1] == pytest.approx(24000 / 1001, abs=1e-9)
+
+
+@pytest.mark.parametrize("stage", ["encoder", "read back"])
+def test_an_interrupted_close_leaves_no_temporary_file(tmp_path, stage):
+    writer = FrameWriter(tmp_path / "out.mp4", 12)
+    for _ in range(2):
+        writer.write(torch.rand(1, 3, 16, 16))
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    if stage == "encoder":  # interrupted as ffmpeg finishes the file
+        close = writer._writer.close
+
+        def close_then_interrupt():
+            writer._writer.close = close  # once: imageio closes again when collected
+            close()
+            interrupt()
+
+        writer._writer.close = close_then_interrupt
+    else:
+        writer._unreadable = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_video_files_take_odd_sizes_and_refuse_mixed_ones(wct_cli, tmp_path, caplog):

@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,15 @@ def expected_frames(nframes: object, duration: object, fps: float) -> int | None
     return round(duration * fps) if known(duration) else None
 
 
+def exact_rate(fps: float) -> float:
+    """A frame rate as ffmpeg prints it (two decimals) made exact: 23.98 -> 24000/1001, the NTSC
+    rates. Reading or writing at the rounded rate repeats a frame every few thousand."""
+    ntsc = round(fps * 1.001)
+    if abs(fps - ntsc / 1.001) < 0.006 < abs(fps - ntsc):
+        return ntsc * 1000 / 1001
+    return fps
+
+
 def counted_frames(path: Path) -> int | None:
     """The number of frames ffmpeg reads from a video's stream (copied, not decoded: fast)."""
     import imageio_ffmpeg
@@ -223,11 +233,13 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
         meta = reader.get_meta_data()
-        fps = float(meta.get("fps") or DEFAULT_FPS)
+        fps = exact_rate(float(meta.get("fps") or DEFAULT_FPS))
         reader.close()
         # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
         # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
-        reader = imageio.get_reader(path, format="FFMPEG", fps=fps)
+        # As a fraction: imageio's own `fps` rounds it to two decimals.
+        rate = str(Fraction(fps).limit_denominator())
+        reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
@@ -343,7 +355,18 @@ class FrameWriter:
     def close(self, ok: bool = True) -> None:
         """Move the output into place (ok: an existing one's frames are replaced, other files in
         its folder are kept) or delete the temporary one (not ok). With ok, an OutputError if
-        ffmpeg failed or its video does not read back; without, the caller's error stands."""
+        ffmpeg failed or its video does not read back; without, the caller's error stands. Interrupted
+        (Ctrl-C while ffmpeg finishes, say), it leaves no temporary file or folder behind."""
+        try:
+            self._finish(ok)
+        except BaseException:
+            if self._tmp.is_dir():
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            else:
+                self._tmp.unlink(missing_ok=True)
+            raise
+
+    def _finish(self, ok: bool) -> None:
         wanted, error = ok, None
         if self._writer is not None:
             try:
@@ -354,11 +377,7 @@ class FrameWriter:
                 error = self._unreadable() if ok else None
                 ok = ok and error is None
         if ok and self.count and self.audio is not None:
-            try:
-                self._add_audio()
-            except BaseException:  # interrupted: leave nothing behind
-                self._tmp.unlink(missing_ok=True)
-                raise
+            self._add_audio()
         if not (ok and self.count):
             if self._tmp.is_dir():
                 shutil.rmtree(self._tmp)
