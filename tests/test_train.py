@@ -408,3 +408,60 @@ def test_the_default_feature_loss_does_not_decide_the_run():
     pixel = reconstruction_loss(encoder, decoder, decoder.net, x, 0.0, feature_var).item()
     both = reconstruction_loss(encoder, decoder, decoder.net, x, Config.feature_weight, feature_var).item()
     assert 0 < both - pixel < 2 * pixel  # at weight 1 the feature term is about 50 times the pixel MSE
+
+
+def test_paths_and_a_torch_device_in_the_config_are_recorded_and_resume(data, tmp_path):
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    cfg = config(Path(data), out, level=1, steps=4, stop_at=2, val=Path(data), device=torch.device("cpu"))
+    train(cfg)  # the metadata and the checkpoint hold plain strings, not Path or torch.device
+    summary = train(replace(cfg, stop_at=None, resume=True, export=tmp_path / "dec"))
+    assert summary["step"] == 4 and summary["exported"]
+    meta = load_decoder(1, "cpu", path=tmp_path / "dec" / "relu1_1.safetensors").metadata
+    assert '"device": "cpu"' in meta["config"] and f'"out": "{out}"' in meta["config"]
+
+
+def test_the_plot_leaves_the_backend_alone_and_shows_a_single_point(tmp_path):
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    from wct.train import plot_history
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's or an app's own backend
+    try:
+        plot_history([{"step": 25, "loss": 0.1}, {"step": 25, "psnr": 20.0}], tmp_path / "c.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    png = np.asarray(Image.open(tmp_path / "c.png").convert("RGB")).astype(int)
+    blue = (png[..., 2] > 150) & (png[..., 0] < 100)  # the curves' colour
+    half = png.shape[1] // 2
+    assert blue[:, :half].any() and blue[:, half:].any()  # the first logged loss is drawn too
+
+
+def test_a_chunk_of_a_run_exports_nothing_the_end_exports_the_decoder_scored_on_all_of_val(data, tmp_path):
+    cfg = config(
+        data, tmp_path / "run", level=1, steps=4, val_every=1, val_images=1, export=str(tmp_path / "dec")
+    )
+    assert "exported" not in train(replace(cfg, stop_at=2))  # its best is scored on 1 image only
+    assert not (tmp_path / "dec" / "relu1_1.safetensors").exists()
+    assert train(replace(cfg, resume=True))["exported"]
+    assert load_decoder(1, "cpu", path=tmp_path / "dec" / "relu1_1.safetensors").metadata["val_images"] == "7"
+
+
+def test_export_keeps_a_decoder_that_records_no_score(tmp_path, capsys):
+    from wct.decoder import Decoder, save_decoder
+    from wct.encoder import VGG19_MD5
+    from wct.train import export
+
+    soup, best = tmp_path / "relu1_1.safetensors", tmp_path / "best.safetensors"
+    save_decoder(Decoder(1), soup, {"encoder": VGG19_MD5, "averaged_from": "[]"})  # averaged without --val
+    save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 20.0})
+    before = soup.read_bytes()
+    assert not export(best, soup)
+    assert soup.read_bytes() == before and "records no val PSNR" in capsys.readouterr().out
+    soup.write_bytes(b"not a decoder")  # an unreadable file is replaced
+    assert export(best, soup)

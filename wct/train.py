@@ -375,24 +375,21 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    import matplotlib
+    """The training loss and validation PSNR curves as a PNG (no pyplot: the caller's matplotlib
+    backend and figures are left alone)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax = fig.subplots(1, 2)
     tr = [h for h in history if "loss" in h]
     va = [h for h in history if "psnr" in h]
-    ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr])
+    ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr], "o" if len(tr) == 1 else "-")
     scale = "log" if all(h["loss"] > 0 for h in tr) else "linear"  # the psnr loss is negative
     ax[0].set(yscale=scale, xlabel="step", title="training loss")
     ax[1].plot([h["step"] for h in va], [h["psnr"] for h in va], "o-")
     ax[1].set(xlabel="step", ylabel="dB", title="validation PSNR")
     fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    finally:
-        plt.close(fig)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
 
 
 # ---------------------------------------------------------------- training
@@ -481,9 +478,18 @@ def check_config(cfg: Config) -> None:
         raise InputError(f"--init-from (Config.init_from) {cfg.init_from} is not a decoder file")
 
 
+def plain(cfg: Config) -> Config:
+    """`cfg` with its paths and device as strings: its checkpoints and metadata record them."""
+    paths = {
+        f: os.fspath(getattr(cfg, f)) for f in ("data", "out", *PATH_OPTIONS) if getattr(cfg, f) is not None
+    }
+    return replace(cfg, **paths, device=None if cfg.device is None else str(cfg.device))
+
+
 def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
     check_config(cfg)
+    cfg = plain(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -690,7 +696,7 @@ def train(cfg: Config) -> dict:
         summary["decoder"] = str(final)
     elif rank == 0 and best.exists():
         summary["decoder"] = str(best)
-    if rank == 0 and cfg.export and best.exists():
+    if rank == 0 and cfg.export and best.exists() and (step >= cfg.steps or done >= 1):  # not a chunk's
         summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
     return summary
 
@@ -745,16 +751,20 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
 
 
 def export(best: Path, target: Path, force: bool = False) -> bool:
-    """Copy the best decoder to `target` unless the one there scores higher on validation."""
+    """Copy the best decoder to `target` unless the one there scores higher on validation, or
+    records no score to compare (an unreadable file there is replaced)."""
     new = read_decoder(best)[1]
     if target.exists() and not force:
         try:
             old = read_decoder(target)[1]
-            if float(old.get("val_psnr", "-1")) >= float(new["val_psnr"]):
-                print(f"kept {target}: {old.get('val_psnr')} dB >= {new['val_psnr']} dB", flush=True)
-                return False
         except WCTError:
-            pass
+            old = None
+        if old is not None and "val_psnr" not in old:
+            print(f"kept {target}: it records no val PSNR to beat; move it away to export {best}", flush=True)
+            return False
+        if old is not None and float(old["val_psnr"]) >= float(new["val_psnr"]):
+            print(f"kept {target}: {old['val_psnr']} dB >= {new['val_psnr']} dB", flush=True)
+            return False
     write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB)", flush=True)
