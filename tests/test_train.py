@@ -465,3 +465,12 @@ def test_export_keeps_a_decoder_that_records_no_score(tmp_path, capsys):
     assert soup.read_bytes() == before and "records no val PSNR" in capsys.readouterr().out
     soup.write_bytes(b"not a decoder")  # an unreadable file is replaced
     assert export(best, soup)
+
+
+def test_a_warmup_as_long_as_the_run_still_reaches_the_peak_and_decays(data, tmp_path):
+    from wct.train import lr_at
+
+    cfg = config(data, tmp_path / "w", steps=40, warmup=100)
+    lrs = [lr_at(step, cfg) for step in range(40)]
+    assert max(lrs) == pytest.approx(cfg.lr) and lrs[-1] < 0.05 * cfg.lr
+    assert lr_at(0, config(data, tmp_path / "w", steps=1, warmup=100)) == pytest.approx(cfg.lr)

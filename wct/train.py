@@ -289,10 +289,12 @@ def feature_variance(decoder: Decoder) -> float:
 
 
 def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay to 2% over the rest of the run."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup) if done is None else done
+    """Linear warm-up over `warmup` steps, then cosine decay to 2% over the rest of the run (a
+    warm-up as long as the run is cut to its first quarter, or the lr would never peak nor decay)."""
+    warmup = cfg.warmup if cfg.warmup < cfg.steps else cfg.steps // 4
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, cfg.steps - warmup) if done is None else done
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
