@@ -147,6 +147,16 @@ def test_skip_carries_the_photos_an_earlier_call_did_not(tmp_path):
     assert 0 < n < 12 and m == 12 - n and not a & b and len(a | b) == 12
 
 
+def nudged(decoder: Decoder, scale: float) -> Decoder:
+    """A copy of `decoder` with Gaussian noise of `scale` added to its weights: a stand-in for a run."""
+    out = Decoder(decoder.level)
+    out.load_state_dict(decoder.state_dict())
+    with torch.no_grad():
+        for p in out.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return out
+
+
 def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, monkeypatch):
     import tarfile
 
@@ -160,11 +170,7 @@ def test_soups_come_back_whole_with_the_runs_as_int8_while_they_fit(tmp_path, mo
     save_decoder(start, init / "relu3_1.safetensors", {"encoder": VGG19_MD5})
     weights = [start.state_dict()]
     for run in ("l3", "l3s1"):
-        d = Decoder(3)
-        d.load_state_dict(start.state_dict())
-        with torch.no_grad():
-            for p in d.parameters():
-                p.add_(torch.randn_like(p) * 0.1)
+        d = nudged(start, 0.1)
         (runs / run).mkdir(parents=True)
         (runs / run / "train.log").write_text("step 1\n")
         save_decoder(d, runs / run / "relu3_1.best.safetensors", {"encoder": VGG19_MD5, "val_psnr": "27.5"})
@@ -214,10 +220,7 @@ def test_a_soup_gets_its_tracked_start_back_in_place_of_the_int8_copy(tmp_path, 
     gpu.dequantize(tmp_path / "start.q8", init / "relu2_1.safetensors")  # what the GPU starts from
     files = [init / "relu2_1.safetensors"]
     for seed in (1, 2):
-        run = load_decoder(2, "cpu", path=files[0])
-        with torch.no_grad():
-            for p in run.parameters():
-                p.add_(torch.randn_like(p) * 0.01)
+        run = nudged(load_decoder(2, "cpu", path=files[0]), 0.01)
         files.append(tmp_path / f"run{seed}.safetensors")
         save_decoder(run, files[-1], {"encoder": VGG19_MD5})
     decoders = [load_decoder(2, "cpu", path=f) for f in files]

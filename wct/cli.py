@@ -692,11 +692,15 @@ def run_optimisation(
     the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
     steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
     run still writes the history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
+    import functools
+
     from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
 
-    def to_pil(image):
+    alpha_at = functools.cache(lambda size: alpha_channel(alpha_of, size) if alpha_of else None)
+
+    def to_pil(image):  # the photo is read for its alpha once, not at every snapshot
         out = tensor_to_pil(image)
-        return with_alpha(out, alpha_channel(alpha_of, out.size)) if alpha_of else out
+        return with_alpha(out, alpha_at(out.size))
 
     entries: list[dict] = []
     bar = progress_bar(True, console)
