@@ -21,6 +21,7 @@ from .errors import InputError
 # absolute 1e-5, because Caffe VGG features are in the hundreds. Flat inputs keep no direction.
 REL_EPS = 1e-5
 ABS_EPS = 1e-12
+OUTER_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
     """Sums of one feature map, taken about `shift` (default: its own mean) for accuracy.
 
     The products are summed in float32 at least (float16 overflows on VGG features), and in
-    float64 where float32 would overflow.
+    float64 where float32 would overflow; chunks of OUTER_CHUNK pixels are added in float64, so a
+    whole 3000 px image sums as accurately as its tiles do.
     """
     f = flatten(features)
     if not torch.isfinite(f).all():
@@ -92,11 +94,14 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
         raise InputError(f"shift has shape {tuple(shift.shape)}, features have {f.shape[0]} channels")
     dtype = torch.promote_types(f.dtype, torch.float32)
     x = f.to(dtype) - shift.to(f.device, dtype)[:, None]
-    outer = x @ x.T
-    if not torch.isfinite(outer).all():
+    if not torch.isfinite(x).all():
         x = f.double() - shift.to(f.device, torch.float64)[:, None]
-        outer = x @ x.T
-    outer = outer.double()
+    outer = torch.zeros(f.shape[0], f.shape[0], dtype=torch.float64, device=f.device)
+    for part in x.split(OUTER_CHUNK, dim=1):
+        product = part @ part.T
+        if not torch.isfinite(product).all():
+            product = part.double() @ part.double().T
+        outer += product.double()
     return FeatureStats(f.shape[1], x.double().sum(1).cpu(), outer.cpu(), shift.double().cpu())
 
 
