@@ -345,3 +345,21 @@ def test_api_inputs_found_by_the_audit_are_handled_or_refused(stylizer, encoder)
     f = encoder(x, 1)[0]
     with pytest.raises(InputError, match="content statistics are FeatureStats"):
         wct.wct(f, f, content_stats=f)
+
+
+def test_style_presets_levels_and_style_sizes_from_scripts(stylizer, tmp_path):
+    style = stylizer.style(stripes(32, 32), levels=(2, 1))
+    for bad in ("painting.jpg", stripes(32, 32)):  # was an AttributeError
+        with pytest.raises(InputError, match="takes a Style"):
+            stylizer.save_style(bad, tmp_path / "p.safetensors")
+    for meta in ("source", {"source": 1}, {1: "x"}):  # were TypeErrors from safetensors
+        with pytest.raises(InputError, match="metadata"):
+            stylizer.save_style(style, tmp_path / "p.safetensors", metadata=meta)
+    assert list(tmp_path.iterdir()) == []
+    stylizer.save_style(style, tmp_path / "p.safetensors", metadata={"source": "stripes"})
+
+    x = gradient_image(32, 32)
+    want = stylizer.stylize(x, style, 0.8, (2, 1))
+    torch.testing.assert_close(stylizer.stylize(x, style, 0.8, torch.tensor([2, 1])), want)  # "unknown level"
+    with pytest.warns(UserWarning, match="style size does not apply"):  # was silently ignored
+        wct.stylize(x[0], style, 0.8, (2, 1), size=None, style_size=64)

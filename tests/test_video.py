@@ -373,3 +373,54 @@ def test_frame_folders_are_read_in_natural_order_and_not_from_subfolders(wct_cli
     assert r.returncode == 1 and "is a folder" in r.stderr
     with pytest.warns(UserWarning, match="--fps has no effect"):
         wct_cli("video", str(frames), str(tmp_path / "f2"), *common, "--fps", "5")
+
+
+def test_stylize_frames_refuses_bad_temporal_settings_and_takes_images(stylizer, tmp_path):
+    frames = panning(2, 32)
+    st = stylizer.style(gradient_image(32, 32, seed=5), levels=(1,))
+    for bad in ({"momentum": -0.5}, {"momentum": float("nan")}, {"strength": -1.0}, {"momentum": "0.3"}):
+        with pytest.raises(InputError):  # once silently turned smoothing off, or a TypeError
+            list(stylize_frames(stylizer, iter(frames), st, 0.7, (1,), temporal=True, **bad))
+    want = list(stylize_frames(stylizer, iter(frames), st, 0.7, (1,)))
+    paths = []
+    for i, x in enumerate(frames):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(x[0].mul(255).round().byte().permute(1, 2, 0).numpy()).save(paths[-1])
+    got = list(stylize_frames(stylizer, iter([paths[0], Image.open(paths[1])]), st, 0.7, (1,)))
+    assert [y.shape for y in got] == [y.shape for y in want]
+    assert all((a - b).abs().max() < 0.05 for a, b in zip(got, want, strict=True))  # 8-bit frames
+
+
+def test_a_style_image_is_encoded_once_per_clip(stylizer, monkeypatch):
+    calls = []
+    style = stylizer.style
+    monkeypatch.setattr(stylizer, "style", lambda *a, **k: calls.append(1) or style(*a, **k))
+    out = list(stylize_frames(stylizer, iter(panning(3, 32)), gradient_image(32, 32, seed=5), 0.7, (1,)))
+    assert len(out) == 3 and len(calls) == 1
+
+
+def test_frame_writer_refuses_bad_fps_and_frames(tmp_path):
+    for fps in (0, -5, float("nan"), float("inf"), "24"):
+        with pytest.raises(InputError):
+            FrameWriter(tmp_path / "bad.mp4", fps)
+    nan = torch.rand(3, 16, 16)
+    nan[0, 0, 0] = float("nan")
+    for frame in (torch.rand(2, 3, 16, 16), torch.rand(16, 16, 3), nan, np.zeros((16, 16, 3))):
+        with FrameWriter(tmp_path / "frames", 24) as writer, pytest.raises(InputError):
+            writer.write(frame)  # a batch was cut to its first frame, NaN written as black
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_writer_closes_once_and_as_a_context_manager(tmp_path):
+    for name in ("frames", "clip.mp4"):
+        with FrameWriter(tmp_path / name, 24) as writer:
+            writer.write(torch.rand(3, 16, 16))
+            writer.close()  # closing twice once deleted the frames it had just published
+        with pytest.raises(OutputError):
+            writer.write(torch.rand(3, 16, 16))
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == ["frame_00000.png"]
+    assert read_frames(tmp_path / "clip.mp4")[2] == 1
+    with pytest.raises(KeyboardInterrupt), FrameWriter(tmp_path / "other", 24) as writer:
+        writer.write(torch.rand(3, 16, 16))
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frames"]

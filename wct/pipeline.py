@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,7 @@ def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
         levels = (levels,)
     if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
         raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
-    levels = tuple(levels)
+    levels = tuple(v.item() if getattr(v, "ndim", None) == 0 else v for v in levels)  # tensor elements
     if not levels:
         raise InputError("at least one level is needed")
     for v in levels:
@@ -191,6 +191,10 @@ class Stylizer:
     ) -> list[Style]:
         """One style or several as a list of `Style`s; images (anything `style` takes) are encoded."""
         items = list(style) if isinstance(style, (list, tuple)) else [style]
+        if size is not None and any(isinstance(st, Style) for st in items):
+            warnings.warn(
+                "a Style's statistics are computed already: the style size does not apply", stacklevel=3
+            )
         return [st if isinstance(st, Style) else self.style(st, size, levels, tile) for st in items]
 
     def save_style(
@@ -198,6 +202,12 @@ class Stylizer:
     ) -> Path:
         """Save a style's statistics as a .safetensors preset tied to this encoder's weights (an
         existing file is an OutputError unless `overwrite`)."""
+        if not isinstance(style, Style):
+            raise InputError(f"save_style takes a Style (from Stylizer.style), got {type(style).__name__}")
+        if metadata is not None and not (
+            isinstance(metadata, Mapping) and all(isinstance(v, str) for kv in metadata.items() for v in kv)
+        ):
+            raise InputError(f"metadata must map str keys to str values, got {metadata!r}")
         return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata, overwrite)
 
     @torch.no_grad()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from torch import Tensor
 from .errors import ImageError, InputError, OutputError
 from .images import (
     IMAGE_SUFFIXES,
+    ImageLike,
     atomic_save,
     load_image,
     pil_to_tensor,
@@ -38,9 +40,9 @@ from .images import (
     temp_beside,
     tensor_to_pil,
 )
-from .pipeline import Style, Stylizer
+from .pipeline import Style, Stylizer, check_levels
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
-from .transform import FeatureStats
+from .transform import FeatureStats, as_number
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 # WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
@@ -276,7 +278,8 @@ class FrameWriter:
     written, and the frames of an earlier, longer run never mix with new ones.
 
     `audio`: a video whose audio track a video output gets (cut to the frames written). `self.audio`
-    is None when there is none to add: no such file, no audio stream in it, or a folder output."""
+    is None when there is none to add: no such file, no audio stream in it, or a folder output.
+    As a context manager, it publishes the output when the block ends normally, else discards it."""
 
     def __init__(
         self,
@@ -287,9 +290,13 @@ class FrameWriter:
         audio: str | Path | None = None,
     ):
         path = Path(path)
+        fps = as_number(fps, "fps")
+        if not 0 < fps < math.inf:
+            raise InputError(f"fps must be a positive, finite number, got {fps}")
         self.path, self.fps = path, fps
         self.audio = Path(audio) if audio is not None and is_video(path) and has_audio(audio) else None
         self.count = 0
+        self._closed = False
         self._writer = None
         self._size: tuple[int, int] | None = None
         if any(path.resolve() == Path(p).resolve() for p in protect):
@@ -326,7 +333,27 @@ class FrameWriter:
             return []
         return sorted(p for p in self.path.glob("frame_*.png") if re.fullmatch(r"frame_\d{5,}\.png", p.name))
 
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.close(kind is None)
+
     def write(self, frame: Tensor) -> None:
+        """Append one (3, H, W) or (1, 3, H, W) frame in [0, 1] (clamped)."""
+        if (
+            not isinstance(frame, Tensor)
+            or frame.ndim not in (3, 4)
+            or frame.shape[-3] != 3
+            or (frame.ndim == 4 and frame.shape[0] != 1)
+            or 0 in frame.shape
+        ):
+            got = tuple(frame.shape) if isinstance(frame, Tensor) else type(frame).__name__
+            raise InputError(f"a frame must be a (3, H, W) or (1, 3, H, W) tensor, got {got}")
+        if frame.is_complex() or not torch.isfinite(frame).all():
+            raise InputError(f"frame {self.count + 1} contains NaN, Inf or complex values")
+        if self._closed:
+            raise OutputError(f"{self.path} is closed: no more frames can be written")
         if not is_video(self.path):
             atomic_save(tensor_to_pil(frame), self._tmp / f"frame_{self.count:05d}.png")
         else:
@@ -356,7 +383,11 @@ class FrameWriter:
         """Move the output into place (ok: an existing one's frames are replaced, other files in
         its folder are kept) or delete the temporary one (not ok). With ok, an OutputError if
         ffmpeg failed or its video does not read back; without, the caller's error stands. Interrupted
-        (Ctrl-C while ffmpeg finishes, say), it leaves no temporary file or folder behind."""
+        (Ctrl-C while ffmpeg finishes, say), it leaves no temporary file or folder behind. Closing
+        again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._finish(ok)
         except BaseException:
@@ -430,7 +461,7 @@ class FrameWriter:
 def stylize_frames(
     stylizer: Stylizer,
     frames: Iterator[Tensor],
-    style: Style,
+    style: Style | ImageLike,
     alpha: float = 0.6,
     levels: Sequence[int] = (5, 4, 3, 2, 1),
     temporal: bool = False,
@@ -438,14 +469,20 @@ def stylize_frames(
     strength: float = STRENGTH,
     tile: int | None = None,
 ) -> Iterator[Tensor]:
-    """Stylise a stream of (1, 3, H, W) frames. `temporal`: average the content statistics over
-    frames with `momentum` and filter the output over time with `strength` (0 turns either off)."""
-    hook = Smoother(momentum) if temporal and momentum > 0 else None
-    smooth = TemporalFilter(strength) if temporal and strength > 0 else None
+    """Stylise a stream of (1, 3, H, W) frames (or anything `load_image` takes). `style`: a `Style`,
+    or anything `Stylizer.style` takes, encoded once. `temporal`: average the content statistics
+    over frames with `momentum` and filter the output over time with `strength` (0 turns either off)."""
+    # Both are built (and so checked) even when off: a bad value is an error, not ignored.
+    hook: Smoother | None = Smoother(as_number(momentum, "the temporal momentum"))
+    smooth: TemporalFilter | None = TemporalFilter(as_number(strength, "the temporal strength"))
+    hook = hook if temporal and hook.momentum > 0 else None
+    smooth = smooth if temporal and smooth.strength > 0 else None
+    styles = stylizer.styles(style, check_levels(levels))
     for x in frames:
+        x = x if isinstance(x, Tensor) else load_image(x)
         h, w = x.shape[-2:]
         t = (tile or AUTO_TILE) if needs_tiling(h, w, tile) else max(h, w) + 16  # one tile: untiled
-        y = stylize_tiled(stylizer, x, style, alpha, levels, tile=t, hook=hook)
+        y = stylize_tiled(stylizer, x, styles, alpha, levels, tile=t, hook=hook)
         yield smooth(x, y) if smooth is not None else y
 
 
