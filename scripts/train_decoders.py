@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from wct.errors import WCTError
 from wct.train import Config, train
 
 DATA = "../shared/data/train"
@@ -75,6 +76,9 @@ if __name__ == "__main__":
             stats_images=64,
         )
         t = time.time()
-        summary = train(cfg)
+        try:
+            summary = train(cfg)
+        except WCTError as e:  # bad data or settings: one line, as the CLI says it
+            ap.exit(1, f"error: {e}\n")
         summary["minutes"] = round((time.time() - t) / 60, 1)
         print(json.dumps({"level": level, **summary}), flush=True)

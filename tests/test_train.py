@@ -274,6 +274,9 @@ def test_two_cpu_processes_with_gloo_end_with_identical_weights(data, tmp_path):
     assert s0["weights_sha256"] == s1["weights_sha256"]
     single = train(config(data, tmp_path / "single", steps=3, val=None, feature_from=0.0))
     assert single["weights_sha256"] != s0["weights_sha256"]  # the ranks really trained on more data
+    for run, processes in ((tmp_path, 2), (tmp_path / "single", 1)):  # each took --batch images a step
+        meta = load_decoder(2, "cpu", path=run / "relu2_1.final.safetensors").metadata
+        assert json.loads(meta["config"])["processes"] == processes
 
 
 def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
@@ -474,3 +477,47 @@ def test_a_warmup_as_long_as_the_run_still_reaches_the_peak_and_decays(data, tmp
     lrs = [lr_at(step, cfg) for step in range(40)]
     assert max(lrs) == pytest.approx(cfg.lr) and lrs[-1] < 0.05 * cfg.lr
     assert lr_at(0, config(data, tmp_path / "w", steps=1, warmup=100)) == pytest.approx(cfg.lr)
+
+
+def test_the_progress_bar_counts_every_step_and_ends_full(data, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import wct.train
+    from wct.progress import progress_bar
+
+    bars = []
+
+    def terminal_bar(enabled: bool):  # as on a terminal, where the bar replaces the log lines
+        bars.append(progress_bar(True, Console(file=io.StringIO(), force_terminal=True)))
+        return bars[-1]
+
+    monkeypatch.setattr(wct.train, "progress_bar", terminal_bar)
+    train(config(data, tmp_path / "run", steps=6, val=None))  # shorter than one log interval (25)
+    assert bars[0].tasks[0].completed == 6  # it stood at 0 until step 25, and a run ended short of full
+
+
+def test_resuming_a_checkpoint_of_another_level_is_one_clear_error(data, tmp_path):
+    out = tmp_path / "run"
+    train(config(data, out, stop_at=2, val=None))
+    (out / "relu2_1.last.pt").rename(out / "relu3_1.last.pt")
+    before = (out / "relu3_1.last.pt").read_bytes()
+    with pytest.raises(InputError, match=r"relu3_1.last.pt is a checkpoint of a relu2_1 run, not relu3_1"):
+        train(config(data, out, level=3, val=None, resume=True))
+    assert (out / "relu3_1.last.pt").read_bytes() == before
+
+
+def test_train_decoders_script_reports_bad_data_in_one_line(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).parents[1] / "scripts" / "train_decoders.py")
+    monkeypatch.chdir(tmp_path)  # ../shared/data/train does not exist from here
+    monkeypatch.setattr(sys, "argv", [script, "--levels", "2", "--out", "runs"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(script, run_name="__main__")
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith("error: --data (Config.data)") and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

@@ -536,6 +536,12 @@ def train(cfg: Config) -> dict:
     state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": [], "seconds": 0.0}
     if cfg.resume and last.exists():
         ck = load_checkpoint(last)
+        level = ck.get("config", {}).get("level", cfg.level)
+        if level != cfg.level:
+            raise InputError(
+                f"--resume (Config.resume): {last} is a checkpoint of a {relu(level)} run, not {name}: "
+                "give the --level it was trained at, or another --out"
+            )
         decoder.load_state_dict(ck["decoder"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
@@ -601,7 +607,7 @@ def train(cfg: Config) -> dict:
                 state["best_psnr"], state["best_step"] = entry["psnr"], step
                 seconds = state["seconds"] + time.time() - t0
                 save_decoder(
-                    decoder, best, metadata(cfg, {**state, "seconds": seconds}, step, entry, encoder)
+                    decoder, best, metadata(cfg, {**state, "seconds": seconds}, step, entry, encoder, world)
                 )
             print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
             state["history"].append(entry)
@@ -637,6 +643,7 @@ def train(cfg: Config) -> dict:
             opt.step()
             step += 1
             seen += x.shape[0] * world
+            bar.update(task, completed=step)
             done = progress(step, state["seconds"] + time.time() - t0, cfg)
             if world > 1 and cfg.minutes:  # ranks must agree on when a timed run ends
                 t = torch.tensor([done], device=device)
@@ -694,7 +701,7 @@ def train(cfg: Config) -> dict:
         )
     if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
         final = out / f"{name}.final.safetensors"
-        save_decoder(decoder, final, metadata(cfg, state, step, {}, encoder))
+        save_decoder(decoder, final, metadata(cfg, state, step, {}, encoder, world))
         summary["decoder"] = str(final)
     elif rank == 0 and best.exists():
         summary["decoder"] = str(best)
@@ -726,7 +733,9 @@ def hardware(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
-def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder) -> dict:
+def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder, processes: int = 1) -> dict:
+    """What a saved decoder records of its run (`processes`: under torchrun, each took --batch images
+    a step)."""
     return {
         "encoder": encoder.weights_id,
         "hardware": hardware(next(encoder.parameters()).device),
@@ -743,7 +752,7 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
             else {}
         ),
         "train_seconds": round(state["seconds"], 1),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "stop_at"},
+        "config": {**{k: v for k, v in asdict(cfg).items() if k != "stop_at"}, "processes": processes},
         **(
             {"prior_steps": state["prior"]["steps"], "prior_train_seconds": state["prior"]["seconds"]}
             if "prior" in state
