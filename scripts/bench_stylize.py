@@ -7,7 +7,7 @@ Measures (median of --runs):
   - peak RSS of a 1024-px stylisation, in a fresh process.
 Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
 
-    python scripts/bench_stylize.py [--runs 5] [--json bench/stylize.json]
+    python scripts/bench_stylize.py [--runs 5] [--json bench/stylize.json] [--overwrite]
 """
 
 import argparse
@@ -54,7 +54,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
+    if args.runs < 1 or args.size < 1:  # before minutes of work, not a traceback after them
+        ap.error(f"--runs and --size must be at least 1, got {args.runs} and {args.size}")
+    if args.json and args.json.is_dir():
+        ap.error(f"--json {args.json} is a directory: name a file")
+    if args.json and args.json.exists() and not args.overwrite:
+        ap.error(f"--json {args.json} exists: pass --overwrite to replace it")
     from wct.bench import conv_throughput, count_flops, machine, median_seconds
     from wct.pipeline import Stylizer
 
@@ -91,9 +98,14 @@ def main() -> None:
         "target_peak_rss_gb": 4.0,
     }
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:  # whole or not at all: a temporary file renamed into place
+        from wct.errors import OutputError
+        from wct.images import write_atomic
+
+        try:
+            write_atomic(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+        except OutputError as e:
+            sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

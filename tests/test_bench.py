@@ -397,3 +397,66 @@ def test_gatys_cli_names_the_init_flag_when_there_is_no_content(pair, tmp_path, 
     r = wct_cli("gatys", "--no-content", str(pair / "style.png"), "--init", "content", "-o", str(out))
     assert r.returncode == 1 and "init (--init) 'content' needs a content image" in r.stderr
     assert not out.exists()
+
+
+def test_bench_stylize_checks_its_arguments_before_any_work(tmp_path, monkeypatch, capsys):
+    import wct.bench
+
+    script = load_script("bench_stylize")
+    monkeypatch.setattr(wct.bench, "conv_throughput", lambda *a: pytest.fail("measured before checking"))
+    report = tmp_path / "stylize.json"
+    report.write_text("an earlier report")
+    for args, message in (
+        (["--runs", "0"], "--runs"),
+        (["--size", "0"], "--size"),
+        (["--json", str(report)], "--overwrite"),
+        (["--json", str(tmp_path)], "is a directory"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["bench_stylize.py", *args])
+        with pytest.raises(SystemExit) as e:
+            script.main()
+        assert e.value.code == 2 and message in capsys.readouterr().err, args
+    assert report.read_text() == "an earlier report"
+
+
+def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch):
+    import wct.bench
+    import wct.pipeline
+
+    class Stylizer:  # the measurements are not under test here: only how the report is written
+        encoder = None
+
+        def __init__(self, device):
+            pass
+
+        def style(self, image):
+            return image
+
+        def stylize(self, content, style, *args):
+            return content
+
+    script = load_script("bench_stylize")
+    monkeypatch.setattr(wct.pipeline, "Stylizer", Stylizer)
+    monkeypatch.setattr(wct.bench, "conv_throughput", lambda encoder, runs: (10**9, 0.01))
+    monkeypatch.setattr(wct.bench, "count_flops", lambda fn: 10**8)
+    monkeypatch.setattr(script, "images", lambda size: (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)))
+    monkeypatch.setattr(script, "peak_rss_gb", lambda size: 1.0)
+    report = tmp_path / "stylize.json"
+    report.write_text("an earlier report")
+    write_text = Path.write_text
+
+    def disk_full(path, text, *args, **kwargs):  # half the report, then no space left
+        write_text(path, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    argv = ["bench_stylize.py", "--runs", "1", "--json", str(report), "--overwrite"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", disk_full)
+        with pytest.raises(SystemExit) as e:
+            script.main()
+    assert "No space left" in str(e.value.code) and report.read_text() == "an earlier report"
+    assert sorted(tmp_path.iterdir()) == [report]  # no temporary file left behind
+    script.main()
+    result = json.loads(report.read_text())
+    assert result["runs"] == 1 and result["content_px"] == [32, 32] and result["peak_rss_gb_1024px"] == 1.0

@@ -365,3 +365,22 @@ def test_numpy_integer_sizes_are_taken(encoder, pair):
     assert G.gatys(encoder, content, style, steps=1, size=(h, w)).image.shape == content.shape
     texture = G.gatys(encoder, None, style, steps=1, size=(np.int32(32), np.int64(48)))
     assert texture.image.shape == (1, 3, 32, 48)
+
+
+def test_numpy_scalars_are_taken_for_counts_and_weights(encoder, pair):
+    """Steps, seed and weights from a numpy sweep (np.arange, np.float32) are integers and numbers
+    like any other, and the settings come back as Python numbers (the CLI's history is JSON)."""
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+
+    kwargs = {"steps": np.int64(2), "seed": np.int32(3), "style_weight": np.float32(10)}
+    kwargs["lr"] = np.float32(0.5)
+    o = G.Options(init="noise", **kwargs).checked()
+    assert (o.steps, o.seed, o.style_weight, o.lr) == (2, 3, 10.0, 0.5)
+    json.dumps(asdict(o))
+    result = G.gatys(encoder, pair[0], pair[1], init="noise", **kwargs)
+    assert len(result.history) == 3
+    with pytest.raises(InputError, match="integer"):
+        G.Options(steps=np.float64(2.0)).checked()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -519,17 +520,18 @@ def _choice(value: object, options: tuple[str, ...], name: str) -> str:
 
 
 def _count(value: object, name: str, least: int = 0, most: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    """An integer (numpy's too, as for sizes) from least to most, as a Python int."""
+    if not whole(value) or value < least:
         raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
     if most is not None and value > most:
         raise InputError(f"{_named(name)} must be an integer from {least} to {most}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _weight(value: object, name: str) -> float:
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float))
+        or not isinstance(value, numbers.Real)  # numpy's scalars too
         or not (math.isfinite(value) and value >= 0)
     ):
         raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
