@@ -649,3 +649,51 @@ def test_malformed_requests_get_clear_one_line_messages(session):
         r = client.post(render, json=p | {"styles": styles, "weights": weights})
         assert r.status_code == 400 and fragment in r.json()["detail"], r.text
     assert not client.app.state.sessions.items[sid].jobs
+
+
+def test_ctrl_c_ends_streams_and_renders_then_waits_for_the_worker(stylizer, monkeypatch):
+    """Ctrl-C while a page watches a long render: its event stream closes and the render stops at
+    its next level, so `wct serve` stops in seconds rather than when the render is done, and only
+    once the worker is out of the model (a process that exits mid-model aborts with "terminate
+    called without an active exception")."""
+    import signal
+    import socket
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    levels = []
+
+    def slow(self, session, p, preview, progress=None):  # a render of 100 levels of a second
+        for k in range(100):
+            levels.append(k)
+            time.sleep(1)
+            progress(k / 100)
+
+    monkeypatch.setattr(serve.Engine, "run", slow)
+    app = serve.create_app(stylizer, prefetch=False)
+    monkeypatch.setattr(serve, "create_app", lambda **kwargs: app)
+    servers, real = [], serve.studio_server
+    monkeypatch.setattr(
+        serve, "studio_server", lambda app, **kw: servers.append(real(app, **kw)) or servers[0]
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    thread = threading.Thread(target=serve.run_server, kwargs={"port": port}, daemon=True)
+    thread.start()
+    client = TestClient(app, base_url=BASE)  # the same app: uploads and the render, in-process
+    sid = client.post("/api/sessions").json()["id"]
+    cid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+    job = client.post(f"/api/sessions/{sid}/render", json={"content": cid, "styles": [cid]}).json()["job"]
+    deadline = time.monotonic() + 20
+    while not (servers and servers[0].started and levels) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions/{sid}/jobs/{job}/events")
+    assert b'"running"' in events.readline()
+    servers[0].handle_exit(signal.SIGINT, None)
+    thread.join(10)
+    assert not thread.is_alive(), "the server waited for the render"
+    assert not app.state.worker.thread.is_alive(), "the server stopped with the worker in the model"
+    assert len(levels) < 100 and b'"done"' not in events.read()  # the stream ended with the server
+    state = client.get(f"/api/sessions/{sid}/jobs/{job}").json()
+    assert state["status"] == "error" and state["error"] == "the server stopped before the render finished"

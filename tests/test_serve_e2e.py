@@ -172,3 +172,25 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     fake = "{id: 'x', url: '#', width: 1, height: 1, seconds: 0, alpha: 1, levels: [1], styles: ['s']}"
     browser.execute_script(f"for (let i = 0; i < 30; i++) addResult({fake})")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 24  # as the server keeps
+
+
+def test_long_file_names_wrap_on_a_phone_and_are_named_once(server, browser, tmp_path):
+    """A 390-px-wide page keeps its width with a 200-character file name in a thumbnail and in an
+    error, and the error names the file once (as the server cuts it, at 80 characters)."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": False},
+    )
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    stem = "x" * 200
+    landscape(96, 64).save(photo := tmp_path / f"photo_{stem}.png")
+    (empty := tmp_path / f"empty_{stem}.png").write_bytes(b"")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#content .thumb"))
+    browser.find_element(By.ID, "style-input").send_keys(str(empty))
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert browser.find_element(By.ID, "error").text == f"empty_{stem}"[:80] + ": the file is empty"
+    width, scroll = browser.execute_script("return [innerWidth, document.documentElement.scrollWidth]")
+    assert width == 390 and scroll <= width, "the page is wider than the phone"

@@ -71,6 +71,7 @@ MAX_SESSIONS = 16
 QUEUE_SIZE = 4  # jobs waiting behind the running one
 SESSION_TTL = 30 * 60.0  # seconds without a request
 EVICT_IDLE = 120.0  # when all sessions are taken, the longest-unseen one idle this long makes room
+SHUTDOWN_WAIT = 120.0  # seconds a stopping server waits for the worker to leave the model
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # addresses to bind
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # their Host headers (IPv6 in brackets)
@@ -444,7 +445,7 @@ class Engine:
         a = min(todo, key=lambda v: (abs(v - alpha), v))
 
         def check(_: float) -> None:
-            if waiting():
+            if waiting() or not self.prefetch:
                 raise Interrupted
 
         try:
@@ -557,15 +558,23 @@ def create_app(
     sessions, engine = Sessions(ttl), Engine(stylizer, device, prefetch, precision)
     worker = Worker(queue_size, engine.idle)
     threading.Thread(target=sessions.sweep_forever, name="wct-sessions", daemon=True).start()
+    stopping = threading.Event()
+
+    def stop() -> None:
+        """The server is told to stop (see `studio_server`): event streams end now, background work
+        and a running render at their next level."""
+        stopping.set()
+        engine.prefetch = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        engine.prefetch = False  # stop background work with the server
+        stop()
         worker.close()
 
     app = FastAPI(title="wct studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.sessions, app.state.worker, app.state.engine = sessions, worker, engine
+    app.state.stop = stop
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     app.add_middleware(LimitBody, limit=max_upload)
 
@@ -680,6 +689,8 @@ def create_app(
         names = [s.names.get(v, "?") for v in p.styles]  # now: a style may be removed while it runs
 
         def go_on(when: str) -> None:
+            if stopping.is_set():
+                raise InputError(f"the server stopped before the render {when}")
             if s.closed:
                 raise InputError(f"the session ended before the render {when}")
             if job.cancel:
@@ -756,7 +767,7 @@ def create_app(
                 if state != last:
                     yield f"data: {json.dumps(state)}\n\n"
                     last = state
-                if state["status"] in FINISHED:
+                if state["status"] in FINISHED or stopping.is_set():
                     return
                 await asyncio.sleep(0.1)
 
@@ -781,9 +792,30 @@ def run_server(
     host: str = "127.0.0.1", port: int = 7860, device: str | None = None, precision: str = "fp32"
 ) -> None:
     """Serve the studio with uvicorn; the model loads in the background at start."""
-    import uvicorn
-
     hosts = list(LOOPBACK_HOSTS) if host in LOOPBACK else ["*"]
     app = create_app(device=device, hosts=hosts, precision=precision)
     app.state.worker.submit(lambda: app.state.engine.s)  # load the weights while the page opens
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        studio_server(app, host=host, port=port, log_level="warning").run()
+    finally:  # a process that exits while the worker is in the model aborts ("terminate called")
+        app.state.stop()
+        app.state.worker.close()
+        worker = app.state.worker.thread
+        worker.join(1)
+        if worker.is_alive():
+            print("stopping when the model ends its current level (Ctrl-C again: now)", flush=True)
+            worker.join(SHUTDOWN_WAIT)
+
+
+def studio_server(app: FastAPI, **config: Any) -> Any:
+    """A uvicorn server for the studio `app` on which Ctrl-C (or SIGTERM) first calls
+    `app.state.stop()`: uvicorn waits for open requests, and a page's event stream would otherwise
+    hold it until its render is done."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.stop()
+            super().handle_exit(sig, frame)
+
+    return Server(uvicorn.Config(app, **config))

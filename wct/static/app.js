@@ -52,6 +52,9 @@ function forget(item) {
   api(`/images/${item.id}`, { method: "DELETE" }).catch(() => {});
 }
 
+// An upload's name as wct/serve.py labels it: runs of spaces as one, at most 80 characters.
+const label = (name) => Array.from(name.split(/\s+/).filter(Boolean).join(" ")).slice(0, 80).join("") || "image";
+
 async function addFiles(kind, files) {
   let added = 0;
   for (const file of files) {
@@ -62,7 +65,8 @@ async function addFiles(kind, files) {
       added += 1;
       showError("", "upload");
     } catch (e) {
-      showError(e.message.startsWith(file.name) ? e.message : `${file.name}: ${e.message}`, "upload");
+      const name = label(file.name);  // the server's errors about the file start with it
+      showError(e.message.startsWith(`${name}: `) ? e.message : `${name}: ${e.message}`, "upload");
     }
   }
   draw();
