@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import wct
+import wct.tiling
+import wct.video
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -43,10 +45,12 @@ def test_readme_python_api_calls_match_the_signatures():
     tree = ast.parse(block)
     names = {
         "wct": wct,
-        "stylize_any": __import__("wct.tiling").tiling.stylize_any,
-        "stylize_tiled": __import__("wct.tiling").tiling.stylize_tiled,
-        "read_frames": __import__("wct.video").video.read_frames,
-        "stylize_frames": __import__("wct.video").video.stylize_frames,
+        "stylize_any": wct.tiling.stylize_any,
+        "stylize_tiled": wct.tiling.stylize_tiled,
+        "read_frames": wct.video.read_frames,
+        "stylize_frames": wct.video.stylize_frames,
+        "FrameWriter": wct.video.FrameWriter,
+        "out": wct.video.FrameWriter.__new__(wct.video.FrameWriter),
         "s": wct.Stylizer.__new__(wct.Stylizer),
     }
     checked = 0
