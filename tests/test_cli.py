@@ -284,6 +284,22 @@ def test_outputs_in_an_input_folder_are_not_inputs_of_a_rerun(pair, tmp_path, wc
     assert r.returncode == 0 and "1 written, 1 already complete" in r.stderr, r.stderr
 
 
+def test_a_style_folder_takes_its_presets_too(pair, tmp_path, wct_cli):
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    painting(40, 40).save(styles / "monet.png")
+    r = wct_cli("style-stats", str(pair / "style.jpg"), "-o", str(styles / "saved.safetensors"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    run = ("stylize", str(pair / "content.png"), str(styles), "-o", str(out), "--size", "32", "--levels", "1")
+    r = wct_cli(*run)
+    assert r.returncode == 0 and "2 written" in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["content__monet.png", "content__saved.png"]
+    (styles / "monet.png").unlink()  # presets alone are a folder of styles too
+    r = wct_cli(*run)
+    assert r.returncode == 0 and "1 already complete" in r.stderr, r.stderr
+
+
 def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
     pair, tmp_path, wct_cli, monkeypatch
 ):
@@ -319,6 +335,13 @@ def test_single_outputs_are_checked_before_any_work_and_names_print_as_they_are(
     assert r.returncode == 0 and f"wrote {odd}" in r.stderr.replace("\n", ""), r.stderr
     r = wct_cli(*args[:2], "--style", f"{pair / 'style.jpg'}:x:", "-o", str(tmp_path / "w.png"))
     assert_clean_error(r, ":x:")
+
+
+def test_long_output_names_print_on_one_line(pair, tmp_path, wct_cli):
+    out = tmp_path / ("the artist's summer exhibition, final version " * 3 + ".png")
+    args = ("--size", "32", "--levels", "1")
+    r = wct_cli("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), *args)
+    assert r.returncode == 0 and r.stderr == f"wrote {out}\n", r.stderr
 
 
 def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_brackets(wct_cli, monkeypatch):

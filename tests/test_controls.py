@@ -173,6 +173,20 @@ def test_mask_values_label_regions_in_sorted_order():
     assert fitted.shape == (20, 30) and set(fitted.unique().tolist()) == {0, 1}
     with pytest.warns(UserWarning, match="resizing"):
         assert fit_labels(labels, (30, 30)).shape == (30, 30)
+    scaled = r"is 60x40 \(30x20 scaled like the content\) but the content is 29x20"
+    with pytest.warns(UserWarning, match=scaled):
+        fit_labels(labels, (20, 29), scale=30)  # compared at the size the content was scaled to
+
+
+def test_a_jpeg_mask_with_too_many_regions_says_why(tmp_path):
+    """Few extra values (here 3 for 2 styles) from a JPEG mask still get the PNG hint."""
+    path = tmp_path / "mask.jpg"
+    halves(16, 24, (0, 128, 255)).save(path, quality=100)  # flat 8-px blocks: exactly 3 values
+    for mask in (path, Image.open(path)):
+        with pytest.raises(InputError, match="3 regions .*; save masks as PNG"):
+            read_mask(mask, styles=2)
+    with pytest.raises(InputError, match=r"style\(s\) were given$"):  # a PNG needs no hint
+        read_mask(halves(16, 24, (0, 128, 255)), styles=2)
 
 
 def test_preserve_color_keeps_the_content_chroma_and_brightness():

@@ -23,8 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Universal style transfer (WCT): repaint a photo in the style of any painting.",
 )
-# No markup or emoji codes: file names such as "cat [edited].png" or "a:x:.jpg" print as they are.
-console = Console(stderr=True, markup=False, emoji=False)
+# No markup or emoji codes, no wrapping: file names such as "cat [edited].png" or "a:x:.jpg" print
+# as they are, on one line.
+console = Console(stderr=True, markup=False, emoji=False, soft_wrap=True)
 out_console = Console(markup=False, emoji=False)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the project checkout
@@ -108,7 +109,7 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
             return [(content, style, out / f"{content.stem}__{name or style.stem}.png")]
         return [(content, style, out)]
     contents = [content] if content.is_file() else inputs_in(content, out)
-    styles = [style] if style.is_file() else inputs_in(style, out)
+    styles = [style] if style.is_file() else inputs_in(style, out, presets=True)
     if not contents or not styles:
         raise InputError(f"no images found in {content if not contents else style}")
     if out.exists() and not out.is_dir():
@@ -119,12 +120,13 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
     return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
 
 
-def inputs_in(folder: Path, out: Path) -> list[Path]:
-    """The images under `folder`; with -o inside it, less those wct stylize wrote (their PNG text
-    records how), so a rerun does not stylise its own outputs. The user's own images there stay."""
-    from .images import list_images, png_text
+def inputs_in(folder: Path, out: Path, presets: bool = False) -> list[Path]:
+    """The images under `folder` (and .safetensors style presets with `presets`); with -o inside
+    it, less those wct stylize wrote (their PNG text records how), so a rerun does not stylise its
+    own outputs. The user's own images there stay."""
+    from .images import IMAGE_SUFFIXES, list_images, png_text
 
-    files = list_images(folder)
+    files = list_images(folder, IMAGE_SUFFIXES | {".safetensors"} if presets else IMAGE_SUFFIXES)
     if not out.resolve().is_relative_to(folder.resolve()):
         return files
     return [f for f in files if f.suffix.lower() != ".png" or png_text(f, "wct:settings") is None]
@@ -148,7 +150,7 @@ def output_names(files: list[Path], root: Path) -> dict[Path, str]:
 def stylize(
     content: Path = typer.Argument(..., help="Content photo, or a directory of photos."),
     style: Path | None = typer.Argument(
-        None, help="Style image or .safetensors preset, or a directory of images (or use --style)."
+        None, help="Style image or .safetensors preset, or a directory of them (or use --style)."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Output file, or directory for batches."),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),

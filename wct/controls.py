@@ -93,9 +93,11 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
         codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
     values, labels = np.unique(codes, return_inverse=True)
     if styles is not None and len(values) > styles:
+        suffix = "" if isinstance(image, Image.Image) else Path(image).suffix.lower()
+        jpeg = "JPEG" in (im.format, Image.registered_extensions().get(suffix))  # even a few extra values
         raise InputError(
             f"the mask has {len(values)} regions (distinct values) but only {styles} style(s) were given"
-            + ("; save masks as PNG, JPEG adds values" if len(values) > 16 else "")
+            + ("; save masks as PNG, JPEG adds values" if jpeg or len(values) > 16 else "")
         )
     return torch.from_numpy(labels.reshape(codes.shape))
 
@@ -151,8 +153,10 @@ def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) 
     h, w = size
     mw, mh = scaled_size(labels.shape[1], labels.shape[0], scale)
     if (mh, mw) != (h, w):
+        mask_size = f"{labels.shape[1]}x{labels.shape[0]}"
+        scaled = f" ({mw}x{mh} scaled like the content)" if (mh, mw) != tuple(labels.shape) else ""
         warnings.warn(
-            f"the mask is {labels.shape[1]}x{labels.shape[0]} but the content is {w}x{h}: resizing it",
+            f"the mask is {mask_size}{scaled} but the content is {w}x{h}: resizing it",
             stacklevel=2,
         )
     return resize_labels(labels, (h, w))

@@ -18,7 +18,7 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -422,9 +422,9 @@ def write_json(report: object, path: Path) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
 
 
-def list_images(directory: str | os.PathLike) -> list[Path]:
-    """Image files under `directory`, recursively, through linked folders too (each folder once, so
-    a link to a parent does not loop), sorted."""
+def list_images(directory: str | os.PathLike, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files (or files with other `suffixes`) under `directory`, recursively, through linked
+    folders too (each folder once, so a link to a parent does not loop), sorted."""
     found, seen = [], set()
     for root, dirs, files in os.walk(directory, followlinks=True):
         real = os.path.realpath(root)
@@ -433,5 +433,5 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
             continue
         seen.add(real)
         dirs.sort()  # the same path wins on every file system
-        found += [Path(root, f) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        found += [Path(root, f) for f in files if Path(f).suffix.lower() in suffixes]
     return sorted(p for p in found if p.is_file())
