@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -783,3 +784,24 @@ def test_mutated_image_bytes_load_or_raise_typed_errors_only(fuzz_dir, name, edi
             assert str(path) in str(e) and "\n" not in str(e)
             return
     assert x.shape[:2] == (1, 3) and torch.isfinite(x).all() and 0 <= x.min() <= x.max() <= 1
+
+
+def test_threads_loading_images_leave_the_warning_filters_as_they_were(tmp_path):
+    # catch_warnings blocks of two threads interleaved and left "ignore every warning" behind
+    from wct.images import alpha_channel, decode
+
+    path = tmp_path / "a.png"
+    Image.new("RGBA", (8, 8)).save(path)
+    before = list(warnings.filters)
+
+    def work() -> None:
+        for _ in range(300):
+            decode(path)
+            alpha_channel(path, (8, 8))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert warnings.filters == before

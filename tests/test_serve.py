@@ -531,7 +531,7 @@ def test_the_page_is_told_what_was_stretched_or_resized(session):
     square.paste(255, (15, 0, 30, 30))
     mask = client.post(f"/api/sessions/{first}/images", content=png_bytes(square)).json()["id"]
     p = {"content": content, "styles": [a, b], "mask": mask, "levels": [2, 1], "size": 64}
-    note = ["the mask is 30x30 but the content is 64x48: resizing it"]
+    note = ["the mask is 30x30 (64x64 scaled like the content) but the content is 64x48: resizing it"]
     assert json.loads(client.post(f"/api/sessions/{first}/preview", json=p).headers["x-notes"]) == note
     for _ in range(2):  # the same warning from the same line, again: still noted
         job = client.post(f"/api/sessions/{first}/render", json=p).json()["job"]

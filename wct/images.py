@@ -17,8 +17,10 @@ import json
 import os
 import struct
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,19 @@ DECODE_ERRORS = (
 )
 
 
+# Warning filters are process-wide: catch_warnings blocks of two threads that interleave leave each
+# other's filter behind (after two studio requests, every warning was ignored). So they take turns.
+FILTERS = threading.RLock()
+
+
+@contextmanager
+def warnings_as(action: str, category: type[Warning] = Warning) -> Iterator[None]:
+    """`warnings.catch_warnings` with one filter, one thread at a time (see FILTERS)."""
+    with FILTERS, warnings.catch_warnings():
+        warnings.simplefilter(action, category)
+        yield
+
+
 def reason(e: BaseException) -> str:
     """An exception as 'Class: message' on one line."""
     return f"{e.__class__.__name__}: {' '.join(str(e).split())}"
@@ -73,10 +88,8 @@ def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
     if check_max_pixels(max_pixels) is None:
         return
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                w, h = im.size
+        with warnings_as("ignore"), Image.open(path) as im:
+            w, h = im.size
     except DECODE_ERRORS:
         return
     if w * h > max_pixels:
@@ -107,17 +120,13 @@ def decode(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Imag
         raise ImageError(f"{path} is empty (0 bytes)")
     limit = pixel_limit(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if limit and im.width * im.height > limit:
-                    raise ImageError(
-                        f"{path} has {im.width}x{im.height} pixels, more than the limit of {limit}"
-                    )
-                frames = getattr(im, "n_frames", 1)
-                im.seek(0)
-                im = ImageOps.exif_transpose(im)
-                im.load()
+        with warnings_as("error", Image.DecompressionBombWarning), Image.open(path) as im:
+            if limit and im.width * im.height > limit:
+                raise ImageError(f"{path} has {im.width}x{im.height} pixels, more than the limit of {limit}")
+            frames = getattr(im, "n_frames", 1)
+            im.seek(0)
+            im = ImageOps.exif_transpose(im)
+            im.load()
     except ImageError:
         raise
     except PermissionError:
@@ -208,8 +217,7 @@ def alpha_channel(
     if isinstance(image, Image.Image):
         im = image
     else:
-        with warnings.catch_warnings():  # the RGB load has already warned (animated...)
-            warnings.simplefilter("ignore")
+        with warnings_as("ignore"):  # the RGB load has already warned (animated...)
             im = decode(image, max_pixels)
     if not has_alpha(im):
         return None

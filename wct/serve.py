@@ -46,6 +46,7 @@ from .controls import fit_labels, read_mask
 from .errors import ImageError, InputError, WCTError
 from .images import (
     DECODE_ERRORS,
+    FILTERS,
     INT_GREY,
     alpha_channel,
     eight_bit,
@@ -54,6 +55,7 @@ from .images import (
     resize,
     tensor_to_pil,
     to_rgb,
+    warnings_as,
     with_alpha,
 )
 from .pipeline import Style, Stylizer, check_levels, prepare_inputs
@@ -98,7 +100,7 @@ def one_line(e: BaseException) -> str:
 # ---------------------------------------------------------------- notes: warnings shown on the page
 
 _sink = threading.local()  # the list the current thread's warnings go to, if any
-_install = threading.Lock()
+_install = FILTERS  # the lock of every change to the process-wide warning filters
 _replaced = warnings.showwarning  # what our hook replaced: other threads' warnings go there
 _WCT = re.compile(r"wct(\.|$)")  # wct's own modules
 
@@ -142,20 +144,21 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if not data:
         raise ImageError("the file is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-                if im.width * im.height > max_pixels:
-                    raise ImageError(f"the image has {im.width}x{im.height} pixels, more than {max_pixels}")
-                frames = getattr(im, "n_frames", 1)
-                im.seek(0)
-                im = ImageOps.exif_transpose(im)
-                im.load()
-                alpha = alpha_channel(im, im.size)  # None when opaque
-                if alpha is not None:
-                    rgb = with_alpha(eight_bit(im).convert("RGB"), alpha)
-                else:
-                    rgb = im if im.mode in INT_GREY else to_rgb(im)
+        with (
+            warnings_as("error", Image.DecompressionBombWarning),
+            Image.open(io.BytesIO(data), formats=FORMATS) as im,
+        ):
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"the image has {im.width}x{im.height} pixels, more than {max_pixels}")
+            frames = getattr(im, "n_frames", 1)
+            im.seek(0)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            alpha = alpha_channel(im, im.size)  # None when opaque
+            if alpha is not None:
+                rgb = with_alpha(eight_bit(im).convert("RGB"), alpha)
+            else:
+                rgb = im if im.mode in INT_GREY else to_rgb(im)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
