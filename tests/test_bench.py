@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from wct import bench
 from wct.demo import landscape, painting
@@ -259,6 +260,10 @@ def test_bench_cli_checks_its_arguments_before_any_work(tmp_path, wct_cli):
         r = wct_cli("bench", "--quick", *args)
         assert r.returncode == 1 and r.stderr.startswith("error:") and message in r.stderr, r.stderr
     assert not (tmp_path / "r").exists()
+    Image.new("RGB", (40, 20)).save(tmp_path / "wide.png")  # 16 px long side: 8 px short
+    r = wct_cli("bench", "--pair", f"{tmp_path / 'wide.png'},{tmp_path / 'wide.png'}", "--sizes", "16",
+                "-o", str(tmp_path / "r"))  # fmt: skip
+    assert r.returncode == 1 and "wide.png is 16x8 px" in r.stderr and not (tmp_path / "r").exists(), r.stderr
     r = wct_cli("bench", "--quick", "-o", str(tmp_path / "afile" / "report"))
     assert r.returncode == 1 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
 

@@ -189,6 +189,17 @@ def test_a_jpeg_mask_with_too_many_regions_says_why(tmp_path):
         read_mask(halves(16, 24, (0, 128, 255)), styles=2)
 
 
+def test_shapes_on_a_transparent_layer_are_regions_and_unused_styles_are_named(tmp_path):
+    """White painted on transparency was one white region: every pixel silently took style 1."""
+    layer = Image.new("RGBA", (16, 8), (255, 255, 255, 0))
+    layer.paste((255, 255, 255, 255), (8, 0, 16, 8))
+    layer.save(tmp_path / "layer.png")
+    labels = read_mask(tmp_path / "layer.png", styles=2)
+    assert labels[:, :8].eq(0).all() and labels[:, 8:].eq(1).all()  # transparent first
+    with pytest.warns(UserWarning, match=r"1 region\(s\) but 2 styles .*style\(s\) 2..2 are not used"):
+        read_mask(Image.new("L", (16, 8), 255), styles=2)
+
+
 def test_preserve_color_keeps_the_content_chroma_and_brightness():
     content = gradient_image(32, 40)
     stylised = stripes(32, 40, RED)

@@ -36,6 +36,9 @@ def test_size_scales_the_longer_side_and_accepts_paths_and_pil(tmp_path):
     style = tensor_to_pil(stripes(64, 64))
     out = wct.stylize(c, style, size=48, levels=(3, 2, 1))
     assert out.size == (48, 29)
+    for size, message in ((float("inf"), "positive number"), (10**9, "over the limit")):
+        with pytest.raises(InputError, match=message):  # was an OverflowError / a 9e18-byte allocation
+            wct.stylize(c, style, size=size, levels=(1,))
 
 
 def test_style_statistics_come_from_one_encoder_pass_and_are_reused(stylizer, monkeypatch):

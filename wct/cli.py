@@ -964,6 +964,11 @@ def bench(
         painting(64, 64).save(styles / "painting.png")
         pairs, steps, repeats = 1, min(steps, 5), 1
     todo = b.pick_pairs(contents, styles, pairs) if not pair or quick else b.parse_pairs(pair)
+    from .images import load_image
+
+    o = Options()
+    for path in dict.fromkeys(p for both in todo for p in both):  # Gatys needs 16 px a side
+        check_sides(load_image(path, min(size_list)), path, (*o.style_layers, o.content_layer))
     try:  # now, not after the run; after the inputs are checked
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -978,8 +983,6 @@ def bench(
                 rec, y_wct, y_gatys = b.run_pair(stylizer, c, s, size, steps, repeats)
                 records.append(rec)
                 if size == max(size_list):
-                    from .images import load_image
-
                     sheet_rows.append((load_image(c, size), load_image(s, size), y_wct.cpu(), y_gatys.cpu()))
                 bar.advance(task)
     rows = b.summarise(records)

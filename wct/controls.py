@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .encoder import read_signed, relu, write_signed
 from .errors import InputError, OutputError, WeightsError
-from .images import INT_GREY, decode, scaled_size, to_rgb
+from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
@@ -82,8 +82,9 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
     """A mask image as (H, W) int64 region labels 0..k-1, its distinct values sorted ascending.
 
     Grey levels and colours both work (colours sort by (R, G, B)); 16- and 32-bit grey masks keep
-    their own values (labels 0, 1, 2 saved from an integer array). With `styles`, a mask with
-    more regions than styles is an InputError.
+    their own values (labels 0, 1, 2 saved from an integer array). Fully transparent pixels are a
+    region of their own, sorted first (shapes painted on a transparent layer). With `styles`, a
+    mask with more regions than styles is an InputError, and one with fewer a warning.
     """
     im = image if isinstance(image, Image.Image) else decode(image)
     if im.mode in INT_GREY and "transparency" not in im.info:
@@ -91,6 +92,8 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
     else:
         a = np.asarray(to_rgb(im), dtype=np.int64)
         codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+        if has_alpha(im):
+            codes[np.asarray(alpha_of(im)) == 0] = -1
     values, labels = np.unique(codes, return_inverse=True)
     if styles is not None and len(values) > styles:
         suffix = "" if isinstance(image, Image.Image) else Path(image).suffix.lower()
@@ -98,6 +101,12 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
         raise InputError(
             f"the mask has {len(values)} regions (distinct values) but only {styles} style(s) were given"
             + ("; save masks as PNG, JPEG adds values" if jpeg or len(values) > 16 else "")
+        )
+    if styles is not None and len(values) < styles:
+        warnings.warn(
+            f"the mask has {len(values)} region(s) but {styles} styles were given: "
+            f"style(s) {len(values) + 1}..{styles} are not used",
+            stacklevel=2,
         )
     return torch.from_numpy(labels.reshape(codes.shape))
 

@@ -14,6 +14,7 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -96,9 +97,15 @@ def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
         raise ImageError(f"{path} has {w}x{h} pixels, more than the limit of {max_pixels}")
 
 
+def made_pixel_limit() -> int | None:
+    """The most pixels of an image wct makes (a texture, an upscaled photo): twice Pillow's
+    decompression-bomb limit, the size Pillow refuses to open (None if that is off)."""
+    return Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
+
+
 def check_texture_pixels(width: int, height: int) -> None:
-    """InputError for a texture over twice Pillow's decompression-bomb limit (none if that is off)."""
-    limit = Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
+    """InputError for a texture over `made_pixel_limit`."""
+    limit = made_pixel_limit()
     if limit and width * height > limit:
         raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
 
@@ -256,10 +263,16 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     if size is None:
         return width, height
     value = as_number(size, "size (pixels, or None)")
-    if not value >= 1:
+    if not 1 <= value < math.inf:
         raise InputError(f"size must be a positive number of pixels, got {size}")
     s = value / max(width, height)
-    return max(1, round(width * s)), max(1, round(height * s))
+    w, h = max(1, round(width * s)), max(1, round(height * s))
+    limit = made_pixel_limit()
+    if limit and w * h > limit:  # before a tensor of that size is allocated
+        raise InputError(
+            f"size {size} makes a {width}x{height} image {w}x{h}, over the limit of {limit:,} pixels"
+        )
+    return w, h
 
 
 def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None = None) -> Tensor:
