@@ -458,10 +458,12 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     monkeypatch.setattr(sys, "argv", argv)
     with monkeypatch.context() as m:
         m.setattr(Path, "write_text", disk_full)
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(SystemExit) as e, torch.enable_grad():  # main() turns gradients off
             script.main()
     assert "No space left" in str(e.value.code) and report.read_text() == "an earlier report"
     assert sorted(tmp_path.iterdir()) == [report]  # no temporary file left behind
-    script.main()
+    with torch.enable_grad():
+        script.main()
+    assert torch.is_grad_enabled()
     result = json.loads(report.read_text())
     assert result["runs"] == 1 and result["content_px"] == [32, 32] and result["peak_rss_gb_1024px"] == 1.0
