@@ -4,10 +4,12 @@ One step = encode, decode, pixel + feature loss, backward, Adam: the `wct train`
 feature loss on (its slowest phase). Writes docs/bench/train.json.
 
     python scripts/bench_train.py [--crop 128] [--batch 8] [--steps 3] [--device cpu] [--amp]
+        [--out FILE] [--overwrite]
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import torch
 from wct.bench import machine
 from wct.decoder import Decoder
 from wct.encoder import load_encoder, resolve_device
+from wct.errors import OutputError
+from wct.images import write_atomic
 from wct.train import reconstruction_loss
 
 
@@ -50,9 +54,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("docs/bench/train.json"))
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out report.")
     a = ap.parse_args()
     if min(a.crop, a.batch, a.steps) < 1:
         ap.error("--crop, --batch and --steps must be at least 1")
+    if a.out.is_dir() or (a.out.exists() and not a.overwrite):
+        ap.error(f"--out {a.out} is a directory or exists: name a new file, or pass --overwrite")
     device = resolve_device(a.device)
     rates = {}
     for level in range(1, 6):
@@ -60,8 +67,13 @@ def main() -> None:
         print(f"relu{level}_1: {rates[f'relu{level}_1']} images/s", flush=True)
     report = {"machine": machine(device), "device": str(device), "amp_bf16": a.amp}
     report.update(crop=a.crop, batch=a.batch)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({**report, "images_per_second": rates}, indent=2))
+    try:  # whole or not at all
+        write_atomic(
+            a.out,
+            lambda tmp: Path(tmp).write_text(json.dumps({**report, "images_per_second": rates}, indent=2)),
+        )
+    except OutputError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

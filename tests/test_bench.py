@@ -305,6 +305,7 @@ def test_machine_names_the_device_the_benchmark_ran_on(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
     cpu = bench.machine("cpu")  # a CPU benchmark on a machine that also has a GPU
     assert "Some GPU" not in cpu and "cores" in cpu and "threads" in cpu
+    assert f"({torch.backends.cpu.get_cpu_capability()})" in cpu  # AVX2 or AVX512: bf16's speed differs
     assert bench.machine(torch.device("cuda")).startswith("Some GPU")
     assert bench.machine().startswith("Some GPU")  # no device: the GPU whenever there is one
 
@@ -467,3 +468,21 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     assert torch.is_grad_enabled()
     result = json.loads(report.read_text())
     assert result["runs"] == 1 and result["content_px"] == [32, 32] and result["peak_rss_gb_1024px"] == 1.0
+
+
+def test_bench_train_checks_its_arguments_and_keeps_an_earlier_report(tmp_path, monkeypatch, capsys):
+    script = load_script("bench_train")
+    monkeypatch.setattr(script, "images_per_second", lambda *a: pytest.fail("measured before checking"))
+    report = tmp_path / "train.json"
+    report.write_text("an earlier report")
+    for args, message in ((["--steps", "0"], "--steps"), (["--out", str(report)], "--overwrite")):
+        monkeypatch.setattr(sys, "argv", ["bench_train.py", *args])
+        with pytest.raises(SystemExit) as e:
+            script.main()
+        assert e.value.code == 2 and message in capsys.readouterr().err, args
+    assert report.read_text() == "an earlier report"
+    monkeypatch.setattr(script, "images_per_second", lambda *a: 1.0)
+    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--out", str(report), "--overwrite"])
+    script.main()
+    assert json.loads(report.read_text())["images_per_second"]["relu5_1"] == 1.0
+    assert sorted(tmp_path.iterdir()) == [report]

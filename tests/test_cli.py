@@ -417,7 +417,12 @@ def test_float_images_load_in_range_and_unwritable_sizes_are_output_errors(tmp_p
     assert abs(float(x.mean()) - 0.5) < 0.01 and float(x.max()) == 1.0
     with pytest.raises(OutputError, match="wide.gif"):
         atomic_save(Image.new("RGB", (70000, 1)), tmp_path / "wide.gif")
+    for name in ("big.ico", "big.icns"):  # they were written as 128x85 and 1024x1024
+        with pytest.raises(OutputError, match="would store this 300x200 image as"):
+            atomic_save(Image.new("RGB", (300, 200)), tmp_path / name)
     assert list(tmp_path.iterdir()) == [tmp_path / "float.tif"]
+    atomic_save(Image.new("RGB", (30, 20)), tmp_path / "small.ico")  # sizes an icon holds still work
+    atomic_save(Image.new("RGB", (30, 20)), tmp_path / "doc.pdf")  # unreadable back: kept
 
 
 def test_bench_report_files_are_complete_or_absent(tmp_path, wct_cli, monkeypatch):

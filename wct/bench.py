@@ -227,8 +227,8 @@ def contact_sheet(rows: Sequence[tuple[Tensor, ...]], cell: int = 256) -> Image.
 
 
 def machine(device: str | torch.device | None = None) -> str:
-    """The CPU (cores, torch threads), or the GPU when `device` is CUDA (None: whenever CUDA is
-    available), and torch's version: what a benchmark on `device` ran on."""
+    """The CPU (its kernels' instruction set, cores, torch threads), or the GPU when `device` is
+    CUDA (None: whenever CUDA is available), and torch's version: what a benchmark ran on."""
     import platform
 
     cpu = platform.processor() or platform.machine()
@@ -242,7 +242,10 @@ def machine(device: str | torch.device | None = None) -> str:
     cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     if cuda:
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    isa = torch.backends.cpu.get_cpu_capability()  # AVX2, AVX512 (bf16 is fast only with the latter)
+    return (
+        f"{cpu} ({isa}), {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
 
 def sync() -> None:

@@ -376,7 +376,10 @@ def atomic_save(
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            extra: dict = dict(SAVE_OPTIONS.get(fmt, {}))
+            extra: dict = dict(
+                SAVE_OPTIONS.get(fmt, {}),
+                **({"sizes": [im.size]} if fmt == "ICO" and max(im.size) <= 256 else {}),
+            )
             if text and fmt == "PNG":
                 extra["pnginfo"] = PngImagePlugin.PngInfo()
                 for key, value in text.items():
@@ -384,6 +387,12 @@ def atomic_save(
             im.save(f, format=fmt, **extra)
             f.flush()
             os.fsync(f.fileno())
+        stored = stored_size(tmp)
+        if stored not in (None, im.size):  # ICO keeps at most 256 px, ICNS fixed squares
+            w, h = im.size
+            raise OutputError(
+                f"{fmt} would store this {w}x{h} image as {stored[0]}x{stored[1]}: use .png, .jpg or .webp"
+            )
         publish(tmp, path)
     except (OSError, ValueError, KeyError, OverflowError) as e:  # Overflow: too wide for GIF, TGA
         raise OutputError(f"cannot write {path}: {e}") from None
@@ -391,6 +400,15 @@ def atomic_save(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The (w, h) an image file says it holds; None if Pillow cannot read it back (a PDF, say)."""
+    try:
+        with warnings_as("ignore"), Image.open(path) as im:
+            return im.size
+    except DECODE_ERRORS:  # UnidentifiedImageError is an OSError
+        return None
 
 
 def png_text(path: str | os.PathLike, key: str) -> str | None:
