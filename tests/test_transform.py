@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wct.errors import InputError
-from wct.transform import coloring_matrix, feature_stats, wct, whitening_matrix
+from wct.transform import coloring_matrix, feature_stats, wct, wct_mix, whitening_matrix
 
 
 def cov(f: torch.Tensor) -> torch.Tensor:
@@ -245,3 +245,41 @@ def test_statistics_of_a_large_map_are_as_accurate_as_those_of_its_tiles():
     reference = x @ x.T
     error = (feature_stats(f).outer - reference).abs().max() / reference.abs().max()
     assert error < 1e-5
+
+
+def test_a_faint_content_coloured_by_a_huge_style_stays_finite():
+    # T = coloring @ whitening reaches 1e39 here, over float32's range although the result is not.
+    content, style = correlated(4, 300, 19, scale=1e-3), correlated(4, 400, 20, scale=1e36)
+    out = wct(content, style)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    ref = wct(content.double(), style.double())
+    assert (out.double() - ref).norm() / ref.norm() < 1e-5
+
+
+def test_statistics_keep_the_exact_mean_of_float32_features():
+    # The default shift (a float64 mean) is rounded to float32 before it is subtracted: the shift
+    # recorded must be that rounded one, or the mean is off by up to half a float32 step (5e-4 here,
+    # 5% of the spread), in a single map and in sums of tiles with different shifts alike.
+    f = correlated(3, 500, 21, scale=1e-2) + 1e4
+    reference = f.double().mean(1)
+    spread = f.double().std(1).min()
+    assert (feature_stats(f).mean - reference).abs().max() < 1e-6 * spread
+    total = feature_stats(f[:, :200]) + feature_stats(f[:, 200:])
+    assert (total.mean - reference).abs().max() < 1e-6 * spread
+    torch.testing.assert_close(total.cov, cov(f), rtol=1e-6, atol=1e-6 * spread.item() ** 2)
+
+
+def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_errors():
+    from wct.transform import region_stats, transform
+
+    f = correlated(4, 50, 22)
+    labels = torch.arange(50) % 3
+    for own in ([], region_stats(f, labels, 3)[:2]):
+        with pytest.raises(InputError, match="content statistics"):
+            transform(f, [f, f, f], 1.0, labels=labels, own=own)
+    for weights in (0.5, torch.tensor(0.5), "1"):
+        with pytest.raises(InputError, match="sequence of numbers"):
+            wct_mix(f, [f], weights)
+    for shift in ([0.0] * 4, torch.full((4,), float("nan"))):
+        with pytest.raises(InputError, match="shift"):
+            feature_stats(f, shift)

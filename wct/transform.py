@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -90,19 +90,23 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
         raise InputError("features contain NaN or Inf")
     if shift is None:
         shift = f.double().mean(1) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
+    if not isinstance(shift, Tensor) or not torch.isfinite(shift).all():
+        raise InputError(f"shift must be a tensor of finite numbers, one per channel, got {shift!r}")
     if shift.shape != f.shape[:1]:
         raise InputError(f"shift has shape {tuple(shift.shape)}, features have {f.shape[0]} channels")
     dtype = torch.promote_types(f.dtype, torch.float32)
-    x = f.to(dtype) - shift.to(f.device, dtype)[:, None]
+    s = shift.to(f.device, dtype)  # the shift kept is the one subtracted, rounded to x's dtype
+    x = f.to(dtype) - s[:, None]
     if not torch.isfinite(x).all():
-        x = f.double() - shift.to(f.device, torch.float64)[:, None]
+        s = shift.to(f.device, torch.float64)
+        x = f.double() - s[:, None]
     outer = torch.zeros(f.shape[0], f.shape[0], dtype=torch.float64, device=f.device)
     for part in x.split(OUTER_CHUNK, dim=1):
         product = part @ part.T
         if not torch.isfinite(product).all():
             product = part.double() @ part.double().T
         outer += product.double()
-    return FeatureStats(f.shape[1], x.double().sum(1).cpu(), outer.cpu(), shift.double().cpu())
+    return FeatureStats(f.shape[1], x.double().sum(1).cpu(), outer.cpu(), s.double().cpu())
 
 
 def eig(cov: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,10 +238,14 @@ def affine_maps(
 
 def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor | None = None) -> Tensor:
     """Apply affine maps to features (C, H, W), in float32 at least (T x + b cancels finely: bf16
-    lost 12% of a low-contrast photo's relu1_1); the result has the features' dtype. `labels`
-    (H, W) picks a map per pixel."""
+    lost 12% of a low-contrast photo's relu1_1), in float64 where a map overflows float32 (a
+    faint content coloured by a huge style); the result has the features' dtype. `labels` (H, W)
+    picks a map per pixel."""
     x = flatten(f)
-    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    if not all(torch.isfinite(m.to(dtype)).all() for tb in maps for m in tb):
+        dtype = torch.float64
+    x = x.to(dtype)
     if labels is None:
         t, b = maps[0]
         return (t.to(x) @ x + b.to(x)[:, None]).reshape(f.shape).to(f.dtype)
@@ -275,6 +283,8 @@ def transform(
         raise InputError("content statistics are FeatureStats (feature_stats(features)), not tensors")
     if any(o.total.shape[0] != f.shape[0] for o in own):
         raise InputError(f"the content statistics do not have the features' {f.shape[0]} channels")
+    if len(own) != (len(styles) if labels is not None else 1):
+        raise InputError(f"{len(own)} content statistics: one per region of the labels, or one without")
     return apply_maps(f, affine_maps(own, styles, alpha, weights, labels is not None), labels)
 
 
@@ -294,6 +304,9 @@ def wct(
 
 def normalise_weights(weights: Sequence[float]) -> list[float]:
     """Non-negative, finite weights scaled to sum to 1; InputError otherwise (all zero included)."""
+    scalar = isinstance(weights, str | bytes) or getattr(weights, "ndim", 1) == 0  # 0-d arrays too
+    if scalar or not isinstance(weights, Iterable):
+        raise InputError(f"style weights are a sequence of numbers, one per style, got {weights!r}")
     w = [as_number(v, "each of the style weights") for v in weights]
     if not w or any(not math.isfinite(v) or v < 0 for v in w):
         raise InputError(f"style weights must be non-negative numbers, got {w}")
