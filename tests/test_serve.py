@@ -235,6 +235,20 @@ def test_upload_and_pixel_limits(stylizer):
     assert client.post(f"/api/sessions/{sid}/images", content=chunked()).status_code == 411
 
 
+def test_all_sessions_together_hold_a_bounded_number_of_pixels(stylizer):
+    # 16 sessions x 16 uploads of 40 Mpx each could take ~30 GB: the studio as a whole has a budget
+    client = TestClient(serve.create_app(stylizer, max_held=25_000), base_url=BASE)
+    a, b = (client.post("/api/sessions").json()["id"] for _ in range(2))
+    photo = png_bytes(Image.new("RGB", (150, 100)))  # 15,000 px
+    first = client.post(f"/api/sessions/{a}/images", content=photo).json()["id"]
+    r = client.post(f"/api/sessions/{b}/images?name=second.png", content=photo)
+    assert r.status_code == 507 and r.json()["detail"].startswith(
+        "second.png: the studio holds 15,000 of its 25,000 pixels"
+    )
+    assert client.delete(f"/api/sessions/{a}/images/{first}").status_code == 204
+    assert client.post(f"/api/sessions/{b}/images", content=photo).status_code == 201
+
+
 TRAVERSALS = [
     "/../pyproject.toml",
     "/%2e%2e/%2e%2e/etc/passwd",

@@ -66,6 +66,7 @@ ALPHA_STEP = 0.05  # the page's slider step: every position is a frame the worke
 STYLE_SIZE = 512  # styles larger than this are read at 512 px (like --style-size 512)
 MAX_UPLOAD = 16 * 2**20  # bytes
 MAX_PIXELS = 40_000_000  # per uploaded image
+MAX_HELD_PIXELS = 400_000_000  # all sessions' uploads together (1.2 GB as 8-bit RGB)
 MAX_SIZE = 2048  # largest render (longer side)
 MAX_IMAGES = 16  # per session
 MAX_RESULTS = 24  # per session; the oldest go first
@@ -328,6 +329,10 @@ class Sessions:
         s.seen = time.monotonic()
         return s
 
+    def held_pixels(self) -> int:
+        """Pixels of every upload held, all sessions together."""
+        return sum(im.width * im.height for v in list(self.items.values()) for im in list(v.images.values()))
+
     def sweep_forever(self) -> None:
         """Started on a daemon thread: expiry happens even when no request comes."""
         while True:
@@ -550,6 +555,7 @@ def create_app(
     queue_size: int = QUEUE_SIZE,
     max_upload: int = MAX_UPLOAD,
     max_pixels: int = MAX_PIXELS,
+    max_held: int = MAX_HELD_PIXELS,
     prefetch: bool = True,
     precision: str = "fp32",
 ) -> FastAPI:
@@ -644,9 +650,14 @@ def create_app(
             im, notes = await asyncio.to_thread(decode_noted, bytes(data), max_pixels)
         except ImageError as e:
             raise HTTPException(415, label + str(e)) from None
-        room(s)  # again: while this one was read, others may have filled the session or it ended
         iid = token()
-        s.images[iid], s.names[iid], s.image_notes[iid] = im, label[:-2], [label + n for n in notes]
+        with sessions.lock:  # one upload at a time counts and takes the room left
+            room(s)  # again: while this one was read, others may have filled the session or it ended
+            held = sessions.held_pixels()
+            if held + im.width * im.height > max_held:
+                full = f"the studio holds {held:,} of its {max_held:,} pixels of uploads: remove images first"
+                raise HTTPException(507, label + full + ", or end other sessions")
+            s.images[iid], s.names[iid], s.image_notes[iid] = im, label[:-2], [label + n for n in notes]
         return {
             "id": iid,
             "width": im.width,
