@@ -805,3 +805,80 @@ def test_threads_loading_images_leave_the_warning_filters_as_they_were(tmp_path)
     for t in threads:
         t.join()
     assert warnings.filters == before
+
+
+# ---------------------------------------------------------------- 3. faults: signals
+
+
+def test_sigterm_cleans_up_like_ctrl_c_and_keeps_the_old_output(tmp_path):
+    # SIGTERM killed the process outright: exit -15, no message, a .out.mp4.*.mp4 temp file left
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        landscape(32, 24, seed=i).save(frames / f"{i}.png")
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an earlier run's video")
+    args = ["video", str(frames), str(out), "--style", str(frames / "0.png"), "--size", "24", "--overwrite"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "wct", *args], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.mp4.*")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the temporary video: the run has started
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143 and err.strip().splitlines()[-1] == "terminated", (child.returncode, err)
+    assert "Traceback" not in err
+    assert out.read_bytes() == b"an earlier run's video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]
+
+
+def test_a_signal_while_frames_replace_old_ones_leaves_one_whole_set(pair, tmp_path, wct_cli, monkeypatch):
+    # SIGTERM after the 1st old frame was deleted left 3 old frames and none of the new ones
+    from wct.video import FrameWriter
+
+    frames, out = tmp_path / "frames", tmp_path / "out"
+    frames.mkdir()
+    for i in range(4):
+        landscape(32, 24, seed=i).save(frames / f"{i}.png")
+    with FrameWriter(out, 24) as w:  # an earlier run's frames, and a file of the user's
+        for _ in range(4):
+            w.write(torch.zeros(3, 24, 32))
+    (out / "notes.txt").write_text("mine")
+    real = Path.unlink
+
+    def unlink(self, *a, **k):
+        real(self, *a, **k)
+        if self.parent == out:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    r = wct_cli("video", str(frames), str(out), "--style", str(pair[1]), "--levels", "1", "--overwrite")
+    assert r.returncode == 143 and "terminated" in r.stderr and "Traceback" not in r.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png", "frame_00003.png", "notes.txt"]
+    assert all(np.asarray(Image.open(out / n)).max() > 0 for n in names[:4])  # the new frames, all
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]
+
+
+def test_frames_folder_made_read_only_is_one_output_error_and_keeps_the_old_frames(tmp_path, monkeypatch):
+    # the PermissionError came out raw: "error: PermissionError: ... (set WCT_DEBUG=1 for details)"
+    from wct.errors import OutputError
+    from wct.video import FrameWriter
+
+    out = tmp_path / "out"
+    with FrameWriter(out, 24) as w:
+        w.write(torch.zeros(3, 8, 8))
+    before = digest(out / "frame_00000.png")
+
+    def refuse(self, *a, **k):
+        raise PermissionError(1, "Operation not permitted", str(self))
+
+    writer = FrameWriter(out, 24, overwrite=True)
+    writer.write(torch.ones(3, 8, 8))
+    monkeypatch.setattr(Path, "unlink", refuse)  # as in a folder made read-only during the run
+    with pytest.raises(OutputError, match="cannot write .*out: Operation not permitted"):
+        writer.close()
+    monkeypatch.undo()
+    assert digest(out / "frame_00000.png") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -1049,16 +1049,33 @@ def check_port(host: str, port: int) -> None:
 
 
 def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
-    """Run a typer app: WCTError -> one line and exit 1; never a traceback. Always exits."""
+    """Run a typer app: WCTError -> one line and exit 1; Ctrl-C -> exit 130 and SIGTERM -> exit
+    143, both raised as KeyboardInterrupt so temporary files are cleaned up; never a traceback.
+    Always exits."""
+    import signal
+    import threading
+
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
+        raise KeyboardInterrupt
+
+    def interrupted() -> None:
+        console.print("terminated" if terminated else "interrupted")
+        sys.exit(143 if terminated else 130)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         code = fn(args=args, prog_name=prog_name, standalone_mode=False)
     except WCTError as e:
         console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)  # one line
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+        interrupted()
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # usage errors and anything unexpected
@@ -1078,8 +1095,11 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
             soft_wrap=True,
         )
         sys.exit(1)
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
     if code == 130:  # typer returns 130 for Ctrl-C
-        console.print("interrupted")
+        interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +117,24 @@ class TemporalFilter:
             out = y + keep * (py - y)
         self.previous = (x, out)
         return out
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs, then deliver them (main thread only: elsewhere
+    Python runs no signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {s: signal.signal(s, lambda n, _: caught.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in caught:
+            signal.raise_signal(s)
 
 
 def _ffmpeg(*args: str | Path) -> subprocess.CompletedProcess:
@@ -390,11 +411,14 @@ class FrameWriter:
         self._closed = True
         try:
             self._finish(ok)
-        except BaseException:
+        except BaseException as e:
             if self._tmp.is_dir():
                 shutil.rmtree(self._tmp, ignore_errors=True)
             else:
-                self._tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a folder made read-only keeps it
+                    self._tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):  # the folder made read-only, the disk full...
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             raise
 
     def _finish(self, ok: bool) -> None:
@@ -417,11 +441,12 @@ class FrameWriter:
         elif is_video(self.path) or not self.path.exists():
             publish(self._tmp, self.path)
         else:
-            for old in self.old_frames():
-                old.unlink()
-            for new in sorted(self._tmp.iterdir()):
-                os.replace(new, self.path / new.name)
-            self._tmp.rmdir()
+            with signals_held():  # stopped half way, it would leave neither the old frames nor the new
+                for old in self.old_frames():
+                    old.unlink()
+                for new in sorted(self._tmp.iterdir()):
+                    os.replace(new, self.path / new.name)
+                self._tmp.rmdir()
         if wanted and error is not None:
             raise error
 
