@@ -145,6 +145,54 @@ def test_init_from_a_file_whose_tensors_do_not_fit_is_a_weights_error(tmp_path):
         warm_start(Decoder(3), path)
 
 
+@pytest.mark.parametrize("bad", ["nan", "tensors of level 3"])
+def test_init_from_the_level_below_is_checked_like_a_decoder_file(data, tmp_path, bad):
+    from wct.decoder import Decoder, write_signed
+    from wct.encoder import VGG19_MD5
+
+    path = tmp_path / "relu1_1.safetensors"
+    tensors = {k: v.half() for k, v in Decoder(3 if bad != "nan" else 1).state_dict().items()}
+    if bad == "nan":
+        tensors["net.0.weight"][0, 0, 0, 0] = float("nan")
+    write_signed(tensors, {"encoder": VGG19_MD5, "level": "1"}, path)
+    with pytest.raises(WeightsError, match="non-finite" if bad == "nan" else "do not fit a relu1_1"):
+        train(config(data, tmp_path / "x", init_from=str(path)))
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_after_a_kill_between_the_best_decoder_and_the_checkpoint_keeps_the_best(
+    data, tmp_path, monkeypatch
+):
+    import wct.train as wt
+    from wct.decoder import read_decoder
+
+    scores = iter([10.0, 11.0, 15.0, 14.0, 12.0, 13.0])  # steps 2, 4, 6, 8; resumed: 6, 8, scored lower
+    monkeypatch.setattr(
+        wt, "reconstruction_scores", lambda e, d, v: {"psnr": next(scores), "ssim": 0.5, "images": 1}
+    )
+    save, calls = wt.atomic_torch_save, []
+
+    def killed_at_the_second_checkpoint(obj, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        save(obj, path)
+
+    monkeypatch.setattr(wt, "atomic_torch_save", killed_at_the_second_checkpoint)
+    cfg = config(data, tmp_path / "run", steps=8, val_every=2, ckpt_every=4, log_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    best = tmp_path / "run" / "relu2_1.best.safetensors"
+    assert read_decoder(best)[1]["val_psnr"] == "15.0"  # saved at step 6, after the checkpoint of step 4
+    monkeypatch.setattr(wt, "atomic_torch_save", save)
+    summary = train(replace(cfg, resume=True))
+    meta = read_decoder(best)[1]
+    assert (meta["val_psnr"], meta["steps"], summary["best_psnr"]) == ("15.0", "6", 15.0)
+    history = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["history"]
+    assert [h["step"] for h in history if "loss" in h] == list(range(1, 9))
+    assert [h["step"] for h in history if "psnr" in h] == [2, 4, 6, 8]
+
+
 def test_sampler_splits_ranks_and_resumes():
     full = StepSampler(10, 2, 0, 0, 0, 1)
     it = iter(full)

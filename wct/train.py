@@ -317,6 +317,7 @@ def warm_start(decoder: Decoder, path: str | Path) -> int:
             f"--init-from (Config.init_from) {path} is a relu{meta.get('level')}_1 decoder: give one "
             f"of level {decoder.level} (fine-tuning) or {decoder.level - 1} (its layers become the tail)"
         )
+    fill(Decoder(decoder.level - 1), tensors, path)  # a WeightsError if not finite or not of that level
     donor = {k: v for k, v in tensors.items() if k.startswith("net.")}
     n_donor = 1 + max(int(k.split(".")[1]) for k in donor)
     offset = len(decoder.net) - n_donor
@@ -333,6 +334,18 @@ def warm_start(decoder: Decoder, path: str | Path) -> int:
 
 
 # ---------------------------------------------------------------- checkpoints
+
+
+def adopt_best(state: dict, best: Path) -> None:
+    """Take the score of a best decoder saved after the checkpoint `state` is from (the run was killed
+    between the two), so the resumed run replaces that file only with a better one."""
+    try:
+        meta = read_decoder(best)[1] if best.exists() else {}
+        step, psnr = int(meta.get("steps", -1)), float(meta.get("val_psnr", "nan"))
+    except (WCTError, ValueError):
+        return  # unreadable: replaced at the next validation, as before
+    if step > state["step"] and psnr > state["best_psnr"]:
+        state["best_psnr"], state["best_step"] = psnr, step
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
@@ -545,6 +558,7 @@ def train(cfg: Config) -> dict:
         decoder.load_state_dict(ck["decoder"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
+        adopt_best(state, best)
         if rank == 0:
             print(f"resuming {last} at step {state['step']}", flush=True)
             changed = changed_settings(ck.get("config", {}), {**asdict(cfg), "processes": world})
