@@ -196,7 +196,7 @@ def test_shapes_on_a_transparent_layer_are_regions_and_unused_styles_are_named(t
     layer.save(tmp_path / "layer.png")
     labels = read_mask(tmp_path / "layer.png", styles=2)
     assert labels[:, :8].eq(0).all() and labels[:, 8:].eq(1).all()  # transparent first
-    with pytest.warns(UserWarning, match=r"1 region\(s\) but 2 styles .*style\(s\) 2..2 are not used"):
+    with pytest.warns(UserWarning, match=r"1 region\(s\) but 2 styles were given: style 2 is not used"):
         read_mask(Image.new("L", (16, 8), 255), styles=2)
 
 
@@ -483,3 +483,52 @@ def test_save_style_never_replaces_a_file_silently(tmp_path):
     with pytest.raises(OutputError, match="exists"):
         s.save_style(style, preset)
     assert s.save_style(style, preset, overwrite=True) == preset and photo.read_bytes() == before
+
+
+def test_16_bit_label_masks_with_a_transparent_value_keep_their_labels(tmp_path):
+    """A 16-bit label PNG with a transparent value went through 8 bits: labels 0, 1, 3 merged."""
+    import numpy as np
+
+    Image.fromarray(np.array([[0, 1, 2, 3]], np.uint16)).save(tmp_path / "labels.png", transparency=2)
+    assert Image.open(tmp_path / "labels.png").mode == "I;16"
+    assert read_mask(tmp_path / "labels.png")[0].tolist() == [1, 2, 0, 3]  # transparent first
+
+
+def test_preserve_color_keeps_low_precision_images_to_their_rounding():
+    """bf16 / fp16 images were converted and summed in bf16 / fp16: 4x the result's rounding."""
+    content, stylised = gradient_image(64, 64), stripes(64, 64, RED)
+    for dtype, step in ((torch.bfloat16, 2**-8), (torch.float16, 2**-11)):
+        c, s = content.to(dtype), stylised.to(dtype)
+        out = preserve_color(c, s)
+        exact = preserve_color(c.double(), s.double())
+        assert out.dtype == dtype and (out.double() - exact).abs().max() <= step  # was 2 to 4 steps
+    for c, s in ((torch.zeros(1, 3, 0, 8), torch.zeros(1, 3, 0, 8)), ([1.0], [1.0])):
+        with pytest.raises(InputError, match="colour preservation"):
+            preserve_color(c, s)
+
+
+def test_presets_with_bad_metadata_or_a_newer_version_are_clear_weights_errors(tmp_path):
+    """The digest covers the tensors only: an edited `levels` was a KeyError or a ValueError."""
+    from wct.controls import load_style_stats, save_style_stats
+    from wct.errors import WeightsError
+
+    stats = {3: feature_stats(torch.randn(8, 4, 4)), 1: feature_stats(torch.randn(4, 4, 4))}
+    preset = save_style_stats(stats, tmp_path / "p.safetensors", "md5", {"source": "a.jpg"})
+    assert sorted(load_style_stats(preset, "md5")) == [1, 3]
+    with safe_open(str(preset), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    cases = [({"levels": "3,2,1"}, "its levels '3,2,1' do not match"), ({"levels": "a"}, "corrupt")]
+    cases += [({"levels": None}, "corrupt"), ({"version": "2"}, "format version '2', but this wct reads")]
+    for i, (change, text) in enumerate(cases):
+        edited = {k: v for k, v in {**meta, **change}.items() if v is not None}
+        save_file(tensors, str(tmp_path / f"{i}.safetensors"), metadata=edited)
+        with pytest.raises(WeightsError, match=text):
+            load_style_stats(tmp_path / f"{i}.safetensors", "md5")
+    (tmp_path / "d.safetensors").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        load_style_stats(tmp_path / "d.safetensors", "md5")
+
+
+def test_a_weight_without_a_path_is_not_taken_for_an_existing_file():
+    """'' is '.', which exists: ':0.5' was refused for its weight '0.5'."""
+    assert parse_style_spec(":0.5") == (Path(":0.5"), None)  # then "does not exist"

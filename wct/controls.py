@@ -39,7 +39,7 @@ def parse_style_spec(text: str) -> tuple[Path, float | None]:
     m = _WEIGHTED.match(text)
     if m is None:
         head, colon, tail = text.rpartition(":")
-        if colon and Path(head).exists():
+        if colon and head and Path(head).exists():
             raise InputError(f"--style {text}: the weight {tail!r} must be a number >= 0")
         return Path(text), None
     return Path(m["path"]), float(m["weight"])
@@ -87,13 +87,13 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
     mask with more regions than styles is an InputError, and one with fewer a warning.
     """
     im = image if isinstance(image, Image.Image) else decode(image)
-    if im.mode in INT_GREY and "transparency" not in im.info:
+    if im.mode in INT_GREY:
         codes = np.asarray(im, dtype=np.int64)  # 8-bit conversion would merge small labels
     else:
         a = np.asarray(to_rgb(im), dtype=np.int64)
         codes = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
-        if has_alpha(im):
-            codes[np.asarray(alpha_of(im)) == 0] = -1
+    if has_alpha(im):
+        codes[np.asarray(alpha_of(im)) == 0] = np.iinfo(np.int64).min  # below any value, 32-bit too
     values, labels = np.unique(codes, return_inverse=True)
     if styles is not None and len(values) > styles:
         suffix = "" if isinstance(image, Image.Image) else Path(image).suffix.lower()
@@ -103,9 +103,10 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
             + ("; save masks as PNG, JPEG adds values" if jpeg or len(values) > 16 else "")
         )
     if styles is not None and len(values) < styles:
+        first = len(values) + 1
+        unused = f"style {first} is" if first == styles else f"styles {first}..{styles} are"
         warnings.warn(
-            f"the mask has {len(values)} region(s) but {styles} styles were given: "
-            f"style(s) {len(values) + 1}..{styles} are not used",
+            f"the mask has {len(values)} region(s) but {styles} styles were given: {unused} not used",
             stacklevel=2,
         )
     return torch.from_numpy(labels.reshape(codes.shape))
@@ -198,11 +199,15 @@ def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
     deviation (Gatys et al. 2016, "Preserving color in neural artistic style transfer", match
     the style's luminance to the content's the same way), so the photo keeps its hues, its
     saturation and its overall brightness, and takes only the style's texture and strokes.
-    Both images are (N, 3, H, W) or (3, H, W) in [0, 1] of the same size; returns that, clamped.
+    Both images are (N, 3, H, W) or (3, H, W) in [0, 1] of the same size; returns that, clamped,
+    in the stylised image's dtype (bf16 and fp16 are computed in fp32).
     """
+    if not isinstance(content, Tensor) or not isinstance(stylized, Tensor):
+        got = f"{type(content).__name__}, {type(stylized).__name__}"
+        raise InputError(f"colour preservation takes two image tensors, got {got}")
     if content.shape != stylized.shape:
         raise InputError(f"content {tuple(content.shape)} and stylised {tuple(stylized.shape)} differ")
-    if content.ndim not in (3, 4) or content.shape[-3] != 3:
+    if content.ndim not in (3, 4) or content.shape[-3] != 3 or 0 in content.shape:
         raise InputError(
             f"colour preservation needs (N, 3, H, W) or (3, H, W) RGB images, got {tuple(content.shape)}"
         )
@@ -213,14 +218,15 @@ def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
             )
     if content.ndim == 3:
         return preserve_color(content[None], stylized[None])[0]
-    c = rgb_to_ycbcr(content.to(stylized))
-    s = rgb_to_ycbcr(stylized)
+    work = torch.promote_types(stylized.dtype, torch.float32)  # in bf16/fp16: 4x the rounding error
+    c = rgb_to_ycbcr(content.to(stylized.device, work))
+    s = rgb_to_ycbcr(stylized.to(work))
     ys, yc = s[:, :1], c[:, :1]
     dims = (1, 2, 3)
     ys_mean, ys_std = ys.mean(dims, keepdim=True), ys.std(dims, keepdim=True, unbiased=False)
     yc_mean, yc_std = yc.mean(dims, keepdim=True), yc.std(dims, keepdim=True, unbiased=False)
     luma = (ys - ys_mean) * (yc_std / ys_std.clamp_min(1e-6)) + yc_mean
-    return ycbcr_to_rgb(torch.cat([luma, c[:, 1:]], 1)).clamp(0, 1)
+    return ycbcr_to_rgb(torch.cat([luma, c[:, 1:]], 1)).clamp(0, 1).to(stylized.dtype)
 
 
 # ---------------------------------------------------------------- style presets
@@ -276,9 +282,14 @@ def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, Feat
     """Read a preset written by `save_style_stats`; refuse a corrupt one or one for another encoder."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path} does not exist")
+        raise InputError(f"{path} {'is a directory' if path.is_dir() else 'does not exist'}")
     tensors, meta = read_signed(path, "style preset")
-    if meta.get("format") != PRESET_FORMAT or meta.get("version") != PRESET_VERSION:
+    if meta.get("format") == PRESET_FORMAT and meta.get("version") != PRESET_VERSION:
+        raise WeightsError(
+            f"style preset {path} has format version {meta.get('version')!r}, but this wct reads "
+            f"version {PRESET_VERSION}: recompute it with `wct style-stats`"
+        )
+    if meta.get("format") != PRESET_FORMAT:
         raise WeightsError(
             f"{path} is not a style preset of format {PRESET_FORMAT} v{PRESET_VERSION} "
             "(make one with `wct style-stats`)"
@@ -289,9 +300,12 @@ def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, Feat
             f"but the encoder loaded is {encoder_id!r}: recompute it with `wct style-stats`"
         )
     out = {}
-    for level in (int(v) for v in meta["levels"].split(",") if v):
-        k = relu(level)
-        out[level] = FeatureStats(
-            int(tensors[f"{k}.count"][0]), tensors[f"{k}.total"], tensors[f"{k}.outer"], tensors[f"{k}.shift"]
-        )
+    try:
+        for level in (int(v) for v in meta["levels"].split(",") if v):
+            count, total, outer, shift = (tensors[f"{relu(level)}.{name}"] for name in _FIELDS)
+            out[level] = FeatureStats(int(count[0]), total, outer, shift)
+    except (KeyError, ValueError):  # the digest covers the tensors, not the metadata
+        raise WeightsError(
+            f"style preset {path} is corrupt: its levels {meta.get('levels')!r} do not match its tensors"
+        ) from None
     return out
