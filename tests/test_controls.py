@@ -415,6 +415,9 @@ def test_python_api_takes_masks_weights_presets_and_colour(files, tmp_path):
     by_path = wct.stylize(content, [red, blue], levels=(2, 1), size=48, mask=files["mask"])
     by_labels = wct.stylize(content, [red, blue], levels=(2, 1), size=48, mask=labels)
     assert by_path.size == (48, 48) and by_path.tobytes() == by_labels.tobytes()
+    gaps = labels * 5  # labels 0 and 5 are two regions, but label 5 has no style
+    with pytest.raises(InputError, match="the mask has label 5, but labels pick styles 0..1"):
+        wct.stylize(content, [red, blue], levels=(2, 1), size=48, mask=gaps)
     s = wct.pipeline.stylizer()
     preset = s.save_style(s.style(red), tmp_path / "red.safetensors")
     one_zero = wct.stylize(content, [preset, blue], levels=(2, 1), size=48, weights=[1, 0])

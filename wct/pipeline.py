@@ -100,7 +100,8 @@ def prepare_inputs(
         labels = fit_labels(mask, (h, w))
         if labels.max() >= len(styles):
             raise InputError(
-                f"the mask has {int(labels.max()) + 1} regions but only {len(styles)} style(s) were given"
+                f"the mask has label {int(labels.max())}, but labels pick styles 0..{len(styles) - 1} "
+                f"and {len(styles)} style(s) were given"
             )
         labels = pad_labels(labels, tuple(x.shape[-2:]))
     return styles, x, (h, w), labels
