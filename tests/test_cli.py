@@ -454,3 +454,67 @@ def test_jpeg_outputs_keep_a_paintings_fine_strokes(tmp_path):
     atomic_save(im, tmp_path / "out.jpg")
     err = np.square(np.asarray(Image.open(tmp_path / "out.jpg"), float) - np.asarray(im, float)).mean()
     assert 10 * np.log10(255**2 / err) > 33  # Pillow's default (quality 75, 4:2:0 chroma): 23.6 dB
+
+
+def test_decoder_options_are_checked_before_any_work_and_no_input_is_written_over(
+    tmp_path, wct_cli, monkeypatch
+):
+    import shutil
+
+    import wct.encoder
+    import wct.evaluate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the images or models were loaded before the options were checked")
+
+    monkeypatch.setattr(wct.evaluate, "load_val_images", no_work)
+    monkeypatch.setattr(wct.encoder, "load_encoder", no_work)
+    decoders = tmp_path / "decoders"
+    decoders.mkdir()
+    mine = decoders / "relu1_1.safetensors"
+    shutil.copy(DECODER_DIR / "relu1_1.safetensors", mine)
+    monkeypatch.setenv("WCT_DECODERS", str(decoders))
+    before = digest(mine)
+    val = tmp_path / "val"
+    val.mkdir()
+    landscape(40, 30).save(val / "x.png")
+    data = ("eval-decoders", "--data", str(val))
+    for args, text in (
+        ((*data, "--levels", "9"), "--levels must be"),
+        ((*data, "--decoder", str(decoders)), f"{decoders} is a directory: give a decoder file"),
+        (
+            (*data, "--decoder", str(mine), "--decoder", str(decoders / ".." / decoders.name / mine.name)),
+            "is given twice",
+        ),
+        ((*data, "--levels", "1", "--json", str(mine), "--overwrite"), f"write over the input {mine}"),
+        (("average-decoders", str(mine), str(decoders), "-o", str(tmp_path / "s.safetensors")), "directory"),
+    ):
+        r = wct_cli(*args)
+        assert_clean_error(r, text)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert digest(mine) == before and not (tmp_path / "s.safetensors").exists()
+
+
+def test_info_shows_whole_paths_and_total_steps(tmp_path, wct_cli, monkeypatch):
+    from wct.decoder import Decoder, save_decoder
+    from wct.encoder import VGG19_MD5
+
+    decoders = tmp_path / ("a_folder_name_long_enough_to_wrap_" * 2)
+    decoders.mkdir()
+    save_decoder(
+        Decoder(1), decoders / "relu1_1.safetensors", {"encoder": VGG19_MD5, "steps": 7, "prior_steps": 5}
+    )
+    (decoders / "relu2_1.safetensors").write_bytes(b"junk")
+    monkeypatch.setenv("WCT_DECODERS", str(decoders))
+    r = wct_cli("info")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("│")[1:-1] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert [cell.strip() for cell in rows[0]][4] == "12"  # this run's 7 steps and the 5 before it
+    assert str(decoders / "relu2_1.safetensors") in "".join(row[1].strip() for row in rows[1:])
+
+
+def test_average_decoders_prints_the_output_name_on_one_line(tmp_path, wct_cli):
+    out = tmp_path / ("the averaged decoder of two long fine-tuning runs " * 2 + ".safetensors")
+    file = str(DECODER_DIR / "relu1_1.safetensors")
+    r = wct_cli("average-decoders", file, file, "-o", str(out))
+    assert r.returncode == 0 and r.stdout == f"averaged 2 relu1_1 decoders -> {out}\n", r.stdout

@@ -416,7 +416,8 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     enc = describe()
     out_console.print(f"encoder weights: {enc['path']} [{enc['status']}]", markup=False, soft_wrap=True)
     out_console.print(f"decoders: {dec.decoder_path(1).parent}", markup=False, soft_wrap=True)
-    table = Table("level", "file", "val PSNR (dB)", "val SSIM", "steps", "encoder")
+    file_column = Column("file", overflow="fold")  # an error's path wraps whole rather than cut short
+    table = Table("level", file_column, "val PSNR (dB)", "val SSIM", "steps", "encoder")
     for level, meta in dec.available().items():
         if "error" in meta:
             table.add_row(str(level), meta["error"], "", "", "", "")
@@ -426,7 +427,7 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
                 dec.decoder_path(level).name,
                 meta.get("val_psnr", "?"),
                 meta.get("val_ssim", "?"),
-                meta.get("steps", "?"),
+                total_steps(meta),
                 meta.get("encoder", "?")[:8],
             )
     out_console.print(table)
@@ -438,6 +439,14 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     fast = fast_precisions(torch.device("cuda" if cuda else "cpu"))
     slow = "" if "bf16" in fast else f" (bf16 has no fast kernels on this {'GPU' if cuda else 'CPU'})"
     out_console.print(f"--precision: {', '.join(fast)}{slow}")
+
+
+def total_steps(meta: dict[str, str]) -> str:
+    """A decoder's training steps, with those of the runs it was fine-tuned from (prior_steps)."""
+    try:
+        return str(int(meta["steps"]) + int(meta.get("prior_steps", 0)))
+    except (KeyError, ValueError):
+        return meta.get("steps", "?")
 
 
 @app.command("eval-decoders")
@@ -456,7 +465,8 @@ def eval_decoders(
 ) -> None:
     """Mean reconstruction PSNR and SSIM per level (protocol of shared/README.md)."""
     must_exist(data, *(decoder_files or ()))
-    from .decoder import load_decoder
+    decoder_files = decoder_args(decoder_files or [], "--decoder")
+    from .decoder import decoder_path, load_decoder
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
     from .images import list_images, write_json
@@ -467,8 +477,10 @@ def eval_decoders(
         raise InputError(f"--limit must be at least 1, not {limit}")
     if max_side < 16:  # every level needs 16 px a side; 0 does not keep the size here
         raise InputError(f"--max-side must be at least 16 px, got {max_side}")
+    sources = decoder_files or parse_levels(levels)  # before the images load (seconds)
     if json_out:
-        check_target(json_out, overwrite, (*(decoder_files or ()), *list_images(data)))
+        scored = decoder_files or [decoder_path(level) for level in sources]
+        check_target(json_out, overwrite, (*scored, *list_images(data)))
     images = load_val_images(data, max_side, limit)
     if not images:
         raise InputError(f"no readable images in {data}")
@@ -476,7 +488,7 @@ def eval_decoders(
     level_column = Column("level", overflow="fold")  # a --decoder path wraps whole rather than cut short
     table = Table(level_column, "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
     results = {}
-    for source in decoder_files or parse_levels(levels):
+    for source in sources:
         file = source if isinstance(source, Path) else None
         decoder = load_decoder(None if file else source, encoder.mean.device, encoder.weights_id, path=file)
         level = decoder.level
@@ -491,10 +503,21 @@ def eval_decoders(
             f">= {TARGETS[level]}",
             "n/a" if pub is None else f"{pub}",
         )
-    out_console.print(f"{len(images)} images from {data}, longer side {max_side}")
+    out_console.print(f"{len(images)} images from {data}, longer side {max_side}", soft_wrap=True)
     out_console.print(table)
     if json_out:
         write_json({"data": str(data), "max_side": max_side, "levels": results}, json_out)
+
+
+def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
+    """`files`, or an InputError naming a directory among them or, with `option` (such as
+    --decoder), a file given twice."""
+    for i, f in enumerate(files):
+        if f.is_dir():
+            raise InputError(f"{f} is a directory: give a decoder file (.safetensors)")
+        if option and any(f.resolve() == g.resolve() for g in files[:i]):
+            raise InputError(f"{option} {f} is given twice")
+    return files
 
 
 @app.command("average-decoders")
@@ -509,6 +532,7 @@ def average_decoders_command(
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
     must_exist(*files, val)
+    decoder_args(files)
     from .decoder import average_decoders, load_decoder, save_decoder, soup_metadata
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
@@ -537,7 +561,7 @@ def average_decoders_command(
         meta["val_data"] = str(val)
         line += f": val PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f} on {s['images']} images"
     save_decoder(mean, out, meta)
-    out_console.print(f"{line} -> {out}")
+    out_console.print(f"{line} -> {out}", soft_wrap=True)  # the file name on one line
 
 
 def train_command(
@@ -993,7 +1017,7 @@ def bench(
     atomic_save(b.contact_sheet(sheet_rows), files[2], overwrite=True)
     if tmp:
         tmp.cleanup()
-    out_console.print(b.markdown(rows, machine))
+    out_console.print(b.markdown(rows, machine), soft_wrap=True)  # table rows on one line each
     console.print(f"wrote {', '.join(map(str, files))}")
 
 
