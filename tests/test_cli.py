@@ -518,3 +518,26 @@ def test_average_decoders_prints_the_output_name_on_one_line(tmp_path, wct_cli):
     file = str(DECODER_DIR / "relu1_1.safetensors")
     r = wct_cli("average-decoders", file, file, "-o", str(out))
     assert r.returncode == 0 and r.stdout == f"averaged 2 relu1_1 decoders -> {out}\n", r.stdout
+
+
+def test_help_and_usage_errors_answer_without_importing_torch():
+    """wct/__init__.py's promise: `wct --help` and usage errors do not wait for torch."""
+    code = (
+        "import sys\nfrom wct.cli import main\n"
+        "for args in (['--help'], ['demo', '--help'], ['stylize', '--bogus']):\n"
+        "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.stderr.strip().endswith("no torch"), r.stderr
+    assert "Usage: wct" in r.stdout and "No such option: --bogus" in r.stderr
+
+
+def test_demo_into_a_file_is_refused_and_the_file_kept(tmp_path, wct_cli, monkeypatch):
+    import wct.pipeline
+
+    monkeypatch.setattr(wct.pipeline.Stylizer, "__init__", lambda *a, **k: pytest.fail("models loaded"))
+    mine = tmp_path / "demo.png"
+    mine.write_bytes(b"mine")
+    assert_clean_error(wct_cli("demo", "-o", str(mine)), "is a file, not a directory")
+    assert mine.read_bytes() == b"mine" and sorted(tmp_path.iterdir()) == [mine]

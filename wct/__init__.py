@@ -3,8 +3,8 @@
 import wct
 image = wct.stylize("photo.jpg", "painting.jpg", alpha=0.6)
 
-The names below load on first use, so `wct --help` and the CLI's argument errors answer without
-waiting for torch (seconds).
+The names below load on first use, so `wct --help` and the CLI's usage errors (an unknown option,
+a missing argument) answer without waiting for torch (seconds).
 """
 
 from importlib import import_module
