@@ -145,6 +145,18 @@ def test_init_from_a_file_whose_tensors_do_not_fit_is_a_weights_error(tmp_path):
         warm_start(Decoder(3), path)
 
 
+def test_init_from_a_decoder_of_other_encoder_weights_is_refused_before_any_work(data, tmp_path):
+    from wct.decoder import Decoder, write_signed
+
+    path = tmp_path / "relu2_1.safetensors"
+    write_signed(
+        {k: v.half() for k, v in Decoder(2).state_dict().items()}, {"encoder": "0" * 32, "level": "2"}, path
+    )
+    with pytest.raises(WeightsError, match="trained for encoder weights '0000"):
+        train(config(data, tmp_path / "x", level=2, init_from=str(path)))
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("bad", ["nan", "tensors of level 3"])
 def test_init_from_the_level_below_is_checked_like_a_decoder_file(data, tmp_path, bad):
     from wct.decoder import Decoder, write_signed

@@ -41,7 +41,7 @@ from .encoder import (
     tensors_sha256,
     warn_if_slow,
 )
-from .errors import ImageError, InputError, TrainingError, WCTError
+from .errors import ImageError, InputError, TrainingError, WCTError, WeightsError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
@@ -305,10 +305,16 @@ def changed_settings(before: dict, now: dict) -> str:
     return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
 
 
-def warm_start(decoder: Decoder, path: str | Path) -> int:
+def warm_start(decoder: Decoder, path: str | Path, encoder_id: str | None = None) -> int:
     """Start from a decoder file: all of it if it has the same level (fine-tuning), or the layers
-    decoder X shares with decoder X - 1 (its tail) from a decoder of the level below."""
+    decoder X shares with decoder X - 1 (its tail) from a decoder of the level below. With
+    `encoder_id`, one trained for other encoder weights is a WeightsError (it inverts other features)."""
     tensors, meta = read_decoder(path)
+    if encoder_id is not None and meta.get("encoder") != encoder_id:
+        raise WeightsError(
+            f"--init-from (Config.init_from) {path} was trained for encoder weights {meta.get('encoder')!r}, "
+            f"but the encoder loaded is {encoder_id!r}"
+        )
     if meta.get("level") == str(decoder.level):
         fill(decoder, tensors, path)
         return len(tensors)
@@ -573,7 +579,7 @@ def train(cfg: Config) -> dict:
         decoder.mean.copy_(mean)
         decoder.whiten.copy_(whiten)
         if cfg.init_from:
-            n = warm_start(decoder, cfg.init_from)
+            n = warm_start(decoder, cfg.init_from, encoder.weights_id)
             if rank == 0:
                 print(f"started from {cfg.init_from}: {n} of {len(decoder.state_dict())} tensors", flush=True)
             donor = read_decoder(cfg.init_from)[1]
