@@ -89,7 +89,7 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
     if not torch.isfinite(f).all():
         raise InputError("features contain NaN or Inf")
     if shift is None:
-        shift = f.double().mean(1) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
+        shift = f.mean(1, dtype=torch.float64) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
     if not isinstance(shift, Tensor) or not torch.isfinite(shift).all():
         raise InputError(f"shift must be a tensor of finite numbers, one per channel, got {shift!r}")
     if shift.shape != f.shape[:1]:
@@ -97,16 +97,18 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
     dtype = torch.promote_types(f.dtype, torch.float32)
     s = shift.to(f.device, dtype)  # the shift kept is the one subtracted, rounded to x's dtype
     x = f.to(dtype) - s[:, None]
-    if not torch.isfinite(x).all():
+    total = x.sum(1, dtype=torch.float64)  # not finite only if x overflowed its dtype
+    if not torch.isfinite(total).all():
         s = shift.to(f.device, torch.float64)
         x = f.double() - s[:, None]
+        total = x.sum(1)
     outer = torch.zeros(f.shape[0], f.shape[0], dtype=torch.float64, device=f.device)
     for part in x.split(OUTER_CHUNK, dim=1):
         product = part @ part.T
         if not torch.isfinite(product).all():
             product = part.double() @ part.double().T
         outer += product.double()
-    return FeatureStats(f.shape[1], x.double().sum(1).cpu(), outer.cpu(), s.double().cpu())
+    return FeatureStats(f.shape[1], total.cpu(), outer.cpu(), s.double().cpu())
 
 
 def eig(cov: Tensor) -> tuple[Tensor, Tensor]:
