@@ -58,11 +58,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 1 or args.size < 1:  # before minutes of work, not a traceback after them
         ap.error(f"--runs and --size must be at least 1, got {args.runs} and {args.size}")
-    if args.json and args.json.is_dir():
-        ap.error(f"--json {args.json} is a directory: name a file")
-    if args.json and args.json.exists() and not args.overwrite:
-        ap.error(f"--json {args.json} exists: pass --overwrite to replace it")
-    from wct.bench import conv_throughput, count_flops, machine, median_seconds
+    from wct.bench import conv_throughput, count_flops, machine, median_seconds, report_problem
+
+    if args.json and (problem := report_problem(args.json, args.overwrite)):
+        ap.error(f"--json {problem}")
     from wct.pipeline import Stylizer
 
     torch.set_grad_enabled(False)
@@ -100,10 +99,10 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.json:  # whole or not at all: a temporary file renamed into place
         from wct.errors import OutputError
-        from wct.images import write_atomic
+        from wct.images import write_json
 
         try:
-            write_atomic(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+            write_json(result, args.json)
         except OutputError as e:
             sys.exit(f"error: {e}")
 

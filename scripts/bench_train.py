@@ -8,18 +8,17 @@ feature loss on (its slowest phase). Writes docs/bench/train.json.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from wct.bench import machine
+from wct.bench import machine, report_problem
 from wct.decoder import Decoder
 from wct.encoder import load_encoder, resolve_device
 from wct.errors import OutputError
-from wct.images import write_atomic
+from wct.images import write_json
 from wct.train import reconstruction_loss
 
 
@@ -58,8 +57,8 @@ def main() -> None:
     a = ap.parse_args()
     if min(a.crop, a.batch, a.steps) < 1:
         ap.error("--crop, --batch and --steps must be at least 1")
-    if a.out.is_dir() or (a.out.exists() and not a.overwrite):
-        ap.error(f"--out {a.out} is a directory or exists: name a new file, or pass --overwrite")
+    if problem := report_problem(a.out, a.overwrite):
+        ap.error(f"--out {problem}")
     device = resolve_device(a.device)
     rates = {}
     for level in range(1, 6):
@@ -68,10 +67,7 @@ def main() -> None:
     report = {"machine": machine(device), "device": str(device), "amp_bf16": a.amp}
     report.update(crop=a.crop, batch=a.batch)
     try:  # whole or not at all
-        write_atomic(
-            a.out,
-            lambda tmp: Path(tmp).write_text(json.dumps({**report, "images_per_second": rates}, indent=2)),
-        )
+        write_json({**report, "images_per_second": rates}, a.out)
     except OutputError as e:
         sys.exit(f"error: {e}")
 

@@ -248,6 +248,16 @@ def machine(device: str | torch.device | None = None) -> str:
     )
 
 
+def report_problem(path: Path, overwrite: bool) -> str | None:
+    """Why a benchmark script cannot write its report to `path` (checked before minutes of work),
+    or None."""
+    if path.is_dir():
+        return f"{path} is a directory: name a file"
+    if path.exists() and not overwrite:
+        return f"{path} exists: pass --overwrite to replace it"
+    return None
+
+
 def sync() -> None:
     """Wait for queued GPU work, so that wall time includes it (nothing to do if CUDA is unused)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -256,7 +256,7 @@ def stylize(
         done = len(todo) - len(failures) - skipped
         console.print(f"{done} written, {skipped} already complete, {len(failures)} failed -> {output}")
         for f in failures:
-            console.print(f"  failed: {f}", markup=False, soft_wrap=True)
+            console.print(f"  failed: {f}")
         if failures:
             raise typer.Exit(1)
     else:
@@ -1096,7 +1096,7 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
     try:
         code = fn(args=args, prog_name=prog_name, standalone_mode=False)
     except WCTError as e:
-        console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)  # one line
+        console.print(f"error: {e}", highlight=False)  # one line
         sys.exit(1)
     except KeyboardInterrupt:
         interrupted()
@@ -1112,12 +1112,7 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
             sys.exit(1)
         if os.environ.get("WCT_DEBUG"):
             raise
-        console.print(
-            f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        console.print(f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)", highlight=False)
         sys.exit(1)
     finally:
         if before is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +263,10 @@ def save_style_stats(
     its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source). An
     existing file is replaced only with `overwrite`."""
     path = check_preset_path(path, overwrite)
+    if metadata is not None and not (
+        isinstance(metadata, Mapping) and all(isinstance(v, str) for kv in metadata.items() for v in kv)
+    ):
+        raise InputError(f"metadata must map str keys to str values, got {metadata!r}")
     tensors: dict[str, Tensor] = {}
     for level, s in sorted(stats.items()):
         tensors[f"{relu(level)}.count"] = torch.tensor([s.count], dtype=torch.int64)

@@ -125,12 +125,7 @@ def load_decoder(
 
     path = Path(path) if path else decoder_path(level)
     tensors, meta = read_decoder(path)
-    expected = encoder_id or VGG19_MD5
-    if meta.get("encoder") != expected:
-        raise WeightsError(
-            f"decoder {path} was trained for encoder weights {meta.get('encoder')!r}, "
-            f"but the encoder loaded is {expected!r}"
-        )
+    check_encoder(meta, path, encoder_id or VGG19_MD5)
     if meta.get("level") not in {str(x) for x in LEVELS}:
         raise WeightsError(f"{path} is not a decoder file: its metadata names no level (1-5)")
     if level is None:
@@ -154,6 +149,15 @@ def soup_metadata(
         for f, d, w in zip(files, decoders, weights, strict=True)
     ]
     return meta
+
+
+def check_encoder(meta: dict[str, str], path: str | Path, encoder_id: str, what: str = "decoder") -> None:
+    """WeightsError if a decoder file's metadata names other encoder weights than `encoder_id`."""
+    if meta.get("encoder") != encoder_id:
+        raise WeightsError(
+            f"{what} {path} was trained for encoder weights {meta.get('encoder')!r}, "
+            f"but the encoder loaded is {encoder_id!r}"
+        )
 
 
 def fill(decoder: Decoder, tensors: dict[str, Tensor], path: str | Path) -> Decoder:

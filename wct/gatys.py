@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from torch import Tensor
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
 from .images import check_texture_pixels
-from .transform import whole
+from .transform import as_number, whole
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
@@ -529,13 +528,13 @@ def _count(value: object, name: str, least: int = 0, most: int | None = None) ->
 
 
 def _weight(value: object, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)  # numpy's scalars too
-        or not (math.isfinite(value) and value >= 0)
-    ):
+    try:
+        v = as_number(value, name)  # numpy's scalars too
+    except InputError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
         raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return v
 
 
 def _layers(value: object, name: str) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
+SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 MIN_SIDE = 16  # relu5_1 is 1/16 of the input
 ImageLike = str | os.PathLike | Image.Image | Tensor
 
@@ -387,8 +388,8 @@ def atomic_save(
             im.save(f, format=fmt, **extra)
             f.flush()
             os.fsync(f.fileno())
-        stored = stored_size(tmp)
-        if stored not in (None, im.size):  # ICO keeps at most 256 px, ICNS fixed squares
+        stored = stored_size(tmp) if fmt in SIZED_FORMATS else None
+        if stored not in (None, im.size):
             w, h = im.size
             raise OutputError(
                 f"{fmt} would store this {w}x{h} image as {stored[0]}x{stored[1]}: use .png, .jpg or .webp"

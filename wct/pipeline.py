@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,10 +205,6 @@ class Stylizer:
         existing file is an OutputError unless `overwrite`)."""
         if not isinstance(style, Style):
             raise InputError(f"save_style takes a Style (from Stylizer.style), got {type(style).__name__}")
-        if metadata is not None and not (
-            isinstance(metadata, Mapping) and all(isinstance(v, str) for kv in metadata.items() for v in kv)
-        ):
-            raise InputError(f"metadata must map str keys to str values, got {metadata!r}")
         return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata, overwrite)
 
     @torch.no_grad()

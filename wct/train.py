@@ -31,7 +31,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .decoder import Decoder, fill, load_decoder, read_decoder, save_decoder
+from .decoder import Decoder, check_encoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
     Encoder,
     fast_precisions,
@@ -41,7 +41,7 @@ from .encoder import (
     tensors_sha256,
     warn_if_slow,
 )
-from .errors import ImageError, InputError, TrainingError, WCTError, WeightsError
+from .errors import ImageError, InputError, TrainingError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
@@ -310,11 +310,8 @@ def warm_start(decoder: Decoder, path: str | Path, encoder_id: str | None = None
     decoder X shares with decoder X - 1 (its tail) from a decoder of the level below. With
     `encoder_id`, one trained for other encoder weights is a WeightsError (it inverts other features)."""
     tensors, meta = read_decoder(path)
-    if encoder_id is not None and meta.get("encoder") != encoder_id:
-        raise WeightsError(
-            f"--init-from (Config.init_from) {path} was trained for encoder weights {meta.get('encoder')!r}, "
-            f"but the encoder loaded is {encoder_id!r}"
-        )
+    if encoder_id is not None:
+        check_encoder(meta, path, encoder_id, "--init-from (Config.init_from)")
     if meta.get("level") == str(decoder.level):
         fill(decoder, tensors, path)
         return len(tensors)
