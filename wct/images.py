@@ -7,12 +7,15 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
 - grayscale, palette, CMYK, 16-bit, float and alpha images: converted to 8-bit RGB (alpha
   composited on white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
 - EXIF orientation: applied, so the pixels are upright;
+- embedded ICC profiles (Display P3, Adobe RGB, CMYK...): converted to sRGB (`to_srgb`); masks,
+  whose values are labels, keep them (`to_rgb`);
 - animated GIF/WebP/PNG: the first frame, with a warning;
 - sides under 16 px: stretched to 16 with a warning (`stretch_small`), results resized back.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
@@ -37,6 +40,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 MIN_SIDE = 16  # relu5_1 is 1/16 of the input
+SRGB = ImageCms.createProfile("sRGB")
 ImageLike = str | os.PathLike | Image.Image | Tensor
 
 # What Pillow's decoders raise on malformed data (found by scripts/fuzz_images.py).
@@ -155,10 +159,10 @@ def decode(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Imag
 
 
 def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
-    """Open, decode and orient an image file as RGB; any failure is an ImageError naming the file."""
+    """Open, decode and orient an image file as sRGB; any failure is an ImageError naming the file."""
     im = decode(path, max_pixels)
     try:
-        return to_rgb(im)
+        return to_srgb(im, str(path))
     except DECODE_ERRORS as e:
         raise ImageError(f"{path} cannot be converted to RGB ({reason(e)})") from None
 
@@ -197,6 +201,45 @@ def to_rgb(im: Image.Image) -> Image.Image:
     im = im.convert("RGB")
     im.load()
     return im
+
+
+def to_srgb(im: Image.Image, name: str = "the image") -> Image.Image:
+    """`to_rgb` with the colours converted to sRGB from the image's embedded ICC profile (RGB, CMYK,
+    or grey for a grey image). Untagged images, and those the conversion changes by at most 1 (an
+    sRGB profile, whatever its name), are exactly `to_rgb`'s; an unusable profile is ignored with a
+    warning naming `name`. Masks use `to_rgb`: their values are labels, not colours.
+    Perceptual intent: CMYK (LUT) profiles map their gamut smoothly; matrix ones (P3) are colorimetric.
+    """
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return to_rgb(im)
+    rgb = None if im.mode == "CMYK" else to_rgb(im)
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        src = im if rgb is None else rgb
+        if rgb is not None and profile.profile.xcolor_space.strip() == "GRAY" and is_grey(rgb):
+            src = rgb.getchannel("R")
+        out = ImageCms.profileToProfile(
+            src, profile, SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode="RGB"
+        )
+    except (ImageCms.PyCMSError, OSError, TypeError, ValueError) as e:
+        warnings.warn(
+            f"{name} has a colour profile that cannot be used ({reason(e)}): its colours are read as sRGB",
+            stacklevel=2,
+        )
+        rgb = to_rgb(im) if rgb is None else rgb
+        rgb.info.pop("icc_profile", None)  # warned about once
+        return rgb
+    if rgb is not None and max(hi for _, hi in ImageChops.difference(out, rgb).getextrema()) <= 1:
+        return rgb
+    out.info.pop("icc_profile", None)  # untagged sRGB, like every other image
+    return out
+
+
+def is_grey(im: Image.Image) -> bool:
+    """Whether every pixel of an RGB image has R = G = B."""
+    a = np.asarray(im)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
 
 
 def alpha_of(im: Image.Image) -> Image.Image:
@@ -300,7 +343,7 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ImageError(f"the image has no pixels ({image.width}x{image.height})")
-        im = to_rgb(image)
+        im = to_srgb(image)
     elif isinstance(image, (str, os.PathLike)):
         im = open_image(image, max_pixels)
     else:

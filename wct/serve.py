@@ -55,6 +55,7 @@ from .images import (
     resize,
     tensor_to_pil,
     to_rgb,
+    to_srgb,
     warnings_as,
     with_alpha,
 )
@@ -141,7 +142,9 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Uploaded bytes as an upright RGB image (RGBA if it has transparency), decoded by Pillow;
     anything else is an ImageError. An animated image gives its first frame, with a warning. Opaque
     16- and 32-bit grey stays as it is: as a mask its values are the labels (`read_mask`), and as a
-    content or style `load_image` makes it RGB just as it does when the library reads the file."""
+    content or style `load_image` makes it RGB just as it does when the library reads the file. An
+    embedded colour profile stays with the pixels, so `load_image` converts a content or style to
+    sRGB while a mask keeps its labels; only CMYK, which RGB would lose, is converted here."""
     if not data:
         raise ImageError("the file is empty")
     try:
@@ -159,7 +162,7 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             if alpha is not None:
                 rgb = with_alpha(eight_bit(im).convert("RGB"), alpha)
             else:
-                rgb = im if im.mode in INT_GREY else to_rgb(im)
+                rgb = im if im.mode in INT_GREY else to_srgb(im) if im.mode == "CMYK" else to_rgb(im)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

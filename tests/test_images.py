@@ -1,0 +1,194 @@
+"""Colour management: embedded ICC profiles are converted to sRGB when an image is read for
+stylisation (files, PIL images, studio uploads); untagged and sRGB images, and masks, keep their values.
+
+The profiles are built here (ICC v2: matrix/TRC for RGB and grey, a 2-point lut16 for CMYK).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from wct.controls import read_mask
+from wct.images import decode, load_image, open_image, to_rgb
+
+D50 = (0.9642, 1.0, 0.8249)
+SRGB_COLORANTS = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))  # D50
+ADOBE_COLORANTS = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+ADOBE_GAMMA = 563 / 256
+
+
+def s15(*v: float) -> bytes:
+    return struct.pack(">3i", *(round(x * 65536) for x in v))
+
+
+def xyz_tag(v: tuple[float, float, float]) -> bytes:
+    return b"XYZ " + bytes(4) + s15(*v)
+
+
+def curve_tag(gamma: float) -> bytes:
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+
+
+def desc_tag(text: str) -> bytes:
+    a = text.encode() + b"\0"
+    return b"desc" + bytes(4) + struct.pack(">I", len(a)) + a + bytes(8 + 3 + 67)
+
+
+def icc(space: str, device: str, tags: dict[str, bytes]) -> bytes:
+    """An ICC v2 profile: 128-byte header, tag table, tags padded to 4 bytes; PCS XYZ, D50."""
+    table, data, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, body in tags.items():
+        body += bytes(-len(body) % 4)
+        table += struct.pack(">4sII", sig.encode(), start + len(data), len(body))
+        data += body
+    header = struct.pack(
+        ">I4sI4s4s4s12s4s", start + len(data), b"lcms", 0x02100000, device.encode(), space.encode(),
+        b"XYZ ", bytes(12), b"acsp",
+    )  # fmt: skip
+    header += bytes(68 - len(header)) + s15(*D50)
+    return header + bytes(128 - len(header)) + struct.pack(">I", len(tags)) + table + data
+
+
+def rgb_profile(colorants, gamma: float) -> bytes:
+    tags = {"desc": desc_tag("test RGB"), "wtpt": xyz_tag(D50)}
+    tags |= {f"{c}XYZ": xyz_tag(p) for c, p in zip("rgb", colorants, strict=True)}
+    return icc("RGB ", "mntr", tags | {f"{c}TRC": curve_tag(gamma) for c in "rgb"})
+
+
+def grey_profile(gamma: float) -> bytes:
+    tags = {"desc": desc_tag("test grey"), "wtpt": xyz_tag(D50), "kTRC": curve_tag(gamma)}
+    return icc("GRAY", "mntr", tags)
+
+
+def cmyk_profile() -> bytes:
+    """Inks that multiply linear sRGB light, R = (1 - C)(1 - K) and so on: a lut16 with 2 grid points."""
+    corners = np.array(np.meshgrid(*[[0, 1]] * 4, indexing="ij")).reshape(4, -1).T  # C slowest
+    linear = (1 - corners[:, :3]) * (1 - corners[:, 3:])
+    clut = (linear @ np.array(SRGB_COLORANTS)).ravel()  # XYZ, 1.0 = 0x8000 in a lut16
+    ramp = (0, 65535)
+    body = b"mft2" + bytes(4) + struct.pack(">4B", 4, 3, 2, 0) + s15(1, 0, 0) + s15(0, 1, 0) + s15(0, 0, 1)
+    body += struct.pack(">2H", 2, 2) + struct.pack(">8H", *ramp * 4)
+    body += struct.pack(f">{clut.size}H", *(round(v * 32768) for v in clut)) + struct.pack(">6H", *ramp * 3)
+    return icc("CMYK", "prtr", {"desc": desc_tag("test CMYK"), "wtpt": xyz_tag(D50), "A2B0": body})
+
+
+SWAPPED = rgb_profile((SRGB_COLORANTS[1], SRGB_COLORANTS[0], SRGB_COLORANTS[2]), 2.2)  # red <-> green
+ADOBE = rgb_profile(ADOBE_COLORANTS, ADOBE_GAMMA)
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    v = np.clip(linear, 0, 1)
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055) * 255
+
+
+def saved(tmp_path, im: Image.Image, name: str, icc_profile: bytes | None = None, **kw) -> str:
+    path = tmp_path / name
+    im.save(path, **({"icc_profile": icc_profile} if icc_profile else {}), **kw)
+    return str(path)
+
+
+def pixels(im: Image.Image) -> np.ndarray:
+    return np.asarray(im, dtype=np.int64)
+
+
+def test_the_test_profiles_are_valid_icc():
+    profiles = {"RGB": SWAPPED, "GRAY": grey_profile(1.0), "CMYK": cmyk_profile()}
+    for space, data in (*profiles.items(), ("RGB", ADOBE)):
+        assert ImageCms.ImageCmsProfile(io.BytesIO(data)).profile.xcolor_space.strip() == space
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_a_tagged_green_opens_as_the_colour_its_profile_says(tmp_path, mode):
+    """Under the swapped profile, device green is sRGB red: the file, a PIL image and a tensor agree."""
+    path = saved(tmp_path, Image.new("RGB", (8, 8), (0, 255, 0)).convert(mode), "g.png", SWAPPED)
+    assert np.abs(pixels(open_image(path)) - (255, 0, 0)).max() <= 1
+    with Image.open(path) as im:  # the Python API given a PIL image
+        x = load_image(im)
+    assert np.abs(x[0, :, 0, 0].numpy() * 255 - (255, 0, 0)).max() <= 1
+    assert pixels(to_rgb(decode(path)))[0, 0].tolist() == [0, 255, 0]  # what it read before
+
+
+def test_adobe_rgb_colours_match_the_matrix_math(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.integers(40, 216, (8, 8, 3), dtype=np.uint8)  # mid tones: inside sRGB's gamut
+    got = pixels(open_image(saved(tmp_path, Image.fromarray(a), "adobe.png", ADOBE)))
+    to_xyz, from_xyz = np.array(ADOBE_COLORANTS).T, np.linalg.inv(np.array(SRGB_COLORANTS).T)
+    want = srgb_encode((from_xyz @ to_xyz @ ((a / 255) ** ADOBE_GAMMA).reshape(-1, 3).T).T).reshape(a.shape)
+    assert np.abs(got - want).max() <= 1.5
+    assert np.abs(got - a).max() > 10  # and it did change
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_untagged_and_srgb_tagged_images_open_exactly_as_before(tmp_path, fmt):
+    a = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    plain = saved(tmp_path, Image.fromarray(a), f"plain.{fmt}")
+    tagged = saved(tmp_path, Image.fromarray(a), f"srgb.{fmt}", SRGB)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [pixels(open_image(path)) for path in (plain, tagged)]
+    assert np.array_equal(got[0], got[1])
+    assert np.array_equal(got[0], pixels(to_rgb(decode(plain))))
+    assert fmt != "png" or np.array_equal(got[0], a)
+
+
+def test_a_corrupt_profile_warns_once_naming_the_file_and_still_opens(tmp_path):
+    broken = bytearray(ADOBE)
+    broken[140:200] = b"\xff" * 60  # the tag table
+    for name, data in (("junk.png", b"not a profile" * 20), ("table.png", bytes(broken))):
+        path = saved(tmp_path, Image.new("RGB", (8, 8), (10, 20, 30)), name, data)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            im = open_image(path)
+        assert len(w) == 1, [str(m.message) for m in w]
+        assert str(w[0].message).startswith(f"{path} has a colour profile that cannot be used (")
+        assert str(w[0].message).endswith("its colours are read as sRGB")
+        assert pixels(im)[0, 0].tolist() == [10, 20, 30]
+
+
+def test_a_cmyk_jpeg_is_converted_with_its_own_profile(tmp_path):
+    path = saved(tmp_path, Image.new("CMYK", (8, 8), (128, 0, 0, 0)), "c.jpg", cmyk_profile(), quality=100)
+    want = srgb_encode(np.array([1 - 128 / 255, 1, 1]))  # half the red light: 188, not Pillow's 127
+    assert np.abs(pixels(open_image(path)) - want).max() <= 2
+    with Image.open(path) as im:
+        assert pixels(im.convert("RGB"))[0, 0, 0] < 135  # the naive conversion it replaces
+
+
+def test_a_grey_image_with_a_grey_profile_is_converted(tmp_path):
+    path = saved(tmp_path, Image.new("L", (8, 8), 128), "g.png", grey_profile(1.0))  # linear grey
+    assert np.abs(pixels(open_image(path)) - srgb_encode(np.array(128 / 255))).max() <= 1
+
+
+def test_masks_keep_their_values_whatever_their_profile(tmp_path):
+    a = np.zeros((8, 8, 3), np.uint8)
+    a[:, :3], a[:, 3:6], a[:, 6:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    plain = read_mask(saved(tmp_path, Image.fromarray(a), "plain.png"))
+    assert np.array_equal(read_mask(saved(tmp_path, Image.fromarray(a), "tagged.png", SWAPPED)), plain)
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) % 3
+    labels = read_mask(saved(tmp_path, Image.fromarray(grey), "labels.png", grey_profile(2.2)))
+    assert np.array_equal(labels.numpy(), grey)
+
+
+def test_the_studio_converts_uploads_but_not_masks():
+    serve = pytest.importorskip("wct.serve")
+    a = np.zeros((16, 16, 3), np.uint8)
+    a[:, :8], a[:, 8:] = (255, 0, 0), (0, 255, 0)
+    tagged, plain = io.BytesIO(), io.BytesIO()
+    Image.fromarray(a).save(tagged, "PNG", icc_profile=SWAPPED)
+    Image.fromarray(a).save(plain, "PNG")
+    upload = serve.decode_upload(tagged.getvalue())
+    x = load_image(upload)[0].permute(1, 2, 0).numpy() * 255  # as a content or style: converted
+    assert np.abs(x - a[..., [1, 0, 2]]).max() <= 1
+    assert np.array_equal(read_mask(upload), read_mask(serve.decode_upload(plain.getvalue())))  # as a mask
+    buf = io.BytesIO()
+    Image.new("CMYK", (16, 16), (128, 0, 0, 0)).save(buf, "JPEG", icc_profile=cmyk_profile(), quality=100)
+    upload = serve.decode_upload(buf.getvalue())
+    want = srgb_encode(np.array([1 - 128 / 255, 1, 1]))
+    assert np.abs(pixels(upload) - want).max() <= 2
+    assert np.abs(load_image(upload)[0, :, 0, 0].numpy() * 255 - want).max() <= 2  # not converted twice
