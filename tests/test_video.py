@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.conftest import cut_clip, gradient_image
 from wct.demo import landscape, painting
-from wct.errors import InputError, OutputError
+from wct.errors import ImageError, InputError, OutputError
 from wct.transform import feature_stats
 from wct.video import (
     FrameWriter,
@@ -424,3 +424,63 @@ def test_frame_writer_closes_once_and_as_a_context_manager(tmp_path):
         writer.write(torch.rand(3, 16, 16))
         raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frames"]
+
+
+def test_read_frames_starts_ffmpeg_at_the_first_frame_and_stops_it_on_close(tmp_path, monkeypatch):
+    import imageio.v2 as imageio
+
+    clip, _ = cut_clip(tmp_path, 6)
+    opened = []
+    get_reader = imageio.get_reader
+    monkeypatch.setattr(
+        imageio, "get_reader", lambda *a, **k: opened.append(get_reader(*a, **k)) or opened[-1]
+    )
+    frames, fps, count = read_frames(clip)
+    assert count == 6 and all(r.closed for r in opened)  # never iterated: no ffmpeg left running
+    next(frames)
+    assert not opened[-1].closed
+    frames.close()  # stopped early
+    assert all(r.closed for r in opened)
+
+
+def test_a_failed_run_removes_the_folders_it_made_and_only_those(wct_cli, tmp_path):
+    for name in ("clip.mp4", "frames"):
+        with pytest.raises(KeyboardInterrupt), FrameWriter(tmp_path / "new" / "sub" / name, 24) as writer:
+            writer.write(torch.rand(3, 16, 16))
+            raise KeyboardInterrupt
+        FrameWriter(tmp_path / "new" / "sub" / name, 24).close()  # no frames
+    assert list(tmp_path.iterdir()) == []
+    clip, _ = cut_clip(tmp_path, 2)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "bad.png").write_text("not an image")
+    r = wct_cli(
+        "video", str(clip), str(tmp_path / "mine" / "new" / "out"), "--style", str(tmp_path / "bad.png")
+    )
+    assert r.returncode == 1 and "bad.png is not an image" in r.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["bad.png", "clip.mp4", "cut.mp4", "mine"]
+    with FrameWriter(tmp_path / "mine" / "new" / "out", 24) as writer:  # a run that writes keeps them
+        writer.write(torch.rand(3, 16, 16))
+    assert [p.name for p in (tmp_path / "mine" / "new" / "out").iterdir()] == ["frame_00000.png"]
+
+
+def test_odd_videos_read_or_fail_with_a_clear_error(tmp_path):
+    import imageio_ffmpeg
+
+    def make(name: str, *args: str) -> None:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args, str(tmp_path / name)]
+        subprocess.run(cmd, check=True)
+
+    make("audio.mp4", "-f", "lavfi", "-i", "sine", "-t", "0.2")
+    make("none.mp4", "-f", "lavfi", "-i", "testsrc=size=32x24", "-frames:v", "0")
+    for name in ("audio.mp4", "none.mp4"):
+        with pytest.raises(ImageError, match="is not a video ffmpeg can read"):
+            read_frames(tmp_path / name)
+    make("odd.mkv", "-f", "lavfi", "-i", "testsrc=size=31x23", "-frames:v", "2", "-c:v", "ffv1")
+    assert [x.shape[-2:] for x in read_frames(tmp_path / "odd.mkv")[0]] == [(23, 31)] * 2
+    for size in ("32x24", "48x32"):  # the size changes half way: ffmpeg scales to the first
+        make(
+            f"{size}.ts", "-f", "lavfi", "-i", f"testsrc=size={size}", "-frames:v", "2", "-c:v", "mpeg2video"
+        )
+    make("sizes.mkv", "-i", f"concat:{tmp_path / '32x24.ts'}|{tmp_path / '48x32.ts'}", "-c", "copy")
+    sizes = [x.shape[-2:] for x in read_frames(tmp_path / "sizes.mkv")[0]]
+    assert len(sizes) > 2 and set(sizes) == {(24, 32)}

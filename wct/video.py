@@ -255,14 +255,11 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
 
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
-        meta = reader.get_meta_data()
+        try:  # not `with`: imageio's readers close there only when no error is raised
+            meta = reader.get_meta_data()
+        finally:
+            reader.close()
         fps = exact_rate(float(meta.get("fps") or DEFAULT_FPS))
-        reader.close()
-        # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
-        # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
-        # As a fraction: imageio's own `fps` rounds it to two decimals.
-        rate = str(Fraction(fps).limit_denominator())
-        reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
@@ -275,9 +272,20 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         nframes = counted_frames(path)  # the container's duration may be its audio's
     count = expected_frames(nframes, meta.get("duration"), fps)
 
+    # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
+    # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
+    # As a fraction: imageio's own `fps` rounds it to two decimals.
+    rate = str(Fraction(fps).limit_denominator())
+
     def frames() -> Iterator[Tensor]:
+        """Started here, at the first next(): an iterator never iterated holds no ffmpeg process,
+        and closing it (or collecting it) stops ffmpeg."""
         from PIL import Image
 
+        try:
+            reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
+        except Exception as e:
+            raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
         n = 0
         try:
             for a in reader:
@@ -337,6 +345,8 @@ class FrameWriter:
             clash = next((f for f in self.old_frames() if f.resolve() in inputs), None)
             if clash is not None:
                 raise OutputError(f"refusing to replace the frames in {path}: {clash.name} is an input")
+        # The folders made for the output, deepest first: a run that writes nothing removes them.
+        self._made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if is_video(path):
@@ -345,8 +355,15 @@ class FrameWriter:
             else:
                 tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
         except OSError as e:
+            self._remove_made()
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         self._tmp = Path(tmp)
+
+    def _remove_made(self) -> None:
+        """Remove the folders made for the output that are still empty."""
+        for folder in self._made:
+            with contextlib.suppress(OSError):  # not empty (or gone): kept
+                folder.rmdir()
 
     def old_frames(self) -> list[Path]:
         """The frames an earlier run wrote here (frame_00000.png...): other files are the user's."""
@@ -417,6 +434,7 @@ class FrameWriter:
             else:
                 with contextlib.suppress(OSError):  # a folder made read-only keeps it
                     self._tmp.unlink(missing_ok=True)
+            self._remove_made()
             if isinstance(e, OSError):  # the folder made read-only, the disk full...
                 raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             raise
@@ -438,6 +456,7 @@ class FrameWriter:
                 shutil.rmtree(self._tmp)
             elif self._tmp.exists():
                 self._tmp.unlink()
+            self._remove_made()
         elif is_video(self.path) or not self.path.exists():
             publish(self._tmp, self.path)
         else:
