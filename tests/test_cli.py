@@ -541,3 +541,78 @@ def test_demo_into_a_file_is_refused_and_the_file_kept(tmp_path, wct_cli, monkey
     mine.write_bytes(b"mine")
     assert_clean_error(wct_cli("demo", "-o", str(mine)), "is a file, not a directory")
     assert mine.read_bytes() == b"mine" and sorted(tmp_path.iterdir()) == [mine]
+
+
+def test_existing_and_empty_outputs_are_refused_without_importing_torch(pair, tmp_path):
+    """Refusing an output is a usage error: it answers before torch loads (seconds)."""
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    (tmp_path / "taken.safetensors").write_bytes(b"mine")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "stylized.png").write_bytes(b"mine")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench.md").write_text("mine")
+    taken, decoder = str(tmp_path / "taken.png"), str(DECODER_DIR / "relu1_1.safetensors")
+    cases = [
+        (["stylize", content, style, "-o", taken], "taken.png exists"),
+        (["stylize", content, style, "-o", content, "--overwrite"], "write over the input"),
+        (["stylize", content, style, "-o", ""], "-o is an empty path"),
+        (["stylize", content, style, "-o", f"{taken}/"], "names a folder, but"),
+        (["texture", style, "-o", taken], "taken.png exists"),
+        (["texture", style, "-o", str(tmp_path / "new.png") + "/"], "ends in a slash, so names a folder"),
+        (["gatys", content, style, "-o", taken], "taken.png exists"),
+        (["gatys", content, style, "-o", str(tmp_path / "g.png"), "--history", ""], "--history is an empty"),
+        (["invert", content, "-o", taken], "taken.png exists"),
+        (["style-stats", style, "-o", ""], "-o is an empty path"),
+        (["average-decoders", decoder, decoder, "-o", str(tmp_path / "taken.safetensors")], "exists"),
+        (["demo", "-o", str(tmp_path / "demo")], "stylized.png exists"),
+        (["demo", "-o", ""], "-o is an empty path"),
+        (["bench", "-o", str(tmp_path / "bench")], "already holds a report"),
+        (["video", str(pair), "", "--style", style], "OUTPUT is an empty path"),
+        (["eval-decoders", "--json", ""], "--json is an empty path"),
+    ]
+    code = (
+        "import sys\nfrom wct.cli import main\n"
+        f"for args in {[args for args, _ in cases]!r}:\n"
+        "    try:\n        main(args)\n    except SystemExit as e:\n"
+        "        print(f'exit {e.code}', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 * len(cases), r.stderr  # one error line, then the exit status
+    for (args, text), (error, status) in zip(cases, zip(lines[::2], lines[1::2], strict=True), strict=True):
+        assert error.startswith("error: ") and text in error, (args, error)
+        assert status == "exit 1 False", (args, status)
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "demo", "taken.png", "taken.safetensors"]
+
+
+def test_an_output_ending_in_a_slash_is_a_folder(pair, tmp_path, wct_cli, monkeypatch):
+    import wct.pipeline
+
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    run = ("--size", "32", "--levels", "1")
+    r = wct_cli("stylize", content, style, "-o", f"{tmp_path / 'new' / 'sub'}/", *run)  # created
+    assert r.returncode == 0 and (tmp_path / "new" / "sub" / "content__style.png").exists(), r.stderr
+    r = wct_cli("stylize", content, style, "-o", f"{tmp_path / 'renders.png'}/", *run)  # a folder still
+    assert r.returncode == 0 and (tmp_path / "renders.png" / "content__style.png").is_file(), r.stderr
+    monkeypatch.setattr(wct.pipeline.Stylizer, "__init__", lambda *a, **k: pytest.fail("models loaded"))
+    for args in (("texture", style), ("gatys", content, style), ("invert", content)):
+        r = wct_cli(*args, "-o", f"{tmp_path / 'out.png'}/", "--overwrite")  # not a file named out.png
+        assert_clean_error(r, f"-o {tmp_path / 'out.png'}/ ends in a slash, so names a folder")
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(wct_cli("stylize", content, style, "-o", ""), "-o is an empty path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "renders.png"]
+
+
+def test_a_tiny_texture_warns_about_its_size_not_a_content(pair, tmp_path, wct_cli, recwarn):
+    out = tmp_path / "t.png"
+    r = wct_cli("texture", str(pair / "style.jpg"), "-o", str(out), "--size", "5x20", "--passes", "1",
+                "--levels", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    said = [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
+    assert said == ["--size 5x20 has a side under 16 px: the texture is made larger and scaled down"], said
+    with Image.open(out) as im:
+        assert im.size == (5, 20)

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -93,11 +94,34 @@ def must_exist(*paths: Path | None) -> None:
             raise InputError(f"{p} does not exist")
 
 
-def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list[tuple[Path, Path, Path]]:
+def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
+    """A parser for an output path as typed: an empty one is refused (Path('') is the current
+    folder), and so is one ending in a slash (a folder; Path would drop the slash) with `file` or
+    when it is a file."""
+
+    def parse(text: str | Path) -> Path:
+        if isinstance(text, Path):  # the option's default
+            return text
+        if not text:
+            raise OutputError(f"{option} is an empty path: name the file or folder to write")
+        if text.endswith(("/", os.sep)):
+            if file:
+                raise OutputError(f"{option} {text} ends in a slash, so names a folder: give a file name")
+            if Path(text).exists() and not Path(text).is_dir():
+                raise OutputError(f"{option} {text} names a folder, but {Path(text)} is a file")
+        return Path(text)
+
+    return parse
+
+
+def jobs(
+    content: Path, style: Path, out: Path, name: str | None = None, folder: bool = False
+) -> list[tuple[Path, Path, Path]]:
     """(content, style, output) for a pair of files, or every pair when either is a directory.
 
-    Outputs in a directory are CONTENT__STYLE.png, or CONTENT__NAME.png when `name` is given;
-    files whose names would clash (a.jpg and a.png, or sub/a.jpg) keep their suffix and folder.
+    Outputs in a directory (`out` if it is one, or if `folder`: -o ended in a slash) are
+    CONTENT__STYLE.png, or CONTENT__NAME.png when `name` is given; files whose names would clash
+    (a.jpg and a.png, or sub/a.jpg) keep their suffix and folder.
     """
     from PIL import Image
 
@@ -105,7 +129,7 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         if not p.exists():
             raise InputError(f"{p} does not exist")
     if content.is_file() and style.is_file():
-        if out.is_dir():
+        if folder or out.is_dir():
             return [(content, style, out / f"{content.stem}__{name or style.stem}.png")]
         return [(content, style, out)]
     contents = [content] if content.is_file() else inputs_in(content, out)
@@ -114,7 +138,7 @@ def jobs(content: Path, style: Path, out: Path, name: str | None = None) -> list
         raise InputError(f"no images found in {content if not contents else style}")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
-    if not out.exists() and out.suffix.lower() in Image.registered_extensions():
+    if not folder and not out.exists() and out.suffix.lower() in Image.registered_extensions():
         raise OutputError(f"-o {out} names an image: with a directory of inputs, -o must be a directory")
     c_names, s_names = output_names(contents, content), output_names(styles, style)
     return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
@@ -152,7 +176,14 @@ def stylize(
     style: Path | None = typer.Argument(
         None, help="Style image or .safetensors preset, or a directory of them (or use --style)."
     ),
-    output: Path = typer.Option(..., "-o", "--output", help="Output file, or directory for batches."),
+    out_text: str = typer.Option(
+        ...,
+        "-o",
+        "--output",
+        metavar="<path>",
+        help="Output file, or directory (one that exists, or a name ending in /) for batches or "
+        "CONTENT__STYLE.png.",
+    ),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
     levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
     size: int = typer.Option(512, help="Longer side of the content in pixels (0 keeps it)."),
@@ -172,7 +203,10 @@ def stylize(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
+    output, folder = out_arg("-o", file=False)(out_text), out_text.endswith(("/", os.sep))
     must_exist(content, style, mask)
+    if style is not None and content.is_file() and style.is_file() and not folder and not output.is_dir():
+        check_output(output, overwrite, tuple(p for p in (content, style, mask) if p))  # before torch
     from . import controls
     from .images import (
         alpha_channel,
@@ -196,7 +230,7 @@ def stylize(
     paths, weights = controls.parse_styles(style, style_opts, mask)
     mixed = len(paths) > 1 or mask is not None
     labels = controls.read_mask(mask, len(paths)) if mask is not None else None
-    todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if mixed else None)
+    todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if mixed else None, folder)
     batch = len(todo) > 1 or content.is_dir() or paths[0].is_dir()
     extra = (*paths, mask) if mask is not None else tuple(paths)
     inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
@@ -266,7 +300,11 @@ def stylize(
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
-    output: Path = typer.Argument(..., help="Video file to write, or a folder for PNG frames."),
+    output: Path = typer.Argument(
+        ...,
+        parser=out_arg("OUTPUT", file=False),
+        help="Video file to write, or a folder for PNG frames.",
+    ),
     style: Path = typer.Option(..., "--style", help="Style image or .safetensors preset."),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
     temporal: bool = typer.Option(False, "--temporal", help="Reduce flicker (smoothing over time)."),
@@ -321,7 +359,9 @@ def video(
 @app.command()
 def texture(
     style: Path = typer.Argument(..., help="Style image or .safetensors preset."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
+    ),
     size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
     seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
@@ -335,8 +375,9 @@ def texture(
 ) -> None:
     """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
     must_exist(style)
+    check_output(output, overwrite, (style,))  # before torch loads
     from .controls import parse_size
-    from .images import atomic_save, tensor_to_pil
+    from .images import MIN_SIDE, atomic_save, tensor_to_pil
     from .pipeline import Stylizer, check_seed
 
     wh, tile_ = parse_size(size), tile_arg(tile)
@@ -346,10 +387,16 @@ def texture(
     lv = parse_levels(levels)
     if not style.exists():
         raise InputError(f"{style} does not exist")
-    check_output(output, overwrite, (style,))
+    if min(wh) < MIN_SIDE:
+        warnings.warn(
+            f"--size {size} has a side under {MIN_SIDE} px: the texture is made larger and scaled down",
+            stacklevel=1,
+        )
     s = Stylizer(device, vgg_weights, precision)
     st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
-    y = s.texture(st, wh, seed, passes, lv, tile=tile_)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "the content is only")  # the noise it starts from: said above
+        y = s.texture(st, wh, seed, passes, lv, tile=tile_)
     atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
     console.print(f"wrote {output}")
 
@@ -357,7 +404,14 @@ def texture(
 @app.command("style-stats")
 def style_stats(
     style: Path = typer.Argument(..., help="Style image."),
-    output: Path = typer.Option(..., "-o", "--output", help="Preset file to write (.safetensors)."),
+    output: Path = typer.Option(
+        ...,
+        "-o",
+        "--output",
+        parser=out_arg("-o"),
+        metavar="<path>",
+        help="Preset file to write (.safetensors).",
+    ),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     tile: str = TileOpt,
     device: str = DeviceOpt,
@@ -380,21 +434,28 @@ def style_stats(
 
 @app.command()
 def demo(
-    output: Path = typer.Option(Path("demo"), "-o", "--output", help="Directory to write into."),
+    output: Path = typer.Option(
+        Path("demo"),
+        "-o",
+        "--output",
+        parser=out_arg("-o", file=False),
+        metavar="<path>",
+        help="Directory to write into.",
+    ),
     alpha: float = typer.Option(0.8, help="Style strength."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing files."),
 ) -> None:
     """Stylise a generated landscape with a generated painting (no images needed)."""
+    names = ("content.png", "style.png", "stylized.png")
+    for name in names:  # all three before any work (and torch), so a refusal writes none of them
+        check_target(output / name, overwrite, ())
     from .demo import landscape, painting
     from .images import atomic_save, pil_to_tensor, tensor_to_pil
     from .pipeline import Stylizer
     from .transform import check_alpha
 
     check_alpha(alpha)
-    names = ("content.png", "style.png", "stylized.png")
-    for name in names:  # all three before any work, so a refusal writes none of them
-        check_target(output / name, overwrite, ())
     content, style = landscape(), painting()
     s = Stylizer(device)
     y = s.stylize(pil_to_tensor(content), s.style(pil_to_tensor(style)), alpha)
@@ -458,7 +519,9 @@ def eval_decoders(
         None, "--decoder", help="Score this decoder file instead (repeatable; --levels is then ignored)."
     ),
     limit: int | None = typer.Option(None, help="Only the first N images, by name (e.g. of a training set)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers here."),
+    json_out: Path | None = typer.Option(
+        None, "--json", parser=out_arg("--json"), metavar="<path>", help="Also write the numbers here."
+    ),
     overwrite: bool = typer.Option(False, help="Replace the --json file if it exists."),
     device: str = DeviceOpt,
     vgg_weights: Path | None = VggOpt,
@@ -523,7 +586,14 @@ def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
 @app.command("average-decoders")
 def average_decoders_command(
     files: list[Path] = typer.Argument(..., help="Decoder files of one level, fine-tuned from one another."),
-    out: Path = typer.Option(..., "--out", "-o", help="The averaged decoder file (.safetensors)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        parser=out_arg("-o"),
+        metavar="<path>",
+        help="The averaged decoder file (.safetensors).",
+    ),
     weights: str | None = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
     val: Path | None = typer.Option(None, help="Score the result on these images and record it."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
@@ -533,13 +603,13 @@ def average_decoders_command(
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
     must_exist(*files, val)
     decoder_args(files)
+    if out.suffix != ".safetensors":
+        raise OutputError(f"--out {out} must end in .safetensors")
+    check_target(out, overwrite, tuple(files))  # before torch loads
     from .decoder import average_decoders, load_decoder, save_decoder, soup_metadata
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
 
-    if out.suffix != ".safetensors":
-        raise OutputError(f"--out {out} must end in .safetensors")
-    check_target(out, overwrite, tuple(files))
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
     except ValueError:
@@ -788,7 +858,9 @@ def texture_arg(text: str | None) -> tuple[int, int] | None:
 def gatys_command(
     content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
     style: Path | None = typer.Argument(None, help="Style image."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
+    ),
     no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
     texture_size: str | None = typer.Option(
         None, help="With --no-content: the texture's WIDTHxHEIGHT (default: the style's size)."
@@ -814,13 +886,19 @@ def gatys_command(
     size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of --init noise."),
     save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(None, help="Write the settings and loss history here as JSON."),
+    history: Path | None = typer.Option(
+        None,
+        parser=out_arg("--history"),
+        metavar="<path>",
+        help="Write the settings and loss history here as JSON.",
+    ),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     must_exist(content, style)
+    check_output(output, overwrite, tuple(p for p in (content, style) if p))  # before torch loads
     from dataclasses import asdict
 
     from .encoder import NAMES, load_encoder, min_side
@@ -882,7 +960,9 @@ def gatys_command(
 @app.command()
 def invert(
     image: Path = typer.Argument(..., help="Image whose features are inverted."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output image."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
+    ),
     layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
     steps: int = typer.Option(300),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
@@ -891,13 +971,19 @@ def invert(
     size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of the noise it starts from."),
     save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(None, help="Write the settings and loss history here as JSON."),
+    history: Path | None = typer.Option(
+        None,
+        parser=out_arg("--history"),
+        metavar="<path>",
+        help="Write the settings and loss history here as JSON.",
+    ),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
     must_exist(image)
+    check_output(output, overwrite, (image,))  # before torch loads
     from .encoder import check_layer, load_encoder
     from .gatys import Options
     from .gatys import invert as invert_fn
@@ -950,7 +1036,14 @@ def bench(
     sizes: str = typer.Option("256,512", help="Longer sides to measure."),
     steps: int = typer.Option(500, help="Gatys L-BFGS steps."),
     repeats: int = typer.Option(3, help="WCT runs per pair (median)."),
-    out: Path = typer.Option(Path("bench"), "-o", "--out", help="Directory for JSON, table and sheet."),
+    out: Path = typer.Option(
+        Path("bench"),
+        "-o",
+        "--out",
+        parser=out_arg("-o", file=False),
+        metavar="<path>",
+        help="Directory for JSON, table and sheet.",
+    ),
     quick: bool = typer.Option(False, help="Tiny synthetic images, few steps: checks the machinery."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace an earlier report in --out."),
@@ -958,16 +1051,16 @@ def bench(
     """WCT against Gatys in one run: time, peak memory, style and content loss, time to match."""
     import tempfile
 
+    files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file: -o/--out names the folder for the report")
+    if not overwrite and any(f.exists() for f in files):  # before torch loads
+        raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
     from . import bench as b
     from .gatys import Options
     from .images import atomic_save, write_atomic, write_json
     from .pipeline import Stylizer
 
-    files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file: -o/--out names the folder for the report")
-    if not overwrite and any(f.exists() for f in files):
-        raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {repeats}")
     Options(steps=steps).checked()
