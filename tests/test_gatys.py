@@ -105,6 +105,15 @@ def test_same_seed_gives_identical_output(encoder, pair):
     assert not torch.equal(a, c)
 
 
+def test_seeds_take_the_range_of_torch_generators_as_wct_textures_do():
+    # torch.Generator.manual_seed takes -2**63 .. 2**64 - 1 (2**64 - 1 is -1 as 64 bits)
+    assert [G.Options(seed=s).checked().seed for s in (-(2**63), -1, 2**64 - 1)] == [-(2**63), -1, 2**64 - 1]
+    assert torch.equal(G._noise((4, 4), -1, "cpu"), G._noise((4, 4), 2**64 - 1, "cpu"))
+    for bad in (-(2**63) - 1, 2**64):
+        with pytest.raises(InputError, match=r"seed \(--seed\) must be a whole number from -2\*\*63"):
+            G.Options(seed=bad).checked()
+
+
 def test_callback_gets_every_step_and_images_every_save_every(encoder, pair):
     calls = []
     G.gatys(

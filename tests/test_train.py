@@ -485,6 +485,19 @@ def test_paths_and_a_torch_device_in_the_config_are_recorded_and_resume(data, tm
     assert '"device": "cpu"' in meta["config"] and f'"out": "{out}"' in meta["config"]
 
 
+def test_numpy_integer_settings_are_taken_and_recorded_as_ints(data, tmp_path):
+    import numpy as np
+
+    ints = dict(level=1, steps=4, crop=32, batch=2, seed=3)
+    cfg = config(data, tmp_path / "np", **{k: np.int64(v) for k, v in ints.items()})
+    train(replace(cfg, stop_at=np.int32(2)))  # a numpy level failed writing the metadata (JSON)
+    summary = train(replace(cfg, resume=True, export=str(tmp_path / "dec")))
+    assert summary["step"] == 4 and summary["exported"]
+    assert summary["weights_sha256"] == train(config(data, tmp_path / "int", **ints))["weights_sha256"]
+    meta = load_decoder(1, "cpu", path=tmp_path / "dec" / "relu1_1.safetensors").metadata
+    assert '"level": 1,' in meta["config"] and '"seed": 3,' in meta["config"]
+
+
 def test_the_plot_leaves_the_backend_alone_and_shows_a_single_point(tmp_path):
     import matplotlib
     import numpy as np

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
-from .images import check_texture_pixels
+from .images import check_texture_pixels, resize
+from .pipeline import check_seed
 from .transform import as_number, whole
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
@@ -118,7 +119,7 @@ class Options:
             style_weight=_weight(style_weight, "style_weight"),
             tv_weight=_weight(tv_weight, "tv_weight"),
             gram=_choice(self.gram, GRAMS, "gram"),
-            seed=_count(self.seed, "seed", 0, 2**63 - 1),
+            seed=check_seed(self.seed, _named("seed")),
             lr=_lr(self.lr, opt),
             save_every=_count(self.save_every, "save_every"),
             normalise=self.normalise,
@@ -355,7 +356,7 @@ def gatys(
     if o.init == "content":
         x0 = content
     elif o.init == "style":
-        x0 = _resize(style, shape)
+        x0 = resize(style, shape)
     else:
         x0 = _noise(shape, o.seed, device)
     return _optimise(x0, losses, o.steps, o.optimizer, o.lr, o.save_every, callback)
@@ -430,6 +431,8 @@ def _optimise(
     else:
         optim = torch.optim.Adam([x], lr=lr)
     evals: list[dict[str, Tensor]] = []
+    history: list[dict[str, float]] = []
+    best, best_step = x.detach().clone(), 0  # the image with the lowest loss so far, and its step
     anchor = x.detach().clone()  # the image the last L-BFGS step was taken from
 
     def closure() -> Tensor:
@@ -442,7 +445,6 @@ def _optimise(
             raise _Backtrack  # before L-BFGS updates its memory with this point
         return losses["total"]
 
-    history: list[dict[str, float]] = []
     paused = 0.0  # seconds spent in the callback (saving snapshots...), not optimising
 
     def record(step: int, losses: dict[str, Tensor], seconds: float, image: Tensor | None) -> None:
@@ -460,7 +462,6 @@ def _optimise(
 
     start = time.perf_counter()
     made, snapshot = 0.0, None  # when the current image was made; its copy if it is to be saved
-    best, best_step = x.detach().clone(), 0
     for step in range(1, steps + 1):
         evals.clear()
         before = x.detach().clone()
@@ -518,12 +519,10 @@ def _choice(value: object, options: tuple[str, ...], name: str) -> str:
     return value.lower()
 
 
-def _count(value: object, name: str, least: int = 0, most: int | None = None) -> int:
-    """An integer (numpy's too, as for sizes) from least to most, as a Python int."""
+def _count(value: object, name: str, least: int = 0) -> int:
+    """An integer (numpy's too, as for sizes) >= least, as a Python int."""
     if not whole(value) or value < least:
         raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
-    if most is not None and value > most:
-        raise InputError(f"{_named(name)} must be an integer from {least} to {most}, got {value!r}")
     return int(value)
 
 
@@ -594,12 +593,6 @@ def _size(
             f"needs at least {least}x{least}"
         )
     return int(size[0]), int(size[1])
-
-
-def _resize(x: Tensor, shape: tuple[int, ...]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(shape):
-        return x
-    return F.interpolate(x, tuple(shape), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
 def _noise(shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:

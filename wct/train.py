@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.functional import pil_to_tensor
 
 from .decoder import Decoder, check_encoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
@@ -45,6 +46,7 @@ from .errors import ImageError, InputError, TrainingError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
+from .transform import whole
 
 LOSSES = ("mse", "psnr")
 PATH_OPTIONS = ("val", "export", "init_from", "vgg_weights")
@@ -134,8 +136,7 @@ class Crops(Dataset):
         x0 = rng.randint(0, im.width - self.crop)
         y0 = rng.randint(0, im.height - self.crop)
         im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
-        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-        x = x.view(self.crop, self.crop, 3).permute(2, 0, 1)
+        x = pil_to_tensor(im)
         return x.flip(2) if rng.random() < 0.5 else x
 
 
@@ -414,10 +415,8 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 
 def _whole(least: int, also=lambda v: True, none: bool = False):
-    """A check that a setting is an int >= least (or None, if allowed) passing `also`."""
-    return lambda v: (
-        (none and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least and also(v))
-    )
+    """A check that a setting is an integer (numpy's too) >= least (or None, if allowed) passing `also`."""
+    return lambda v: (none and v is None) or (whole(v) and v >= least and also(v))
 
 
 def _real(also, none: bool = False):
@@ -459,6 +458,7 @@ def check_config(cfg: Config) -> None:
         ("ckpt_every", _whole(1), "at least 1"),
         ("log_every", _whole(1), "at least 1"),
         ("stats_images", _whole(1), "at least 1"),
+        # the data order seeds torch.Generator with seed * 100003 + epoch, which must stay below 2**64
         ("seed", _whole(0, lambda v: v < 2**32), "a whole number from 0 to 4294967295"),
         ("stop_at", _whole(1, none=True), "at least 1"),
     ]
@@ -497,41 +497,51 @@ def check_config(cfg: Config) -> None:
 
 
 def plain(cfg: Config) -> Config:
-    """`cfg` with its paths and device as strings: its checkpoints and metadata record them."""
+    """`cfg` with its paths and device as strings and its integers (numpy's too) as ints: its
+    checkpoints and metadata record them."""
     paths = {
         f: os.fspath(getattr(cfg, f)) for f in ("data", "out", *PATH_OPTIONS) if getattr(cfg, f) is not None
     }
-    return replace(cfg, **paths, device=None if cfg.device is None else str(cfg.device))
+    ints = {f.name: int(getattr(cfg, f.name)) for f in fields(cfg) if whole(getattr(cfg, f.name))}
+    return replace(cfg, **paths, **ints, device=None if cfg.device is None else str(cfg.device))
 
 
-def train(cfg: Config) -> dict:
-    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
-    check_config(cfg)
-    cfg = plain(cfg)
+class RunFiles(NamedTuple):
+    """The files a run writes under --out (besides the curves plot)."""
+
+    last: Path  # the checkpoint
+    best: Path  # the best decoder on validation
+    final: Path  # the last step's decoder, written by a run without --val
+
+
+def setup_processes(cfg: Config) -> tuple[torch.device, int, int]:
+    """This process's device, rank and the number of processes; under torchrun (WORLD_SIZE > 1)
+    the process group is started, and each CUDA process takes the GPU of its LOCAL_RANK."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(cfg.device)
     if world > 1 and not dist.is_initialized():
-        device = resolve_device(cfg.device)
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    else:
-        device = resolve_device(cfg.device)
-    val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
-    if cfg.val and rank == 0 and not val_all:
-        raise InputError(f"--val (Config.val) {cfg.val} holds no readable image")
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    name = relu(cfg.level)
-    last, best = out / f"{name}.last.pt", out / f"{name}.best.safetensors"
-    final_file = out / f"{name}.final.safetensors"
+    return device, rank, world
+
+
+def check_out(cfg: Config, rank: int) -> RunFiles:
+    """The run's files under --out; an InputError when --out holds a run this one would write over
+    (a checkpoint without --resume, or kept decoders without their checkpoint)."""
+    out, name = Path(cfg.out), relu(cfg.level)
+    files = RunFiles(
+        out / f"{name}.last.pt", out / f"{name}.best.safetensors", out / f"{name}.final.safetensors"
+    )
+    last = files.last
     if last.exists() and not cfg.resume:
         raise InputError(
             f"--out (Config.out) {out} holds a {name} run ({last.name}): pass --resume to continue it, "
             "or give another --out"
         )
-    kept = [f.name for f in (best, final_file) if f.exists()]
+    kept = [f.name for f in (files.best, files.final) if f.exists()]
     if kept and not last.exists():  # a new run would write over them
         raise InputError(
             f"--out (Config.out) {out} holds {' and '.join(kept)} of an earlier {name} run but no "
@@ -539,6 +549,118 @@ def train(cfg: Config) -> dict:
         )
     if cfg.resume and not last.exists() and rank == 0:
         print(f"no {last.name} in {out}: starting a new run", flush=True)
+    return files
+
+
+def resume(
+    cfg: Config, files: RunFiles, decoder: Decoder, opt: torch.optim.Optimizer, rank: int, world: int
+) -> dict:
+    """The state of the run checkpointed in `files.last`, its decoder and optimiser loaded; warns
+    of settings that differ from the checkpoint's."""
+    ck = load_checkpoint(files.last)
+    level = ck.get("config", {}).get("level", cfg.level)
+    if level != cfg.level:
+        raise InputError(
+            f"--resume (Config.resume): {files.last} is a checkpoint of a {relu(level)} run, not "
+            f"{relu(cfg.level)}: give the --level it was trained at, or another --out"
+        )
+    decoder.load_state_dict(ck["decoder"])
+    opt.load_state_dict(ck["optimizer"])
+    state = ck["state"]
+    adopt_best(state, files.best)
+    if rank == 0:
+        print(f"resuming {files.last} at step {state['step']}", flush=True)
+        changed = changed_settings(ck.get("config", {}), {**asdict(cfg), "processes": world})
+        if changed:
+            warnings.warn(
+                f"resuming with changed settings ({changed}): the run no longer matches an uninterrupted one",
+                stacklevel=1,
+            )
+    return state
+
+
+def start(cfg: Config, encoder: Encoder, decoder: Decoder, device: torch.device, rank: int) -> dict:
+    """The state of a new run, its decoder prepared: the input whitening measured on the data, then
+    the weights from --init-from, or at level 1 solved by least squares."""
+    state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": [], "seconds": 0.0}
+    mean, whiten = input_whitening(encoder, cfg, device)
+    decoder.mean.copy_(mean)
+    decoder.whiten.copy_(whiten)
+    if cfg.init_from:
+        n = warm_start(decoder, cfg.init_from, encoder.weights_id)
+        if rank == 0:
+            print(f"started from {cfg.init_from}: {n} of {len(decoder.state_dict())} tensors", flush=True)
+        donor = read_decoder(cfg.init_from)[1]
+        if donor.get("level") == str(cfg.level):  # fine-tuning: carry the earlier training along
+            state["prior"] = {
+                "steps": int(donor.get("steps", 0)) + int(donor.get("prior_steps", 0)),
+                "seconds": float(donor.get("train_seconds", 0)) + float(donor.get("prior_train_seconds", 0)),
+            }
+    elif len(decoder.net) == 1:
+        fit_linear(encoder, decoder, cfg, device)
+    return state
+
+
+def finish(
+    cfg: Config,
+    files: RunFiles,
+    encoder: Encoder,
+    decoder: Decoder,
+    state: dict,
+    step: int,
+    bad: set[str],
+    n_files: int,
+    rank: int,
+    world: int,
+    *,
+    ended: bool,
+) -> dict:
+    """The run's summary, once the processes have pooled the unreadable files they skipped and
+    stopped. Rank 0 warns of those files, writes the last step's decoder of a run without --val,
+    and exports the best one with --export when the run `ended` (not after a chunk)."""
+    if world > 1:
+        every = [None] * world
+        dist.all_gather_object(every, sorted(bad))  # each rank skipped the files it drew
+        bad = set().union(*every)
+        dist.barrier()
+        dist.destroy_process_group()
+    summary = {
+        "step": step,
+        "best_psnr": state["best_psnr"] if state["best_psnr"] >= 0 else None,  # None: never validated
+        "bad_files": len(bad),
+        "files": n_files,
+        "rank": rank,
+        "amp": cfg.amp,
+        "weights_sha256": tensors_sha256(decoder.state_dict()),
+    }
+    if rank == 0 and bad:
+        more = ", ..." if len(bad) > 3 else ""
+        warnings.warn(
+            f"{len(bad)} unreadable training images were skipped: {', '.join(sorted(bad)[:3])}{more}",
+            stacklevel=1,
+        )
+    if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
+        save_decoder(decoder, files.final, metadata(cfg, state, step, {}, encoder, world))
+        summary["decoder"] = str(files.final)
+    elif rank == 0 and files.best.exists():
+        summary["decoder"] = str(files.best)
+    if rank == 0 and cfg.export and files.best.exists() and ended:
+        summary["exported"] = export(files.best, Path(cfg.export) / f"{relu(cfg.level)}.safetensors")
+    return summary
+
+
+def train(cfg: Config) -> dict:
+    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
+    check_config(cfg)
+    cfg = plain(cfg)
+    device, rank, world = setup_processes(cfg)
+    val_all = load_val_images(cfg.val) if cfg.val and rank == 0 else []
+    if cfg.val and rank == 0 and not val_all:
+        raise InputError(f"--val (Config.val) {cfg.val} holds no readable image")
+    torch.manual_seed(cfg.seed)
+    out, name = Path(cfg.out), relu(cfg.level)
+    files = check_out(cfg, rank)
+    last, best = files.last, files.best
 
     encoder = load_encoder(device, cfg.vgg_weights)
     decoder = Decoder(cfg.level).to(device)
@@ -549,45 +671,10 @@ def train(cfg: Config) -> dict:
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
     cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
-    state = {"step": 0, "history": [], "best_psnr": -1.0, "bad_files": [], "seconds": 0.0}
     if cfg.resume and last.exists():
-        ck = load_checkpoint(last)
-        level = ck.get("config", {}).get("level", cfg.level)
-        if level != cfg.level:
-            raise InputError(
-                f"--resume (Config.resume): {last} is a checkpoint of a {relu(level)} run, not {name}: "
-                "give the --level it was trained at, or another --out"
-            )
-        decoder.load_state_dict(ck["decoder"])
-        opt.load_state_dict(ck["optimizer"])
-        state = ck["state"]
-        adopt_best(state, best)
-        if rank == 0:
-            print(f"resuming {last} at step {state['step']}", flush=True)
-            changed = changed_settings(ck.get("config", {}), {**asdict(cfg), "processes": world})
-            if changed:
-                warnings.warn(
-                    f"resuming with changed settings ({changed}): the run no longer matches an "
-                    "uninterrupted one",
-                    stacklevel=1,
-                )
+        state = resume(cfg, files, decoder, opt, rank, world)
     else:
-        mean, whiten = input_whitening(encoder, cfg, device)
-        decoder.mean.copy_(mean)
-        decoder.whiten.copy_(whiten)
-        if cfg.init_from:
-            n = warm_start(decoder, cfg.init_from, encoder.weights_id)
-            if rank == 0:
-                print(f"started from {cfg.init_from}: {n} of {len(decoder.state_dict())} tensors", flush=True)
-            donor = read_decoder(cfg.init_from)[1]
-            if donor.get("level") == str(cfg.level):  # fine-tuning: carry the earlier training along
-                state["prior"] = {
-                    "steps": int(donor.get("steps", 0)) + int(donor.get("prior_steps", 0)),
-                    "seconds": float(donor.get("train_seconds", 0))
-                    + float(donor.get("prior_train_seconds", 0)),
-                }
-        elif len(decoder.net) == 1:
-            fit_linear(encoder, decoder, cfg, device)
+        state = start(cfg, encoder, decoder, device, rank)
     net = decoder.net
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net)
@@ -695,36 +782,8 @@ def train(cfg: Config) -> dict:
                     plot_history(state["history"], out / f"{name}.curves.png")
     finally:
         bar.stop()
-    if world > 1:
-        every = [None] * world
-        dist.all_gather_object(every, sorted(bad))  # each rank skipped the files it drew
-        bad = set().union(*every)
-        dist.barrier()
-        dist.destroy_process_group()
-    summary = {
-        "step": step,
-        "best_psnr": state["best_psnr"] if state["best_psnr"] >= 0 else None,  # None: never validated
-        "bad_files": len(bad),
-        "files": n_files,
-        "rank": rank,
-        "amp": use_amp,
-        "weights_sha256": tensors_sha256(decoder.state_dict()),
-    }
-    if rank == 0 and bad:
-        more = ", ..." if len(bad) > 3 else ""
-        warnings.warn(
-            f"{len(bad)} unreadable training images were skipped: {', '.join(sorted(bad)[:3])}{more}",
-            stacklevel=1,
-        )
-    if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
-        final = out / f"{name}.final.safetensors"
-        save_decoder(decoder, final, metadata(cfg, state, step, {}, encoder, world))
-        summary["decoder"] = str(final)
-    elif rank == 0 and best.exists():
-        summary["decoder"] = str(best)
-    if rank == 0 and cfg.export and best.exists() and (step >= cfg.steps or done >= 1):  # not a chunk's
-        summary["exported"] = export(best, Path(cfg.export) / f"{name}.safetensors")
-    return summary
+    ended = step >= cfg.steps or done >= 1  # not just a chunk of the run
+    return finish(cfg, files, encoder, decoder, state, step, bad, n_files, rank, world, ended=ended)
 
 
 def finite(decoder: Decoder) -> bool:
@@ -778,11 +837,11 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
     }
 
 
-def export(best: Path, target: Path, force: bool = False) -> bool:
+def export(best: Path, target: Path) -> bool:
     """Copy the best decoder to `target` unless the one there scores higher on validation, or
     records no score to compare (an unreadable file there is replaced)."""
     new = read_decoder(best)[1]
-    if target.exists() and not force:
+    if target.exists():
         try:
             old = read_decoder(target)[1]
         except WCTError:
