@@ -23,7 +23,7 @@ from wct.controls import (
 )
 from wct.errors import InputError
 from wct.images import load_image, tensor_to_pil
-from wct.transform import FeatureStats, feature_stats, transform, wct, wct_masked, wct_mix
+from wct.transform import FeatureStats, feature_stats, transform, wct
 
 from .conftest import gradient_image
 
@@ -103,36 +103,36 @@ def random_stats(c: int, n: int, seed: int) -> FeatureStats:
     return feature_stats(a @ torch.randn(c, n, generator=g, dtype=torch.float64) + 5 * seed)
 
 
-def test_wct_masked_gives_each_region_its_own_style_statistics():
+def test_a_mask_gives_each_region_its_own_style_statistics():
     c, h, w = 6, 8, 10
     f = torch.randn(c, h, w, dtype=torch.float64) * 3 + 1
     labels = torch.zeros(h, w, dtype=torch.long)
     labels[:, 5:] = 1
     styles = [random_stats(c, 200, 1), random_stats(c, 200, 2)]
-    out = wct_masked(f, labels, styles, alpha=1.0)
+    out = transform(f, styles, 1.0, labels=labels)
     for i, style in enumerate(styles):
         region = feature_stats(out[:, labels == i])
         torch.testing.assert_close(region.mean, style.mean)
         torch.testing.assert_close(region.cov, style.cov)
     # One region covering everything is plain WCT (content statistics over the whole map).
     torch.testing.assert_close(
-        wct_masked(f, torch.zeros(h, w, dtype=torch.long), styles, 0.7), wct(f, styles[0], 0.7)
+        transform(f, styles, 0.7, labels=torch.zeros(h, w, dtype=torch.long)), wct(f, styles[0], 0.7)
     )
     with pytest.raises(InputError, match="labels"):
-        wct_masked(f, labels + 1, styles)
+        transform(f, styles, 1.0, labels=labels + 1)
     with pytest.raises(InputError, match="do not combine"):
         transform(f, styles, 0.5, weights=[1, 1], labels=labels)
 
 
-def test_wct_mix_is_the_weighted_sum_and_checks_weights():
+def test_style_weights_give_the_weighted_sum_and_checks_weights():
     f = torch.randn(5, 6, 7, dtype=torch.float64)
     s0, s1 = random_stats(5, 100, 3), random_stats(5, 100, 4)
-    mixed = wct_mix(f, [s0, s1], [7, 3], alpha=0.8)
+    mixed = transform(f, [s0, s1], 0.8, [7, 3])
     torch.testing.assert_close(mixed, 0.7 * wct(f, s0, 0.8) + 0.3 * wct(f, s1, 0.8))
-    assert torch.equal(wct_mix(f, [s0, s1], [1, 0], 0.8), wct(f, s0, 0.8))
+    assert torch.equal(transform(f, [s0, s1], 0.8, [1, 0]), wct(f, s0, 0.8))
     for bad, text in (([-1, 2], "non-negative"), ([0, 0], "zero"), ([float("nan"), 1], "non-negative")):
         with pytest.raises(InputError, match=text):
-            wct_mix(f, [s0, s1], bad)
+            transform(f, [s0, s1], 1.0, bad)
 
 
 def test_style_specs_only_take_a_trailing_number_as_weight(tmp_path):

@@ -92,3 +92,21 @@ def test_a_weights_path_under_home_is_found_by_info_as_by_loading(tmp_path, monk
     monkeypatch.setenv("WCT_VGG19_WEIGHTS", "~/vgg19.h5")  # quoted in a shell: no expansion
     assert describe()["status"] == "ok"
     assert load_encoder("cpu").weights_id == VGG19_MD5
+
+
+def test_a_failed_export_leaves_the_existing_file_whole(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from wct.errors import OutputError
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    path = tmp_path / "vgg19.safetensors"
+    path.write_bytes(b"an earlier export")
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OutputError, match="No space left"):
+        save_weights({"conv1_1.bias": torch.zeros(64)}, path)
+    assert path.read_bytes() == b"an earlier export" and list(tmp_path.iterdir()) == [path]

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wct.errors import InputError
-from wct.transform import coloring_matrix, feature_stats, wct, wct_mix, whitening_matrix
+from wct.transform import coloring_matrix, feature_stats, transform, wct, whitening_matrix
 
 
 def cov(f: torch.Tensor) -> torch.Tensor:
@@ -161,16 +161,14 @@ def test_alpha_zero_checks_the_input_and_returns_a_copy():
 
 
 def test_fractional_labels_are_refused():
-    from wct.transform import wct_masked
-
     f = correlated(4, 100, 15).reshape(4, 10, 10)
     labels = torch.zeros(10, 10)
     labels[:5] = 1.0
-    out = wct_masked(f, labels, [f, f * 2])
+    out = transform(f, [f, f * 2], 1.0, labels=labels)
     assert torch.isfinite(out).all()
     labels[0, 0] = 0.5
     with pytest.raises(InputError, match="whole numbers"):
-        wct_masked(f, labels, [f, f * 2])
+        transform(f, [f, f * 2], 1.0, labels=labels)
 
 
 def test_half_precision_keeps_low_contrast_content():
@@ -189,18 +187,16 @@ def test_half_precision_keeps_low_contrast_content():
 
 
 def test_labels_and_features_of_the_wrong_shape_are_refused():
-    from wct.transform import wct_masked
-
     f = correlated(4, 24, 17).reshape(4, 4, 6)
     for labels in (torch.zeros(6, 4), torch.zeros(24), torch.zeros(1, 4, 6), torch.zeros(4, 6).numpy()):
         with pytest.raises(InputError, match="labels"):
-            wct_masked(f, labels, [f])
+            transform(f, [f], 1.0, labels=labels)
     with pytest.raises(InputError, match=r"\(C, H, W\)"):
         wct(f[None], f)  # a batch: not "1 channel"
     with pytest.raises(InputError):
         wct(f[:0], f[:0])
     flat = correlated(4, 24, 18)
-    assert wct_masked(flat, torch.zeros(24, dtype=torch.long), [flat]).shape == flat.shape
+    assert transform(flat, [flat], 1.0, labels=torch.zeros(24, dtype=torch.long)).shape == flat.shape
 
 
 def test_huge_style_weights_are_normalised_not_zeroed():
@@ -221,8 +217,6 @@ def test_features_whose_covariance_overflows_are_an_input_error():
 
 
 def test_the_eigenvalue_cut_is_relative_and_a_one_pixel_region_gets_the_style_mean():
-    from wct.transform import wct_masked, whitening_matrix
-
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
     for scale in (1e-6, 1.0, 1e6):  # the same directions are kept at any scale of the features
         cov = scale * (q * torch.tensor([1.0, 1e-4, 1e-6], dtype=torch.float64)) @ q.T
@@ -231,7 +225,7 @@ def test_the_eigenvalue_cut_is_relative_and_a_one_pixel_region_gets_the_style_me
     content, style_a, style_b = torch.rand(8, 6, 6), torch.rand(8, 30) * 5, torch.rand(8, 30) + 2
     labels = torch.zeros(6, 6, dtype=torch.long)
     labels[2, 3] = 1
-    out = wct_masked(content, labels, [style_a, style_b])
+    out = transform(content, [style_a, style_b], 1.0, labels=labels)
     torch.testing.assert_close(out[:, 2, 3], style_b.mean(1), rtol=1e-4, atol=1e-4)
 
 
@@ -270,7 +264,7 @@ def test_statistics_keep_the_exact_mean_of_float32_features():
 
 
 def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_errors():
-    from wct.transform import region_stats, transform
+    from wct.transform import region_stats
 
     f = correlated(4, 50, 22)
     labels = torch.arange(50) % 3
@@ -279,7 +273,7 @@ def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_error
             transform(f, [f, f, f], 1.0, labels=labels, own=own)
     for weights in (0.5, torch.tensor(0.5), "1"):
         with pytest.raises(InputError, match="sequence of numbers"):
-            wct_mix(f, [f], weights)
+            transform(f, [f], 1.0, weights)
     for shift in ([0.0] * 4, torch.full((4,), float("nan"))):
         with pytest.raises(InputError, match="shift"):
             feature_stats(f, shift)

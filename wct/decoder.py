@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,26 +11,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoder import CFG, LEVELS, autocast, channels, read_signed, relu, warn_overflow, write_signed
+from .encoder import LEVELS, autocast, cfg, channels, read_signed, relu, warn_overflow, write_signed
 from .errors import InputError, WeightsError
-from .transform import as_number
+from .transform import normalise_weights
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
 ENV_VAR = "WCT_DECODERS"
-
-
-def encoder_cfg(level: int) -> list:
-    """The encoder's configuration up to relu{level}_1."""
-    relu(level)
-    convs_at = [i for i, v in enumerate(CFG) if v == "M"]
-    return CFG[: convs_at[level - 2] + 2] if level > 1 else CFG[:1]
 
 
 def decoder_layers(level: int) -> nn.Sequential:
     """Walk the encoder backwards: conv(out->in) + ReLU for each conv, x2 nearest upsampling
     for each pool, and a last conv to RGB without ReLU."""
     convs, c = [], 3
-    for v in encoder_cfg(level):
+    for v in cfg(level):
         if v == "M":
             convs.append("M")
         else:
@@ -178,11 +170,9 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
     another share a loss basin, so all must be for one level and whiten their inputs alike."""
     if len(decoders) < 2:
         raise WeightsError("averaging needs at least two decoders")
-    weights = [1.0] * len(decoders) if weights is None else [as_number(w, "weight") for w in weights]
-    if len(weights) != len(decoders) or not all(math.isfinite(w) and w >= 0 for w in weights):
-        raise InputError(f"need one finite weight >= 0 per decoder, got {weights}")
-    if sum(weights) <= 0:
-        raise InputError("the weights sum to 0")
+    weights = normalise_weights([1.0] * len(decoders) if weights is None else weights, "decoder weights")
+    if len(weights) != len(decoders):
+        raise InputError(f"need one finite weight >= 0 per decoder, got {len(weights)} for {len(decoders)}")
     first = decoders[0]
     for d in decoders[1:]:
         if d.level != first.level:
@@ -192,10 +182,10 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
                 "these decoders whiten their inputs differently: average only runs fine-tuned "
                 "from one another"
             )
-    total, states = sum(weights), [d.state_dict() for d in decoders]
+    states = [d.state_dict() for d in decoders]
     mean = Decoder(first.level)
     mean.load_state_dict(
-        {k: sum(w / total * s[k].float() for w, s in zip(weights, states, strict=True)) for k in states[0]}
+        {k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)) for k in states[0]}
     )
     return mean.requires_grad_(False).eval().to(first.mean.device)
 

@@ -30,14 +30,34 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 LEVELS = (1, 2, 3, 4, 5)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# torchvision's VGG19 layer list, cut after conv5_1 (the deepest layer WCT uses).
-CFG: list = cfgs["E"][: cfgs["E"].index("M", 13) + 2]
+
+def relu(level: int) -> str:
+    """Name of the layer WCT level `level` works on (relu{level}_1)."""
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
+        raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
+    return f"relu{level}_1"
 
 
-def layer_names(cfg: Sequence = CFG) -> list[str]:
-    """Caffe-style names of the modules `make_layers(cfg)` builds: conv1_1, relu1_1, pool1, ..."""
+def cfg(level: int) -> list:
+    """torchvision's VGG19 layer list (configuration 'E': conv widths, "M" for a pool) up to
+    relu{level}_1, that is through the first conv after the (level - 1)th pool."""
+    relu(level)  # an InputError for anything but 1..5
+    pools = [i for i, v in enumerate(cfgs["E"]) if v == "M"]
+    return cfgs["E"][: pools[level - 2] + 2] if level > 1 else cfgs["E"][:1]
+
+
+def channels(level: int) -> int:
+    """Number of channels of relu{level}_1."""
+    return cfg(level)[-1]
+
+
+CFG: list = cfg(LEVELS[-1])  # the encoder: up to conv5_1, the deepest layer WCT uses
+
+
+def layer_names(layers: Sequence = CFG) -> list[str]:
+    """Caffe-style names of the modules `make_layers(layers)` builds: conv1_1, relu1_1, pool1, ..."""
     names, block, conv = [], 1, 0
-    for v in cfg:
+    for v in layers:
         if v == "M":
             names.append(f"pool{block}")
             block, conv = block + 1, 0
@@ -59,19 +79,6 @@ def check_layer(name: str) -> str:
 def min_side(layer: str) -> int:
     """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools before it)."""
     return 2 ** sum(name.startswith("pool") for name in NAMES[: NAMES.index(check_layer(layer))])
-
-
-def relu(level: int) -> str:
-    """Name of the layer WCT level `level` works on (relu{level}_1)."""
-    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
-        raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
-    return f"relu{level}_1"
-
-
-def channels(level: int) -> int:
-    """Number of channels of relu{level}_1."""
-    relu(level)  # an InputError for anything but 1..5
-    return (64, 128, 256, 512, 512)[LEVELS.index(level)]
 
 
 def default_weights_path() -> Path | None:
@@ -153,16 +160,12 @@ def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
     if not path.is_file():
         raise WeightsError(f"VGG19 weights not found at {path}: {hint}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as e:
-            raise WeightsError(f"VGG19 weights {path} are unreadable ({e}): {hint}") from None
-        if meta.get("sha256") != tensors_sha256(tensors) or meta.get("source_md5") != VGG19_MD5:
-            raise WeightsError(f"VGG19 weights {path} are corrupt or not VGG19: {hint}")
+            tensors, meta = read_signed(path, "VGG19 weights file")
+        except WeightsError as e:
+            raise WeightsError(f"{e}; {hint}") from None
+        if meta.get("source_md5") != VGG19_MD5:
+            raise WeightsError(f"VGG19 weights {path} are not an export of {VGG19_FILE}: {hint}")
         if {k: tuple(v.shape) for k, v in tensors.items()} != weight_shapes():
             raise WeightsError(f"VGG19 weights {path} lack layers or have the wrong shapes: {hint}")
         return {k: v.float() for k, v in tensors.items()}, meta["source_md5"]
@@ -185,12 +188,9 @@ def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
 
 
 def save_weights(weights: dict[str, Tensor], path: Path, dtype: torch.dtype = torch.float16) -> None:
-    """Export encoder weights as safetensors (e.g. fp16, to carry to another machine)."""
-    from safetensors.torch import save_file
-
+    """Export encoder weights as safetensors (e.g. fp16, to carry to another machine), atomically."""
     tensors = {k: v.to(dtype).contiguous() for k, v in weights.items()}
-    meta = {"source_md5": VGG19_MD5, "sha256": tensors_sha256(tensors), "format": "pt"}
-    save_file(tensors, str(path), metadata=meta)
+    write_signed(tensors, {"source_md5": VGG19_MD5, "format": "pt"}, path)
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -19,6 +19,7 @@ from .decoder import Decoder, load_decoder
 from .encoder import LEVELS, Encoder, load_encoder, low_precision, precision_dtype, relu, resolve_device
 from .errors import InputError
 from .images import (
+    MIN_SIDE,
     ImageLike,
     alpha_channel,
     check_texture_pixels,
@@ -30,7 +31,7 @@ from .images import (
 )
 from .transform import FeatureStats, check_alpha, check_weights, feature_stats, region_stats, transform, whole
 
-MULTIPLE = 16  # relu5_1 is 1/16 of the input: pad to this so decoders give back the same size
+MULTIPLE = MIN_SIDE  # sides are padded to multiples of it, so decoders give back the same size
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class Stylizer:
 
     `precision` "bf16" or "fp16" runs the encoder and decoders under autocast, for speed on GPUs
     and on CPUs with AVX-512 BF16 or AMX (elsewhere bf16 is slower, and warns); the whitening and
-    colouring always run in fp32.
+    colouring never run under autocast (statistics and eigensolves in float64, see `transform`).
     """
 
     def __init__(
@@ -280,7 +281,7 @@ class Stylizer:
         """Texture synthesis (WCT paper, sec. 4): uniform noise of `size` (width, height), made on
         the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times.
         Large textures are made in tiles, as `stylize_any` does (`tile`: None auto, 0 never, N px);
-        the size is capped at Pillow's decompression-bomb limit, like the images we read."""
+        the size is capped at `images.made_pixel_limit` (twice Pillow's decompression-bomb limit)."""
         from .tiling import stylize_any
 
         width, height = texture_size(size)
@@ -328,8 +329,9 @@ _STYLIZERS: dict[tuple[str, str, str], Stylizer] = {}
 
 
 def stylizer(device: str | torch.device | None = None, precision: str = "fp32") -> Stylizer:
-    """A cached Stylizer per device and precision (loading weights costs more than a small
-    stylisation)."""
+    """A cached Stylizer per device, precision and working directory (loading weights costs more
+    than a small stylisation; a relative $WCT_DECODERS or $WCT_VGG19_WEIGHTS names other files
+    from another directory)."""
     dev = resolve_device(device)
     key = (str(dev), precision, str(Path.cwd()))
     if key not in _STYLIZERS:
@@ -394,7 +396,3 @@ def texture(
     return tensor_to_pil(
         s.texture(s.styles(style, levels, style_size, tile), size, seed, passes, levels, tile=tile)
     )
-
-
-def load_decoder_for(level: int, device: str | torch.device | None = None) -> Decoder:
-    return stylizer(device).decoder(level)

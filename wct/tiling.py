@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from .controls import resize_labels
-from .encoder import relu
+from .decoder import Decoder
+from .encoder import cfg, relu
 from .errors import InputError
 from .images import ImageLike, load_image, resize
 from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs
@@ -38,21 +39,20 @@ def _round_up(v: float, multiple: int) -> int:
 def encoder_margin(level: int) -> int:
     """Pixels of context an encoder feature at relu{level}_1 depends on, on each side (VGG19:
     3x3 convs add one step of the current stride, 2x2 pools one more), rounded up to 16."""
-    convs = (2, 2, 4, 4)  # conv layers per block before the next pool
     margin, stride = 0, 1
-    for block in range(level - 1):
-        margin += convs[block] * stride + stride  # the convs, then the pool's extra pixel
-        stride *= 2
-    margin += stride  # conv{level}_1
+    for v in cfg(level):
+        margin += stride  # a conv's one cell of context, or a pool's extra cell
+        if v == "M":
+            stride *= 2
     return _round_up(margin, MULTIPLE)
 
 
-def decoder_margin(decoder: nn.Module) -> int:
-    """Pixels of feature context one output pixel of `decoder` depends on, on each side, rounded to 16."""
-    layers = list(decoder.net) if hasattr(decoder, "net") else list(decoder.modules())
-    stride = 2 ** sum(isinstance(m, nn.Upsample) for m in layers)
+def decoder_margin(decoder: Decoder) -> int:
+    """Output image pixels of context one output pixel of `decoder` depends on, on each side,
+    rounded up to 16."""
+    stride = 2 ** sum(isinstance(m, nn.Upsample) for m in decoder.net)
     margin = 0
-    for m in layers:
+    for m in decoder.net:
         if isinstance(m, nn.Upsample):
             stride //= 2
         elif isinstance(m, nn.Conv2d):
@@ -94,6 +94,12 @@ class Tile:
         """Its rows and columns in a map `stride` times smaller (features, labels)."""
         return slice(self.y0 // stride, self.y1 // stride), slice(self.x0 // stride, self.x1 // stride)
 
+    def cells_in(self, outer: Tile, stride: int) -> tuple[slice, slice]:
+        """Its rows and columns in the map of `outer` (a tile containing it), `stride` times smaller."""
+        return Tile(self.y0 - outer.y0, self.y1 - outer.y0, self.x0 - outer.x0, self.x1 - outer.x0).cells(
+            stride
+        )
+
     def grow(self, m: int, h: int, w: int) -> Tile:
         return Tile(max(0, self.y0 - m), min(h, self.y1 + m), max(0, self.x0 - m), min(w, self.x1 + m))
 
@@ -121,6 +127,75 @@ def needs_tiling(h: int, w: int, tile: int | None) -> bool:
     return limit > 0 and max(h, w) > limit
 
 
+def encode_tile(stylizer: Stylizer, x: Tensor, level: int, t: Tile) -> Tensor:
+    """relu{level}_1 features (C, h, w) of the region `t` of a padded image `x`, encoded with the
+    encoder's margin around it, so they are exactly those of an untiled pass."""
+    g = t.grow(encoder_margin(level), *x.shape[-2:])
+    f = stylizer.encoder(x[..., g.y0 : g.y1, g.x0 : g.x1].to(stylizer.device), level)[0]
+    return f[(slice(None), *t.cells_in(g, 2 ** (level - 1)))]
+
+
+def tiled_stats(
+    stylizer: Stylizer,
+    x: Tensor,
+    level: int,
+    grid: list[Tile],
+    labels: Tensor | None,
+    regions: int,
+    feats: Tensor | None,
+) -> list[FeatureStats]:
+    """Pass 1: exact whole-image statistics of relu{level}_1, one per region of `labels` (at the
+    features' size; `regions` of them) or one without, accumulated over the tile cores; fills the
+    cache `feats` when given."""
+    stride = 2 ** (level - 1)
+    total: list[FeatureStats] | None = None
+    shift = None
+    for t in grid:
+        core = encode_tile(stylizer, x, level, t).float().cpu()
+        if feats is not None:
+            feats[(slice(None), *t.cells(stride))] = core
+        if shift is None:
+            shift = core.reshape(core.shape[0], -1).double().mean(1)
+        lab = labels[t.cells(stride)] if labels is not None else None
+        part = region_stats(core, lab, regions, shift)
+        total = part if total is None else [a + b for a, b in zip(total, part, strict=True)]
+        del core
+    return total
+
+
+def tiled_decode(
+    stylizer: Stylizer,
+    x: Tensor,
+    level: int,
+    grid: list[Tile],
+    maps: list[tuple[Tensor, Tensor]],
+    labels: Tensor | None,
+    feats: Tensor | None,
+    blend: int,
+) -> Tensor:
+    """Pass 2: transform each tile's features with `maps` and decode them with the decoder's
+    margin (features from the cache `feats`, or encoded again), cross-fading tiles over `blend` px."""
+    _, _, h, w = x.shape
+    stride = 2 ** (level - 1)
+    decoder = stylizer.decoder(level)
+    margin = decoder_margin(decoder) + _round_up(blend, MULTIPLE)
+    out = torch.zeros(1, 3, h, w)
+    for t in grid:
+        span = t.grow(margin, h, w)  # features the decoded span depends on
+        if feats is not None:
+            f = feats[(slice(None), *span.cells(stride))]
+        else:
+            f = encode_tile(stylizer, x, level, span)
+        lab = labels[span.cells(stride)] if labels is not None else None
+        y = decoder(apply_maps(f.to(stylizer.device), maps, lab)[None]).float().cpu()
+        d = t.grow(blend, h, w)  # the decoded pixels kept, cross-faded over the blend band
+        wy = ramp(d.y0, d.y1, t.y0, t.y1, blend)
+        wx = ramp(d.x0, d.x1, t.x0, t.x1, blend)
+        out[..., d.y0 : d.y1, d.x0 : d.x1] += y[(..., *d.cells_in(span, 1))] * (wy[:, None] * wx[None, :])
+        del f, y
+    return out
+
+
 @torch.no_grad()
 def stylize_level(
     stylizer: Stylizer,
@@ -140,69 +215,22 @@ def stylize_level(
     `hook(level, stats)` may replace the content's statistics (e.g. smoothed over video frames)."""
     _, _, h, w = x.shape
     stride = 2 ** (level - 1)
-    enc_m = encoder_margin(level)
-    decoder = stylizer.decoder(level)
+    stylizer.decoder(level)  # loaded before any work: a missing decoder fails at once
     grid = tiles(h, w, tile)
     # Cross-fades sum to one only where the bands of a core's two borders do not meet: at most
     # half of any core that has neighbours along its axis.
     ys, xs = {(t.y0, t.y1) for t in grid}, {(t.x0, t.x1) for t in grid}
     cores = [b - a for spans in (ys, xs) if len(spans) > 1 for a, b in spans]
     blend = min([blend, *(c // 2 for c in cores)])
-    dec_m = decoder_margin(decoder) + _round_up(blend, MULTIPLE)
     c = styles[0].total.shape[0]
-    cache = c * (h // stride) * (w // stride) * 4 <= cache_bytes
+    cache = c * (h // stride) * (w // stride) * 4 <= cache_bytes  # keep the features between passes
     feats = torch.empty(c, h // stride, w // stride) if cache else None
     flab = resize_labels(labels, (h // stride, w // stride)) if labels is not None else None
-    regions = len(styles) if labels is not None else 1
-    dev = stylizer.device
-
-    def encode(t: Tile, margin: int) -> tuple[Tensor, Tile]:
-        """Features of the region `t` grown by `margin` px (clipped), exact in the core."""
-        g = t.grow(margin, h, w)
-        f = stylizer.encoder(x[..., g.y0 : g.y1, g.x0 : g.x1].to(dev), level)[0]
-        return f, g
-
-    def crop(f: Tensor, g: Tile, t: Tile) -> Tensor:
-        """The part of features `f` of region `g` that covers region `t`."""
-        s = stride
-        return f[:, (t.y0 - g.y0) // s : (t.y1 - g.y0) // s, (t.x0 - g.x0) // s : (t.x1 - g.x0) // s]
-
-    # Pass 1: exact whole-image statistics, accumulated over tile cores.
-    total: list[FeatureStats] | None = None
-    shift = None
-    for t in grid:
-        f, g = encode(t, enc_m)
-        core = crop(f, g, t).float().cpu()
-        if feats is not None:
-            feats[(slice(None), *t.cells(stride))] = core
-        if shift is None:
-            shift = core.reshape(c, -1).double().mean(1)
-        lab = flab[t.cells(stride)] if flab is not None else None
-        part = region_stats(core, lab, regions, shift)
-        total = part if total is None else [a + b for a, b in zip(total, part, strict=True)]
-        del f, core
+    total = tiled_stats(stylizer, x, level, grid, flab, len(styles), feats)
     if hook is not None:
         total = hook(level, total)
     maps = affine_maps(total, list(styles), alpha, weights, labels is not None)
-
-    # Pass 2: transform and decode each tile with the decoder's margin, cross-fade the borders.
-    out = torch.zeros(1, 3, h, w)
-    for t in grid:
-        span = t.grow(dec_m, h, w)  # features the decoded span depends on
-        if feats is not None:
-            f = feats[(slice(None), *span.cells(stride))]
-        else:
-            f, g = encode(span, enc_m)
-            f = crop(f, g, span)
-        lab = flab[span.cells(stride)] if flab is not None else None
-        y = decoder(apply_maps(f.to(dev), maps, lab)[None]).float().cpu()
-        d = t.grow(blend, h, w)  # the decoded pixels kept, cross-faded over the blend band
-        y = y[..., d.y0 - span.y0 : d.y1 - span.y0, d.x0 - span.x0 : d.x1 - span.x0]
-        wy = ramp(d.y0, d.y1, t.y0, t.y1, blend)
-        wx = ramp(d.x0, d.x1, t.x0, t.x1, blend)
-        out[..., d.y0 : d.y1, d.x0 : d.x1] += y * (wy[:, None] * wx[None, :])
-        del f, y
-    return out
+    return tiled_decode(stylizer, x, level, grid, maps, flab, feats, blend)
 
 
 @torch.no_grad()
@@ -259,10 +287,7 @@ def style_tiled(stylizer: Stylizer, x: Tensor, levels: Sequence[int], tile: int 
         g = t.grow(margin, h, w)
         feats = stylizer.encoder.extract(x[..., g.y0 : g.y1, g.x0 : g.x1].to(stylizer.device), names)
         for v, name in zip(levels, names, strict=True):
-            s = 2 ** (v - 1)
-            core = feats[name][
-                0, :, (t.y0 - g.y0) // s : (t.y1 - g.y0) // s, (t.x0 - g.x0) // s : (t.x1 - g.x0) // s
-            ]
+            core = feats[name][(0, slice(None), *t.cells_in(g, 2 ** (v - 1)))]
             part = feature_stats(core.float().cpu(), total[v].shift if v in total else None)
             total[v] = total[v] + part if v in total else part
         del feats

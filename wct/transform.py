@@ -26,7 +26,8 @@ OUTER_CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Running sums of one feature map: count N, sum of x (C,), sum of x xᵀ about `shift` (C, C).
+    """Running sums of one feature map about `shift` (C,): count N, Σ(x−shift) (C,) and
+    Σ(x−shift)(x−shift)ᵀ (C, C).
 
     The whitening and colouring matrices are computed once per object, so a style's statistics
     reused for many contents (batches, video, the studio's slider) cost one eigendecomposition.
@@ -160,18 +161,14 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
-def wct_matrix(content: FeatureStats, style: FeatureStats) -> tuple[Tensor, Tensor]:
-    """(T, b) such that T (x - content mean) + b whitens and colours; T is float64 (C, C)."""
-    return style.coloring @ content.whitening, style.mean
-
-
 def wct_affine(content: FeatureStats, style: FeatureStats, alpha: float) -> tuple[Tensor, Tensor]:
-    """(T, b), float64, such that T x + b = alpha * WCT(x) + (1 - alpha) * x for the content's x."""
-    t, b = wct_matrix(content, style)
-    # Fold blend and mean handling into one affine map applied in the feature dtype.
+    """(T, b), float64, such that T x + b = alpha * WCT(x) + (1 - alpha) * x for the content's x,
+    where WCT(x) = coloring(style) whitening(content) (x - content mean) + style mean."""
+    t = style.coloring @ content.whitening
+    # Fold the blend and both means into one affine map: `apply_maps` then costs one T x + b.
     eye = torch.eye(t.shape[0], dtype=t.dtype)
     t = alpha * t + (1 - alpha) * eye
-    b = alpha * b + (1 - alpha) * content.mean - t @ content.mean
+    b = alpha * style.mean + (1 - alpha) * content.mean - t @ content.mean
     return t, b
 
 
@@ -188,8 +185,7 @@ def _style_stats(content: Tensor, style: FeatureStats | Tensor) -> FeatureStats:
 
 def _labels(f: Tensor, labels: Tensor, regions: int) -> Tensor:
     """`labels` flattened, checked to be (H, W) for features (C, H, W), or (N,) for (C, N), and to
-    lie in 0..regions-1."""
-    flatten(f)
+    lie in 0..regions-1 (`f` checked by `flatten` already)."""
     if not isinstance(labels, Tensor):
         raise InputError(f"labels must be a tensor, got {type(labels).__name__}")
     if labels.shape != f.shape[1:]:
@@ -208,9 +204,16 @@ def region_stats(
     """Statistics of features (C, H, W) per region of `labels` (H, W), or one for the whole map;
     about `shift` (default: each region's own mean)."""
     x = flatten(f)
-    if labels is None:
+    lab = None if labels is None else _labels(f, labels, regions)
+    return _region_stats(x, lab, regions, shift)
+
+
+def _region_stats(
+    x: Tensor, lab: Tensor | None, regions: int, shift: Tensor | None = None
+) -> list[FeatureStats]:
+    """`region_stats` of checked features (C, N) and labels (N,)."""
+    if lab is None:
         return [feature_stats(x, shift)]
-    lab = _labels(f, labels, regions)
     return [feature_stats(x[:, (lab == i).nonzero().squeeze(1)], shift) for i in range(regions)]
 
 
@@ -271,23 +274,25 @@ def transform(
     """One level of stylisation of features (C, H, W): WCT with one style, the weighted mix of
     several, or region i of `labels` with style i. `own` is `region_stats(f, labels, len(styles))`
     when the caller keeps it (its whitening is then computed once for many alphas)."""
-    flatten(f)
-    check_weights(weights, len(styles), labels is not None)
-    if labels is not None:
-        _labels(f, labels, len(styles))
+    alpha = check_alpha(alpha)
+    masked = labels is not None
+    x = flatten(f)
+    check_weights(weights, len(styles), masked)
+    lab = _labels(f, labels, len(styles)) if masked else None
     styles = [_style_stats(f, s) for s in styles]
-    if (check_alpha(alpha) == 0 or own is not None) and not torch.isfinite(flatten(f)).all():
-        raise InputError("features contain NaN or Inf")  # otherwise region_stats checks them
+    if own is None and alpha > 0:
+        own = _region_stats(x, lab, len(styles))  # feature_stats checks that x is finite
+    elif not torch.isfinite(x).all():
+        raise InputError("features contain NaN or Inf")
     if alpha == 0:
         return f.clone()
-    own = own if own is not None else region_stats(f, labels, len(styles))
     if not all(isinstance(o, FeatureStats) for o in own):
         raise InputError("content statistics are FeatureStats (feature_stats(features)), not tensors")
     if any(o.total.shape[0] != f.shape[0] for o in own):
         raise InputError(f"the content statistics do not have the features' {f.shape[0]} channels")
-    if len(own) != (len(styles) if labels is not None else 1):
+    if len(own) != (len(styles) if masked else 1):
         raise InputError(f"{len(own)} content statistics: one per region of the labels, or one without")
-    return apply_maps(f, affine_maps(own, styles, alpha, weights, labels is not None), labels)
+    return apply_maps(f, affine_maps(own, styles, alpha, weights, masked), labels)
 
 
 def wct(
@@ -304,16 +309,17 @@ def wct(
     return transform(content, [style], alpha, own=None if content_stats is None else [content_stats])
 
 
-def normalise_weights(weights: Sequence[float]) -> list[float]:
-    """Non-negative, finite weights scaled to sum to 1; InputError otherwise (all zero included)."""
+def normalise_weights(weights: Sequence[float], what: str = "style weights") -> list[float]:
+    """Non-negative, finite weights scaled to sum to 1; an InputError naming `what` otherwise
+    (all zero included)."""
     scalar = isinstance(weights, str | bytes) or getattr(weights, "ndim", 1) == 0  # 0-d arrays too
     if scalar or not isinstance(weights, Iterable):
-        raise InputError(f"style weights are a sequence of numbers, one per style, got {weights!r}")
-    w = [as_number(v, "each of the style weights") for v in weights]
+        raise InputError(f"{what} are a sequence of numbers, got {weights!r}")
+    w = [as_number(v, f"each of the {what}") for v in weights]
     if not w or any(not math.isfinite(v) or v < 0 for v in w):
-        raise InputError(f"style weights must be non-negative numbers, got {w}")
+        raise InputError(f"{what} must be non-negative numbers, got {w}")
     if sum(w) <= 0:
-        raise InputError(f"style weights must not all be zero, got {w}")
+        raise InputError(f"{what} must not all be zero, got {w}")
     w = [v / max(w) for v in w]  # first, so that huge weights do not sum to inf
     return [v / sum(w) for v in w]
 
@@ -328,28 +334,3 @@ def check_weights(weights: Sequence[float] | None, styles: int, masked: bool = F
     if len(w) != styles:
         raise InputError(f"{styles} styles but {len(w)} weights")
     return w
-
-
-def wct_mix(
-    content: Tensor,
-    styles: Sequence[FeatureStats | Tensor],
-    weights: Sequence[float] | None = None,
-    alpha: float = 1.0,
-) -> Tensor:
-    """Style interpolation (WCT paper, sec. 4): sum_k w_k WCT_k(content), blended with alpha.
-
-    Weights (default equal) are normalised; the weighted maps are folded into one affine map,
-    so a weight of 1 reproduces that style's `wct` and a weight of 0 has no effect.
-    """
-    return transform(content, styles, alpha, weights)
-
-
-def wct_masked(
-    content: Tensor, labels: Tensor, styles: Sequence[FeatureStats | Tensor], alpha: float = 1.0
-) -> Tensor:
-    """Spatial control: the features where `labels` (H, W) is i get `styles[i]`.
-
-    Each region is whitened with its own content statistics and coloured with its style's.
-    Labels must lie in 0..len(styles)-1; a style whose region is empty is unused.
-    """
-    return transform(content, styles, alpha, labels=labels)
