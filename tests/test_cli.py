@@ -111,6 +111,18 @@ def test_bad_inputs_fail_cleanly(pair, tmp_path, wct_cli):
         assert r.returncode == 2 and text in r.stderr and "Usage:" in r.stderr and "WCT_DEBUG" not in r.stderr
 
 
+def test_a_file_name_over_255_bytes_is_one_plain_line(pair, tmp_path, wct_cli):
+    name = f"{'a' * 300}.png"
+    for args in (
+        ("stylize", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(tmp_path / name)),
+        ("texture", str(pair / "style.jpg"), "-o", str(tmp_path / name), "--size", "16"),
+    ):
+        r = wct_cli(*args)
+        assert_clean_error(r, f"cannot access {tmp_path}/{'a' * 30}...{'a' * 23}.png: File name too long")
+        assert r.stderr.count("\n") == 1 and "OSError" not in r.stderr and "WCT_DEBUG" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_inputs_are_never_overwritten(pair, wct_cli):
     before = digest(pair / "content.png")
     r = wct_cli(
@@ -613,6 +625,6 @@ def test_a_tiny_texture_warns_about_its_size_not_a_content(pair, tmp_path, wct_c
                 "--levels", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     said = [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
-    assert said == ["--size 5x20 has a side under 16 px: the texture is made larger and scaled down"], said
+    assert said == ["the texture is only 5x20 px: made at 16x20 and scaled down"], said
     with Image.open(out) as im:
         assert im.size == (5, 20)

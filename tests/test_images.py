@@ -192,3 +192,30 @@ def test_the_studio_converts_uploads_but_not_masks():
     want = srgb_encode(np.array([1 - 128 / 255, 1, 1]))
     assert np.abs(pixels(upload) - want).max() <= 2
     assert np.abs(load_image(upload)[0, :, 0, 0].numpy() * 255 - want).max() <= 2  # not converted twice
+
+
+def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
+    from wct.errors import OutputError
+    from wct.images import atomic_save, write_atomic
+
+    (tmp_path / "mine").mkdir()
+
+    def interrupted(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise KeyboardInterrupt
+
+    def full(tmp: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match="cannot write mode F as JPEG"):
+        atomic_save(Image.new("F", (8, 8)), tmp_path / "mine" / "new" / "sub" / "x.jpg")
+    with pytest.raises(OutputError, match="No space left"):
+        write_atomic(tmp_path / "new" / "sub" / "x.json", full)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "new" / "x.json", interrupted)
+    with pytest.raises(OutputError, match="File name too long"):
+        atomic_save(Image.new("RGB", (8, 8)), tmp_path / "new" / f"{'a' * 300}.png")
+    assert [p.name for p in tmp_path.rglob("*")] == ["mine"]
+    atomic_save(Image.new("RGB", (8, 8)), tmp_path / "mine" / "new" / "x.png")  # one that works keeps them
+    assert (tmp_path / "mine" / "new" / "x.png").is_file()

@@ -94,6 +94,18 @@ def test_texture_refuses_bad_passes_and_seeds(stylizer):
     assert ok.shape == (1, 3, 16, 16) and torch.isfinite(ok).all()
 
 
+def test_a_tiny_texture_is_made_at_16_px_and_scaled_down_warning_about_the_texture(stylizer):
+    import warnings
+
+    style = stylizer.style(stripes(32, 32), levels=(2, 1))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        y = stylizer.texture(style, (5, 20), seed=1, passes=2, levels=(2, 1))
+        assert stylizer.texture(style, (16, 24), seed=1, passes=1, levels=(2, 1)).shape == (1, 3, 24, 16)
+    assert y.shape == (1, 3, 20, 5) and torch.isfinite(y).all()
+    assert [str(w.message) for w in said] == ["the texture is only 5x20 px: made at 16x20 and scaled down"]
+
+
 def test_bad_api_inputs_raise_typed_errors(tmp_path):
     nan = torch.rand(3, 32, 32)
     nan[0, 0, 0] = float("nan")
@@ -366,3 +378,14 @@ def test_style_presets_levels_and_style_sizes_from_scripts(stylizer, tmp_path):
     torch.testing.assert_close(stylizer.stylize(x, style, 0.8, torch.tensor([2, 1])), want)  # "unknown level"
     with pytest.warns(UserWarning, match="style size does not apply"):  # was silently ignored
         wct.stylize(x[0], style, 0.8, (2, 1), size=None, style_size=64)
+
+
+@pytest.mark.parametrize("var", ["WCT_DECODERS", "WCT_VGG19_WEIGHTS"])
+def test_the_cached_stylizer_follows_the_weights_variables(var, tmp_path, monkeypatch):
+    from wct.errors import WeightsError
+
+    style = stripes(32, 32)[0]
+    assert wct.stylize(style, style, levels=(1,), size=None).size == (32, 32)  # caches a Stylizer
+    monkeypatch.setenv(var, str(tmp_path / "elsewhere"))  # no weights there
+    with pytest.raises(WeightsError, match="elsewhere"):  # the cached one kept the old weights
+        wct.stylize(style, style, levels=(1,), size=None)

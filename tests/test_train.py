@@ -498,6 +498,24 @@ def test_numpy_integer_settings_are_taken_and_recorded_as_ints(data, tmp_path):
     assert '"level": 1,' in meta["config"] and '"seed": 3,' in meta["config"]
 
 
+def test_numpy_float_settings_are_taken_and_recorded_as_floats(data, tmp_path):
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from wct.train import check_config, plain
+
+    reals = dict(lr=1e-3, feature_weight=0.5, feature_from=0.5, scale=0.75, minutes=5.0)
+    cfg = config(data, tmp_path / "np", **{k: np.float32(v) for k, v in reals.items()})
+    check_config(cfg)  # np.float32 was refused: only np.float64 is a Python float
+    kept = plain(cfg)
+    assert all(type(getattr(kept, k)) is float for k in reals)
+    assert json.loads(json.dumps(asdict(kept)))["scale"] == 0.75  # what checkpoints and metadata record
+    with pytest.raises(InputError, match="--lr"):
+        check_config(replace(cfg, lr=np.float32("nan")))
+
+
 def test_the_plot_leaves_the_backend_alone_and_shows_a_single_point(tmp_path):
     import matplotlib
     import numpy as np

@@ -472,9 +472,12 @@ def test_odd_videos_read_or_fail_with_a_clear_error(tmp_path):
 
     make("audio.mp4", "-f", "lavfi", "-i", "sine", "-t", "0.2")
     make("none.mp4", "-f", "lavfi", "-i", "testsrc=size=32x24", "-frames:v", "0")
-    for name in ("audio.mp4", "none.mp4"):
-        with pytest.raises(ImageError, match="is not a video ffmpeg can read"):
+    make("audio.mp3", "-f", "lavfi", "-i", "sine", "-t", "0.2")
+    for name in ("audio.mp4", "audio.mp3"):  # was "is not a video ffmpeg can read (OSError)"
+        with pytest.raises(ImageError, match=rf"{name} has no video stream \(audio only\)$"):
             read_frames(tmp_path / name)
+    with pytest.raises(ImageError, match="is not a video ffmpeg can read"):  # no stream at all
+        read_frames(tmp_path / "none.mp4")
     make("odd.mkv", "-f", "lavfi", "-i", "testsrc=size=31x23", "-frames:v", "2", "-c:v", "ffv1")
     assert [x.shape[-2:] for x in read_frames(tmp_path / "odd.mkv")[0]] == [(23, 31)] * 2
     for size in ("32x24", "48x32"):  # the size changes half way: ffmpeg scales to the first

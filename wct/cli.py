@@ -377,7 +377,7 @@ def texture(
     must_exist(style)
     check_output(output, overwrite, (style,))  # before torch loads
     from .controls import parse_size
-    from .images import MIN_SIDE, atomic_save, tensor_to_pil
+    from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer, check_seed
 
     wh, tile_ = parse_size(size), tile_arg(tile)
@@ -387,16 +387,9 @@ def texture(
     lv = parse_levels(levels)
     if not style.exists():
         raise InputError(f"{style} does not exist")
-    if min(wh) < MIN_SIDE:
-        warnings.warn(
-            f"--size {size} has a side under {MIN_SIDE} px: the texture is made larger and scaled down",
-            stacklevel=1,
-        )
     s = Stylizer(device, vgg_weights, precision)
     st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "the content is only")  # the noise it starts from: said above
-        y = s.texture(st, wh, seed, passes, lv, tile=tile_)
+    y = s.texture(st, wh, seed, passes, lv, tile=tile_)
     atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
     console.print(f"wrote {output}")
 
@@ -1165,8 +1158,15 @@ def check_port(host: str, port: int) -> None:
         raise InputError(f"cannot serve on {host} port {port}: {e.strerror or e}") from None
 
 
+def short_path(name: object, most: int = 60) -> str:
+    """A path for a one-line message: each part of it over `most` characters cut in the middle."""
+    parts = os.fsdecode(name).split(os.sep) if isinstance(name, str | bytes | os.PathLike) else [str(name)]
+    keep = most // 2
+    return os.sep.join(p if len(p) <= most else f"{p[:keep]}...{p[len(p) - keep + 3 :]}" for p in parts)
+
+
 def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
-    """Run a typer app: WCTError -> one line and exit 1; Ctrl-C -> exit 130 and SIGTERM -> exit
+    """Run a typer app: WCTError, or an OSError naming a file -> one line and exit 1; Ctrl-C -> exit 130 and SIGTERM -> exit
     143, both raised as KeyboardInterrupt so temporary files are cleaned up; never a traceback.
     Always exits."""
     import signal
@@ -1205,6 +1205,10 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
             sys.exit(1)
         if os.environ.get("WCT_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.filename is not None:  # a path too long, not found...
+            where = short_path(e.filename)
+            console.print(f"error: cannot access {where}: {e.strerror or e}", highlight=False)
+            sys.exit(1)
         console.print(f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)", highlight=False)
         sys.exit(1)
     finally:

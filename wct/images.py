@@ -24,7 +24,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -411,12 +411,15 @@ def atomic_save(
     if im.mode == "RGBA" and fmt not in ALPHA_FORMATS:
         warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
         im = im.convert("RGB")
+    made = missing_parents(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
     except (FileExistsError, NotADirectoryError):
+        remove_made(made)
         raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
     except OSError as e:
+        remove_made(made)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -443,6 +446,7 @@ def atomic_save(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        remove_made(made)  # those still empty: nothing was published
     return path
 
 
@@ -464,6 +468,19 @@ def png_text(path: str | os.PathLike, key: str) -> str | None:
         return None
 
 
+def missing_parents(path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, deepest first: those a write to `path`
+    makes, for `remove_made` to take away again if it fails."""
+    return [p for p in (path.parent, *path.parent.parents) if not os.path.exists(p)]
+
+
+def remove_made(folders: list[Path]) -> None:
+    """Remove the folders (from `missing_parents`) that are still empty, deepest first."""
+    for folder in folders:
+        with suppress(OSError):  # not empty (or gone): kept
+            folder.rmdir()
+
+
 def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A hidden temporary file next to `path`, to be renamed over it by `publish` when complete."""
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
@@ -483,10 +500,12 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     """`write(tmp)` a temporary file beside `path`, then rename it over `path`, so `path` is either
     the old file or the new; OutputError if the folder or the file cannot be written."""
     path = Path(path)
+    made = missing_parents(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
     except OSError as e:
+        remove_made(made)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
@@ -497,6 +516,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        remove_made(made)  # those still empty: nothing was published
     return path
 
 

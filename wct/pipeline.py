@@ -281,19 +281,26 @@ class Stylizer:
         """Texture synthesis (WCT paper, sec. 4): uniform noise of `size` (width, height), made on
         the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times.
         Large textures are made in tiles, as `stylize_any` does (`tile`: None auto, 0 never, N px);
-        the size is capped at `images.made_pixel_limit` (twice Pillow's decompression-bomb limit)."""
+        the size is capped at `images.made_pixel_limit` (twice Pillow's decompression-bomb limit).
+        A side under 16 px is made at 16 and the texture scaled down, with a warning."""
         from .tiling import stylize_any
 
         width, height = texture_size(size)
         if not whole(passes) or passes < 1 or width < 1 or height < 1:
             raise InputError(f"passes and size must be positive, got passes={passes!r}, size={size}")
         check_seed(seed)
-        check_texture_pixels(width, height)
+        made = (max(width, MIN_SIDE), max(height, MIN_SIDE))  # relu5_1 is 1/16 of its input
+        check_texture_pixels(*made)
+        if made != (width, height):
+            warnings.warn(
+                f"the texture is only {width}x{height} px: made at {made[0]}x{made[1]} and scaled down",
+                stacklevel=3,  # past torch.no_grad's wrapper
+            )
         g = torch.Generator().manual_seed(int(seed))
-        x = torch.rand(1, 3, height, width, generator=g)
+        x = torch.rand(1, 3, made[1], made[0], generator=g)
         for _ in range(passes):
             x = stylize_any(self, x, style, 1.0, levels, tile, weights)
-        return x
+        return resize(x, (height, width))
 
     @torch.no_grad()
     def reconstruct(self, image: ImageLike, level: int) -> Tensor:
@@ -325,15 +332,20 @@ def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-_STYLIZERS: dict[tuple[str, str, str], Stylizer] = {}
+_STYLIZERS: dict[tuple[str | None, ...], Stylizer] = {}
 
 
 def stylizer(device: str | torch.device | None = None, precision: str = "fp32") -> Stylizer:
-    """A cached Stylizer per device, precision and working directory (loading weights costs more
-    than a small stylisation; a relative $WCT_DECODERS or $WCT_VGG19_WEIGHTS names other files
-    from another directory)."""
+    """A cached Stylizer per device, precision, $WCT_DECODERS, $WCT_VGG19_WEIGHTS and working
+    directory (loading weights costs more than a small stylisation; a relative $WCT_DECODERS or
+    $WCT_VGG19_WEIGHTS names other files from another directory)."""
+    import os
+
+    from . import decoder, encoder
+
     dev = resolve_device(device)
-    key = (str(dev), precision, str(Path.cwd()))
+    files = (os.environ.get(decoder.ENV_VAR), os.environ.get(encoder.ENV_VAR))
+    key = (str(dev), precision, *files, str(Path.cwd()))
     if key not in _STYLIZERS:
         _STYLIZERS[key] = Stylizer(dev, precision=precision)
     return _STYLIZERS[key]

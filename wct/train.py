@@ -46,7 +46,7 @@ from .errors import ImageError, InputError, TrainingError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
-from .transform import whole
+from .transform import as_number, whole
 
 LOSSES = ("mse", "psnr")
 PATH_OPTIONS = ("val", "export", "init_from", "vgg_weights")
@@ -420,11 +420,19 @@ def _whole(least: int, also=lambda v: True, none: bool = False):
 
 
 def _real(also, none: bool = False):
-    """A check that a setting is a finite number (or None, if allowed) passing `also`."""
-    return lambda v: (
-        (none and v is None)
-        or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and also(v))
-    )
+    """A check that a setting is a finite number (numpy's too, as `as_number` takes it) or None,
+    if allowed, passing `also`."""
+
+    def ok(v: object) -> bool:
+        if none and v is None:
+            return True
+        try:
+            x = as_number(v, "")
+        except InputError:
+            return False
+        return math.isfinite(x) and also(x)
+
+    return ok
 
 
 def creatable(path: Path) -> bool:
@@ -497,13 +505,18 @@ def check_config(cfg: Config) -> None:
 
 
 def plain(cfg: Config) -> Config:
-    """`cfg` with its paths and device as strings and its integers (numpy's too) as ints: its
-    checkpoints and metadata record them."""
+    """`cfg` with its paths and device as strings, its integers as ints and its other numbers as
+    floats (numpy's too): its checkpoints and metadata record them."""
     paths = {
         f: os.fspath(getattr(cfg, f)) for f in ("data", "out", *PATH_OPTIONS) if getattr(cfg, f) is not None
     }
     ints = {f.name: int(getattr(cfg, f.name)) for f in fields(cfg) if whole(getattr(cfg, f.name))}
-    return replace(cfg, **paths, **ints, device=None if cfg.device is None else str(cfg.device))
+    reals = {
+        f.name: float(v)
+        for f in fields(cfg)
+        if f.type in ("float", "float | None") and (v := getattr(cfg, f.name)) is not None and not whole(v)
+    }
+    return replace(cfg, **paths, **ints, **reals, device=None if cfg.device is None else str(cfg.device))
 
 
 class RunFiles(NamedTuple):

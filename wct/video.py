@@ -37,8 +37,10 @@ from .images import (
     ImageLike,
     atomic_save,
     load_image,
+    missing_parents,
     pil_to_tensor,
     publish,
+    remove_made,
     scaled_size,
     temp_beside,
     tensor_to_pil,
@@ -155,6 +157,12 @@ def has_audio(path: str | Path) -> bool:
     return re.search(r"Stream #\d+:\d+.*: Audio: ", _ffmpeg("-i", path).stderr) is not None
 
 
+def stream_kinds(path: Path) -> set[str]:
+    """The kinds of stream ffmpeg finds in the file `path` ({"Video", "Audio"}, say; none if it
+    cannot read it)."""
+    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+): ", _ffmpeg("-i", path).stderr))
+
+
 def add_audio(video: Path, source: Path, out: Path) -> None:
     """Write the frames of `video` (copied, not re-encoded) with the audio of `source` into `out`,
     cut to the shorter of the two. The audio is copied as it is when `out`'s container takes it,
@@ -261,6 +269,9 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
             reader.close()
         fps = exact_rate(float(meta.get("fps") or DEFAULT_FPS))
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
+        kinds = sorted(stream_kinds(path))
+        if kinds and "Video" not in kinds:  # an audio file, say
+            raise ImageError(f"{path} has no video stream ({', '.join(kinds).lower()} only)") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
                 f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files or a folder of "
@@ -346,7 +357,7 @@ class FrameWriter:
             if clash is not None:
                 raise OutputError(f"refusing to replace the frames in {path}: {clash.name} is an input")
         # The folders made for the output, deepest first: a run that writes nothing removes them.
-        self._made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        self._made = missing_parents(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if is_video(path):
@@ -361,9 +372,7 @@ class FrameWriter:
 
     def _remove_made(self) -> None:
         """Remove the folders made for the output that are still empty."""
-        for folder in self._made:
-            with contextlib.suppress(OSError):  # not empty (or gone): kept
-                folder.rmdir()
+        remove_made(self._made)
 
     def old_frames(self) -> list[Path]:
         """The frames an earlier run wrote here (frame_00000.png...): other files are the user's."""
