@@ -219,3 +219,15 @@ def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
     assert [p.name for p in tmp_path.rglob("*")] == ["mine"]
     atomic_save(Image.new("RGB", (8, 8)), tmp_path / "mine" / "new" / "x.png")  # one that works keeps them
     assert (tmp_path / "mine" / "new" / "x.png").is_file()
+
+
+def test_atomic_writes_reach_the_disk_before_they_are_published(tmp_path, monkeypatch):
+    import os
+
+    from wct.images import atomic_save, write_json
+
+    real, synced = os.fsync, []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino) or real(fd))
+    write_json({"loss": 1.0}, tmp_path / "report.json")
+    atomic_save(Image.new("RGB", (8, 8)), tmp_path / "x.png")
+    assert synced == [(tmp_path / "report.json").stat().st_ino, (tmp_path / "x.png").stat().st_ino]

@@ -230,6 +230,21 @@ def test_animated_images_give_the_first_frame_with_a_warning(suffix, tmp_path):
     assert x[0, 0].mean() > 0.9 and x[0, 2].mean() < 0.1
 
 
+def test_decode_reads_bytes_as_it_reads_files_and_names_them_as_told(tmp_path):
+    from wct.images import decode
+
+    p = tmp_path / "a.png"
+    painting(24, 16).save(p)
+    assert np.array_equal(np.asarray(decode(io.BytesIO(p.read_bytes()))), np.asarray(decode(p)))
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+    with pytest.raises(ImageError, match=r"^up\.svg is not an image in an accepted format \(PNG, GIF\)$"):
+        decode(io.BytesIO(svg), formats=("PNG", "GIF"), name="up.svg")
+    with pytest.raises(ImageError, match=r"^the file is not an image in a format Pillow reads$"):
+        decode(io.BytesIO(svg))
+    with pytest.raises(ImageError, match=r"^the file has 24x16 pixels, more than the limit of 100$"):
+        decode(io.BytesIO(p.read_bytes()), max_pixels=100)
+
+
 def test_tiny_images_are_stretched_with_a_warning_and_keep_their_size(stylizer):
     content, style = load_image(landscape(5, 7)), load_image(painting(3, 3))
     with pytest.warns(UserWarning, match="3x3 px"):
@@ -377,7 +392,7 @@ def test_failed_writes_leave_no_partial_file_and_keep_the_old_output(pair, tmp_p
     before = digest(out)
 
     def disk_full(self, fp, *a, **k):
-        fp.write(b"\x89PNG half an image")
+        Path(fp).write_bytes(b"\x89PNG half an image")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", disk_full)

@@ -12,8 +12,10 @@ from PIL import Image
 from tests.conftest import cut_clip, gradient_image
 from wct.demo import landscape, painting
 from wct.errors import ImageError, InputError, OutputError
+from wct.images import tensor_to_pil
 from wct.transform import feature_stats
 from wct.video import (
+    STRENGTH,
     FrameWriter,
     Smoother,
     TemporalFilter,
@@ -71,6 +73,15 @@ def test_temporal_filter_smooths_static_pixels_and_follows_motion():
     assert moved.min() > 0.99
 
 
+def test_temporal_filter_reports_the_value_it_refuses():
+    assert TemporalFilter().strength == STRENGTH
+    with pytest.raises(InputError, match=r"strength must be in \[0, 1\), got 1.5$"):
+        TemporalFilter(strength=1.5)
+    for sigma in (0.0, -1.0, float("nan")):  # NaN once passed, and made every output pixel NaN
+        with pytest.raises(InputError, match=rf"sigma must be > 0, got {sigma}$"):
+            TemporalFilter(sigma=sigma)
+
+
 def test_temporal_reduces_flicker(stylizer):
     frames = panning()
     style = stylizer.style(gradient_image(64, 64, seed=7))
@@ -123,6 +134,21 @@ def test_video_file_and_frame_folders(wct_cli, tmp_path):
     for fps in ("inf", "0", "-3"):
         r = wct_cli("video", str(clip), str(tmp_path / "o4.mp4"), *common, "--fps", fps)
         assert r.returncode == 1 and r.stderr.startswith("error: --fps must be a positive, finite number")
+
+
+def test_a_video_and_its_frames_as_pngs_are_scaled_alike(tmp_path):
+    import imageio.v2 as imageio
+
+    clip, folder = tmp_path / "clip.mp4", tmp_path / "frames"
+    with imageio.get_writer(clip, fps=12, macro_block_size=2) as w:
+        for i in range(3):
+            w.append_data(np.asarray(landscape(64, 48).crop((i, 0, i + 48, 32))))
+    folder.mkdir()
+    for i, x in enumerate(read_frames(clip)[0]):  # the decoded frames, exactly
+        tensor_to_pil(x).save(folder / f"{i}.png")
+    for size in (40, 80):  # down and up
+        pairs = list(zip(read_frames(clip, size)[0], read_frames(folder, size)[0], strict=True))
+        assert len(pairs) == 3 and all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli, tmp_path):

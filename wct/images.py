@@ -23,9 +23,10 @@ import struct
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -121,20 +122,32 @@ def pixel_limit(max_pixels: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-def decode(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
-    """The first frame of an image file, upright, in its own mode; any failure is an ImageError."""
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory, not an image")
-    if not path.exists():
-        raise ImageError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path} is empty (0 bytes)")
+def decode(
+    source: str | os.PathLike | IO[bytes],
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """The first frame of an image file (a path, or a binary file object such as an upload's
+    bytes), upright, in its own mode; any failure is an ImageError naming it as `name` (the path,
+    or "the file"). `formats`: the Pillow formats accepted (None: all it reads)."""
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    name = name or (str(path) if path else "the file")
+    if path is not None:
+        if path.is_dir():
+            raise ImageError(f"{name} is a directory, not an image")
+        if not path.exists():
+            raise ImageError(f"{name} does not exist")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name} is empty (0 bytes)")
     limit = pixel_limit(max_pixels)
     try:
-        with warnings_as("error", Image.DecompressionBombWarning), Image.open(path) as im:
+        with (
+            warnings_as("error", Image.DecompressionBombWarning),
+            Image.open(source, formats=formats) as im,
+        ):
             if limit and im.width * im.height > limit:
-                raise ImageError(f"{path} has {im.width}x{im.height} pixels, more than the limit of {limit}")
+                raise ImageError(f"{name} has {im.width}x{im.height} pixels, more than the limit of {limit}")
             frames = getattr(im, "n_frames", 1)
             im.seek(0)
             im = ImageOps.exif_transpose(im)
@@ -142,19 +155,21 @@ def decode(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Imag
     except ImageError:
         raise
     except PermissionError:
-        raise ImageError(f"{path} cannot be read: permission denied") from None
+        raise ImageError(f"{name} cannot be read: permission denied") from None
     except UnidentifiedImageError:
-        if path.suffix.lower() == ".svg":
-            raise ImageError(f"{path} is an SVG (vector) image: convert it to PNG first") from None
-        raise ImageError(f"{path} is not an image in a format Pillow reads") from None
+        if path is not None and path.suffix.lower() == ".svg":
+            raise ImageError(f"{name} is an SVG (vector) image: convert it to PNG first") from None
+        if formats:
+            raise ImageError(f"{name} is not an image in an accepted format ({', '.join(formats)})") from None
+        raise ImageError(f"{name} is not an image in a format Pillow reads") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path} is too large to open safely ({reason(e)})") from None
+        raise ImageError(f"{name} is too large to open safely ({reason(e)})") from None
     except DECODE_ERRORS as e:
-        raise ImageError(f"{path} is corrupt or truncated ({reason(e)})") from None
+        raise ImageError(f"{name} is corrupt or truncated ({reason(e)})") from None
     if im.width < 1 or im.height < 1:
-        raise ImageError(f"{path} has no pixels")
+        raise ImageError(f"{name} has no pixels")
     if frames > 1:
-        warnings.warn(f"{path} is animated ({frames} frames): using its first frame", stacklevel=3)
+        warnings.warn(f"{name} is animated ({frames} frames): using its first frame", stacklevel=3)
     return im
 
 
@@ -411,43 +426,25 @@ def atomic_save(
     if im.mode == "RGBA" and fmt not in ALPHA_FORMATS:
         warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
         im = im.convert("RGB")
-    made = missing_parents(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(path)
-    except (FileExistsError, NotADirectoryError):
-        remove_made(made)
-        raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
-    except OSError as e:
-        remove_made(made)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            extra: dict = dict(
-                SAVE_OPTIONS.get(fmt, {}),
-                **({"sizes": [im.size]} if fmt == "ICO" and max(im.size) <= 256 else {}),
-            )
-            if text and fmt == "PNG":
-                extra["pnginfo"] = PngImagePlugin.PngInfo()
-                for key, value in text.items():
-                    extra["pnginfo"].add_itxt(key, value)
-            im.save(f, format=fmt, **extra)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def save(tmp: str) -> None:
+        extra: dict = dict(
+            SAVE_OPTIONS.get(fmt, {}),
+            **({"sizes": [im.size]} if fmt == "ICO" and max(im.size) <= 256 else {}),
+        )
+        if text and fmt == "PNG":
+            extra["pnginfo"] = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                extra["pnginfo"].add_itxt(key, value)
+        im.save(tmp, format=fmt, **extra)
         stored = stored_size(tmp) if fmt in SIZED_FORMATS else None
         if stored not in (None, im.size):
             w, h = im.size
             raise OutputError(
                 f"{fmt} would store this {w}x{h} image as {stored[0]}x{stored[1]}: use .png, .jpg or .webp"
             )
-        publish(tmp, path)
-    except (OSError, ValueError, KeyError, OverflowError) as e:  # Overflow: too wide for GIF, TGA
-        raise OutputError(f"cannot write {path}: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        remove_made(made)  # those still empty: nothing was published
-    return path
+
+    return write_atomic(path, save)
 
 
 def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -497,22 +494,28 @@ def publish(tmp: str | Path, path: Path) -> None:
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
-    """`write(tmp)` a temporary file beside `path`, then rename it over `path`, so `path` is either
-    the old file or the new; OutputError if the folder or the file cannot be written."""
+    """`write(tmp)` a temporary file beside `path`, flush it to disk, then rename it over `path`, so
+    `path` is either the old file or the new; OutputError if the folder or the file cannot be
+    written (what Pillow's encoders raise included). Folders it made are removed if it fails."""
     path = Path(path)
     made = missing_parents(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
+    except (FileExistsError, NotADirectoryError):
+        remove_made(made)
+        raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
     except OSError as e:
         remove_made(made)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         publish(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    except (OSError, ValueError, KeyError, OverflowError) as e:  # Overflow: too wide for GIF, TGA
+        raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from torch import Tensor
@@ -49,6 +49,7 @@ from .images import (
     FILTERS,
     INT_GREY,
     alpha_channel,
+    decode,
     eight_bit,
     load_image,
     reason,
@@ -56,7 +57,6 @@ from .images import (
     tensor_to_pil,
     to_rgb,
     to_srgb,
-    warnings_as,
     with_alpha,
 )
 from .pipeline import Style, Stylizer, check_levels, prepare_inputs
@@ -102,7 +102,6 @@ def one_line(e: BaseException) -> str:
 # ---------------------------------------------------------------- notes: warnings shown on the page
 
 _sink = threading.local()  # the list the current thread's warnings go to, if any
-_install = FILTERS  # the lock of every change to the process-wide warning filters
 _replaced = warnings.showwarning  # what our hook replaced: other threads' warnings go there
 _WCT = re.compile(r"wct(\.|$)")  # wct's own modules
 
@@ -122,7 +121,7 @@ def noted() -> Iterator[list[str]]:
     stretched because it is tiny, a mask of another shape resized). Other threads are untouched;
     wct's own warnings are shown every time, not once per place (each render is someone's)."""
     global _replaced
-    with _install:  # warnings.catch_warnings elsewhere may have put the previous hook back
+    with FILTERS:  # warnings.catch_warnings elsewhere may have put the previous hook back
         if warnings.showwarning is not _show:
             _replaced = warnings.showwarning
             warnings.showwarning = _show
@@ -147,35 +146,14 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     sRGB while a mask keeps its labels; only CMYK, which RGB would lose, is converted here."""
     if not data:
         raise ImageError("the file is empty")
+    im = decode(io.BytesIO(data), max_pixels, FORMATS)
     try:
-        with (
-            warnings_as("error", Image.DecompressionBombWarning),
-            Image.open(io.BytesIO(data), formats=FORMATS) as im,
-        ):
-            if im.width * im.height > max_pixels:
-                raise ImageError(f"the image has {im.width}x{im.height} pixels, more than {max_pixels}")
-            frames = getattr(im, "n_frames", 1)
-            im.seek(0)
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            alpha = alpha_channel(im, im.size)  # None when opaque
-            if alpha is not None:
-                rgb = with_alpha(eight_bit(im).convert("RGB"), alpha)
-            else:
-                rgb = im if im.mode in INT_GREY else to_srgb(im) if im.mode == "CMYK" else to_rgb(im)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"the image has more pixels than the limit of {max_pixels:,}") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"not an image in an accepted format ({', '.join(FORMATS)})") from None
+        alpha = alpha_channel(im, im.size)  # None when opaque
+        if alpha is not None:
+            return with_alpha(eight_bit(im).convert("RGB"), alpha)
+        return im if im.mode in INT_GREY else to_srgb(im) if im.mode == "CMYK" else to_rgb(im)
     except DECODE_ERRORS as e:
-        raise ImageError(f"the image is corrupt or truncated ({reason(e)})") from None
-    if rgb.width < 1 or rgb.height < 1:
-        raise ImageError("the image has no pixels")
-    if frames > 1:
-        warnings.warn(f"it is animated ({frames} frames): its first frame is used", stacklevel=2)
-    return rgb
+        raise ImageError(f"the file cannot be converted to RGB ({reason(e)})") from None
 
 
 def decode_noted(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
@@ -500,7 +478,7 @@ class Engine:
 
 def frame_key(p: Params) -> tuple[str, float]:
     """(the preview parameters without alpha, at the preview's size, so a larger render size
-    keeps the slider's frames; alpha rounded to the slider's 0.01)."""
+    keeps the slider's frames; alpha rounded to 0.01, finer than the slider's ALPHA_STEP)."""
     shown = p.model_copy(update={"size": min(p.size, PREVIEW_SIZE)})
     return shown.model_dump_json(exclude={"alpha"}), round(p.alpha, 2)
 

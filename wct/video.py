@@ -38,7 +38,6 @@ from .images import (
     atomic_save,
     load_image,
     missing_parents,
-    pil_to_tensor,
     publish,
     remove_made,
     scaled_size,
@@ -99,13 +98,15 @@ class Smoother:
 class TemporalFilter:
     """Motion-gated exponential smoothing of output frames (see the module docstring)."""
 
-    strength: float = 0.6
+    strength: float = STRENGTH
     sigma: float = 0.03
     previous: tuple[Tensor, Tensor] | None = None  # (input, output) of the previous frame
 
     def __post_init__(self) -> None:
-        if not 0 <= self.strength < 1 or self.sigma <= 0:
-            raise InputError(f"temporal strength must be in [0, 1) and sigma > 0, got {self.strength}")
+        if not 0 <= self.strength < 1:
+            raise InputError(f"the temporal strength must be in [0, 1), got {self.strength}")
+        if not self.sigma > 0:
+            raise InputError(f"the temporal sigma must be > 0, got {self.sigma}")
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         """Filter output `y` of input frame `x` (both (1, 3, H, W) or (3, H, W)); frames of a new
@@ -300,7 +301,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         n = 0
         try:
             for a in reader:
-                yield load_image(pil_to_tensor(Image.fromarray(np.asarray(a)[..., :3])), size)
+                yield load_image(Image.fromarray(np.asarray(a)[..., :3]), size)  # as a folder's frames
                 n += 1
         finally:
             reader.close()
@@ -366,13 +367,9 @@ class FrameWriter:
             else:
                 tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
         except OSError as e:
-            self._remove_made()
+            remove_made(self._made)
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         self._tmp = Path(tmp)
-
-    def _remove_made(self) -> None:
-        """Remove the folders made for the output that are still empty."""
-        remove_made(self._made)
 
     def old_frames(self) -> list[Path]:
         """The frames an earlier run wrote here (frame_00000.png...): other files are the user's."""
@@ -443,7 +440,7 @@ class FrameWriter:
             else:
                 with contextlib.suppress(OSError):  # a folder made read-only keeps it
                     self._tmp.unlink(missing_ok=True)
-            self._remove_made()
+            remove_made(self._made)
             if isinstance(e, OSError):  # the folder made read-only, the disk full...
                 raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             raise
@@ -465,7 +462,7 @@ class FrameWriter:
                 shutil.rmtree(self._tmp)
             elif self._tmp.exists():
                 self._tmp.unlink()
-            self._remove_made()
+            remove_made(self._made)
         elif is_video(self.path) or not self.path.exists():
             publish(self._tmp, self.path)
         else:
