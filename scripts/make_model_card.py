@@ -13,10 +13,9 @@ import torch
 from PIL import Image
 
 from wct.bench import machine
-from wct.cli import PUBLISHED, TARGETS
 from wct.decoder import load_decoder
 from wct.encoder import load_encoder
-from wct.evaluate import load_val_images, reconstruction_scores
+from wct.evaluate import PUBLISHED, TARGETS, load_val_images, reconstruction_scores
 from wct.images import list_images, tensor_to_pil
 
 VAL = Path("../shared/data/val")

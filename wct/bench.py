@@ -14,7 +14,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -67,18 +67,14 @@ def pick_pairs(contents: Path, styles: Path, n: int) -> list[tuple[Path, Path]]:
     return [(cs[i * len(cs) // n % len(cs)], ss[(i * len(ss) // n + i) % len(ss)]) for i in range(n)]
 
 
-def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
-    """'content,style' strings as existing file pairs."""
-    out = []
-    for t in texts:
-        parts = [Path(v.strip()) for v in t.split(",")]
-        if len(parts) != 2:
-            raise InputError(f"--pair takes CONTENT,STYLE, got {t!r}")
-        for p in parts:
-            if not p.is_file():
-                raise InputError(f"{p} does not exist")
-        out.append((parts[0], parts[1]))
-    return out
+def quick_pair(folder: Path) -> list[tuple[Path, Path]]:
+    """The one pair of `wct bench --quick`: a generated landscape and painting, saved in `folder`."""
+    from .demo import landscape, painting
+
+    content, style = folder / "landscape.png", folder / "painting.png"
+    landscape(96, 64).save(content)
+    painting(64, 64).save(style)
+    return [(content, style)]
 
 
 def first_match(history: list[dict], target: float) -> dict | None:
@@ -94,18 +90,16 @@ def run_pair(
     size: int,
     steps: int,
     repeats: int = 3,
-    alpha: float = 1.0,
-    options: g.Options | None = None,
-) -> tuple[dict, Tensor, Tensor]:
-    """Measure one pair at one size (Gatys with `options`, default the Gatys defaults, and
-    `steps`); returns the record and the two output images."""
-    o = replace(options or g.Options(), steps=steps).checked()
+) -> tuple[dict, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Measure one pair at one size (WCT at alpha 1, Gatys with its defaults and `steps`); returns
+    the record and the images: content, style, WCT's output and Gatys's."""
+    o = g.Options(steps=steps).checked()
     enc = stylizer.encoder
     content = load_image(content_path, size).to(stylizer.device)
     style = load_image(style_path, size).to(stylizer.device)
     for level in (5, 4, 3, 2, 1):
         stylizer.decoder(level)  # load weights outside the timed region
-    run_wct = lambda: stylizer.stylize(content, stylizer.style(style), alpha)  # noqa: E731
+    run_wct = lambda: stylizer.stylize(content, stylizer.style(style), 1.0)  # noqa: E731
     if stylizer.device.type == "cuda":
         run_wct()  # CUDA's one-time setup is not WCT's time
     times = []
@@ -154,7 +148,7 @@ def run_pair(
         "speedup_500_steps": seconds_500 / wct_time,
         "time_to_match_ratio": None if match is None else match["seconds"] / wct_time,
     }
-    return record, y_wct, result.image
+    return record, (content, style, y_wct, result.image)
 
 
 def summarise(records: list[dict]) -> list[dict]:

@@ -1,5 +1,6 @@
 """The `wct` command line: stylize, video, texture, style-stats, demo, info, eval-decoders, train,
-average-decoders, gatys, invert, bench, serve."""
+average-decoders, gatys, invert, bench, serve (the decoder commands are in cli_decoders.py, the
+Gatys ones in cli_gatys.py)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ console = Console(stderr=True, markup=False, emoji=False, soft_wrap=True)
 out_console = Console(markup=False, emoji=False)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the project checkout
-PUBLISHED = {1: 27.2, 2: 32.1, 3: 27.1, 4: None, 5: None}
-TARGETS = {1: 35.0, 2: 33.0, 3: 28.5, 4: 23.0, 5: 20.0}
 
 DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda or auto.")
 PrecisionOpt = typer.Option(
@@ -48,14 +47,28 @@ VggOpt = typer.Option(
 )
 
 
+def numbers(
+    text: str, option: str, want: str, kind: type[int] | type[float] = int, least: float = -math.inf
+) -> list:
+    """'5,4,3' -> [5, 4, 3]: `kind`s, comma-separated (blanks skipped), at least one, each >= `least`;
+    else an InputError: "`option` must be `want`"."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < least:
+        raise InputError(f"{option} must be {want}, got {text!r}")
+    return values
+
+
 def parse_levels(text: str) -> tuple[int, ...]:
     """'5,4,3' -> (5, 4, 3), checked by `pipeline.check_levels` (distinct levels from 1 to 5)."""
     from .pipeline import check_levels
 
+    want = "distinct numbers from 1 to 5, comma-separated"
     try:
-        return check_levels(tuple(int(v) for v in text.replace(" ", "").split(",") if v))
-    except (ValueError, InputError):
-        want = "distinct numbers from 1 to 5, comma-separated"
+        return check_levels(tuple(numbers(text, "--levels", want)))
+    except InputError:
         raise InputError(f"--levels must be {want}, got {text!r}") from None
 
 
@@ -214,11 +227,10 @@ def stylize(
         check_max_pixels,
         check_pixels,
         load_image,
-        png_text,
         tensor_to_pil,
         with_alpha,
     )
-    from .pipeline import Stylizer
+    from .pipeline import Style, Stylizer
     from .tiling import stylize_any
     from .transform import check_alpha
 
@@ -252,26 +264,23 @@ def stylize(
             }
         )
     }
-    styles: dict[Path, object] = {}
+    styles: dict[Path, list[Style]] = {}
     failures: list[str] = []
     skipped = 0
     with progress_bar(batch, console) as bar:
         task = bar.add_task("stylizing", total=len(todo), info="")
         for c, s, o in todo:
             try:
-                if batch and o.exists() and not overwrite and o.resolve() not in inputs:
-                    made = png_text(o, "wct:settings")
-                    if made != record["wct:settings"]:
-                        how = "with other settings" if made else "with no record of its settings"
-                        raise OutputError(f"{o} exists, made {how}: --overwrite replaces it")
+                if batch and not overwrite and o.resolve() not in inputs and is_done(o, record):
                     skipped += 1
                     continue
                 if o.resolve() in inputs:
                     raise OutputError(f"refusing to write over the input {o}")
                 if s not in styles:
-                    for p in paths if mixed else [s]:
+                    style_paths = paths if mixed else [s]
+                    for p in style_paths:
                         check_pixels(p, max_pixels)
-                    styles[s] = [stylizer.style(p, style_size_, lv, tile_) for p in (paths if mixed else [s])]
+                    styles[s] = [stylizer.style(p, style_size_, lv, tile_) for p in style_paths]
                 x = load_image(c, size_, max_pixels)
                 m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
                 y = stylize_any(stylizer, x, styles[s], alpha, lv, tile_, weights=weights, mask=m)
@@ -295,6 +304,20 @@ def stylize(
             raise typer.Exit(1)
     else:
         console.print(f"wrote {todo[0][2]}")  # -o may be a folder: name the file
+
+
+def is_done(output: Path, record: dict[str, str]) -> bool:
+    """Whether a batch skips `output`: it exists, made with the settings `record` holds (as its PNG
+    text does); an OutputError if it exists, made otherwise."""
+    from .images import png_text
+
+    if not output.exists():
+        return False
+    made = png_text(output, "wct:settings")
+    if made != record["wct:settings"]:
+        how = "with other settings" if made else "with no record of its settings"
+        raise OutputError(f"{output} exists, made {how}: --overwrite replaces it")
+    return True
 
 
 @app.command()
@@ -334,12 +357,10 @@ def video(
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
     if source.is_dir() and is_video(output):
         check_frame_sizes(source, size_arg(size, "--size"))
-    writer = FrameWriter(output, fps or in_fps, overwrite, (source, style), source if audio else None)
-    if writer.audio is not None and fps is not None and fps != in_fps:
-        warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
-        writer.audio = None
-    ok = False
-    try:
+    with FrameWriter(output, fps or in_fps, overwrite, (source, style), source if audio else None) as writer:
+        if writer.audio is not None and fps is not None and fps != in_fps:
+            warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
+            writer.audio = None
         s = Stylizer(device, vgg_weights, precision)
         st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
         with progress_bar(True, console) as bar:
@@ -347,10 +368,7 @@ def video(
             for y in stylize_frames(s, frames, st, alpha, lv, temporal, tile=tile_):
                 writer.write(y)
                 bar.advance(task)
-        ok = writer.count > 0
-    finally:
-        writer.close(ok)
-    if not ok:
+    if not writer.count:  # the writer left no output
         raise InputError(f"{source} has no frames")
     sound_note = f" with the audio of {source}" if writer.audio else ""
     console.print(f"wrote {writer.count} frames to {output}{sound_note}")
@@ -385,8 +403,6 @@ def texture(
         raise InputError(f"--passes must be at least 1, got {passes}")
     check_seed(seed, "--seed")
     lv = parse_levels(levels)
-    if not style.exists():
-        raise InputError(f"{style} does not exist")
     s = Stylizer(device, vgg_weights, precision)
     st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
     y = s.texture(st, wh, seed, passes, lv, tile=tile_)
@@ -503,215 +519,6 @@ def total_steps(meta: dict[str, str]) -> str:
         return meta.get("steps", "?")
 
 
-@app.command("eval-decoders")
-def eval_decoders(
-    data: Path = typer.Option(SHARED_DATA / "val", help="Folder of validation images."),
-    max_side: int = typer.Option(384, help="Longer side the images are scaled to."),
-    levels: str = typer.Option("1,2,3,4,5", help="Levels to evaluate."),
-    decoder_files: list[Path] | None = typer.Option(
-        None, "--decoder", help="Score this decoder file instead (repeatable; --levels is then ignored)."
-    ),
-    limit: int | None = typer.Option(None, help="Only the first N images, by name (e.g. of a training set)."),
-    json_out: Path | None = typer.Option(
-        None, "--json", parser=out_arg("--json"), metavar="<path>", help="Also write the numbers here."
-    ),
-    overwrite: bool = typer.Option(False, help="Replace the --json file if it exists."),
-    device: str = DeviceOpt,
-    vgg_weights: Path | None = VggOpt,
-) -> None:
-    """Mean reconstruction PSNR and SSIM per level (protocol of shared/README.md)."""
-    must_exist(data, *(decoder_files or ()))
-    decoder_files = decoder_args(decoder_files or [], "--decoder")
-    from .decoder import decoder_path, load_decoder
-    from .encoder import load_encoder
-    from .evaluate import load_val_images, reconstruction_scores
-    from .images import list_images, write_json
-
-    if not data.is_dir():
-        raise InputError(f"{data} is not a directory of images")
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, not {limit}")
-    if max_side < 16:  # every level needs 16 px a side; 0 does not keep the size here
-        raise InputError(f"--max-side must be at least 16 px, got {max_side}")
-    sources = decoder_files or parse_levels(levels)  # before the images load (seconds)
-    if json_out:
-        scored = decoder_files or [decoder_path(level) for level in sources]
-        check_target(json_out, overwrite, (*scored, *list_images(data)))
-    images = load_val_images(data, max_side, limit)
-    if not images:
-        raise InputError(f"no readable images in {data}")
-    encoder = load_encoder(device, vgg_weights)
-    level_column = Column("level", overflow="fold")  # a --decoder path wraps whole rather than cut short
-    table = Table(level_column, "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
-    results = {}
-    for source in sources:
-        file = source if isinstance(source, Path) else None
-        decoder = load_decoder(None if file else source, encoder.mean.device, encoder.weights_id, path=file)
-        level = decoder.level
-        name = f"relu{level}_1" + (f" ({file})" if file else "")  # the path: runs share file names
-        r = reconstruction_scores(encoder, decoder, images)
-        results[name] = r
-        pub = PUBLISHED[level]
-        table.add_row(
-            name,
-            f"{r['psnr']:.2f}",
-            f"{r['ssim']:.4f}",
-            f">= {TARGETS[level]}",
-            "n/a" if pub is None else f"{pub}",
-        )
-    out_console.print(f"{len(images)} images from {data}, longer side {max_side}", soft_wrap=True)
-    out_console.print(table)
-    if json_out:
-        write_json({"data": str(data), "max_side": max_side, "levels": results}, json_out)
-
-
-def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
-    """`files`, or an InputError naming a directory among them or, with `option` (such as
-    --decoder), a file given twice."""
-    for i, f in enumerate(files):
-        if f.is_dir():
-            raise InputError(f"{f} is a directory: give a decoder file (.safetensors)")
-        if option and any(f.resolve() == g.resolve() for g in files[:i]):
-            raise InputError(f"{option} {f} is given twice")
-    return files
-
-
-@app.command("average-decoders")
-def average_decoders_command(
-    files: list[Path] = typer.Argument(..., help="Decoder files of one level, fine-tuned from one another."),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        parser=out_arg("-o"),
-        metavar="<path>",
-        help="The averaged decoder file (.safetensors).",
-    ),
-    weights: str | None = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
-    val: Path | None = typer.Option(None, help="Score the result on these images and record it."),
-    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
-    device: str = DeviceOpt,
-    vgg_weights: Path | None = VggOpt,
-) -> None:
-    """Average the weights of decoder runs (a model soup): often better than each run alone."""
-    must_exist(*files, val)
-    decoder_args(files)
-    if out.suffix != ".safetensors":
-        raise OutputError(f"--out {out} must end in .safetensors")
-    check_target(out, overwrite, tuple(files))  # before torch loads
-    from .decoder import average_decoders, load_decoder, save_decoder, soup_metadata
-    from .encoder import load_encoder
-    from .evaluate import load_val_images, reconstruction_scores
-
-    try:
-        w = [float(x) for x in weights.split(",")] if weights else None
-    except ValueError:
-        raise InputError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    images = None
-    if val:
-        images = load_val_images(val) if val.is_dir() else []
-        if not images:
-            raise InputError(f"--val {val} is not a directory of images")
-    encoder = load_encoder(device, vgg_weights)
-    decoders = [load_decoder(None, encoder.mean.device, encoder.weights_id, f) for f in files]
-    w = w or [1.0] * len(files)
-    mean = average_decoders(decoders, w)
-    meta = soup_metadata(files, decoders, w)
-    line = f"averaged {len(files)} relu{mean.level}_1 decoders"
-    if images:
-        s = reconstruction_scores(encoder, mean, images)
-        meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
-        meta["val_data"] = str(val)
-        line += f": val PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f} on {s['images']} images"
-    save_decoder(mean, out, meta)
-    out_console.print(f"{line} -> {out}", soft_wrap=True)  # the file name on one line
-
-
-def train_command(
-    level: int = typer.Option(..., help="Which decoder: 1..5 (relu{level}_1)."),
-    data: Path = typer.Option(..., help="Folder of training images (searched recursively)."),
-    val: Path | None = typer.Option(None, help="Folder of validation images."),
-    crop: int = typer.Option(256, help="Random crop size."),
-    scale: float = typer.Option(
-        1.0, help="Shrink each photo by a random factor in [SCALE, 1] before cropping (augmentation)."
-    ),
-    batch: int = typer.Option(8, help="Batch size per process."),
-    steps: int = typer.Option(10000, help="Total optimiser steps."),
-    minutes: float | None = typer.Option(
-        None, help="Wall-time budget: the schedule follows time; --steps becomes a cap."
-    ),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
-    warmup: int = typer.Option(100, help="Steps of linear warm-up to --lr (fine-tuning needs fewer)."),
-    feature_weight: float = typer.Option(0.01, help="Weight of the relu{level}_1 feature loss."),
-    feature_from: float = typer.Option(0.8, help="Fraction of steps after which the feature loss is on."),
-    loss: str = typer.Option(
-        "mse", help="mse (mean squared error over the batch) or psnr (minus the mean per-image PSNR)."
-    ),
-    out: Path = typer.Option(Path("runs"), help="Checkpoint directory."),
-    export: Path | None = typer.Option(
-        None, help="Copy the best decoder on --val here (e.g. decoders/) if it beats the one there."
-    ),
-    resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
-    init_from: Path | None = typer.Option(
-        None, help="Start from a decoder of this level (fine-tuning) or the level below (its tail)."
-    ),
-    device: str = DeviceOpt,
-    amp: bool | None = typer.Option(
-        None,
-        "--amp/--no-amp",
-        help="bf16 autocast (default: on for CUDA and for CPUs with AVX-512 BF16 or AMX).",
-    ),
-    seed: int = typer.Option(0),
-    workers: int = typer.Option(2, help="Data-loading worker processes."),
-    val_every: int = typer.Option(500),
-    val_images: int | None = typer.Option(None, help="Validate on the first N images (all at the end)."),
-    ckpt_every: int = typer.Option(100),
-    vgg_weights: Path | None = VggOpt,
-) -> None:
-    """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
-    for option, path in (("--data", data), ("--val", val), ("--init-from", init_from)):
-        if path is not None and not path.exists():  # before torch loads (seconds)
-            raise InputError(f"{option} {path} does not exist")
-    from .train import Config, train
-
-    cfg = Config(
-        level=level,
-        data=str(data),
-        val=str(val) if val else None,
-        crop=crop,
-        scale=scale,
-        batch=batch,
-        steps=steps,
-        minutes=minutes,
-        lr=lr,
-        warmup=warmup,
-        feature_weight=feature_weight,
-        feature_from=feature_from,
-        loss=loss,
-        out=str(out),
-        export=str(export) if export else None,
-        resume=resume,
-        init_from=str(init_from) if init_from else None,
-        device=device,
-        amp=amp,
-        seed=seed,
-        workers=workers,
-        val_every=val_every,
-        val_images=val_images,
-        ckpt_every=ckpt_every,
-        vgg_weights=str(vgg_weights) if vgg_weights else None,
-    )
-    summary = train(cfg)
-    if "decoder" in summary:
-        psnr = summary["best_psnr"]
-        score = f"val PSNR {psnr:.2f} dB" if psnr is not None else "not scored: no --val"
-        out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})", soft_wrap=True)
-    out_console.print(json.dumps(summary), soft_wrap=True, markup=False, highlight=False)
-
-
-app.command("train")(train_command)
-
-
 def check_target(
     path: Path, overwrite: bool, inputs: tuple[Path, ...], outputs: tuple[Path, ...] = ()
 ) -> None:
@@ -744,367 +551,9 @@ def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> Non
         raise OutputError(f"Pillow cannot write {fmt} images ({output}): use .png, .jpg or .webp")
 
 
-def snapshot_path(output: Path, step: int) -> Path:
-    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
-
-
-def optimise_outputs(
-    output: Path, history: Path | None, steps: int, save_every: int, overwrite: bool, inputs: tuple[Path, ...]
-) -> None:
-    """Fail before any work if the image, a snapshot OUT_stepN or the history could not be written."""
-    check_output(output, overwrite, inputs)
-    snapshots = (
-        [snapshot_path(output, k) for k in range(save_every, steps + 1, save_every)] if save_every else []
-    )
-    for p in snapshots:
-        check_target(p, overwrite, inputs)
-    if history:
-        check_target(history, overwrite, inputs, (output, *snapshots))
-    if save_every > steps:
-        warnings.warn(
-            f"--save-every {save_every} is more than --steps {steps}: no snapshot is written", stacklevel=2
-        )
-
-
-def run_optimisation(
-    optimise,
-    output: Path,
-    history: Path | None,
-    steps: int,
-    save_every: int,
-    overwrite: bool,
-    inputs: tuple[Path, ...],
-    settings: dict,
-    alpha_of: Path | None = None,
-):
-    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image (the one with
-    the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
-    steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
-    run still writes the history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
-    import functools
-
-    from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
-
-    alpha_at = functools.cache(lambda size: alpha_channel(alpha_of, size) if alpha_of else None)
-
-    def to_pil(image):  # the photo is read for its alpha once, not at every snapshot
-        out = tensor_to_pil(image)
-        return with_alpha(out, alpha_at(out.size))
-
-    entries: list[dict] = []
-    bar = progress_bar(True, console)
-    task = bar.add_task("optimising", total=steps, info="")
-    every = max(1, steps // 10)  # plain lines where no live bar shows (logs, pipes)
-
-    def callback(step: int, image, entry: dict) -> None:
-        entries.append(entry)
-        info = " ".join(f"{k} {entry[k]:.4g}" for k in ("content", "style", "tv", "total"))
-        bar.update(task, completed=step, info=info)
-        if not console.is_terminal and (step % every == 0 or step == steps):
-            console.print(f"step {step}/{steps}: {info}", highlight=False)
-        if image is not None:
-            atomic_save(to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs)
-
-    try:
-        with bar:
-            result = optimise(callback)
-    except BaseException:
-        if history and entries:
-            try:
-                write_json({"settings": settings, "finished": False, "history": entries}, history)
-                console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
-            except (OSError, WCTError) as e:  # never hide the error that stopped the run
-                console.print(f"could not write the history: {e}", markup=False)
-        raise
-    if history:  # before the image: a failed save must not lose the run's record
-        record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
-        write_json(record | {"history": result.history}, history)
-    text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
-    atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
-    return result
-
-
-def check_sides(x, path: Path | None, layers: tuple[str, ...]) -> None:
-    """InputError, before the run and its progress bar, if an image loaded at --size is too small
-    for the deepest of `layers`."""
-    from .encoder import NAMES, min_side
-
-    deepest = max(layers, key=NAMES.index)
-    if x is not None and min(x.shape[-2:]) < min_side(deepest):
-        h, w = x.shape[-2:]
-        raise InputError(
-            f"{path} is {w}x{h} px at this --size: {deepest} needs at least {min_side(deepest)} px a side"
-        )
-
-
-def texture_arg(text: str | None) -> tuple[int, int] | None:
-    """--texture-size 'WxH' as (H, W)."""
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
-        raise InputError(f"--texture-size takes WIDTHxHEIGHT in pixels, e.g. 512x256, got {text!r}")
-    return int(parts[1]), int(parts[0])
-
-
-@app.command("gatys")
-def gatys_command(
-    content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
-    style: Path | None = typer.Argument(None, help="Style image."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
-    ),
-    no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
-    texture_size: str | None = typer.Option(
-        None, help="With --no-content: the texture's WIDTHxHEIGHT (default: the style's size)."
-    ),
-    init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
-    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-    steps: int = typer.Option(500, help="Optimiser steps."),
-    content_weight: float = typer.Option(1.0),
-    style_weight: float | None = typer.Option(None, help="Default 100 (0.05 with --no-normalise)."),
-    tv_weight: float | None = typer.Option(None, help="Default 10 (1e6 with --no-normalise)."),
-    normalise: bool = typer.Option(
-        True,
-        "--normalise/--no-normalise",
-        help="Gatys's normalised VGG: each channel divided by its mean activation over photos. "
-        "--no-normalise: raw Caffe features (relu4_1 then makes most of the style loss).",
-    ),
-    gram: str = typer.Option("plain", help="plain, centered or both."),
-    style_layers: str = typer.Option(
-        "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="ReLU layers whose Gram matrices are matched."
-    ),
-    content_layer: str = typer.Option("relu4_2", help="ReLU layer whose features are matched."),
-    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
-    size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
-    seed: int = typer.Option(0, help="Seed of --init noise."),
-    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(
-        None,
-        parser=out_arg("--history"),
-        metavar="<path>",
-        help="Write the settings and loss history here as JSON.",
-    ),
-    device: str = DeviceOpt,
-    overwrite: bool = typer.Option(False, help="Replace existing output files."),
-    vgg_weights: Path | None = VggOpt,
-) -> None:
-    """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
-    must_exist(content, style)
-    check_output(output, overwrite, tuple(p for p in (content, style) if p))  # before torch loads
-    from dataclasses import asdict
-
-    from .encoder import NAMES, load_encoder, min_side
-    from .gatys import Options, gatys
-    from .images import load_image
-
-    if no_content:
-        if style is not None:
-            raise InputError("with --no-content give only STYLE")
-        content, style = None, content
-    if style is None:
-        raise InputError("give CONTENT and STYLE, or --no-content STYLE")
-    shape = texture_arg(texture_size)
-    if shape is not None and content is not None:
-        raise InputError("--texture-size is for --no-content: the output has the content's size")
-    inputs = tuple(p for p in (content, style) if p is not None)
-    size_ = size_arg(size, "--size")
-    layers = tuple(v.strip() for v in style_layers.split(",") if v.strip())
-    weights = (content_weight, style_weight, tv_weight)
-    o = Options(
-        steps, optimizer, init, *weights, gram, seed, lr, save_every, normalise, layers, content_layer.strip()
-    ).checked(content is not None)  # before anything slow
-    deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=NAMES.index)
-    for name, value in (("--size", size_), ("--texture-size", min(shape) if shape else None)):
-        if value is not None and value < min_side(deepest):
-            raise InputError(
-                f"{name} must be at least {min_side(deepest)} px ({deepest} needs it), got {value}"
-            )
-    optimise_outputs(output, history, steps, save_every, overwrite, inputs)
-    if content is None and content_weight != 1.0:
-        warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
-    if o.init != "noise" and seed != 0:
-        warnings.warn(f"--seed only seeds --init noise; --init {o.init} ignores it", stacklevel=1)
-    x_content = load_image(content, size_) if content is not None else None
-    x_style = load_image(style, size_)
-    check_sides(x_content, content, (*o.style_layers, o.content_layer))
-    check_sides(x_style, style, o.style_layers)
-    encoder = load_encoder(device, vgg_weights)
-    settings = {
-        "method": "gatys",
-        "content": None if content is None else content.name,
-        "style": style.name,
-        "size": size_,
-        "texture_size": texture_size,
-        **asdict(o),
-    }
-
-    def optimise(callback):
-        return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
-
-    result = run_optimisation(
-        optimise, output, history, steps, save_every, overwrite, inputs, settings, content
-    )
-    best = result.best
-    when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
-    console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps)")
-
-
-@app.command()
-def invert(
-    image: Path = typer.Argument(..., help="Image whose features are inverted."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
-    ),
-    layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
-    steps: int = typer.Option(300),
-    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-    tv_weight: float = typer.Option(1e4),
-    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
-    size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
-    seed: int = typer.Option(0, help="Seed of the noise it starts from."),
-    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(
-        None,
-        parser=out_arg("--history"),
-        metavar="<path>",
-        help="Write the settings and loss history here as JSON.",
-    ),
-    device: str = DeviceOpt,
-    overwrite: bool = typer.Option(False, help="Replace existing output files."),
-    vgg_weights: Path | None = VggOpt,
-) -> None:
-    """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
-    must_exist(image)
-    check_output(output, overwrite, (image,))  # before torch loads
-    from .encoder import check_layer, load_encoder
-    from .gatys import Options
-    from .gatys import invert as invert_fn
-    from .images import load_image
-
-    check_layer(layer)
-    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
-    optimise_outputs(output, history, steps, save_every, overwrite, (image,))
-    x = load_image(image, size_arg(size, "--size"))
-    check_sides(x, image, (layer,))
-    encoder = load_encoder(device, vgg_weights)
-    settings = {
-        "method": "invert",
-        "image": image.name,
-        "layer": layer,
-        "size": size_arg(size, "--size"),
-        "steps": steps,
-        "optimizer": o.optimizer,
-        "tv_weight": tv_weight,
-        "lr": o.lr,
-        "seed": seed,
-    }
-
-    def optimise(callback):
-        return invert_fn(
-            encoder,
-            x,
-            layer,
-            steps,
-            seed,
-            optimizer=optimizer,
-            tv_weight=tv_weight,
-            lr=lr,
-            save_every=save_every,
-            callback=callback,
-        )
-
-    result = run_optimisation(
-        optimise, output, history, steps, save_every, overwrite, (image,), settings, image
-    )
-    console.print(f"wrote {output} (feature loss {result.best['content']:.4g})")
-
-
-@app.command()
-def bench(
-    contents: Path = typer.Option(SHARED_DATA / "content", help="Folder of content photos."),
-    styles: Path = typer.Option(SHARED_DATA / "styles", help="Folder of style images."),
-    pairs: int = typer.Option(4, help="Number of content x style pairs."),
-    pair: list[str] = typer.Option([], "--pair", help="CONTENT,STYLE files (repeatable); overrides folders."),
-    sizes: str = typer.Option("256,512", help="Longer sides to measure."),
-    steps: int = typer.Option(500, help="Gatys L-BFGS steps."),
-    repeats: int = typer.Option(3, help="WCT runs per pair (median)."),
-    out: Path = typer.Option(
-        Path("bench"),
-        "-o",
-        "--out",
-        parser=out_arg("-o", file=False),
-        metavar="<path>",
-        help="Directory for JSON, table and sheet.",
-    ),
-    quick: bool = typer.Option(False, help="Tiny synthetic images, few steps: checks the machinery."),
-    device: str = DeviceOpt,
-    overwrite: bool = typer.Option(False, help="Replace an earlier report in --out."),
-) -> None:
-    """WCT against Gatys in one run: time, peak memory, style and content loss, time to match."""
-    import tempfile
-
-    files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file: -o/--out names the folder for the report")
-    if not overwrite and any(f.exists() for f in files):  # before torch loads
-        raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
-    from . import bench as b
-    from .gatys import Options
-    from .images import atomic_save, write_atomic, write_json
-    from .pipeline import Stylizer
-
-    if repeats < 1:
-        raise InputError(f"--repeats must be at least 1, got {repeats}")
-    Options(steps=steps).checked()
-    try:
-        size_list = [int(v) for v in sizes.split(",") if v.strip()] if not quick else [64]
-    except ValueError:
-        size_list = []
-    if not size_list or min(size_list) < 16:  # relu5_1 needs 16 px a side
-        raise InputError(f"--sizes must be numbers of pixels of at least 16, comma-separated, got {sizes!r}")
-    tmp = None
-    if quick:
-        from .demo import landscape, painting
-
-        tmp = tempfile.TemporaryDirectory()
-        contents, styles = Path(tmp.name) / "c", Path(tmp.name) / "s"
-        contents.mkdir(), styles.mkdir()
-        landscape(96, 64).save(contents / "landscape.png")
-        painting(64, 64).save(styles / "painting.png")
-        pairs, steps, repeats = 1, min(steps, 5), 1
-    todo = b.pick_pairs(contents, styles, pairs) if not pair or quick else b.parse_pairs(pair)
-    from .images import load_image
-
-    o = Options()
-    for path in dict.fromkeys(p for both in todo for p in both):  # Gatys needs 16 px a side
-        check_sides(load_image(path, min(size_list)), path, (*o.style_layers, o.content_layer))
-    try:  # now, not after the run; after the inputs are checked
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
-    stylizer = Stylizer(device)
-    records, sheet_rows = [], []
-    with progress_bar(True, console) as bar:
-        task = bar.add_task("benchmark", total=len(todo) * len(size_list), info="")
-        for size in size_list:
-            for c, s in todo:
-                bar.update(task, description=f"{size}px {c.name} + {s.name}")
-                rec, y_wct, y_gatys = b.run_pair(stylizer, c, s, size, steps, repeats)
-                records.append(rec)
-                if size == max(size_list):
-                    sheet_rows.append((load_image(c, size), load_image(s, size), y_wct.cpu(), y_gatys.cpu()))
-                bar.advance(task)
-    rows = b.summarise(records)
-    machine = b.machine(stylizer.device)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
-    write_atomic(files[1], lambda tmp: Path(tmp).write_text(b.markdown(rows, machine)))
-    atomic_save(b.contact_sheet(sheet_rows), files[2], overwrite=True)
-    if tmp:
-        tmp.cleanup()
-    out_console.print(b.markdown(rows, machine), soft_wrap=True)  # table rows on one line each
-    console.print(f"wrote {', '.join(map(str, files))}")
+# The decoder commands, then the Gatys ones: imported here, after the helpers they use and before
+# serve, so that `wct --help` lists the commands in this order.
+from . import cli_decoders, cli_gatys  # noqa: E402, F401
 
 
 @app.command()
@@ -1166,9 +615,9 @@ def short_path(name: object, most: int = 60) -> str:
 
 
 def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
-    """Run a typer app: WCTError, or an OSError naming a file -> one line and exit 1; Ctrl-C -> exit 130 and SIGTERM -> exit
-    143, both raised as KeyboardInterrupt so temporary files are cleaned up; never a traceback.
-    Always exits."""
+    """Run a typer app: WCTError, or an OSError naming a file -> one line and exit 1; Ctrl-C ->
+    exit 130 and SIGTERM -> exit 143, both raised as KeyboardInterrupt so temporary files are
+    cleaned up; never a traceback. Always exits."""
     import signal
     import threading
 
@@ -1226,5 +675,5 @@ def main(args: list[str] | None = None) -> None:
 def train_main() -> None:
     """`python -m wct.train ...`: the train command on its own."""
     t = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    t.command()(train_command)
+    t.command()(cli_decoders.train_command)
     run(t, prog_name="python -m wct.train")

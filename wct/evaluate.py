@@ -15,6 +15,11 @@ from .encoder import Encoder
 from .errors import ImageError, InputError
 from .images import list_images, open_image, pil_to_tensor, scaled_size
 
+# Reconstruction PSNR (dB) on the val protocol per level: the published WCT decoders' (None: not
+# published) and the targets ours are held to (`wct eval-decoders`, decoders/README.md).
+PUBLISHED = {1: 27.2, 2: 32.1, 3: 27.1, 4: None, 5: None}
+TARGETS = {1: 35.0, 2: 33.0, 3: 28.5, 4: 23.0, 5: 20.0}
+
 
 def load_val_images(directory: str | Path, max_side: int = 384, limit: int | None = None) -> list[Tensor]:
     """Each image's longer side scaled to `max_side` (Lanczos), cropped top-left to multiples of 16.

@@ -1,0 +1,399 @@
+"""The optimisation commands of `wct`: gatys and invert (Gatys et al. 2016), and bench (WCT
+against Gatys)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+
+from .cli import (
+    SHARED_DATA,
+    DeviceOpt,
+    VggOpt,
+    app,
+    check_output,
+    check_target,
+    console,
+    must_exist,
+    numbers,
+    out_arg,
+    out_console,
+    size_arg,
+)
+from .errors import InputError, OutputError, WCTError
+from .progress import progress_bar
+
+
+def snapshot_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+
+
+def optimise_outputs(
+    output: Path, history: Path | None, steps: int, save_every: int, overwrite: bool, inputs: tuple[Path, ...]
+) -> None:
+    """Fail before any work (and torch) if the image, a snapshot OUT_stepN or the history could not
+    be written."""
+    check_output(output, overwrite, inputs)
+    snapshots = (
+        [snapshot_path(output, k) for k in range(save_every, steps + 1, save_every)] if save_every else []
+    )
+    for p in snapshots:
+        check_target(p, overwrite, inputs)
+    if history:
+        check_target(history, overwrite, inputs, (output, *snapshots))
+
+
+def run_optimisation(
+    optimise,
+    output: Path,
+    history: Path | None,
+    steps: int,
+    save_every: int,
+    overwrite: bool,
+    inputs: tuple[Path, ...],
+    settings: dict,
+    alpha_of: Path | None = None,
+):
+    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image (the one with
+    the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
+    steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
+    run still writes the history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
+    import functools
+
+    from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
+
+    if save_every > steps:
+        warnings.warn(
+            f"--save-every {save_every} is more than --steps {steps}: no snapshot is written", stacklevel=2
+        )
+    alpha_at = functools.cache(lambda size: alpha_channel(alpha_of, size) if alpha_of else None)
+
+    def to_pil(image):  # the photo is read for its alpha once, not at every snapshot
+        out = tensor_to_pil(image)
+        return with_alpha(out, alpha_at(out.size))
+
+    entries: list[dict] = []
+    bar = progress_bar(True, console)
+    task = bar.add_task("optimising", total=steps, info="")
+    every = max(1, steps // 10)  # plain lines where no live bar shows (logs, pipes)
+
+    def callback(step: int, image, entry: dict) -> None:
+        entries.append(entry)
+        info = " ".join(f"{k} {entry[k]:.4g}" for k in ("content", "style", "tv", "total"))
+        bar.update(task, completed=step, info=info)
+        if not console.is_terminal and (step % every == 0 or step == steps):
+            console.print(f"step {step}/{steps}: {info}", highlight=False)
+        if image is not None:
+            atomic_save(to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs)
+
+    try:
+        with bar:
+            result = optimise(callback)
+    except BaseException:
+        if history and entries:
+            try:
+                write_json({"settings": settings, "finished": False, "history": entries}, history)
+                console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
+            except (OSError, WCTError) as e:  # never hide the error that stopped the run
+                console.print(f"could not write the history: {e}", markup=False)
+        raise
+    if history:  # before the image: a failed save must not lose the run's record
+        record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
+        write_json(record | {"history": result.history}, history)
+    text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
+    atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+    return result
+
+
+def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--size") -> None:
+    """InputError, before the run and its progress bar, if an image loaded at `option` (the size
+    it names) is too small for the deepest of `layers`."""
+    from .encoder import NAMES, min_side
+
+    deepest = max(layers, key=NAMES.index)
+    if x is not None and min(x.shape[-2:]) < min_side(deepest):
+        h, w = x.shape[-2:]
+        raise InputError(
+            f"{path} is {w}x{h} px at this {option}: {deepest} needs at least {min_side(deepest)} px a side"
+        )
+
+
+def texture_arg(text: str | None) -> tuple[int, int] | None:
+    """--texture-size 'WxH' as (H, W)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
+        raise InputError(f"--texture-size takes WIDTHxHEIGHT in pixels, e.g. 512x256, got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
+@app.command("gatys")
+def gatys_command(
+    content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
+    style: Path | None = typer.Argument(None, help="Style image."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
+    ),
+    no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
+    texture_size: str | None = typer.Option(
+        None, help="With --no-content: the texture's WIDTHxHEIGHT (default: the style's size)."
+    ),
+    init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
+    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
+    steps: int = typer.Option(500, help="Optimiser steps."),
+    content_weight: float = typer.Option(1.0),
+    style_weight: float | None = typer.Option(None, help="Default 100 (0.05 with --no-normalise)."),
+    tv_weight: float | None = typer.Option(None, help="Default 10 (1e6 with --no-normalise)."),
+    normalise: bool = typer.Option(
+        True,
+        "--normalise/--no-normalise",
+        help="Gatys's normalised VGG: each channel divided by its mean activation over photos. "
+        "--no-normalise: raw Caffe features (relu4_1 then makes most of the style loss).",
+    ),
+    gram: str = typer.Option("plain", help="plain, centered or both."),
+    style_layers: str = typer.Option(
+        "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="ReLU layers whose Gram matrices are matched."
+    ),
+    content_layer: str = typer.Option("relu4_2", help="ReLU layer whose features are matched."),
+    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
+    size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
+    seed: int = typer.Option(0, help="Seed of --init noise."),
+    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
+    history: Path | None = typer.Option(
+        None,
+        parser=out_arg("--history"),
+        metavar="<path>",
+        help="Write the settings and loss history here as JSON.",
+    ),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
+    must_exist(content, style)
+    optimise_outputs(output, history, steps, save_every, overwrite, tuple(p for p in (content, style) if p))
+    from dataclasses import asdict
+
+    from .encoder import NAMES, load_encoder, min_side
+    from .gatys import Options, gatys
+    from .images import load_image
+
+    if no_content:
+        if style is not None:
+            raise InputError("with --no-content give only STYLE")
+        content, style = None, content
+    if style is None:
+        raise InputError("give CONTENT and STYLE, or --no-content STYLE")
+    shape = texture_arg(texture_size)
+    if shape is not None and content is not None:
+        raise InputError("--texture-size is for --no-content: the output has the content's size")
+    inputs = tuple(p for p in (content, style) if p is not None)
+    size_ = size_arg(size, "--size")
+    layers = tuple(v.strip() for v in style_layers.split(",") if v.strip())
+    weights = (content_weight, style_weight, tv_weight)
+    o = Options(
+        steps, optimizer, init, *weights, gram, seed, lr, save_every, normalise, layers, content_layer.strip()
+    ).checked(content is not None)  # before anything slow
+    deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=NAMES.index)
+    for name, value in (("--size", size_), ("--texture-size", min(shape) if shape else None)):
+        if value is not None and value < min_side(deepest):
+            raise InputError(
+                f"{name} must be at least {min_side(deepest)} px ({deepest} needs it), got {value}"
+            )
+    if content is None and content_weight != 1.0:
+        warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
+    if o.init != "noise" and seed != 0:
+        warnings.warn(f"--seed only seeds --init noise; --init {o.init} ignores it", stacklevel=1)
+    x_content = load_image(content, size_) if content is not None else None
+    x_style = load_image(style, size_)
+    check_sides(x_content, content, (*o.style_layers, o.content_layer))
+    check_sides(x_style, style, o.style_layers)
+    encoder = load_encoder(device, vgg_weights)
+    settings = {
+        "method": "gatys",
+        "content": None if content is None else content.name,
+        "style": style.name,
+        "size": size_,
+        "texture_size": texture_size,
+        **asdict(o),
+    }
+
+    def optimise(callback):
+        return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
+
+    result = run_optimisation(
+        optimise, output, history, steps, save_every, overwrite, inputs, settings, content
+    )
+    best = result.best
+    when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
+    console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps)")
+
+
+@app.command()
+def invert(
+    image: Path = typer.Argument(..., help="Image whose features are inverted."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
+    ),
+    layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
+    steps: int = typer.Option(300),
+    optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
+    tv_weight: float = typer.Option(1e4),
+    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
+    size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
+    seed: int = typer.Option(0, help="Seed of the noise it starts from."),
+    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
+    history: Path | None = typer.Option(
+        None,
+        parser=out_arg("--history"),
+        metavar="<path>",
+        help="Write the settings and loss history here as JSON.",
+    ),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    vgg_weights: Path | None = VggOpt,
+) -> None:
+    """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
+    must_exist(image)
+    optimise_outputs(output, history, steps, save_every, overwrite, (image,))
+    from .encoder import check_layer, load_encoder
+    from .gatys import Options
+    from .gatys import invert as invert_fn
+    from .images import load_image
+
+    check_layer(layer)
+    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
+    x = load_image(image, size_arg(size, "--size"))
+    check_sides(x, image, (layer,))
+    encoder = load_encoder(device, vgg_weights)
+    settings = {
+        "method": "invert",
+        "image": image.name,
+        "layer": layer,
+        "size": size_arg(size, "--size"),
+        "steps": steps,
+        "optimizer": o.optimizer,
+        "tv_weight": tv_weight,
+        "lr": o.lr,
+        "seed": seed,
+    }
+
+    def optimise(callback):
+        return invert_fn(
+            encoder,
+            x,
+            layer,
+            steps,
+            seed,
+            optimizer=optimizer,
+            tv_weight=tv_weight,
+            lr=lr,
+            save_every=save_every,
+            callback=callback,
+        )
+
+    result = run_optimisation(
+        optimise, output, history, steps, save_every, overwrite, (image,), settings, image
+    )
+    console.print(f"wrote {output} (feature loss {result.best['content']:.4g})")
+
+
+def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
+    """--pair 'content,style' texts as existing file pairs."""
+    out = []
+    for t in texts:
+        parts = [Path(v.strip()) for v in t.split(",")]
+        if len(parts) != 2:
+            raise InputError(f"--pair takes CONTENT,STYLE, got {t!r}")
+        for p in parts:
+            if not p.is_file():
+                raise InputError(f"{p} does not exist")
+        out.append((parts[0], parts[1]))
+    return out
+
+
+@app.command()
+def bench(
+    contents: Path = typer.Option(SHARED_DATA / "content", help="Folder of content photos."),
+    styles: Path = typer.Option(SHARED_DATA / "styles", help="Folder of style images."),
+    pairs: int = typer.Option(4, help="Number of content x style pairs."),
+    pair: list[str] = typer.Option(
+        [], "--pair", help="CONTENT,STYLE files (repeatable); in place of --contents, --styles and --pairs."
+    ),
+    sizes: str = typer.Option("256,512", help="Longer sides to measure."),
+    steps: int = typer.Option(500, help="Gatys L-BFGS steps."),
+    repeats: int = typer.Option(3, help="WCT runs per pair (median)."),
+    out: Path = typer.Option(
+        Path("bench"),
+        "-o",
+        "--out",
+        parser=out_arg("-o", file=False),
+        metavar="<path>",
+        help="Directory for JSON, table and sheet.",
+    ),
+    quick: bool = typer.Option(
+        False,
+        help="Check the machinery: one generated pair at 64 px, one WCT run, at most 5 Gatys steps "
+        "(--contents, --styles, --pairs, --pair, --sizes and --repeats are ignored).",
+    ),
+    device: str = DeviceOpt,
+    overwrite: bool = typer.Option(False, help="Replace an earlier report in --out."),
+) -> None:
+    """WCT against Gatys in one run: time, peak memory, style and content loss, time to match."""
+    import tempfile
+
+    files = [out / n for n in ("bench.json", "bench.md", "sheet.png")]
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file: -o/--out names the folder for the report")
+    if not overwrite and any(f.exists() for f in files):  # before torch loads, as are the inputs
+        raise OutputError(f"{out} already holds a report: pass --overwrite to replace it")
+    if repeats < 1:
+        raise InputError(f"--repeats must be at least 1, got {repeats}")
+    if quick:  # its pair is made below
+        todo, size_list, steps, repeats = [], [64], min(steps, 5), 1
+    else:
+        want = "numbers of pixels of at least 16, comma-separated"  # relu5_1 needs 16 px a side
+        size_list = numbers(sizes, "--sizes", want, least=16)
+        if not pair:
+            must_exist(contents, styles)
+        todo = parse_pairs(pair)
+    from . import bench as b
+    from .gatys import Options
+    from .images import atomic_save, load_image, write_atomic, write_json
+    from .pipeline import Stylizer
+
+    Options(steps=steps).checked()
+    with tempfile.TemporaryDirectory() as tmp:
+        todo = b.quick_pair(Path(tmp)) if quick else todo or b.pick_pairs(contents, styles, pairs)
+        o = Options()
+        for path in dict.fromkeys(p for both in todo for p in both):  # Gatys needs 16 px a side
+            x = load_image(path, min(size_list))
+            check_sides(x, path, (*o.style_layers, o.content_layer), "--sizes")
+        try:  # now, not after the run; after the inputs are checked
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
+        stylizer = Stylizer(device)
+        records, sheet_rows = [], []
+        with progress_bar(True, console) as bar:
+            task = bar.add_task("benchmark", total=len(todo) * len(size_list), info="")
+            for size in size_list:
+                for c, s in todo:
+                    bar.update(task, description=f"{size}px {c.name} + {s.name}")
+                    rec, images = b.run_pair(stylizer, c, s, size, steps, repeats)
+                    records.append(rec)
+                    if size == max(size_list):
+                        sheet_rows.append(tuple(x.cpu() for x in images))
+                    bar.advance(task)
+    rows = b.summarise(records)
+    machine = b.machine(stylizer.device)
+    write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
+    write_atomic(files[1], lambda tmp: Path(tmp).write_text(b.markdown(rows, machine)))
+    atomic_save(b.contact_sheet(sheet_rows), files[2], overwrite=True)
+    out_console.print(b.markdown(rows, machine), soft_wrap=True)  # table rows on one line each
+    console.print(f"wrote {', '.join(map(str, files))}")
