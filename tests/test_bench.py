@@ -245,8 +245,11 @@ def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):
     messages = " ".join(str(w.message) for w in caught)
     assert "--content-weight has no effect" in messages and "--save-every 2 is more than --steps" in messages
     assert Image.open(tex).size == (96, 48)
-    r = wct_cli(*args, "--texture-size", "96", "--overwrite")
-    assert r.returncode == 1 and "WIDTHxHEIGHT" in r.stderr
+    r = wct_cli(*args, "--texture-size", "40", "--overwrite")  # N is N x N, as for `wct texture --size`
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tex).size == (40, 40)
+    r = wct_cli(*args, "--texture-size", "96x", "--overwrite")
+    assert r.returncode == 1 and "--texture-size must be WIDTHxHEIGHT" in r.stderr
     with pytest.warns(UserWarning, match="--seed only seeds --init noise"):
         wct_cli("gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(tmp_path / "s.png"),
                 "--steps", "1", "--size", "64", "--seed", "3")  # fmt: skip

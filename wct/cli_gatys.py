@@ -123,13 +123,10 @@ def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--
 
 
 def texture_arg(text: str | None) -> tuple[int, int] | None:
-    """--texture-size 'WxH' as (H, W)."""
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
-        raise InputError(f"--texture-size takes WIDTHxHEIGHT in pixels, e.g. 512x256, got {text!r}")
-    return int(parts[1]), int(parts[0])
+    """--texture-size 'WxH' or 'N' as (H, W)."""
+    from .controls import parse_size
+
+    return None if text is None else parse_size(text, "--texture-size")[::-1]
 
 
 @app.command("gatys")
@@ -141,7 +138,7 @@ def gatys_command(
     ),
     no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
     texture_size: str | None = typer.Option(
-        None, help="With --no-content: the texture's WIDTHxHEIGHT (default: the style's size)."
+        None, help="With --no-content: the texture's WIDTHxHEIGHT or N (default: the style's size)."
     ),
     init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),

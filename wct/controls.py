@@ -67,11 +67,11 @@ def parse_styles(
     return paths, weights if len(paths) > 1 and mask is None else None
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     """'768x512' -> (768, 512) as (width, height); '512' -> (512, 512)."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
-        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {text!r}")
+        raise InputError(f"{option} must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {text!r}")
     return int(m[1]), int(m[2] or m[1])
 
 
