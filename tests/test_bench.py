@@ -423,6 +423,7 @@ def test_bench_stylize_checks_its_arguments_before_any_work(tmp_path, monkeypatc
         (["--size", "0"], "--size"),
         (["--json", str(report)], "--overwrite"),
         (["--json", str(tmp_path)], "is a directory"),
+        (["--json", str(report / "r.json")], "is a file, not a directory"),  # not after the work
     ):
         monkeypatch.setattr(sys, "argv", ["bench_stylize.py", *args])
         with pytest.raises(SystemExit) as e:

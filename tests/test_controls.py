@@ -482,6 +482,9 @@ def test_save_style_never_replaces_a_file_silently(tmp_path):
     before = photo.read_bytes()
     with pytest.raises(OutputError, match=".safetensors"):
         s.save_style(style, photo, overwrite=True)  # style() would not read it back as a preset
+    (tmp_path / "d.safetensors").mkdir()
+    with pytest.raises(OutputError, match="d.safetensors is a directory"):
+        s.save_style(style, tmp_path / "d.safetensors", overwrite=True)
     preset = s.save_style(style, tmp_path / "p.safetensors")
     with pytest.raises(OutputError, match="exists"):
         s.save_style(style, preset)

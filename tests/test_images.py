@@ -221,6 +221,32 @@ def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
     assert (tmp_path / "mine" / "new" / "x.png").is_file()
 
 
+def test_check_target_refuses_every_output_that_would_lose_something(tmp_path):
+    """One check for every writer (CLI, atomic_save, presets, videos, bench reports)."""
+    from wct.errors import OutputError
+    from wct.paths import check_target
+    from wct.images import atomic_save
+
+    mine, photo = tmp_path / "mine.txt", tmp_path / "photo.png"
+    mine.write_text("my notes")
+    Image.new("RGB", (8, 8)).save(photo)
+    for args, message in (
+        ((photo, True, (photo,)), "refusing to write over the input"),
+        ((tmp_path / "h.json", True, (), (tmp_path / "h.json",)), "is also the output image"),
+        ((tmp_path, True), "is a directory"),
+        ((mine / "o.png", True), f"{mine} is a file, not a directory"),
+        ((mine, False), "exists: pass --overwrite"),
+    ):
+        with pytest.raises(OutputError, match=message):
+            check_target(*args)
+        if len(args) < 4:  # atomic_save has no other outputs
+            with pytest.raises(OutputError, match=message):
+                atomic_save(Image.new("RGB", (8, 8)), *args)
+    assert check_target(str(mine), True) == mine and mine.read_text() == "my notes"
+    with pytest.raises(OutputError, match="File name too long"):  # was a bare OSError in a folder
+        atomic_save(Image.new("RGB", (8, 8)), tmp_path / f"{'a' * 300}.png")
+
+
 def test_atomic_writes_reach_the_disk_before_they_are_published(tmp_path, monkeypatch):
     import os
 

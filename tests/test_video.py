@@ -437,6 +437,14 @@ def test_frame_writer_refuses_bad_fps_and_frames(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_frame_writer_names_the_file_in_the_way_of_a_video(tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    for path in (tmp_path / "notes" / "clip.mp4", tmp_path / "notes" / "sub" / "clip.mp4"):
+        with pytest.raises(OutputError, match="notes is a file, not a directory"):  # was "File exists"
+            FrameWriter(path, 24)
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
 def test_frame_writer_closes_once_and_as_a_context_manager(tmp_path):
     for name in ("frames", "clip.mp4"):
         with FrameWriter(tmp_path / name, 24) as writer:

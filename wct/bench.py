@@ -23,8 +23,9 @@ from torch import Tensor
 
 from . import gatys as g
 from .encoder import Encoder
-from .errors import InputError
+from .errors import InputError, OutputError
 from .images import list_images, load_image, tensor_to_pil
+from .paths import check_target
 from .pipeline import Stylizer
 
 
@@ -243,12 +244,12 @@ def machine(device: str | torch.device | None = None) -> str:
 
 
 def report_problem(path: Path, overwrite: bool) -> str | None:
-    """Why a benchmark script cannot write its report to `path` (checked before minutes of work),
-    or None."""
-    if path.is_dir():
-        return f"{path} is a directory: name a file"
-    if path.exists() and not overwrite:
-        return f"{path} exists: pass --overwrite to replace it"
+    """Why a benchmark script cannot write its report to `path` (`check_target`, before minutes of
+    work), or None."""
+    try:
+        check_target(path, overwrite)
+    except OutputError as e:
+        return str(e)
     return None
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from .errors import InputError, OutputError, WCTError
+from .paths import check_target
 from .progress import progress_bar
 
 app = typer.Typer(
@@ -517,24 +518,6 @@ def total_steps(meta: dict[str, str]) -> str:
         return str(int(meta["steps"]) + int(meta.get("prior_steps", 0)))
     except (KeyError, ValueError):
         return meta.get("steps", "?")
-
-
-def check_target(
-    path: Path, overwrite: bool, inputs: tuple[Path, ...], outputs: tuple[Path, ...] = ()
-) -> None:
-    """Fail before any work if `path` is an input, another output, a directory or under a file,
-    or exists without --overwrite."""
-    if any(path.resolve() == p.resolve() for p in inputs):
-        raise OutputError(f"refusing to write over the input {path}")
-    if any(path.resolve() == p.resolve() for p in outputs):
-        raise OutputError(f"{path} is also the output image: give another file name")
-    if path.is_dir():
-        raise OutputError(f"{path} is a directory: give a file name")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists: pass --overwrite to replace it")
 
 
 def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:

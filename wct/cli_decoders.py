@@ -13,7 +13,6 @@ from .cli import (
     DeviceOpt,
     VggOpt,
     app,
-    check_target,
     must_exist,
     numbers,
     out_arg,
@@ -21,6 +20,7 @@ from .cli import (
     parse_levels,
 )
 from .errors import InputError, OutputError
+from .paths import check_target
 
 
 @app.command("eval-decoders")

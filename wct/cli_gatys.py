@@ -16,7 +16,6 @@ from .cli import (
     VggOpt,
     app,
     check_output,
-    check_target,
     console,
     must_exist,
     numbers,
@@ -25,6 +24,7 @@ from .cli import (
     size_arg,
 )
 from .errors import InputError, OutputError, WCTError
+from .paths import check_target
 from .progress import progress_bar
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from .encoder import read_signed, relu, write_signed
 from .errors import InputError, OutputError, WeightsError
 from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
+from .paths import check_target
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
@@ -243,13 +244,11 @@ def is_preset(image: object) -> bool:
 
 def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
-    read it as a preset) or exists without `overwrite`."""
+    read it as a preset) or `check_target` refuses it (it exists without `overwrite`...)."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise OutputError(f"a style preset must be a .safetensors file, got {path}")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
-    return path
+    return check_target(path, overwrite)
 
 
 def save_style_stats(

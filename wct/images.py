@@ -35,6 +35,7 @@ from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, Unidentif
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
+from .paths import check_target
 from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -409,17 +410,15 @@ def atomic_save(
 ) -> Path:
     """Save via a temporary file and rename, so `path` is either absent or complete.
 
-    Refuses to replace an input (`protect`), and an existing file unless `overwrite`. An alpha
-    channel is dropped, with a warning, for formats without one (JPEG, BMP...). `text` goes into
-    a PNG's text chunks (read back with `png_text`); other formats do not keep it.
+    Refuses to replace an input (`protect`), and an existing file unless `overwrite` (and the rest
+    `check_target` refuses). An alpha channel is dropped, with a warning, for formats without one
+    (JPEG, BMP...). `text` goes into a PNG's text chunks (read back with `png_text`); other
+    formats do not keep it.
     """
-    path = Path(path)
-    if any(path.resolve() == Path(p).resolve() for p in protect):
-        raise OutputError(f"refusing to write over the input {path}")
-    if path.is_dir():
-        raise OutputError(f"{path} is a directory: give an image file name")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists: pass --overwrite to replace it")
+    try:
+        path = check_target(path, overwrite, protect)
+    except OSError as e:  # a name too long...: as write_atomic reports it
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"unknown image format for {path}: use .png, .jpg or .webp")

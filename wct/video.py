@@ -44,6 +44,7 @@ from .images import (
     temp_beside,
     tensor_to_pil,
 )
+from .paths import check_target
 from .pipeline import Style, Stylizer, check_levels
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats, as_number
@@ -340,15 +341,17 @@ class FrameWriter:
         self._closed = False
         self._writer = None
         self._size: tuple[int, int] | None = None
-        if any(path.resolve() == Path(p).resolve() for p in protect):
+        if is_video(path):
+            if path.is_dir():
+                raise OutputError(
+                    f"{path} is a folder: name a video file, or a folder without a video suffix"
+                )
+            check_target(path, overwrite, protect)
+        elif any(path.resolve() == Path(p).resolve() for p in protect):  # a folder: its own rules
             raise OutputError(f"refusing to write over the input {path}")
-        if is_video(path) and path.is_dir():
-            raise OutputError(f"{path} is a folder: name a video file, or a folder without a video suffix")
-        if not is_video(path) and path.suffix and not path.is_dir():
+        elif path.suffix and not path.is_dir():
             raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
-        if is_video(path) and path.exists() and not overwrite:
-            raise OutputError(f"{path} exists: pass --overwrite to replace it")
-        if not is_video(path) and path.exists():
+        elif path.exists():
             if not path.is_dir():
                 raise OutputError(f"{path} is a file: give a folder for the frames")
             if self.old_frames() and not overwrite:

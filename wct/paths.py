@@ -1,0 +1,34 @@
+"""Output paths checked before any work, without torch, so the CLI refuses one at once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def check_target(
+    path: str | os.PathLike,
+    overwrite: bool,
+    protect: Collection[str | os.PathLike] = (),
+    others: Collection[str | os.PathLike] = (),
+) -> Path:
+    """`path` as a Path, or an OutputError before any work if writing it would lose something: it
+    is an input (`protect`), another output of the same run (`others`), a directory, under a file,
+    or exists without `overwrite`. A path that cannot even be looked up (a name too long...) is
+    the OSError, which the CLI prints with the name shortened."""
+    path = Path(path)
+    if any(path.resolve() == Path(p).resolve() for p in protect):
+        raise OutputError(f"refusing to write over the input {path}")
+    if any(path.resolve() == Path(p).resolve() for p in others):
+        raise OutputError(f"{path} is also the output image: give another file name")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory: give a file name")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists: pass --overwrite to replace it")
+    return path
