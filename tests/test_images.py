@@ -224,8 +224,8 @@ def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
 def test_check_target_refuses_every_output_that_would_lose_something(tmp_path):
     """One check for every writer (CLI, atomic_save, presets, videos, bench reports)."""
     from wct.errors import OutputError
-    from wct.paths import check_target
     from wct.images import atomic_save
+    from wct.paths import check_target
 
     mine, photo = tmp_path / "mine.txt", tmp_path / "photo.png"
     mine.write_text("my notes")
