@@ -1,3 +1,5 @@
+import platform
+
 import pytest
 import torch
 from PIL import Image
@@ -389,3 +391,31 @@ def test_the_cached_stylizer_follows_the_weights_variables(var, tmp_path, monkey
     monkeypatch.setenv(var, str(tmp_path / "elsewhere"))  # no weights there
     with pytest.raises(WeightsError, match="elsewhere"):  # the cached one kept the old weights
         wct.stylize(style, style, levels=(1,), size=None)
+
+
+def test_fp32_cpu_networks_run_channels_last_and_hand_back_contiguous_results(stylizer, encoder):
+    from wct.decoder import load_decoder
+
+    x = gradient_image(48, 64)
+    assert stylizer.encoder.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    f = stylizer.encoder(x, 3)
+    assert f.is_contiguous() and not encoder.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(f, encoder(x, 3), rtol=1e-5, atol=1e-2)  # features reach thousands
+    y = stylizer.decoder(3)(f)
+    assert y.is_contiguous()
+    torch.testing.assert_close(y, load_decoder(3, "cpu")(f), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc")
+def test_a_cpu_stylizer_reuses_freed_feature_maps_instead_of_faulting_them_in_afresh(stylizer):
+    import resource
+
+    x, style = gradient_image(512, 512), stylizer.style(gradient_image(64, 64, seed=5), levels=(1,))
+
+    def page_faults() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        stylizer.stylize(x, style, 0.5, (1,))  # relu1_1 maps of 64 MiB, which glibc unmaps when freed
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    page_faults()
+    assert page_faults() < 20_000  # 229,644 (0.9 GB) each time, and 0.40 s against 0.14, untuned

@@ -277,3 +277,24 @@ def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_error
     for shift in ([0.0] * 4, torch.full((4,), float("nan"))):
         with pytest.raises(InputError, match="shift"):
             feature_stats(f, shift)
+
+
+def test_all_finite_finds_nan_and_inf_anywhere_in_any_layout():
+    from wct.transform import all_finite
+
+    x = torch.randn(2, 8, 9, 7)
+    views = [x, x.contiguous(memory_format=torch.channels_last), x.transpose(1, 3), x[..., ::2]]
+    views += [x.half(), x.bfloat16(), x.double(), torch.empty(3, 0)]
+    for v in views:
+        assert all_finite(v)
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for i in {0, v.numel() // 2, v.numel() - 1} if v.numel() else ():
+                w = v.clone()  # in v's layout
+                w[torch.unravel_index(torch.tensor(i), w.shape)] = bad
+                assert not all_finite(w), (v.dtype, v.stride(), bad, i)
+    f = correlated(4, 50, 23)
+    f[3, 49] = -float("inf")
+    with pytest.raises(InputError, match="NaN or Inf"):
+        feature_stats(f)
+    with pytest.raises(InputError, match="NaN or Inf"):  # content statistics given: checked all the same
+        transform(f, [correlated(4, 50, 24)], 0.5, own=[feature_stats(correlated(4, 50, 25))])

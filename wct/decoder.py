@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .encoder import LEVELS, autocast, cfg, channels, read_signed, relu, warn_overflow, write_signed
 from .errors import InputError, WeightsError
-from .transform import normalise_weights
+from .transform import all_finite, normalise_weights
 
 DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
 ENV_VAR = "WCT_DECODERS"
@@ -73,11 +73,11 @@ class Decoder(nn.Module):
             raise InputError(f"the relu{self.level}_1 decoder takes features (N, {c}, H, W), got {got}")
         if min(features.shape[-2:]) < 1:
             raise InputError(f"the features are empty: {tuple(features.shape)}")
-        if not features.is_floating_point() or not torch.isfinite(features).all():
+        if not features.is_floating_point() or not all_finite(features):
             raise InputError("features must be finite floating-point numbers")
         features = features.to(self.whiten.device, self.whiten.dtype)
         if self.amp is None:
-            return self.decode(features).clamp(0, 1)
+            return self.decode(features).clamp(0, 1).contiguous()
         with autocast(features.device, self.amp):
             y = self.decode(features.contiguous(memory_format=torch.channels_last)).float()
         if not torch.isfinite(y).all():

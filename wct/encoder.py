@@ -22,6 +22,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import InputError, WeightsError
 from .images import write_atomic
+from .transform import all_finite
 
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -243,10 +244,12 @@ def warn_overflow(what: str, dtype: torch.dtype) -> None:
 
 
 def low_precision(module: nn.Module, dtype: torch.dtype | None) -> nn.Module:
-    """Mark an inference module to run under autocast to `dtype` (channels_last: the fast layout
-    for bf16/fp16 convolutions on both CUDA and oneDNN); its outputs stay fp32."""
+    """Mark an inference module to run under autocast to `dtype`, in channels_last: the fast layout
+    for bf16/fp16 convolutions on both CUDA and oneDNN, and for fp32 ones on the CPU (VGG19 at
+    512 px: 0.42 s against 0.51); its outputs stay fp32 and contiguous."""
     module.amp = dtype  # type: ignore[assignment]
-    return module.to(memory_format=torch.channels_last) if dtype is not None else module
+    cpu = next(module.parameters()).device.type == "cpu"
+    return module.to(memory_format=torch.channels_last) if dtype is not None or cpu else module
 
 
 class Encoder(nn.Module):
@@ -292,7 +295,7 @@ class Encoder(nn.Module):
             )
         x = x.to(self.mean.device, self.mean.dtype)
         out = self._run(x, wanted, last, self.amp)
-        if self.amp is not None and not all(torch.isfinite(v).all() for v in out.values()):
+        if self.amp is not None and not all(all_finite(v) for v in out.values()):
             warn_overflow("the encoder", self.amp)
             out = self._run(x, wanted, last, None)
         return out
@@ -309,7 +312,7 @@ class Encoder(nn.Module):
                     out[name] = h
                 if i == last:
                     break
-        return out if amp is None else {k: v.float().contiguous() for k, v in out.items()}
+        return {k: v.float().contiguous() for k, v in out.items()}
 
     def forward(self, x: Tensor, level: int) -> Tensor:
         name = relu(level)

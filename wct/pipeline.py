@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ from .images import (
 from .transform import FeatureStats, check_alpha, check_weights, feature_stats, region_stats, transform, whole
 
 MULTIPLE = MIN_SIDE  # sides are padded to multiples of it, so decoders give back the same size
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,21 @@ def per_image(content: ImageLike, one: Callable[[Tensor], Tensor]) -> Tensor:
     return y[0] if isinstance(content, Tensor) and content.ndim == 3 else y
 
 
+def keep_freed_memory(largest: int = 128 << 20, kept: int = 1 << 30) -> None:
+    """Have glibc reuse freed blocks of up to `largest` bytes, keeping up to `kept` bytes free, instead
+    of handing them back to the kernel: by default every block over 32 MB is unmapped when freed, and
+    the next feature map faults in its pages afresh (0.9 M page faults, a third of a 512-px
+    stylisation's time on our 2-core VM). Larger blocks are still handed back: keeping them let a
+    1280-px image's maps fragment the heap (peak RSS 4.3 GiB with 256 MB kept, 3.4 with 128 MB, 3.1
+    untuned). Process-wide; a no-op without glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # no glibc-like malloc: nothing to tune
+        return
+    mallopt(M_MMAP_THRESHOLD, largest)
+    mallopt(M_TRIM_THRESHOLD, kept)
+
+
 class Stylizer:
     """Holds the encoder and decoders on one device; style statistics are computed once per style.
 
@@ -139,6 +156,8 @@ class Stylizer:
     ):
         self.device = resolve_device(device)
         self.amp = precision_dtype(precision, self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.encoder: Encoder = low_precision(load_encoder(self.device, vgg_weights), self.amp)
         self._decoders: dict[int, Decoder] = {}
 

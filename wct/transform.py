@@ -69,6 +69,15 @@ class FeatureStats:
         return FeatureStats(self.count + other.count, self.total + total, self.outer + outer, self.shift)
 
 
+def all_finite(x: Tensor) -> bool:
+    """Whether `x` holds no NaN or Inf, in one pass without temporaries (`isfinite(x).all()` makes
+    full-size ones: 10-20x slower on a relu1_1 map). aminmax propagates NaN."""
+    if not x.numel():
+        return True
+    lo, hi = torch.aminmax(x)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
 def flatten(features: Tensor) -> Tensor:
     """(C, H, W) or (C, N) floating-point features -> (C, N)."""
     if not isinstance(features, Tensor) or not features.is_floating_point():
@@ -87,7 +96,7 @@ def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats
     whole 3000 px image sums as accurately as its tiles do.
     """
     f = flatten(features)
-    if not torch.isfinite(f).all():
+    if not all_finite(f):
         raise InputError("features contain NaN or Inf")
     if shift is None:
         shift = f.mean(1, dtype=torch.float64) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
@@ -282,7 +291,7 @@ def transform(
     styles = [_style_stats(f, s) for s in styles]
     if own is None and alpha > 0:
         own = _region_stats(x, lab, len(styles))  # feature_stats checks that x is finite
-    elif not torch.isfinite(x).all():
+    elif not all_finite(x):
         raise InputError("features contain NaN or Inf")
     if alpha == 0:
         return f.clone()
