@@ -482,9 +482,7 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     from . import decoder as dec
     from .encoder import describe, fast_precisions
 
-    if vgg_weights:
-        os.environ["WCT_VGG19_WEIGHTS"] = str(vgg_weights)
-    enc = describe()
+    enc = describe(vgg_weights)
     out_console.print(f"encoder weights: {enc['path']} [{enc['status']}]", markup=False, soft_wrap=True)
     out_console.print(f"decoders: {dec.decoder_path(1).parent}", markup=False, soft_wrap=True)
     file_column = Column("file", overflow="fold")  # an error's path wraps whole rather than cut short

@@ -355,9 +355,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def describe() -> dict[str, str]:
-    """Where the encoder weights are and whether they check out (for `wct info`)."""
-    path = default_weights_path()
+def describe(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Where the encoder weights are (`path`, else the default) and whether they check out (for
+    `wct info`)."""
+    path = Path(path) if path is not None else default_weights_path()
     info = {"path": str(path), "status": "missing"}
     if path is not None and path.is_file():
         try:

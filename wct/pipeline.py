@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from torch import Tensor
 
 from . import controls
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
+from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
+from .encoder import ENV_VAR as WEIGHTS_VAR
 from .encoder import LEVELS, Encoder, load_encoder, low_precision, precision_dtype, relu, resolve_device
 from .errors import InputError
 from .images import (
@@ -358,12 +361,8 @@ def stylizer(device: str | torch.device | None = None, precision: str = "fp32") 
     """A cached Stylizer per device, precision, $WCT_DECODERS, $WCT_VGG19_WEIGHTS and working
     directory (loading weights costs more than a small stylisation; a relative $WCT_DECODERS or
     $WCT_VGG19_WEIGHTS names other files from another directory)."""
-    import os
-
-    from . import decoder, encoder
-
     dev = resolve_device(device)
-    files = (os.environ.get(decoder.ENV_VAR), os.environ.get(encoder.ENV_VAR))
+    files = (os.environ.get(DECODERS_VAR), os.environ.get(WEIGHTS_VAR))
     key = (str(dev), precision, *files, str(Path.cwd()))
     if key not in _STYLIZERS:
         _STYLIZERS[key] = Stylizer(dev, precision=precision)

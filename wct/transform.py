@@ -148,7 +148,7 @@ def coloring_matrix(cov: Tensor) -> Tensor:
 
 
 def as_number(value: object, what: str) -> float:
-    """`value` as a float: numbers, numpy scalars and one-element arrays or tensors; an InputError
+    """`value` as a float: numbers, numpy scalars and one-element tensors; an InputError
     naming `what` for anything else, bools and text included."""
     if not isinstance(value, bool | str | bytes):
         try:
