@@ -147,7 +147,7 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
 
     browser.find_element(By.ID, "style-input").send_keys(str(bad))
     wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
-    assert "notes.png: not an image" in browser.find_element(By.ID, "error").text
+    assert "notes.png: the file is not an image" in browser.find_element(By.ID, "error").text
     browser.execute_script("document.getElementById('error').hidden = true")  # a clean screenshot
 
     shots = Path(os.environ.get("WCT_E2E_SCREENSHOTS") or tmp_path)
