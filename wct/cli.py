@@ -128,6 +128,15 @@ def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
     return parse
 
 
+def out_option(default: Path | None, help: str, *names: str, folder: bool = False):
+    """An output path option (-o/--output unless `names`), read as typed by `out_arg`: a file
+    name, or with `folder` a folder."""
+    names = names or ("-o", "--output")
+    return typer.Option(
+        default, *names, parser=out_arg(names[0], file=not folder), metavar="<path>", help=help
+    )
+
+
 def jobs(
     content: Path, style: Path, out: Path, name: str | None = None, folder: bool = False
 ) -> list[tuple[Path, Path, Path]]:
@@ -378,9 +387,7 @@ def video(
 @app.command()
 def texture(
     style: Path = typer.Argument(..., help="Style image or .safetensors preset."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
-    ),
+    output: Path = out_option(..., "Output image."),
     size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
     seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
@@ -414,14 +421,7 @@ def texture(
 @app.command("style-stats")
 def style_stats(
     style: Path = typer.Argument(..., help="Style image."),
-    output: Path = typer.Option(
-        ...,
-        "-o",
-        "--output",
-        parser=out_arg("-o"),
-        metavar="<path>",
-        help="Preset file to write (.safetensors).",
-    ),
+    output: Path = out_option(..., "Preset file to write (.safetensors)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     tile: str = TileOpt,
     device: str = DeviceOpt,
@@ -444,14 +444,7 @@ def style_stats(
 
 @app.command()
 def demo(
-    output: Path = typer.Option(
-        Path("demo"),
-        "-o",
-        "--output",
-        parser=out_arg("-o", file=False),
-        metavar="<path>",
-        help="Directory to write into.",
-    ),
+    output: Path = out_option(Path("demo"), "Directory to write into.", folder=True),
     alpha: float = typer.Option(0.8, help="Style strength."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing files."),

@@ -15,8 +15,8 @@ from .cli import (
     app,
     must_exist,
     numbers,
-    out_arg,
     out_console,
+    out_option,
     parse_levels,
 )
 from .errors import InputError, OutputError
@@ -32,9 +32,7 @@ def eval_decoders(
         None, "--decoder", help="Score this decoder file instead (repeatable; --levels is then ignored)."
     ),
     limit: int | None = typer.Option(None, help="Only the first N images, by name (e.g. of a training set)."),
-    json_out: Path | None = typer.Option(
-        None, "--json", parser=out_arg("--json"), metavar="<path>", help="Also write the numbers here."
-    ),
+    json_out: Path | None = out_option(None, "Also write the numbers here.", "--json"),
     overwrite: bool = typer.Option(False, help="Replace the --json file if it exists."),
     device: str = DeviceOpt,
     vgg_weights: Path | None = VggOpt,
@@ -99,14 +97,7 @@ def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
 @app.command("average-decoders")
 def average_decoders_command(
     files: list[Path] = typer.Argument(..., help="Decoder files of one level, fine-tuned from one another."),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        parser=out_arg("-o"),
-        metavar="<path>",
-        help="The averaged decoder file (.safetensors).",
-    ),
+    out: Path = out_option(..., "The averaged decoder file (.safetensors).", "-o", "--out"),
     weights: str | None = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
     val: Path | None = typer.Option(None, help="Score the result on these images and record it."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),

@@ -19,8 +19,8 @@ from .cli import (
     console,
     must_exist,
     numbers,
-    out_arg,
     out_console,
+    out_option,
     size_arg,
 )
 from .errors import InputError, OutputError, WCTError
@@ -122,6 +122,11 @@ def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--
         )
 
 
+LrOpt = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam).")
+SaveEveryOpt = typer.Option(0, help="Also write OUT_stepN every N steps.")
+HistoryOpt = out_option(None, "Write the settings and loss history here as JSON.", "--history")
+
+
 def texture_arg(text: str | None) -> tuple[int, int] | None:
     """--texture-size 'WxH' or 'N' as (H, W)."""
     from .controls import parse_size
@@ -133,9 +138,7 @@ def texture_arg(text: str | None) -> tuple[int, int] | None:
 def gatys_command(
     content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
     style: Path | None = typer.Argument(None, help="Style image."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
-    ),
+    output: Path = out_option(..., "Output image."),
     no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
     texture_size: str | None = typer.Option(
         None, help="With --no-content: the texture's WIDTHxHEIGHT or N (default: the style's size)."
@@ -157,16 +160,11 @@ def gatys_command(
         "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="ReLU layers whose Gram matrices are matched."
     ),
     content_layer: str = typer.Option("relu4_2", help="ReLU layer whose features are matched."),
-    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
+    lr: float | None = LrOpt,
     size: int = typer.Option(512, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of --init noise."),
-    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(
-        None,
-        parser=out_arg("--history"),
-        metavar="<path>",
-        help="Write the settings and loss history here as JSON.",
-    ),
+    save_every: int = SaveEveryOpt,
+    history: Path | None = HistoryOpt,
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
@@ -234,23 +232,16 @@ def gatys_command(
 @app.command()
 def invert(
     image: Path = typer.Argument(..., help="Image whose features are inverted."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", parser=out_arg("-o"), metavar="<path>", help="Output image."
-    ),
+    output: Path = out_option(..., "Output image."),
     layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
     steps: int = typer.Option(300),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
     tv_weight: float = typer.Option(1e4),
-    lr: float | None = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam)."),
+    lr: float | None = LrOpt,
     size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of the noise it starts from."),
-    save_every: int = typer.Option(0, help="Also write OUT_stepN every N steps."),
-    history: Path | None = typer.Option(
-        None,
-        parser=out_arg("--history"),
-        metavar="<path>",
-        help="Write the settings and loss history here as JSON.",
-    ),
+    save_every: int = SaveEveryOpt,
+    history: Path | None = HistoryOpt,
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     vgg_weights: Path | None = VggOpt,
@@ -325,14 +316,7 @@ def bench(
     sizes: str = typer.Option("256,512", help="Longer sides to measure."),
     steps: int = typer.Option(500, help="Gatys L-BFGS steps."),
     repeats: int = typer.Option(3, help="WCT runs per pair (median)."),
-    out: Path = typer.Option(
-        Path("bench"),
-        "-o",
-        "--out",
-        parser=out_arg("-o", file=False),
-        metavar="<path>",
-        help="Directory for JSON, table and sheet.",
-    ),
+    out: Path = out_option(Path("bench"), "Directory for JSON, table and sheet.", "-o", "--out", folder=True),
     quick: bool = typer.Option(
         False,
         help="Check the machinery: one generated pair at 64 px, one WCT run, at most 5 Gatys steps "
