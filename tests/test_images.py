@@ -138,6 +138,21 @@ def test_untagged_and_srgb_tagged_images_open_exactly_as_before(tmp_path, fmt):
     assert fmt != "png" or np.array_equal(got[0], a)
 
 
+def test_only_a_profile_other_than_srgb_costs_a_pass_over_the_image(tmp_path, monkeypatch):
+    from PIL import ImageCms
+
+    sizes = []
+    convert = ImageCms.profileToProfile
+    monkeypatch.setattr(
+        ImageCms, "profileToProfile", lambda im, *a, **k: sizes.append(im.size) or convert(im, *a, **k)
+    )
+    a = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    open_image(saved(tmp_path, Image.fromarray(a), "srgb.png", SRGB))
+    assert (50, 40) not in sizes  # the profile was probed on a small colour cube instead
+    open_image(saved(tmp_path, Image.fromarray(a), "adobe.png", ADOBE))
+    assert (50, 40) in sizes
+
+
 def test_a_corrupt_profile_warns_once_naming_the_file_and_still_opens(tmp_path):
     broken = bytearray(ADOBE)
     broken[140:200] = b"\xff" * 60  # the tag table

@@ -232,6 +232,8 @@ def to_srgb(im: Image.Image, name: str = "the image") -> Image.Image:
     rgb = None if im.mode == "CMYK" else to_rgb(im)
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if rgb is not None and is_srgb(profile):  # most cameras' and phones' JPEGs: skip the pass
+            return rgb
         src = im if rgb is None else rgb
         if rgb is not None and profile.profile.xcolor_space.strip() == "GRAY" and is_grey(rgb):
             src = rgb.getchannel("R")
@@ -250,6 +252,21 @@ def to_srgb(im: Image.Image, name: str = "the image") -> Image.Image:
         return rgb
     out.info.pop("icc_profile", None)  # untagged sRGB, like every other image
     return out
+
+
+# 16 levels of each channel, every combination: a profile that maps them all to within 1 is sRGB
+CUBE = Image.fromarray(
+    np.stack(np.meshgrid(*[np.arange(0, 256, 17, dtype=np.uint8)] * 3), -1).reshape(64, 64, 3)
+)
+
+
+def is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    """Whether an RGB profile is sRGB in effect, whatever its name: it moves no colour of `CUBE`
+    by more than 1 (a 4,096-pixel conversion instead of the whole image's)."""
+    if profile.profile.xcolor_space.strip() != "RGB":
+        return False
+    out = ImageCms.profileToProfile(CUBE, profile, SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL)
+    return max(hi for _, hi in ImageChops.difference(out, CUBE).getextrema()) <= 1
 
 
 def is_grey(im: Image.Image) -> bool:
