@@ -224,7 +224,7 @@ def start(
     levels: list[int],
     device: str,
     feature_weight: float,
-    lr: float | None,
+    lr: list[float] | None,
     seeds: list[int],
     loss: str = "mse",
     scale: float = 1.0,
@@ -234,8 +234,8 @@ def start(
     pids = []
     inits = {level: init_file(level) for level in levels}  # dequantized once, shared by its seeds
     vgg = encoder_file()
-    for level, seed in itertools.product(levels, seeds):
-        peak, init = lr or PLAN[level], inits[level]
+    for level, (i, seed) in itertools.product(levels, enumerate(seeds)):
+        peak, init = lr[i % len(lr)] if lr else PLAN[level], inits[level]
         out = RUNS / (f"l{level}" if seed == seeds[0] else f"l{level}s{seed}")
         out.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -444,7 +444,12 @@ def main() -> None:
     s.add_argument("--levels", type=int, nargs="+", default=[3, 4, 5])
     s.add_argument("--device", default="cuda")
     s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
-    s.add_argument("--lr", type=float, help="peak lr for every level (default: PLAN's for each)")
+    s.add_argument(
+        "--lr",
+        type=float,
+        nargs="+",
+        help="peak lr for every level, or one per seed (default: PLAN's for each)",
+    )
     s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
     s.add_argument("--loss", choices=LOSSES, default="mse", help="see wct train --loss")
     s.add_argument("--scale", type=float, default=1.0, help="see wct train --scale")
@@ -471,6 +476,8 @@ def main() -> None:
         unplanned = [v for v in a.levels if v not in PLAN]
         if a.lr is None and unplanned:
             ap.error(f"no planned lr for level(s) {unplanned} (PLAN covers {sorted(PLAN)}): pass --lr")
+        if a.lr and len(a.lr) not in (1, len(a.seeds)):
+            ap.error(f"--lr takes one value, or one per seed ({len(a.seeds)}), not {len(a.lr)}")
         start(
             a.minutes,
             a.batch,

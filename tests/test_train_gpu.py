@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from PIL import Image
@@ -91,6 +92,46 @@ def test_start_without_lr_refuses_levels_the_plan_does_not_cover():
         text=True,
     )
     assert r.returncode == 2 and "pass --lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_start_gives_each_seed_its_own_lr_or_refuses_a_count_that_does_not_match(tmp_path, monkeypatch):
+    gpu = load_script()
+    launched = []
+
+    class Popen:
+        pid = 1
+
+        def __init__(self, cmd, **kwargs):
+            launched.append(cmd)
+
+    monkeypatch.setattr(gpu, "RUNS", tmp_path)
+    monkeypatch.setattr(gpu, "unpack_photos", lambda: None)
+    monkeypatch.setattr(gpu, "init_file", lambda level: None)
+    monkeypatch.setattr(gpu, "encoder_file", lambda: tmp_path / "vgg")
+    monkeypatch.setattr(gpu, "subprocess", SimpleNamespace(Popen=Popen, STDOUT=subprocess.STDOUT))
+    gpu.start(1, 8, 64, 0, [5], "cpu", 0.0, [6e-5, 1e-4, 1.5e-4], [0, 1, 2])
+    lrs = [float(cmd[cmd.index("--lr") + 1]) for cmd in launched]
+    seeds = [int(cmd[cmd.index("--seed") + 1]) for cmd in launched]
+    assert (lrs, seeds) == ([6e-5, 1e-4, 1.5e-4], [0, 1, 2])
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "start",
+            "--minutes",
+            "1",
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            "--lr",
+            "1e-4",
+            "2e-4",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "one per seed (3), not 2" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_photos_fill_the_budget_in_an_order_that_spans_the_folder(tmp_path):
