@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -586,6 +587,53 @@ def test_an_animated_upload_is_noted_with_its_name(session):
         f"/api/sessions/{sid}/images?name=one.gif", content=png_bytes(frames[0], "GIF")
     ).json()
     assert still["notes"] == []
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA"])
+def test_an_uploads_colour_profile_survives_its_conversion_to_rgb(tmp_path, mode):
+    import torch
+
+    from tests.test_images import SWAPPED, grey_profile, saved
+    from wct.images import load_image
+
+    im = Image.new("RGB", (8, 8), (0, 200, 40)).convert("L" if mode == "LA" else "RGB").convert(mode)
+    if mode != "P":
+        im.putalpha(Image.linear_gradient("L").resize(im.size))
+    path = saved(tmp_path, im, "tagged.png", grey_profile(2.0) if mode == "LA" else SWAPPED)
+    upload = serve.decode_upload(Path(path).read_bytes())
+    assert torch.equal(load_image(upload), load_image(path))
+
+
+def test_an_unusable_colour_profile_is_noted_once_with_the_uploads_name(session):
+    client, sid, content, (a, _) = session
+    broken = b"not an ICC profile" * 8
+    ids, notes = {}, {}
+    for name, im, fmt in (
+        ("broken.jpg", CONTENT, "JPEG"),
+        ("bad style.png", STYLE_B, "PNG"),
+        ("print.jpg", Image.new("CMYK", (32, 32), (0, 128, 0, 0)), "JPEG"),
+    ):
+        buf = io.BytesIO()
+        im.save(buf, fmt, icc_profile=broken)
+        up = client.post(f"/api/sessions/{sid}/images?name={name}", content=buf.getvalue()).json()
+        ids[name], notes[name] = up["id"], up["notes"]
+        assert len(up["notes"]) == 1, name
+        assert up["notes"][0].startswith(f"{name}: the file has a colour profile that cannot be used ("), name
+        assert up["notes"][0].endswith("): its colours are read as sRGB"), name
+    plain = client.post(f"/api/sessions/{sid}/images", content=png_bytes(STYLE_B)).json()["id"]
+    p = {"content": ids["broken.jpg"], "styles": [a], "alpha": 0.5, "levels": [2, 1], "size": 64}
+    for change in ({}, {"alpha": 0.7}, {"size": 48}, {"styles": [ids["bad style.png"]]}):
+        r = client.post(f"/api/sessions/{sid}/preview", json=p | change)
+        assert r.status_code == 200, r.text
+        expected = notes["broken.jpg"] + (notes["bad style.png"] if change.get("styles") else [])
+        assert json.loads(r.headers["x-notes"]) == expected, change  # the upload's note, named, once
+    as_srgb = client.post(f"/api/sessions/{sid}/preview", json=p | {"styles": [plain]})
+    read = client.post(f"/api/sessions/{sid}/preview", json=p | {"styles": [ids["bad style.png"]]})
+    assert np.array_equal(decode(read.content), decode(as_srgb.content))  # read as sRGB
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
+        last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
+    assert last["status"] == "done" and last["notes"] == notes["broken.jpg"]
 
 
 def test_a_full_house_makes_room_by_ending_the_longest_idle_session():

@@ -143,17 +143,41 @@ def decode_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     16- and 32-bit grey stays as it is: as a mask its values are the labels (`read_mask`), and as a
     content or style `load_image` makes it RGB just as it does when the library reads the file. An
     embedded colour profile stays with the pixels, so `load_image` converts a content or style to
-    sRGB while a mask keeps its labels; only CMYK, which RGB would lose, is converted here."""
+    sRGB while a mask keeps its labels; only CMYK, which RGB would lose, is converted here, and a
+    profile that cannot be used is warned about and dropped here (`usable_profile`)."""
     if not data:
         raise ImageError("the file is empty")
     im = decode(io.BytesIO(data), max_pixels, FORMATS)
     try:
         alpha = alpha_channel(im, im.size)  # None when opaque
         if alpha is not None:
-            return with_alpha(eight_bit(im).convert("RGB"), alpha)
-        return im if im.mode in INT_GREY else to_srgb(im) if im.mode == "CMYK" else to_rgb(im)
+            return usable_profile(tagged(with_alpha(eight_bit(im).convert("RGB"), alpha), im))
+        if im.mode == "CMYK":
+            return to_srgb(im, "the file")
+        return usable_profile(im if im.mode in INT_GREY else tagged(to_rgb(im), im))
     except DECODE_ERRORS as e:
         raise ImageError(f"the file cannot be converted to RGB ({reason(e)})") from None
+
+
+def tagged(out: Image.Image, im: Image.Image) -> Image.Image:
+    """`out` with `im`'s colour profile, which some conversions (a palette's, alpha compositing) drop."""
+    if im.info.get("icc_profile"):
+        out.info["icc_profile"] = im.info["icc_profile"]
+    return out
+
+
+def usable_profile(im: Image.Image) -> Image.Image:
+    """`im`, its colour profile tried once as `load_image` will read it: one that cannot be used is
+    warned about now, as the upload's, and dropped, so every preview and render reads the colours
+    as sRGB (what `to_srgb` falls back to) without warning again."""
+    if im.info.get("icc_profile"):
+        with noted() as unusable:
+            to_srgb(im, "the file")
+        if unusable:
+            im.info.pop("icc_profile")
+            for note in unusable:
+                warnings.warn(note, stacklevel=3)
+    return im
 
 
 def decode_noted(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
