@@ -445,6 +445,41 @@ def test_frame_writer_names_the_file_in_the_way_of_a_video(tmp_path):
     assert (tmp_path / "notes").read_text() == "mine"
 
 
+def test_frame_writer_refuses_a_name_too_long_with_an_output_error(tmp_path):
+    (tmp_path / "old.mp4").mkdir()
+    long = "x" * 300
+    for path in (tmp_path / f"{long}.mp4", tmp_path / long, tmp_path / "new" / long / "clip.mp4"):
+        with pytest.raises(OutputError, match="cannot write"):  # was a bare OSError for the first two
+            FrameWriter(path, 24)
+        with pytest.raises(OutputError, match="cannot write"):
+            FrameWriter(path, 24, folder=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["old.mp4"]
+
+
+def test_an_output_ending_in_a_slash_is_a_folder_of_frames(wct_cli, tmp_path):
+    frames, common = frames_and_style(tmp_path, 2, 32, 24)
+    for name in ("styled.mp4", "styled.v1"):  # a video file, and refused as "give a video file"
+        r = wct_cli("video", str(frames), str(tmp_path / name) + "/", *common)
+        assert r.returncode == 0, r.stderr
+        written = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert written == ["frame_00000.png", "frame_00001.png"]
+    with pytest.warns(UserWarning, match="--fps has no effect on a folder"):
+        r = wct_cli("video", str(frames), str(tmp_path / "styled.mp4") + "/", *common, "--fps", "10")
+    assert r.returncode == 1 and "holds frames already" in r.stderr
+    (tmp_path / "clip.mp4").write_text("mine")
+    r = wct_cli("video", str(frames), str(tmp_path / "clip.mp4") + "/", *common)
+    assert r.returncode == 1 and "is a file" in r.stderr
+    (tmp_path / "bad.png").write_text("not an image")
+    r = wct_cli(
+        "video", str(frames), str(tmp_path / "new" / "out.mp4") + "/", "--style", str(tmp_path / "bad.png")
+    )
+    assert r.returncode == 1 and "bad.png is not an image" in r.stderr
+    assert not (tmp_path / "new").exists() and (tmp_path / "clip.mp4").read_text() == "mine"
+    with FrameWriter(tmp_path / "api.webm", 24, audio=tmp_path / "clip.mp4", folder=True) as writer:
+        writer.write(torch.rand(3, 16, 16))
+    assert writer.audio is None and [p.name for p in (tmp_path / "api.webm").iterdir()] == ["frame_00000.png"]
+
+
 def test_frame_writer_closes_once_and_as_a_context_manager(tmp_path):
     for name in ("frames", "clip.mp4"):
         with FrameWriter(tmp_path / name, 24) as writer:

@@ -333,10 +333,8 @@ def is_done(output: Path, record: dict[str, str]) -> bool:
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
-    output: Path = typer.Argument(
-        ...,
-        parser=out_arg("OUTPUT", file=False),
-        help="Video file to write, or a folder for PNG frames.",
+    output_text: str = typer.Argument(
+        ..., metavar="output", help="Video file to write, or a folder for PNG frames (any name ending in /)."
     ),
     style: Path = typer.Option(..., "--style", help="Style image or .safetensors preset."),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
@@ -353,6 +351,7 @@ def video(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
+    output, folder = out_arg("OUTPUT", file=False)(output_text), output_text.endswith(("/", os.sep))
     must_exist(source, style)
     from .pipeline import Stylizer
     from .transform import check_alpha
@@ -362,12 +361,14 @@ def video(
     lv, tile_ = parse_levels(levels), tile_arg(tile)
     if fps is not None and not 0 < fps < math.inf:
         raise InputError(f"--fps must be a positive, finite number, got {fps}")
-    if fps is not None and not is_video(output):
+    to_video = is_video(output) and not folder
+    if fps is not None and not to_video:
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
-    if source.is_dir() and is_video(output):
+    if source.is_dir() and to_video:
         check_frame_sizes(source, size_arg(size, "--size"))
-    with FrameWriter(output, fps or in_fps, overwrite, (source, style), source if audio else None) as writer:
+    sound = source if audio else None
+    with FrameWriter(output, fps or in_fps, overwrite, (source, style), sound, folder) as writer:
         if writer.audio is not None and fps is not None and fps != in_fps:
             warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
             writer.audio = None

@@ -244,11 +244,15 @@ def is_preset(image: object) -> bool:
 
 def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
-    read it as a preset) or `check_target` refuses it (it exists without `overwrite`...)."""
+    read it as a preset), `check_target` refuses it (it exists without `overwrite`...) or it cannot
+    be looked at (a name too long...)."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise OutputError(f"a style preset must be a .safetensors file, got {path}")
-    return check_target(path, overwrite)
+    try:
+        return check_target(path, overwrite)
+    except OSError as e:  # as write_atomic reports it
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def save_style_stats(

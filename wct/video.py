@@ -321,7 +321,8 @@ class FrameWriter:
 
     `audio`: a video whose audio track a video output gets (cut to the frames written). `self.audio`
     is None when there is none to add: no such file, no audio stream in it, or a folder output.
-    As a context manager, it publishes the output when the block ends normally, else discards it."""
+    `folder`: `path` is a folder for the frames whatever its suffix (a CLI output ending in a
+    slash). As a context manager, it publishes the output when the block ends normally, else discards it."""
 
     def __init__(
         self,
@@ -330,18 +331,38 @@ class FrameWriter:
         overwrite: bool = False,
         protect: Sequence[Path] = (),
         audio: str | Path | None = None,
+        folder: bool = False,
     ):
         path = Path(path)
         fps = as_number(fps, "fps")
         if not 0 < fps < math.inf:
             raise InputError(f"fps must be a positive, finite number, got {fps}")
         self.path, self.fps = path, fps
-        self.audio = Path(audio) if audio is not None and is_video(path) and has_audio(audio) else None
+        self._video = is_video(path) and not folder
+        self.audio = Path(audio) if audio is not None and self._video and has_audio(audio) else None
         self.count = 0
         self._closed = False
         self._writer = None
         self._size: tuple[int, int] | None = None
-        if is_video(path):
+        # The folders made for the output, deepest first: a run that writes nothing removes them.
+        self._made = missing_parents(path)
+        try:  # an OSError (a name too long...) as write_atomic reports it
+            self._check(overwrite, protect, folder)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self._video:
+                fd, tmp = temp_beside(path, path.suffix)
+                os.close(fd)
+            else:
+                tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
+        except OSError as e:
+            remove_made(self._made)
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        self._tmp = Path(tmp)
+
+    def _check(self, overwrite: bool, protect: Sequence[Path], folder: bool) -> None:
+        """An OutputError if writing `self.path` would lose something the user has."""
+        path = self.path
+        if self._video:
             if path.is_dir():
                 raise OutputError(
                     f"{path} is a folder: name a video file, or a folder without a video suffix"
@@ -349,7 +370,7 @@ class FrameWriter:
             check_target(path, overwrite, protect)
         elif any(path.resolve() == Path(p).resolve() for p in protect):  # a folder: its own rules
             raise OutputError(f"refusing to write over the input {path}")
-        elif path.suffix and not path.is_dir():
+        elif path.suffix and not folder and not path.is_dir():
             raise OutputError(f"{path}: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
         elif path.exists():
             if not path.is_dir():
@@ -360,19 +381,6 @@ class FrameWriter:
             clash = next((f for f in self.old_frames() if f.resolve() in inputs), None)
             if clash is not None:
                 raise OutputError(f"refusing to replace the frames in {path}: {clash.name} is an input")
-        # The folders made for the output, deepest first: a run that writes nothing removes them.
-        self._made = missing_parents(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if is_video(path):
-                fd, tmp = temp_beside(path, path.suffix)
-                os.close(fd)
-            else:
-                tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
-        except OSError as e:
-            remove_made(self._made)
-            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-        self._tmp = Path(tmp)
 
     def old_frames(self) -> list[Path]:
         """The frames an earlier run wrote here (frame_00000.png...): other files are the user's."""
@@ -401,7 +409,7 @@ class FrameWriter:
             raise InputError(f"frame {self.count + 1} contains NaN, Inf or complex values")
         if self._closed:
             raise OutputError(f"{self.path} is closed: no more frames can be written")
-        if not is_video(self.path):
+        if not self._video:
             atomic_save(tensor_to_pil(frame), self._tmp / f"frame_{self.count:05d}.png")
         else:
             import imageio.v2 as imageio
@@ -466,7 +474,7 @@ class FrameWriter:
             elif self._tmp.exists():
                 self._tmp.unlink()
             remove_made(self._made)
-        elif is_video(self.path) or not self.path.exists():
+        elif self._video or not self.path.exists():
             publish(self._tmp, self.path)
         else:
             with signals_held():  # stopped half way, it would leave neither the old frames nor the new
