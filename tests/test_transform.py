@@ -298,3 +298,17 @@ def test_all_finite_finds_nan_and_inf_anywhere_in_any_layout():
         feature_stats(f)
     with pytest.raises(InputError, match="NaN or Inf"):  # content statistics given: checked all the same
         transform(f, [correlated(4, 50, 24)], 0.5, own=[feature_stats(correlated(4, 50, 25))])
+
+
+def test_the_eigendecomposition_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
+    seen, real = [], torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda c: seen.append(torch.get_num_threads()) or real(c))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(8, 100, dtype=torch.float64)
+        w = whitening_matrix(x @ x.T / 100)
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert torch.allclose(w @ (x @ x.T / 100) @ w.T, torch.eye(8, dtype=torch.float64), atol=1e-8)
+    finally:
+        torch.set_num_threads(before)
