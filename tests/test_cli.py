@@ -652,3 +652,87 @@ def test_a_tiny_texture_warns_about_its_size_not_a_content(pair, tmp_path, wct_c
     assert said == ["the texture is only 5x20 px: made at 16x20 and scaled down"], said
     with Image.open(out) as im:
         assert im.size == (5, 20)
+
+
+def test_invert_says_its_image_is_the_lowest_loss_step_and_shows_no_style_term(pair, tmp_path, wct_cli):
+    out = tmp_path / "i.png"
+    args = ("--size", "32", "--steps", "3", "--optimizer", "adam", "--lr", "5")  # the loss rises
+    r = wct_cli("invert", str(pair / "content.png"), "-o", str(out), *args)
+    assert r.returncode == 0 and out.exists(), r.stderr
+    said = r.stderr.replace("\n", "")
+    assert ", the lowest, at step 0 of 3 steps; feature loss" in said, r.stderr
+    assert "style" not in said and "step 3/3: feature " in said, r.stderr
+
+
+def test_a_batch_output_made_from_a_replaced_input_or_decoder_is_reported_not_skipped(
+    pair, tmp_path, wct_cli, monkeypatch
+):
+    import os
+
+    import wct.decoder as D
+
+    photos, styles, out = tmp_path / "p", tmp_path / "s", tmp_path / "out"
+    photos.mkdir()
+    styles.mkdir()
+    landscape(48, 36, seed=1).save(photos / "cat.png")
+    painting(40, 40, seed=1).save(styles / "art.png")
+    r = wct_cli("style-stats", str(styles / "art.png"), "-o", str(styles / "preset.safetensors"))
+    assert r.returncode == 0, r.stderr
+    run = ("stylize", str(photos), str(styles), "-o", str(out), "--size", "32", "--levels", "1")
+    assert "2 written, 0 already complete" in wct_cli(*run).stderr
+    os.utime(photos / "cat.png", ns=(1, 1))  # touched, not changed: still complete
+    r = wct_cli(*run)
+    assert r.returncode == 0 and "0 written, 2 already complete" in r.stderr, r.stderr
+    before = {p.name: digest(p) for p in out.iterdir()}
+    painting(40, 40, seed=2).save(styles / "art.png")  # another painting, the same name
+    r = wct_cli(*run)
+    assert r.returncode == 1 and "0 written, 1 already complete, 1 failed" in r.stderr, r.stderr
+    assert "cat__art.png exists, made with other settings or inputs" in r.stderr.replace("\n", "")
+    landscape(48, 36, seed=2).save(photos / "cat.png")  # another photo, the same name
+    r = wct_cli(*run)
+    assert r.returncode == 1 and "0 written, 0 already complete, 2 failed" in r.stderr, r.stderr
+    assert {p.name: digest(p) for p in out.iterdir()} == before  # reported, never replaced
+    r = wct_cli(*run, "--overwrite")
+    assert r.returncode == 0 and "2 written" in r.stderr, r.stderr
+    meta = D.read_decoder(D.decoder_path(1))[1]  # a retrained decoder
+    decoder = D.load_decoder(1)
+    decoder.load_state_dict({k: v * 1.01 for k, v in decoder.state_dict().items()})
+    D.save_decoder(decoder, tmp_path / "dec" / "relu1_1.safetensors", {**meta, "step": "1"})
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "dec"))
+    r = wct_cli(*run)
+    assert r.returncode == 1 and "0 already complete, 2 failed" in r.stderr, r.stderr
+
+
+def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_torch(pair, tmp_path):
+    from wct.cli import PRECISIONS
+    from wct.encoder import PRECISIONS as TORCH_PRECISIONS
+
+    assert tuple(TORCH_PRECISIONS) == PRECISIONS
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    taken = str(tmp_path / "taken.png")
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    cases = [
+        (["stylize", content, style, "-o", taken, "--alpha", "nan"], "alpha must be between 0 and 1"),
+        (["stylize", content, style, "-o", taken, "--device", "gpu"], "unknown device 'gpu'"),
+        (["stylize", content, style, "-o", taken, "--precision", "bfloat16"], "precision must be one of"),
+        (["texture", style, "-o", taken, "--size", "512x"], "--size must be WIDTHxHEIGHT"),
+        (["texture", style, "-o", taken, "--passes", "0"], "--passes must be at least 1"),
+        (["texture", style, "-o", taken, "--device", "cuda:x"], "unknown device 'cuda:x'"),
+        (["gatys", content, style, "-o", taken, "--steps", "0"], "steps (--steps) must be an integer >= 1"),
+        (["gatys", content, style, "-o", taken, "--device", "tpu"], "unknown device 'tpu'"),
+        (["invert", content, "-o", taken, "--save-every", "-1"], "save_every (--save-every) must be"),
+        (["stylize", content, style, "-o", taken, "--device", "cuda:0"], "taken.png exists"),
+    ]
+    code = (
+        "import sys\nfrom wct.cli import main\n"
+        f"for args in {[args for args, _ in cases]!r}:\n"
+        "    try:\n        main(args)\n    except SystemExit as e:\n"
+        "        print(f'exit {e.code}', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 * len(cases), r.stderr
+    for (args, text), (error, status) in zip(cases, zip(lines[::2], lines[1::2], strict=True), strict=True):
+        assert error.startswith("error: ") and text in error, (args, error)
+        assert status == "exit 1 False", (args, status)
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
 from wct.controls import read_mask
+from wct.errors import ImageError
 from wct.images import decode, load_image, open_image, to_rgb
 
 D50 = (0.9642, 1.0, 0.8249)
@@ -272,3 +274,48 @@ def test_atomic_writes_reach_the_disk_before_they_are_published(tmp_path, monkey
     write_json({"loss": 1.0}, tmp_path / "report.json")
     atomic_save(Image.new("RGB", (8, 8)), tmp_path / "x.png")
     assert synced == [(tmp_path / "report.json").stat().st_ino, (tmp_path / "x.png").stat().st_ino]
+
+
+# ---------------------------------------------------------------- pixel limits
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header says `width` x `height` (no pixels are allocated to make it)."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, "PNG")
+    b = bytearray(buf.getvalue())
+    b[16:24] = struct.pack(">II", width, height)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    return bytes(b)
+
+
+def test_max_pixels_replaces_pillows_limit_up_to_twice_it(tmp_path):
+    big, bomb = tmp_path / "big95.png", tmp_path / "bomb.png"
+    big.write_bytes(png_claiming(10000, 9500))  # a 95 MP camera file, over Pillow's 89.5M
+    bomb.write_bytes(png_claiming(20000, 20000))  # 400 MP: over twice Pillow's limit too
+    with pytest.raises(ImageError) as e:
+        decode(big)
+    message = str(e.value)
+    assert "\n" not in message and "10000x9500 = 95000000 pixels" in message and "attack" not in message
+    assert "default limit of 89.5M (a guard against decompression bombs)" in message
+    assert "--max-pixels" in message and "up to 179.0M" in message
+    with pytest.raises(ImageError, match="truncated"):  # allowed: the (missing) pixels are decoded
+        decode(big, max_pixels=10**8)
+    with pytest.raises(ImageError, match="95000000 pixels, more than the limit of 94999999$"):
+        decode(big, max_pixels=95_000_000 - 1)
+    with pytest.raises(ImageError, match="too large to open"):
+        decode(bomb, max_pixels=10**9)
+
+
+def test_a_real_image_over_pillows_limit_opens_with_a_larger_max_pixels(tmp_path, monkeypatch):
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 1000)  # Pillow warns over 1000, refuses over 2000
+    a = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    path = saved(tmp_path, Image.fromarray(a), "40.png")
+    with pytest.raises(ImageError, match="1600 pixels, more than the default limit of 0.0M"):
+        open_image(path)
+    with pytest.raises(ImageError, match="more than the limit of 1599$"):
+        open_image(path, max_pixels=1599)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's warning does not reach the caller
+        assert (pixels(open_image(path, max_pixels=1600)) == a).all()
+        assert load_image(path, max_pixels=1600).shape == (1, 3, 40, 40)

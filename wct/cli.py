@@ -4,9 +4,12 @@ Gatys ones in cli_gatys.py)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -99,6 +102,21 @@ def tile_arg(text: str) -> int | None:
 TileOpt = typer.Option(
     "auto", "--tile", help="Tile size in px for large images: auto (tiles above 1280 px), 0 (never) or N."
 )
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # wct.encoder.PRECISIONS, named here to check before torch loads
+
+
+def check_options(device: str, precision: str | None = None, alpha: float | None = None) -> None:
+    """The options whose check needs no torch, refused before the output is (so that a taken
+    output is not the first of two errors); torch's own checks (an absent GPU...) come later."""
+    if alpha is not None and not 0 <= alpha <= 1:  # NaN too
+        raise InputError(f"alpha must be between 0 and 1, got {alpha}")
+    kind, colon, index = device.partition(":")
+    if device != "auto" and (kind not in ("cpu", "cuda") or colon and not index.isdigit()):
+        raise InputError(f"unknown device {device!r}: use cpu, cuda or auto")
+    if precision is not None and precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
 
 def must_exist(*paths: Path | None) -> None:
@@ -217,7 +235,9 @@ def stylize(
     mask: Path | None = typer.Option(None, help="Image whose distinct values label regions; i-th: style i."),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the content's colours."),
     max_pixels: int | None = typer.Option(
-        None, "--max-pixels", help="Refuse larger images (default and most: Pillow's limit, 89.5M)."
+        None,
+        "--max-pixels",
+        help="Most pixels an input image may have (default: Pillow's limit, 89.5M; at most twice that).",
     ),
     tile: str = TileOpt,
     device: str = DeviceOpt,
@@ -228,6 +248,7 @@ def stylize(
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
     output, folder = out_arg("-o", file=False)(out_text), out_text.endswith(("/", os.sep))
     must_exist(content, style, mask)
+    check_options(device, precision, alpha)
     if style is not None and content.is_file() and style.is_file() and not folder and not output.is_dir():
         check_output(output, overwrite, tuple(p for p in (content, style, mask) if p))  # before torch
     from . import controls
@@ -259,21 +280,26 @@ def stylize(
     if not batch:  # before any work, not after it
         check_output(todo[0][2], overwrite, tuple(inputs))
     stylizer = Stylizer(device, vgg_weights, precision)
-    record = {  # what made each output, in its PNG text: a rerun skips only outputs made alike
-        "wct:settings": json.dumps(
-            {
-                "alpha": alpha,
-                "levels": lv,
-                "size": size_,
-                "style_size": style_size_,
-                "styles": [p.name for p in paths] if mixed else None,
-                "weights": weights,
-                "mask": None if mask is None else mask.name,
-                "preserve_color": preserve_color,
-                "precision": precision,
-            }
-        )
+    settings = {  # what made each output, in its PNG text: a rerun skips only outputs made alike
+        "alpha": alpha,
+        "levels": lv,
+        "size": size_,
+        "style_size": style_size_,
+        "styles": [p.name for p in paths] if mixed else None,
+        "weights": weights,
+        "mask": None if mask is None else mask.name,
+        "preserve_color": preserve_color,
+        "precision": precision,
+        "encoder": stylizer.encoder.weights_id,
+        "decoders": [stylizer.decoder(level).metadata.get("sha256") for level in lv],
     }
+    digest = functools.cache(file_digest)
+
+    def record(c: Path, s: Path) -> dict[str, str]:
+        """The settings and the digests of the files an output is made from (content, styles, mask)."""
+        files = (c, *(paths if mixed else [s]), *([mask] if mask is not None else []))
+        return {"wct:settings": json.dumps(settings | {"inputs": [digest(f) for f in files]})}
+
     styles: dict[Path, list[Style]] = {}
     failures: list[str] = []
     skipped = 0
@@ -281,7 +307,8 @@ def stylize(
         task = bar.add_task("stylizing", total=len(todo), info="")
         for c, s, o in todo:
             try:
-                if batch and not overwrite and o.resolve() not in inputs and is_done(o, record):
+                made = record(c, s)
+                if batch and not overwrite and o.resolve() not in inputs and is_done(o, made):
                     skipped += 1
                     continue
                 if o.resolve() in inputs:
@@ -290,7 +317,7 @@ def stylize(
                     style_paths = paths if mixed else [s]
                     for p in style_paths:
                         check_pixels(p, max_pixels)
-                    styles[s] = [stylizer.style(p, style_size_, lv, tile_) for p in style_paths]
+                    styles[s] = [stylizer.style(p, style_size_, lv, tile_, max_pixels) for p in style_paths]
                 x = load_image(c, size_, max_pixels)
                 m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
                 y = stylize_any(stylizer, x, styles[s], alpha, lv, tile_, weights=weights, mask=m)
@@ -298,7 +325,7 @@ def stylize(
                     y = controls.preserve_color(x, y)
                 out = tensor_to_pil(y)
                 out = with_alpha(out, alpha_channel(c, out.size, max_pixels))  # RGBA content: alpha kept
-                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs), text=record)
+                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs), text=made)
             except WCTError as e:
                 if not batch:
                     raise
@@ -316,6 +343,15 @@ def stylize(
         console.print(f"wrote {todo[0][2]}")  # -o may be a folder: name the file
 
 
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's bytes: which file an output was made from."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def is_done(output: Path, record: dict[str, str]) -> bool:
     """Whether a batch skips `output`: it exists, made with the settings `record` holds (as its PNG
     text does); an OutputError if it exists, made otherwise."""
@@ -325,7 +361,7 @@ def is_done(output: Path, record: dict[str, str]) -> bool:
         return False
     made = png_text(output, "wct:settings")
     if made != record["wct:settings"]:
-        how = "with other settings" if made else "with no record of its settings"
+        how = "with other settings or inputs" if made else "with no record of its settings"
         raise OutputError(f"{output} exists, made {how}: --overwrite replaces it")
     return True
 
@@ -402,14 +438,18 @@ def texture(
 ) -> None:
     """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
     must_exist(style)
+    check_options(device, precision)
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", size)  # as controls.parse_size, without torch
+    if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
+        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {size!r}")
+    if passes < 1:
+        raise InputError(f"--passes must be at least 1, got {passes}")
     check_output(output, overwrite, (style,))  # before torch loads
     from .controls import parse_size
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer, check_seed
 
     wh, tile_ = parse_size(size), tile_arg(tile)
-    if passes < 1:
-        raise InputError(f"--passes must be at least 1, got {passes}")
     check_seed(seed, "--seed")
     lv = parse_levels(levels)
     s = Stylizer(device, vgg_weights, precision)

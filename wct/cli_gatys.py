@@ -15,6 +15,7 @@ from .cli import (
     DeviceOpt,
     VggOpt,
     app,
+    check_options,
     check_output,
     console,
     must_exist,
@@ -35,8 +36,11 @@ def snapshot_path(output: Path, step: int) -> Path:
 def optimise_outputs(
     output: Path, history: Path | None, steps: int, save_every: int, overwrite: bool, inputs: tuple[Path, ...]
 ) -> None:
-    """Fail before any work (and torch) if the image, a snapshot OUT_stepN or the history could not
-    be written."""
+    """Fail before any work (and torch) if --steps or --save-every is out of range, or if the
+    image, a snapshot OUT_stepN or the history could not be written."""
+    if steps < 1 or save_every < 0:  # as Options.checked words it
+        name, least, value = ("steps", 1, steps) if steps < 1 else ("save_every", 0, save_every)
+        raise InputError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {least}, got {value}")
     check_output(output, overwrite, inputs)
     snapshots = (
         [snapshot_path(output, k) for k in range(save_every, steps + 1, save_every)] if save_every else []
@@ -57,11 +61,13 @@ def run_optimisation(
     inputs: tuple[Path, ...],
     settings: dict,
     alpha_of: Path | None = None,
+    terms: dict[str, str] | None = None,
 ):
-    """Run `optimise(callback)` (gatys or invert) under a loss bar; write the image (the one with
-    the lowest loss) with its settings and step in its PNG text, snapshots every `save_every`
-    steps, and the history (settings, the image's step, entries) as JSON. A failed or interrupted
-    run still writes the history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
+    """Run `optimise(callback)` (gatys or invert) under a loss bar showing `terms` (label: entry
+    key; default content, style, tv, total); write the image (the one with the lowest loss) with
+    its settings and step in its PNG text, snapshots every `save_every` steps, and the history
+    (settings, the image's step, entries) as JSON. A failed or interrupted run still writes the
+    history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
     import functools
 
     from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
@@ -80,10 +86,11 @@ def run_optimisation(
     bar = progress_bar(True, console)
     task = bar.add_task("optimising", total=steps, info="")
     every = max(1, steps // 10)  # plain lines where no live bar shows (logs, pipes)
+    terms = terms or {k: k for k in ("content", "style", "tv", "total")}
 
     def callback(step: int, image, entry: dict) -> None:
         entries.append(entry)
-        info = " ".join(f"{k} {entry[k]:.4g}" for k in ("content", "style", "tv", "total"))
+        info = " ".join(f"{label} {entry[k]:.4g}" for label, k in terms.items())
         bar.update(task, completed=step, info=info)
         if not console.is_terminal and (step % every == 0 or step == steps):
             console.print(f"step {step}/{steps}: {info}", highlight=False)
@@ -107,6 +114,12 @@ def run_optimisation(
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
     atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
     return result
+
+
+def wrote(output: Path, best: dict, steps: int, also: str = "") -> None:
+    """'wrote OUT (total loss L[, the lowest, at step N] of S steps`also`)': the best step's image."""
+    when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
+    console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps{also})")
 
 
 def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--size") -> None:
@@ -171,6 +184,7 @@ def gatys_command(
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     must_exist(content, style)
+    check_options(device)
     optimise_outputs(output, history, steps, save_every, overwrite, tuple(p for p in (content, style) if p))
     from dataclasses import asdict
 
@@ -224,9 +238,7 @@ def gatys_command(
     result = run_optimisation(
         optimise, output, history, steps, save_every, overwrite, inputs, settings, content
     )
-    best = result.best
-    when = "" if best["step"] == steps else f", the lowest, at step {best['step']}"
-    console.print(f"wrote {output} (total loss {best['total']:.4g}{when} of {steps} steps)")
+    wrote(output, result.best, steps)
 
 
 @app.command()
@@ -248,6 +260,7 @@ def invert(
 ) -> None:
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
     must_exist(image)
+    check_options(device)
     optimise_outputs(output, history, steps, save_every, overwrite, (image,))
     from .encoder import check_layer, load_encoder
     from .gatys import Options
@@ -285,10 +298,11 @@ def invert(
             callback=callback,
         )
 
+    terms = {"feature": "content", "tv": "tv", "total": "total"}  # invert has no style term
     result = run_optimisation(
-        optimise, output, history, steps, save_every, overwrite, (image,), settings, image
+        optimise, output, history, steps, save_every, overwrite, (image,), settings, image, terms
     )
-    console.print(f"wrote {output} (feature loss {result.best['content']:.4g})")
+    wrote(output, result.best, steps, f"; feature loss {result.best['content']:.4g}")
 
 
 def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:

@@ -3,7 +3,8 @@
 One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md):
 
 - unreadable, empty, truncated, SVG, a directory, or more pixels than the limit: `ImageError`
-  naming the file (Pillow's decompression-bomb limit always applies; `max_pixels` can lower it);
+  naming the file (the limit: `max_pixels` where given, below or up to twice Pillow's
+  decompression-bomb limit of 89.5M, checked from the header before decoding; Pillow's otherwise);
 - grayscale, palette, CMYK, 16-bit, float and alpha images: converted to 8-bit RGB (alpha
   composited on white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
 - EXIF orientation: applied, so the pixels are upright;
@@ -82,7 +83,7 @@ def reason(e: BaseException) -> str:
 
 
 def check_max_pixels(max_pixels: int | None, name: str = "max_pixels") -> int | None:
-    """None (Pillow's limit) or a positive number of pixels."""
+    """None (Pillow's limit) or a positive number of pixels (which replaces it)."""
     if max_pixels is not None and max_pixels < 1:
         raise InputError(f"{name} must be a positive number of pixels, got {max_pixels}")
     return max_pixels
@@ -101,7 +102,20 @@ def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
     except DECODE_ERRORS:
         return
     if w * h > max_pixels:
-        raise ImageError(f"{path} has {w}x{h} pixels, more than the limit of {max_pixels}")
+        raise ImageError(too_large(str(path), f"{w}x{h} = {w * h}", max_pixels))
+
+
+def too_large(name: str, pixels: str, max_pixels: int | None) -> str:
+    """The error for an image of `pixels` over `max_pixels`, or over Pillow's limit (None), with
+    how to allow it."""
+    if max_pixels is not None:
+        return f"{name} is too large to open safely: {pixels} pixels, more than the limit of {max_pixels}"
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return (
+        f"{name} is too large to open safely: {pixels} pixels, more than the default limit of "
+        f"{limit / 1e6:.1f}M (a guard against decompression bombs); to allow it, pass a larger "
+        f"max_pixels (--max-pixels on the command line), up to {2 * limit / 1e6:.1f}M"
+    )
 
 
 def made_pixel_limit() -> int | None:
@@ -118,9 +132,8 @@ def check_texture_pixels(width: int, height: int) -> None:
 
 
 def pixel_limit(max_pixels: int | None) -> int | None:
-    """The tighter of `max_pixels` and Pillow's decompression-bomb limit (None: no limit)."""
-    limits = [v for v in (check_max_pixels(max_pixels), Image.MAX_IMAGE_PIXELS) if v]
-    return min(limits) if limits else None
+    """`max_pixels`, or Pillow's decompression-bomb limit if it is None (None: no limit)."""
+    return check_max_pixels(max_pixels) or Image.MAX_IMAGE_PIXELS
 
 
 def decode(
@@ -131,7 +144,8 @@ def decode(
 ) -> Image.Image:
     """The first frame of an image file (a path, or a binary file object such as an upload's
     bytes), upright, in its own mode; any failure is an ImageError naming it as `name` (the path,
-    or "the file"). `formats`: the Pillow formats accepted (None: all it reads)."""
+    or "the file"). `formats`: the Pillow formats accepted (None: all it reads). `max_pixels`
+    replaces Pillow's limit (None keeps it) up to twice it, which Pillow refuses to open."""
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
     name = name or (str(path) if path else "the file")
     if path is not None:
@@ -143,12 +157,13 @@ def decode(
             raise ImageError(f"{name} is empty (0 bytes)")
     limit = pixel_limit(max_pixels)
     try:
-        with (
-            warnings_as("error", Image.DecompressionBombWarning),
+        with (  # the limit is checked here, from the header; Pillow refuses twice its own at open
+            warnings_as("ignore", Image.DecompressionBombWarning),
             Image.open(source, formats=formats) as im,
         ):
-            if limit and im.width * im.height > limit:
-                raise ImageError(f"{name} has {im.width}x{im.height} pixels, more than the limit of {limit}")
+            w, h = im.size
+            if limit and w * h > limit:
+                raise ImageError(too_large(name, f"{w}x{h} = {w * h}", max_pixels))
             frames = getattr(im, "n_frames", 1)
             im.seek(0)
             im = ImageOps.exif_transpose(im)
@@ -163,8 +178,8 @@ def decode(
         if formats:
             raise ImageError(f"{name} is not an image in an accepted format ({', '.join(formats)})") from None
         raise ImageError(f"{name} is not an image in a format Pillow reads") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name} is too large to open safely ({reason(e)})") from None
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit, whatever `max_pixels`
+        raise ImageError(f"{name} is too large to open ({reason(e)})") from None
     except DECODE_ERRORS as e:
         raise ImageError(f"{name} is corrupt or truncated ({reason(e)})") from None
     if im.width < 1 or im.height < 1:

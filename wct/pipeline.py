@@ -179,9 +179,11 @@ class Stylizer:
         size: int | None = None,
         levels: Sequence[int] = LEVELS,
         tile: int | None = None,
+        max_pixels: int | None = None,
     ) -> Style:
         """Statistics of a style image at `levels`, all from ONE encoder pass; a large image in
         tiles with the same result (`tile`: None auto, 0 never, N px; see `tiling.style_tiled`).
+        `max_pixels`: the most pixels the image file may have (see `load_image`).
 
         A path ending in .safetensors is a preset saved by `save_style` (`size` does not apply).
         """
@@ -200,7 +202,7 @@ class Stylizer:
             if missing:
                 raise InputError(f"the style preset {image} has no statistics for level(s) {missing}")
             return Style({v: stats[v] for v in levels})
-        x = stretch_small(load_image(image, size), "style")
+        x = stretch_small(load_image(image, size, max_pixels), "style")
         if needs_tiling(*x.shape[-2:], tile):
             return style_tiled(self, x, levels, tile or AUTO_TILE)
         feats = self.encoder.extract(x.to(self.device), [relu(v) for v in levels])
