@@ -1,4 +1,5 @@
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -543,6 +544,19 @@ def test_help_and_usage_errors_answer_without_importing_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert r.stderr.strip().endswith("no torch"), r.stderr
     assert "Usage: wct" in r.stdout and "No such option: --bogus" in r.stderr
+
+
+def test_the_cli_has_openmp_threads_sleep_before_torch_loads_unless_the_user_chose():
+    code = (
+        "import os, sys\nfrom wct.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for chosen, seen in ((None, "PASSIVE False"), ("ACTIVE", "ACTIVE False")):
+        e = env | ({"OMP_WAIT_POLICY": chosen} if chosen else {})
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=e)
+        assert r.stderr.strip().endswith(seen), r.stderr
 
 
 def test_demo_into_a_file_is_refused_and_the_file_kept(tmp_path, wct_cli, monkeypatch):
