@@ -615,18 +615,12 @@ def test_existing_and_empty_outputs_are_refused_without_importing_torch(pair, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "demo", "taken.png", "taken.safetensors"]
 
 
-def test_bad_bench_inputs_are_refused_without_importing_torch(pair, tmp_path):
-    """`wct bench`'s missing inputs and bad --pair or --sizes answer before torch loads (seconds)."""
-    style, out = str(pair / "style.jpg"), str(tmp_path / "b")
-    cases = [
-        (["--pair", f"{tmp_path / 'gone.png'},{style}"], "gone.png does not exist"),
-        (["--pair", f"{style},{style},{style}"], "--pair takes CONTENT,STYLE"),
-        (["--contents", str(tmp_path / "none")], "none does not exist"),
-        (["--sizes", "256,x"], "--sizes must be numbers of pixels"),
-    ]
+def assert_errors_before_torch(cases: list[tuple[list[str], str]]) -> None:
+    """Each command line of `cases` exits 1 with a one-line error holding its text, in one fresh
+    process, and torch is never imported."""
     code = (
         "import sys\nfrom wct.cli import main\n"
-        f"for args in {[['bench', *args, '-o', out] for args, _ in cases]!r}:\n"
+        f"for args in {[args for args, _ in cases]!r}:\n"
         "    try:\n        main(args)\n    except SystemExit as e:\n"
         "        print(f'exit {e.code}', 'torch' in sys.modules, file=sys.stderr)\n"
     )
@@ -636,6 +630,18 @@ def test_bad_bench_inputs_are_refused_without_importing_torch(pair, tmp_path):
     for (args, text), (error, status) in zip(cases, zip(lines[::2], lines[1::2], strict=True), strict=True):
         assert error.startswith("error: ") and text in error, (args, error)
         assert status == "exit 1 False", (args, status)
+
+
+def test_bad_bench_inputs_are_refused_without_importing_torch(pair, tmp_path):
+    """`wct bench`'s missing inputs and bad --pair or --sizes answer before torch loads (seconds)."""
+    style, out = str(pair / "style.jpg"), str(tmp_path / "b")
+    cases = [
+        (["--pair", f"{tmp_path / 'gone.png'},{style}"], "gone.png does not exist"),
+        (["--pair", f"{style},{style},{style}"], "--pair takes CONTENT,STYLE"),
+        (["--contents", str(tmp_path / "none")], "none does not exist"),
+        (["--sizes", "256,x"], "--sizes must be numbers of pixels"),
+    ]
+    assert_errors_before_torch([(["bench", *args, "-o", out], text) for args, text in cases])
     assert not (tmp_path / "b").exists()
 
 
@@ -737,16 +743,5 @@ def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_tor
         (["invert", content, "-o", taken, "--save-every", "-1"], "save_every (--save-every) must be"),
         (["stylize", content, style, "-o", taken, "--device", "cuda:0"], "taken.png exists"),
     ]
-    code = (
-        "import sys\nfrom wct.cli import main\n"
-        f"for args in {[args for args, _ in cases]!r}:\n"
-        "    try:\n        main(args)\n    except SystemExit as e:\n"
-        "        print(f'exit {e.code}', 'torch' in sys.modules, file=sys.stderr)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2 * len(cases), r.stderr
-    for (args, text), (error, status) in zip(cases, zip(lines[::2], lines[1::2], strict=True), strict=True):
-        assert error.startswith("error: ") and text in error, (args, error)
-        assert status == "exit 1 False", (args, status)
+    assert_errors_before_torch(cases)
     assert (tmp_path / "taken.png").read_bytes() == b"mine"

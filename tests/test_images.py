@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from tests.test_reliability import png_claiming
 from wct.controls import read_mask
 from wct.errors import ImageError
 from wct.images import decode, load_image, open_image, to_rgb
@@ -277,16 +277,6 @@ def test_atomic_writes_reach_the_disk_before_they_are_published(tmp_path, monkey
 
 
 # ---------------------------------------------------------------- pixel limits
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header says `width` x `height` (no pixels are allocated to make it)."""
-    buf = io.BytesIO()
-    Image.new("L", (1, 1)).save(buf, "PNG")
-    b = bytearray(buf.getvalue())
-    b[16:24] = struct.pack(">II", width, height)
-    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
-    return bytes(b)
 
 
 def test_max_pixels_replaces_pillows_limit_up_to_twice_it(tmp_path):
