@@ -731,8 +731,11 @@ def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_tor
     content, style = str(pair / "content.png"), str(pair / "style.jpg")
     taken = str(tmp_path / "taken.png")
     (tmp_path / "taken.png").write_bytes(b"mine")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "content.png").write_bytes(b"mine")
     cases = [
         (["stylize", content, style, "-o", taken, "--alpha", "nan"], "alpha must be between 0 and 1"),
+        (["demo", "-o", str(tmp_path / "demo"), "--alpha", "2"], "alpha must be between 0 and 1"),
         (["stylize", content, style, "-o", taken, "--device", "gpu"], "unknown device 'gpu'"),
         (["stylize", content, style, "-o", taken, "--precision", "bfloat16"], "precision must be one of"),
         (["texture", style, "-o", taken, "--size", "512x"], "--size must be WIDTHxHEIGHT"),
@@ -744,4 +747,6 @@ def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_tor
         (["stylize", content, style, "-o", taken, "--device", "cuda:0"], "taken.png exists"),
     ]
     assert_errors_before_torch(cases)
-    assert (tmp_path / "taken.png").read_bytes() == b"mine"
+    assert (
+        (tmp_path / "taken.png").read_bytes() == (tmp_path / "demo" / "content.png").read_bytes() == b"mine"
+    )

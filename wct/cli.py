@@ -492,14 +492,13 @@ def demo(
 ) -> None:
     """Stylise a generated landscape with a generated painting (no images needed)."""
     names = ("content.png", "style.png", "stylized.png")
+    check_options(device, alpha=alpha)
     for name in names:  # all three before any work (and torch), so a refusal writes none of them
         check_target(output / name, overwrite, ())
     from .demo import landscape, painting
     from .images import atomic_save, pil_to_tensor, tensor_to_pil
     from .pipeline import Stylizer
-    from .transform import check_alpha
 
-    check_alpha(alpha)
     content, style = landscape(), painting()
     s = Stylizer(device)
     y = s.stylize(pil_to_tensor(content), s.style(pil_to_tensor(style)), alpha)
