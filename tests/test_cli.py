@@ -724,7 +724,7 @@ def test_a_batch_output_made_from_a_replaced_input_or_decoder_is_reported_not_sk
 
 
 def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_torch(pair, tmp_path):
-    from wct.cli import PRECISIONS
+    from wct.checks import PRECISIONS
     from wct.encoder import PRECISIONS as TORCH_PRECISIONS
 
     assert tuple(TORCH_PRECISIONS) == PRECISIONS

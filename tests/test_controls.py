@@ -12,9 +12,9 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from wct.checks import parse_size
 from wct.controls import (
     fit_labels,
-    parse_size,
     parse_style_spec,
     preserve_color,
     read_mask,

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from .checks import check_alpha, check_device_name, check_precision, parse_size
 from .errors import InputError, OutputError, WCTError
 from .paths import check_target
 from .progress import progress_bar
@@ -104,19 +104,14 @@ TileOpt = typer.Option(
 )
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")  # wct.encoder.PRECISIONS, named here to check before torch loads
-
-
 def check_options(device: str, precision: str | None = None, alpha: float | None = None) -> None:
     """The options whose check needs no torch, refused before the output is (so that a taken
     output is not the first of two errors); torch's own checks (an absent GPU...) come later."""
-    if alpha is not None and not 0 <= alpha <= 1:  # NaN too
-        raise InputError(f"alpha must be between 0 and 1, got {alpha}")
-    kind, colon, index = device.partition(":")
-    if device != "auto" and (kind not in ("cpu", "cuda") or colon and not index.isdigit()):
-        raise InputError(f"unknown device {device!r}: use cpu, cuda or auto")
-    if precision is not None and precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if alpha is not None:
+        check_alpha(alpha)
+    check_device_name(device)
+    if precision is not None:
+        check_precision(precision)
 
 
 def must_exist(*paths: Path | None) -> None:
@@ -144,6 +139,12 @@ def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
         return Path(text)
 
     return parse
+
+
+def file_or_folder(option: str, text: str) -> tuple[Path, bool]:
+    """An output typed as `text` (`out_arg`'s checks), and whether it names a folder by ending in a
+    slash, which the Path drops."""
+    return out_arg(option, file=False)(text), text.endswith(("/", os.sep))
 
 
 def out_option(default: Path | None, help: str, *names: str, folder: bool = False):
@@ -246,7 +247,7 @@ def stylize(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
-    output, folder = out_arg("-o", file=False)(out_text), out_text.endswith(("/", os.sep))
+    output, folder = file_or_folder("-o", out_text)
     must_exist(content, style, mask)
     check_options(device, precision, alpha)
     if style is not None and content.is_file() and style.is_file() and not folder and not output.is_dir():
@@ -263,7 +264,6 @@ def stylize(
     )
     from .pipeline import Style, Stylizer
     from .tiling import stylize_any
-    from .transform import check_alpha
 
     check_alpha(alpha)
     check_max_pixels(max_pixels, "--max-pixels")
@@ -387,10 +387,9 @@ def video(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
-    output, folder = out_arg("OUTPUT", file=False)(output_text), output_text.endswith(("/", os.sep))
+    output, folder = file_or_folder("OUTPUT", output_text)
     must_exist(source, style)
     from .pipeline import Stylizer
-    from .transform import check_alpha
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
     check_alpha(alpha)
@@ -439,17 +438,14 @@ def texture(
     """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
     must_exist(style)
     check_options(device, precision)
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", size)  # as controls.parse_size, without torch
-    if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
-        raise InputError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {size!r}")
+    wh = parse_size(size)
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
     check_output(output, overwrite, (style,))  # before torch loads
-    from .controls import parse_size
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer, check_seed
 
-    wh, tile_ = parse_size(size), tile_arg(tile)
+    tile_ = tile_arg(tile)
     check_seed(seed, "--seed")
     lv = parse_levels(levels)
     s = Stylizer(device, vgg_weights, precision)

@@ -142,7 +142,7 @@ HistoryOpt = out_option(None, "Write the settings and loss history here as JSON.
 
 def texture_arg(text: str | None) -> tuple[int, int] | None:
     """--texture-size 'WxH' or 'N' as (H, W)."""
-    from .controls import parse_size
+    from .checks import parse_size
 
     return None if text is None else parse_size(text, "--texture-size")[::-1]
 

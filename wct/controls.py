@@ -21,7 +21,7 @@ from torch import Tensor
 from .encoder import read_signed, relu, write_signed
 from .errors import InputError, OutputError, WeightsError
 from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
-from .paths import check_target
+from .paths import check_target, write_error
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
@@ -66,14 +66,6 @@ def parse_styles(
                 kind = "is a directory" if p.is_dir() else "does not exist"
                 raise InputError(f"{p} {kind}: with several styles or --mask, each style must be a file")
     return paths, weights if len(paths) > 1 and mask is None else None
-
-
-def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
-    """'768x512' -> (768, 512) as (width, height); '512' -> (512, 512)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
-    if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
-        raise InputError(f"{option} must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {text!r}")
-    return int(m[1]), int(m[2] or m[1])
 
 
 # ---------------------------------------------------------------- masks
@@ -252,7 +244,7 @@ def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     try:
         return check_target(path, overwrite)
     except OSError as e:  # as write_atomic reports it
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise write_error(path, e) from None
 
 
 def save_style_stats(

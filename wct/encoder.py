@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from . import checks
+from .checks import check_precision
 from .errors import InputError, WeightsError
 from .images import write_atomic
 from .transform import all_finite
@@ -29,7 +31,7 @@ VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
 ENV_VAR = "WCT_VGG19_WEIGHTS"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 LEVELS = (1, 2, 3, 4, 5)
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = dict(zip(checks.PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 def relu(level: int) -> str:
@@ -224,8 +226,7 @@ def warn_if_slow(precision: str, device: torch.device, what: str, fix: str) -> N
 def precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for inference at `precision` (None: fp32); refuses what the device
     cannot run, and warns where it would be slower than fp32."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    check_precision(precision)
     if device.type == "cpu" and precision == "fp16":
         raise InputError("fp16 needs a CUDA GPU; on the CPU use bf16 (fast with AVX-512 BF16 or AMX) or fp32")
     warn_if_slow(precision, device, precision, "use fp32")

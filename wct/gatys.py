@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import as_number, whole
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
 from .images import check_texture_pixels, resize
 from .pipeline import check_seed
-from .transform import as_number, whole
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"

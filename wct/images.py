@@ -36,7 +36,7 @@ from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, Unidentif
 from torch import Tensor
 
 from .errors import ImageError, InputError, OutputError
-from .paths import check_target
+from .paths import check_target, write_error
 from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -450,7 +450,7 @@ def atomic_save(
     try:
         path = check_target(path, overwrite, protect)
     except OSError as e:  # a name too long...: as write_atomic reports it
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise write_error(path, e) from None
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"unknown image format for {path}: use .png, .jpg or .webp")
@@ -538,7 +538,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         raise OutputError(f"cannot write {path}: a parent of it is a file, not a directory") from None
     except OSError as e:
         remove_made(made)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         write(tmp)

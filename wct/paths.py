@@ -32,3 +32,8 @@ def check_target(
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists: pass --overwrite to replace it")
     return path
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    """The OutputError for an OSError met writing `path` (a name too long, a full disk...)."""
+    return OutputError(f"cannot write {path}: {e.strerror or e}")

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
+from .checks import check_alpha, whole
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
@@ -33,7 +34,7 @@ from .images import (
     tensor_to_pil,
     with_alpha,
 )
-from .transform import FeatureStats, check_alpha, check_weights, feature_stats, region_stats, transform, whole
+from .transform import FeatureStats, check_weights, feature_stats, region_stats, transform
 
 MULTIPLE = MIN_SIDE  # sides are padded to multiples of it, so decoders give back the same size
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .checks import check_alpha, whole
 from .controls import resize_labels
 from .decoder import Decoder
 from .encoder import cfg, relu
 from .errors import InputError
 from .images import ImageLike, load_image, resize
 from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs
-from .transform import FeatureStats, affine_maps, apply_maps, check_alpha, feature_stats, region_stats, whole
+from .transform import FeatureStats, affine_maps, apply_maps, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
 AUTO_TILE = 1280  # longest tile side (px) when tiling kicks in: ~1.4 MP of working memory per tile

@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.functional import pil_to_tensor
 
+from .checks import as_number, whole
 from .decoder import Decoder, check_encoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
     Encoder,
@@ -46,7 +47,6 @@ from .errors import ImageError, InputError, TrainingError, WCTError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
-from .transform import as_number, whole
 
 LOSSES = ("mse", "psnr")
 PATH_OPTIONS = ("val", "export", "init_from", "vgg_weights")

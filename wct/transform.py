@@ -7,7 +7,6 @@ Features are (C, H, W) or (C, N). Statistics are float64 and can be accumulated 
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from .checks import as_number, check_alpha
 from .errors import InputError
 
 # Eigenvalues below REL_EPS * (largest eigenvalue) are dropped: scale-free, unlike the usual
@@ -161,29 +161,6 @@ def coloring_matrix(cov: Tensor) -> Tensor:
     """E D^1/2 Eᵀ over the kept eigenvalues: maps identity covariance to `cov`."""
     values, vectors = eig(cov)
     return (vectors * values.sqrt()) @ vectors.T
-
-
-def as_number(value: object, what: str) -> float:
-    """`value` as a float: numbers, numpy scalars and one-element tensors; an InputError
-    naming `what` for anything else, bools and text included."""
-    if not isinstance(value, bool | str | bytes):
-        try:
-            return float(value)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    raise InputError(f"{what} must be a number, got {value!r}")
-
-
-def whole(value: object) -> bool:
-    """Whether `value` is an integer (numpy's included), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_alpha(alpha: float) -> float:
-    value = as_number(alpha, "alpha")
-    if not 0.0 <= value <= 1.0:
-        raise InputError(f"alpha must be between 0 and 1, got {alpha}")
-    return value
 
 
 def wct_affine(content: FeatureStats, style: FeatureStats, alpha: float) -> tuple[Tensor, Tensor]:

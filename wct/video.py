@@ -44,7 +44,7 @@ from .images import (
     temp_beside,
     tensor_to_pil,
 )
-from .paths import check_target
+from .paths import check_target, write_error
 from .pipeline import Style, Stylizer, check_levels
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats, as_number
@@ -356,7 +356,7 @@ class FrameWriter:
                 tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
         except OSError as e:
             remove_made(self._made)
-            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+            raise write_error(path, e) from None
         self._tmp = Path(tmp)
 
     def _check(self, overwrite: bool, protect: Sequence[Path], folder: bool) -> None:
