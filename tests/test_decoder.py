@@ -1,3 +1,9 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -170,3 +176,24 @@ def test_available_reports_a_file_of_another_level_as_an_error(tmp_path, monkeyp
     save_decoder(Decoder(1), tmp_path / "relu3_1.safetensors", {"encoder": VGG19_MD5, "val_psnr": 43})
     monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
     assert available() == {3: {"error": f"decoder {tmp_path}/relu3_1.safetensors is for level 1, not 3"}}
+
+
+def test_an_installed_wheel_carries_the_shipped_decoders(tmp_path):
+    """`pip install .` (not only -e) must find the decoders: they travel inside the wheel."""
+    pytest.importorskip("setuptools")
+    root, src = Path(__file__).resolve().parent.parent, tmp_path / "src"  # no stale build/ in src
+    shutil.copytree(root / "wct", src / "wct", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "decoders"):
+        (src / name).symlink_to(root / name)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", src, "--no-deps", "--no-build-isolation", "-w", tmp_path], check=True)
+    (wheel,) = tmp_path.glob("wct-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
+    probe = "import wct.decoder as d; print(d.DECODER_DIR); print(sorted(d.available()))"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("WCT_DECODERS", None)
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
+    where, levels = out.stdout.splitlines()
+    assert Path(where) == site / "wct" / "decoders"
+    assert levels == "[1, 2, 3, 4, 5]"

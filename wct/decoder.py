@@ -15,7 +15,16 @@ from .encoder import LEVELS, autocast, cfg, channels, read_signed, relu, warn_ov
 from .errors import InputError, WeightsError
 from .transform import all_finite, normalise_weights
 
-DECODER_DIR = Path(__file__).resolve().parent.parent / "decoders"
+
+def shipped_dir() -> Path:
+    """The shipped decoders: wct/decoders/ in an installed wheel, decoders/ beside the package in
+    a source checkout (or an editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "decoders"
+    return installed if installed.is_dir() else here.parent / "decoders"
+
+
+DECODER_DIR = shipped_dir()
 ENV_VAR = "WCT_DECODERS"
 
 
