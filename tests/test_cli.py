@@ -750,3 +750,35 @@ def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_tor
     assert (
         (tmp_path / "taken.png").read_bytes() == (tmp_path / "demo" / "content.png").read_bytes() == b"mine"
     )
+
+
+def test_video_checks_its_options_and_a_taken_output_before_torch(pair, tmp_path):
+    """As stylize does: a taken OUTPUT or a bad option answers at once, not after torch loads."""
+    style = str(pair / "style.jpg")
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    taken, frames = str(tmp_path / "taken.mp4"), str(pair)
+    cases = [
+        (["video", frames, taken, "--style", style], "taken.mp4 exists: pass --overwrite"),
+        (["video", frames, taken, "--style", style, "--alpha", "2"], "alpha must be between 0 and 1"),
+        (["video", frames, taken, "--style", style, "--device", "gpu"], "unknown device 'gpu'"),
+        (["video", frames, taken, "--style", style, "--precision", "fp8"], "precision must be one of"),
+        (["video", frames, style, "--style", style, "--overwrite"], "refusing to write over the input"),
+    ]
+    assert_errors_before_torch(cases)
+    assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+
+
+def test_levels_run_in_the_order_given_as_help_says_and_empty_folders_name_the_suffixes(
+    pair, tmp_path, wct_cli
+):
+    for command in ("stylize", "video", "texture"):
+        r = wct_cli(command, "--help")
+        assert "in the order given" in " ".join(r.stdout.replace("│", " ").split()), command
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "clip.mp4").write_bytes(b"a video")
+    content, style, out = str(pair / "content.png"), str(pair / "style.jpg"), str(tmp_path / "o") + "/"
+    r = wct_cli("stylize", str(tmp_path / "empty"), style, "-o", out)
+    assert_clean_error(r, "no images found in")
+    assert "(looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp)" in r.stderr
+    r = wct_cli("stylize", content, str(tmp_path / "empty"), "-o", out)
+    assert_clean_error(r, "(looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp, .safetensors)")

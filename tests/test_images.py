@@ -309,3 +309,16 @@ def test_a_real_image_over_pillows_limit_opens_with_a_larger_max_pixels(tmp_path
         warnings.simplefilter("error")  # Pillow's warning does not reach the caller
         assert (pixels(open_image(path, max_pixels=1600)) == a).all()
         assert load_image(path, max_pixels=1600).shape == (1, 3, 40, 40)
+
+
+def test_a_video_read_as_an_image_points_to_wct_video(tmp_path):
+    import imageio.v2 as imageio
+
+    clip = tmp_path / "clip.mp4"
+    with imageio.get_writer(clip, fps=8, macro_block_size=2) as w:
+        for _ in range(2):
+            w.append_data(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(
+        ImageError, match=r"clip.mp4 is a video, not an image: stylise its frames with `wct video`$"
+    ):
+        load_image(clip)

@@ -556,3 +556,17 @@ def test_odd_videos_read_or_fail_with_a_clear_error(tmp_path):
     make("sizes.mkv", "-i", f"concat:{tmp_path / '32x24.ts'}|{tmp_path / '48x32.ts'}", "-c", "copy")
     sizes = [x.shape[-2:] for x in read_frames(tmp_path / "sizes.mkv")[0]]
     assert len(sizes) > 2 and set(sizes) == {(24, 32)}
+
+
+def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
+    painting(32, 32).save(tmp_path / "photo.jpg")
+    with pytest.raises(
+        ImageError, match=r"photo.jpg is an image, not a video: stylise it with `wct stylize`$"
+    ):
+        read_frames(tmp_path / "photo.jpg")  # was: convert it first (ffmpeg -i photo.jpg photo.mp4)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "clip.mov").write_bytes(b"not a frame")
+    with pytest.raises(
+        InputError, match=r"no images found directly in .*frames \(looked for .bmp, .gif, .*\)$"
+    ):
+        read_frames(tmp_path / "frames")

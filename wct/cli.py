@@ -99,6 +99,7 @@ def tile_arg(text: str) -> int | None:
     return value
 
 
+LEVELS_HELP = "Levels to run, in the order given (the paper's: coarse to fine, 5 first)."
 TileOpt = typer.Option(
     "auto", "--tile", help="Tile size in px for large images: auto (tiles above 1280 px), 0 (never) or N."
 )
@@ -167,6 +168,8 @@ def jobs(
     """
     from PIL import Image
 
+    from .images import IMAGE_SUFFIXES
+
     for p in (content, style):
         if not p.exists():
             raise InputError(f"{p} does not exist")
@@ -177,7 +180,10 @@ def jobs(
     contents = [content] if content.is_file() else inputs_in(content, out)
     styles = [style] if style.is_file() else inputs_in(style, out, presets=True)
     if not contents or not styles:
-        raise InputError(f"no images found in {content if not contents else style}")
+        empty, presets = (content, "") if not contents else (style, ", .safetensors")
+        raise InputError(
+            f"no images found in {empty} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{presets})"
+        )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file: with a directory of inputs, -o must be a directory")
     if not folder and not out.exists() and out.suffix.lower() in Image.registered_extensions():
@@ -227,7 +233,7 @@ def stylize(
         "CONTENT__STYLE.png.",
     ),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
-    levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
+    levels: str = typer.Option("5,4,3,2,1", help=LEVELS_HELP),
     size: int = typer.Option(512, help="Longer side of the content in pixels (0 keeps it)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     style_opts: list[str] = typer.Option(
@@ -375,7 +381,7 @@ def video(
     style: Path = typer.Option(..., "--style", help="Style image or .safetensors preset."),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
     temporal: bool = typer.Option(False, "--temporal", help="Reduce flicker (smoothing over time)."),
-    levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
+    levels: str = typer.Option("5,4,3,2,1", help=LEVELS_HELP),
     size: int = typer.Option(512, help="Longer side of the frames in pixels (0 keeps it)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     fps: float | None = typer.Option(None, help="Frame rate of the output (default: the input's, or 24)."),
@@ -389,6 +395,9 @@ def video(
     """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
     output, folder = file_or_folder("OUTPUT", output_text)
     must_exist(source, style)
+    check_options(device, precision, alpha)
+    if not folder and output.is_file():  # a taken file: refused before torch loads, as by FrameWriter
+        check_target(output, overwrite, (source, style))
     from .pipeline import Stylizer
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
@@ -427,7 +436,7 @@ def texture(
     size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
     seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
-    levels: str = typer.Option("5,4,3,2,1", help="Levels to run, coarse to fine."),
+    levels: str = typer.Option("5,4,3,2,1", help=LEVELS_HELP),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     tile: str = TileOpt,
     device: str = DeviceOpt,

@@ -136,7 +136,7 @@ def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--
 
 
 LrOpt = typer.Option(None, help="Step size (default 1 for L-BFGS, 0.05 for Adam).")
-SaveEveryOpt = typer.Option(0, help="Also write OUT_stepN every N steps.")
+SaveEveryOpt = typer.Option(0, help="Also write a snapshot every N steps: out.png -> out_step0100.png.")
 HistoryOpt = out_option(None, "Write the settings and loss history here as JSON.", "--history")
 
 

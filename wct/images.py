@@ -40,6 +40,7 @@ from .paths import check_target, write_error
 from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 MIN_SIDE = 16  # relu5_1 is 1/16 of the input
@@ -175,6 +176,10 @@ def decode(
     except UnidentifiedImageError:
         if path is not None and path.suffix.lower() == ".svg":
             raise ImageError(f"{name} is an SVG (vector) image: convert it to PNG first") from None
+        if path is not None and path.suffix.lower() in VIDEO_SUFFIXES:
+            raise ImageError(
+                f"{name} is a video, not an image: stylise its frames with `wct video`"
+            ) from None
         if formats:
             raise ImageError(f"{name} is not an image in an accepted format ({', '.join(formats)})") from None
         raise ImageError(f"{name} is not an image in a format Pillow reads") from None

@@ -34,6 +34,7 @@ from torch import Tensor
 from .errors import ImageError, InputError, OutputError
 from .images import (
     IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     ImageLike,
     atomic_save,
     load_image,
@@ -49,7 +50,6 @@ from .pipeline import Style, Stylizer, check_levels
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats, as_number
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 # WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
 CODECS = {".webm": {"codec": "libvpx-vp9", "quality": None, "output_params": ["-crf", "32", "-b:v", "0"]}}
 # The audio encoder for a container that cannot take the source's audio stream as it is.
@@ -255,7 +255,9 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     if path.is_dir():
         files = frame_files(path)
         if not files:
-            raise InputError(f"no images found directly in {path}")
+            raise InputError(
+                f"no images found directly in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         return (load_image(f, size) for f in files), DEFAULT_FPS, len(files)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
@@ -274,6 +276,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         kinds = sorted(stream_kinds(path))
         if kinds and "Video" not in kinds:  # an audio file, say
             raise ImageError(f"{path} has no video stream ({', '.join(kinds).lower()} only)") from None
+        if path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:
+            raise ImageError(f"{path} is an image, not a video: stylise it with `wct stylize`") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
                 f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files or a folder of "
