@@ -426,6 +426,9 @@ def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
     with pytest.warns(UserWarning, match=r"changed settings \(amp False -> True\)"):
         train(config(data, out, stop_at=3, val=None, amp=True, resume=True))
     assert changed_settings({"processes": 2}, {"processes": 1}) == "processes 2 -> 1"
+    assert (
+        changed_settings({"val": "a", "val_images": 4}, {"val": "a", "val_images": 8}) == "val_images 4 -> 8"
+    )
     assert changed_settings({}, {"processes": 2}) == ""  # a checkpoint from before it was recorded
 
 
@@ -612,3 +615,68 @@ def test_train_decoders_script_reports_bad_data_in_one_line(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert e.value.code == 1 and err.startswith("error: --data (Config.data)") and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_eval_decoders_json_must_end_in_json_so_a_photo_is_never_replaced(tmp_path, wct_cli):
+    val = tmp_path / "val"
+    val.mkdir()
+    landscape(64, 48).save(val / "x.png")
+    photo = tmp_path / "photo.jpg"
+    landscape(40, 30, seed=1).save(photo)
+    before = photo.read_bytes()
+    r = wct_cli("eval-decoders", "--data", str(val), "--levels", "1", "--json", str(photo), "--overwrite")
+    assert r.returncode == 1 and r.stderr.strip() == f"error: --json {photo} must end in .json", r.stderr
+    assert photo.read_bytes() == before
+
+
+def test_decoder_commands_name_the_option_of_a_bad_input(tmp_path, wct_cli):
+    from wct.decoder import decoder_path
+
+    a, missing = str(decoder_path(1)), str(tmp_path / "none.safetensors")
+    soup, d = str(tmp_path / "soup.safetensors"), str(tmp_path)
+    for args, line in [
+        (("eval-decoders", "--data", missing), f"--data {missing} does not exist"),
+        (("eval-decoders", "--data", a), f"--data {a} is not a directory of images"),
+        (("eval-decoders", "--data", d, "--decoder", missing), f"--decoder {missing} does not exist"),
+        (("eval-decoders", "--data", d, "--decoder", d), f"--decoder {d} is a directory"),
+        (("average-decoders", a, d, "-o", soup), f"decoder file {d} is a directory"),
+        (("average-decoders", a, missing, "-o", soup), f"decoder file {missing} does not exist"),
+        (("average-decoders", a, a, "-o", soup, "--val", missing), f"--val {missing} does not exist"),
+        (("average-decoders", a, str(decoder_path(2)), "-o", soup, "--weights", "1,nan"), "--weights needs"),
+        (("average-decoders", a, str(decoder_path(2)), "-o", soup, "--weights", "0,0"), "--weights needs"),
+        (("train", "--level", "6", "--data", d), "--level (Config.level) must be 1, 2, 3, 4 or 5, not 6"),
+        (("train", "--level", "1", "--data", d, "--out", ""), "--out is an empty path"),
+        (("train", "--level", "1", "--data", d, "--export", ""), "--export is an empty path"),
+    ]:
+        r = wct_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith(f"error: {line}") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "soup.safetensors").exists() and not (tmp_path / "runs").exists()
+
+
+def test_export_into_a_folder_named_as_the_decoder_is_refused_before_training(data, tmp_path):
+    (tmp_path / "dec" / "relu2_1.safetensors").mkdir(parents=True)
+    with pytest.raises(InputError, match="Config.export.*holds a folder relu2_1.safetensors"):
+        train(config(data, tmp_path / "run", export=str(tmp_path / "dec")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_says_it_replaces_an_unreadable_file(tmp_path, capsys):
+    from wct.decoder import Decoder, save_decoder
+    from wct.encoder import VGG19_MD5
+    from wct.train import export
+
+    target, best = tmp_path / "relu1_1.safetensors", tmp_path / "best.safetensors"
+    save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 20.0})
+    target.write_bytes(b"not a decoder")
+    assert export(best, target)
+    assert "replacing an unreadable decoder file there" in capsys.readouterr().out
+
+
+def test_resumed_without_val_the_unscored_decoder_is_not_shown_with_the_old_score(data, tmp_path, wct_cli):
+    out = tmp_path / "run"
+    train(config(data, out, steps=3, val_every=3))
+    common = ("--level", "2", "--data", str(data), "--crop", "32", "--batch", "2", "--steps", "4")
+    r = wct_cli("train", *common, "--out", str(out), "--resume", "--device", "cpu", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert f"step 4: {out / 'relu2_1.final.safetensors'} (not scored: no --val)" in r.stdout

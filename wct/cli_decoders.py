@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -13,7 +14,6 @@ from .cli import (
     DeviceOpt,
     VggOpt,
     app,
-    must_exist,
     numbers,
     out_console,
     out_option,
@@ -38,7 +38,7 @@ def eval_decoders(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Mean reconstruction PSNR and SSIM per level (protocol of shared/README.md)."""
-    must_exist(data, *(decoder_files or ()))
+    must_exist_as(("--data", data), *(("--decoder", f) for f in decoder_files or ()))
     decoder_files = decoder_args(decoder_files or [], "--decoder")
     from .decoder import decoder_path, load_decoder
     from .encoder import load_encoder
@@ -46,7 +46,7 @@ def eval_decoders(
     from .images import list_images, write_json
 
     if not data.is_dir():
-        raise InputError(f"{data} is not a directory of images")
+        raise InputError(f"--data {data} is not a directory of images")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
     if max_side < 16:  # every level needs 16 px a side; 0 does not keep the size here
@@ -55,9 +55,11 @@ def eval_decoders(
     if json_out:
         scored = decoder_files or [decoder_path(level) for level in sources]
         check_target(json_out, overwrite, (*scored, *list_images(data)))
+        if json_out.suffix.lower() != ".json":  # never a photo replaced by JSON, even with --overwrite
+            raise OutputError(f"--json {json_out} must end in .json")
     images = load_val_images(data, max_side, limit)
     if not images:
-        raise InputError(f"no readable images in {data}")
+        raise InputError(f"--data {data} holds no readable image")
     encoder = load_encoder(device, vgg_weights)
     level_column = Column("level", overflow="fold")  # a --decoder path wraps whole rather than cut short
     table = Table(level_column, "PSNR (dB)", "SSIM", "target (dB)", "published WCT (dB)")
@@ -83,12 +85,21 @@ def eval_decoders(
         write_json({"data": str(data), "max_side": max_side, "levels": results}, json_out)
 
 
+def must_exist_as(*given: tuple[str, Path | None]) -> None:
+    """A missing input, refused as (option, path) before the heavy imports."""
+    for option, path in given:
+        if path is not None and not path.exists():
+            raise InputError(f"{option} {path} does not exist")
+
+
 def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
     """`files`, or an InputError naming a directory among them or, with `option` (such as
     --decoder), a file given twice."""
     for i, f in enumerate(files):
         if f.is_dir():
-            raise InputError(f"{f} is a directory: give a decoder file (.safetensors)")
+            raise InputError(
+                f"{option or 'decoder file'} {f} is a directory: give a decoder file (.safetensors)"
+            )
         if option and any(f.resolve() == g.resolve() for g in files[:i]):
             raise InputError(f"{option} {f} is given twice")
     return files
@@ -105,12 +116,14 @@ def average_decoders_command(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
-    must_exist(*files, val)
+    must_exist_as(*(("decoder file", f) for f in files), ("--val", val))
     decoder_args(files)
     if out.suffix != ".safetensors":
         raise OutputError(f"--out {out} must end in .safetensors")
     check_target(out, overwrite, tuple(files))  # before torch loads
     w = numbers(weights, "--weights", "comma-separated numbers", float) if weights else None
+    if w and (len(w) != len(files) or not all(math.isfinite(v) and v >= 0 for v in w) or not any(w)):
+        raise InputError(f"--weights needs one finite weight >= 0 per file, not all 0: got {weights!r}")
     from .decoder import average_decoders, load_decoder, save_decoder, soup_metadata
     from .encoder import load_encoder
     from .evaluate import load_val_images, reconstruction_scores
@@ -155,9 +168,12 @@ def train_command(
     loss: str = typer.Option(
         "mse", help="mse (mean squared error over the batch) or psnr (minus the mean per-image PSNR)."
     ),
-    out: Path = typer.Option(Path("runs"), help="Checkpoint directory."),
-    export: Path | None = typer.Option(
-        None, help="Copy the best decoder on --val here (e.g. decoders/) if it beats the one there."
+    out: Path = out_option(Path("runs"), "Checkpoint directory.", "--out", folder=True),
+    export: Path | None = out_option(
+        None,
+        "Copy the best decoder on --val here (e.g. decoders/) if it beats the one there.",
+        "--export",
+        folder=True,
     ),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
     init_from: Path | None = typer.Option(
@@ -186,7 +202,7 @@ def train_command(
     cfg = Config(**{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
     summary = train(cfg)
     if "decoder" in summary:
-        psnr = summary["best_psnr"]
+        psnr = summary["best_psnr"] if val else None  # without --val: the last step's, unscored
         score = f"val PSNR {psnr:.2f} dB" if psnr is not None else "not scored: no --val"
         out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})", soft_wrap=True)
     out_console.print(json.dumps(summary), soft_wrap=True, markup=False, highlight=False)

@@ -300,9 +300,10 @@ def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
 
 
 def changed_settings(before: dict, now: dict) -> str:
-    """The settings that change what a resumed run computes, as 'lr 0.001 -> 0.05; ...'."""
+    """The settings that change what a resumed run computes or how its best step is picked, as
+    'lr 0.001 -> 0.05; ...'."""
     keys = ("level", "data", "crop", "scale", "batch", "steps", "minutes", "lr", "warmup")
-    keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes")
+    keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes", "val", "val_images")
     return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
 
 
@@ -446,7 +447,8 @@ def creatable(path: Path) -> bool:
 def check_config(cfg: Config) -> None:
     """An InputError naming the first bad setting (as its CLI option and Config field), before any
     work: the API and both CLIs share these checks."""
-    relu(cfg.level)
+    if not _whole(1, lambda v: v <= 5)(cfg.level):
+        raise InputError(f"--level (Config.level) must be 1, 2, 3, 4 or 5, not {cfg.level!r}")
     grid = 2 ** (cfg.level - 1)  # the decoder returns crops of a multiple of this size
     multiple = f", a multiple of {grid}" if grid > 1 else ""
     rules = [
@@ -500,6 +502,9 @@ def check_config(cfg: Config) -> None:
             raise InputError(f"--{field} (Config.{field}) {path} cannot be created here")
     if cfg.export is not None and cfg.val is None:
         raise InputError("--export (Config.export) needs --val: it exports the best decoder on validation")
+    target = f"{relu(cfg.level)}.safetensors"  # written at the end of the run: refused now, not then
+    if cfg.export is not None and (Path(cfg.export) / target).is_dir():
+        raise InputError(f"--export (Config.export) {cfg.export} holds a folder {target}: move it away")
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
         raise InputError(f"--init-from (Config.init_from) {cfg.init_from} is not a decoder file")
 
@@ -853,12 +858,12 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
 def export(best: Path, target: Path) -> bool:
     """Copy the best decoder to `target` unless the one there scores higher on validation, or
     records no score to compare (an unreadable file there is replaced)."""
-    new = read_decoder(best)[1]
+    new, replaced = read_decoder(best)[1], ""
     if target.exists():
         try:
             old = read_decoder(target)[1]
         except WCTError:
-            old = None
+            old, replaced = None, ", replacing an unreadable decoder file there"
         if old is not None and "val_psnr" not in old:
             print(f"kept {target}: it records no val PSNR to beat; move it away to export {best}", flush=True)
             return False
@@ -867,7 +872,7 @@ def export(best: Path, target: Path) -> bool:
             return False
     write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
-    print(f"exported {target} ({new['val_psnr']} dB)", flush=True)
+    print(f"exported {target} ({new['val_psnr']} dB){replaced}", flush=True)
     return True
 
 
