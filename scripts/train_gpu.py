@@ -228,6 +228,7 @@ def start(
     seeds: list[int],
     loss: str = "mse",
     scale: float = 1.0,
+    rotate_seeds: tuple[int, ...] = (),
 ) -> None:
     unpack_photos()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -285,6 +286,8 @@ def start(
         ]
         if init:
             cmd += ["--init-from", str(init)]
+        if seed in rotate_seeds:
+            cmd += ["--rotate"]
         with open(out / "train.log", "a") as log:
             p = subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -453,6 +456,7 @@ def main() -> None:
     s.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per level and seed, to average")
     s.add_argument("--loss", choices=LOSSES, default="mse", help="see wct train --loss")
     s.add_argument("--scale", type=float, default=1.0, help="see wct train --scale")
+    s.add_argument("--rotate-seeds", type=int, nargs="*", default=[], help="these seeds' runs use --rotate")
     w = sub.add_parser("wait")
     w.add_argument("--seconds", type=float, required=True)
     w.add_argument("--out", type=Path)
@@ -490,6 +494,7 @@ def main() -> None:
             a.seeds,
             a.loss,
             a.scale,
+            tuple(a.rotate_seeds),
         )
     elif a.cmd == "wait":
         wait(a.seconds, a.out, a.soups)

@@ -291,6 +291,26 @@ def test_scale_shrinks_photos_before_cropping(tmp_path):
     assert max(shrunk) > 150 and min(shrunk) >= 60  # up to 64 / 0.3 photo pixels, never fewer than 64
 
 
+def test_rotate_turns_crops_into_all_eight_orientations(tmp_path):
+    from PIL import Image
+
+    from wct.train import Crops
+
+    corner = torch.zeros(64, 64, dtype=torch.uint8)
+    corner[:8, :16] = 255  # a mark in the top-left corner, wider than tall
+    Image.fromarray(torch.stack([corner] * 3, -1).numpy()).save(tmp_path / "mark.png")
+
+    def orientations(rotate: bool) -> set[bytes]:
+        crops = Crops(tmp_path, 64, rotate=rotate)
+        xs = [crops[(0, seed)].pixels for seed in range(64)]
+        assert torch.equal(xs[5], crops[(0, 5)].pixels)  # a function of the seed
+        assert all(x.shape == (3, 64, 64) for x in xs)
+        return {x.numpy().tobytes() for x in xs}
+
+    assert len(orientations(False)) == 2  # mirrored or not
+    assert len(orientations(True)) == 8
+
+
 def test_corrupt_checkpoint_is_refused(data, tmp_path):
     out = tmp_path / "c"
     train(config(data, out, stop_at=2))

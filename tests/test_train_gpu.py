@@ -109,10 +109,11 @@ def test_start_gives_each_seed_its_own_lr_or_refuses_a_count_that_does_not_match
     monkeypatch.setattr(gpu, "init_file", lambda level: None)
     monkeypatch.setattr(gpu, "encoder_file", lambda: tmp_path / "vgg")
     monkeypatch.setattr(gpu, "subprocess", SimpleNamespace(Popen=Popen, STDOUT=subprocess.STDOUT))
-    gpu.start(1, 8, 64, 0, [5], "cpu", 0.0, [6e-5, 1e-4, 1.5e-4], [0, 1, 2])
+    gpu.start(1, 8, 64, 0, [5], "cpu", 0.0, [6e-5, 1e-4, 1.5e-4], [0, 1, 2], rotate_seeds=(2,))
     lrs = [float(cmd[cmd.index("--lr") + 1]) for cmd in launched]
     seeds = [int(cmd[cmd.index("--seed") + 1]) for cmd in launched]
     assert (lrs, seeds) == ([6e-5, 1e-4, 1.5e-4], [0, 1, 2])
+    assert ["--rotate" in cmd for cmd in launched] == [False, False, True]
     r = subprocess.run(
         [
             sys.executable,

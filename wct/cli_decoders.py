@@ -156,6 +156,10 @@ def train_command(
     scale: float = typer.Option(
         1.0, help="Shrink each photo by a random factor in [SCALE, 1] before cropping (augmentation)."
     ),
+    rotate: bool = typer.Option(
+        False,
+        help="Also turn each crop by a random multiple of 90 degrees (with the flips: all 8 orientations).",
+    ),
     batch: int = typer.Option(8, help="Batch size per process."),
     steps: int = typer.Option(10000, help="Total optimiser steps."),
     minutes: float | None = typer.Option(

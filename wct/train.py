@@ -3,7 +3,7 @@
 Loss: pixel MSE, plus `feature_weight` x MSE of the normalised relu{X}_1 features, switched on
 after `feature_from` of the steps (from the start it slows learning badly); `loss="psnr"` averages
 each image's log of it instead, the validation metric. Adam with warm-up and cosine decay. Every
-random choice (order, scales, crops, flips) is a function of (seed, step), so a resumed run
+random choice (order, scales, crops, flips, turns) is a function of (seed, step), so a resumed run
 continues exactly as if it had never stopped. Runs alone or under torchrun (DDP).
 
     python -m wct.train --level 2 --data DIR --val DIR --steps 4000
@@ -59,6 +59,7 @@ class Config:
     val: str | None = None
     crop: int = 256
     scale: float = 1.0  # each crop is taken from the photo shrunk by a random factor in [scale, 1]
+    rotate: bool = False  # each crop also turned by a random multiple of 90 degrees
     batch: int = 8
     steps: int = 10000
     lr: float = 1e-3
@@ -99,14 +100,16 @@ class Crops(Dataset):
 
     With `scale` < 1 each photo is first shrunk by a factor drawn log-uniformly from [scale, 1]
     (never below the crop), so each epoch gives the deep levels crops they have not seen before.
+    With `rotate` each crop is also turned by 0, 90, 180 or 270 degrees: with the mirroring, all
+    eight orientations (the super-resolution recipe; for data with no "up", or scarce data).
     """
 
-    def __init__(self, root: str | Path, crop: int, scale: float = 1.0):
+    def __init__(self, root: str | Path, crop: int, scale: float = 1.0, rotate: bool = False):
         self.root = Path(root)
         self.files = list_images(root)
         if not self.files:
             raise InputError(f"no images (jpg, png, webp...) found under {root}")
-        self.crop, self.scale = crop, scale
+        self.crop, self.scale, self.rotate = crop, scale, rotate
 
     def __len__(self) -> int:
         return len(self.files)
@@ -137,7 +140,8 @@ class Crops(Dataset):
         y0 = rng.randint(0, im.height - self.crop)
         im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
         x = pil_to_tensor(im)
-        return x.flip(2) if rng.random() < 0.5 else x
+        x = x.flip(2) if rng.random() < 0.5 else x
+        return x.rot90(rng.randrange(4), (1, 2)) if self.rotate else x
 
 
 class StepSampler(Sampler):
@@ -171,7 +175,7 @@ def collate(batch: list[Crop]) -> tuple[Tensor | None, set[str]]:
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
-    data = Crops(cfg.data, cfg.crop, cfg.scale)
+    data = Crops(cfg.data, cfg.crop, cfg.scale, cfg.rotate)
     if data[(0, 0)].pixels is None:  # checked here too when resuming, which skips input_whitening
         raise InputError(f"--data (Config.data) {cfg.data}: none of its {len(data)} image files can be read")
     sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
@@ -302,7 +306,7 @@ def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
 def changed_settings(before: dict, now: dict) -> str:
     """The settings that change what a resumed run computes or how its best step is picked, as
     'lr 0.001 -> 0.05; ...'."""
-    keys = ("level", "data", "crop", "scale", "batch", "steps", "minutes", "lr", "warmup")
+    keys = ("level", "data", "crop", "scale", "rotate", "batch", "steps", "minutes", "lr", "warmup")
     keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes", "val", "val_images")
     return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
 
@@ -483,6 +487,7 @@ def check_config(cfg: Config) -> None:
             "'auto', 'cpu', 'cuda' or 'cuda:N'",
         ),
         ("resume", lambda v: isinstance(v, bool), "True or False"),
+        ("rotate", lambda v: isinstance(v, bool), "True or False"),
     ]
     for field, ok, want in rules:
         value = getattr(cfg, field)
