@@ -168,6 +168,10 @@ def test_a_decoder_folder_under_home_is_found(tmp_path, monkeypatch):
     monkeypatch.setenv("WCT_DECODERS", "~")
     assert load_decoder(1, "cpu").level == 1
     assert available()[1]["steps"] == "1"
+    with pytest.raises(
+        WeightsError, match=r"relu2_1.safetensors not found \(WCT_DECODERS=~\): run only the levels"
+    ):
+        load_decoder(2, "cpu")
 
 
 def test_available_reports_a_file_of_another_level_as_an_error(tmp_path, monkeypatch):

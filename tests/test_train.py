@@ -449,6 +449,7 @@ def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
     assert (
         changed_settings({"val": "a", "val_images": 4}, {"val": "a", "val_images": 8}) == "val_images 4 -> 8"
     )
+    assert changed_settings({"init_from": None}, {"init_from": "a"}) == "init_from None -> a"
     assert changed_settings({}, {"processes": 2}) == ""  # a checkpoint from before it was recorded
 
 

@@ -124,6 +124,11 @@ def load_decoder(
     trained on another encoder."""
     from .encoder import VGG19_MD5, resolve_device
 
+    if path is None and os.environ.get(ENV_VAR) and not decoder_path(level).is_file():
+        raise WeightsError(
+            f"decoder file {decoder_path(level)} not found ({ENV_VAR}={os.environ[ENV_VAR]}): "
+            f"run only the levels it holds (--levels), or add {relu(level)}.safetensors there"
+        )
     path = Path(path) if path else decoder_path(level)
     tensors, meta = read_decoder(path)
     check_encoder(meta, path, encoder_id or VGG19_MD5)

@@ -308,6 +308,7 @@ def changed_settings(before: dict, now: dict) -> str:
     'lr 0.001 -> 0.05; ...'."""
     keys = ("level", "data", "crop", "scale", "rotate", "batch", "steps", "minutes", "lr", "warmup")
     keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes", "val", "val_images")
+    keys += ("init_from",)  # ignored once a checkpoint exists
     return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
 
 
