@@ -432,3 +432,35 @@ def test_a_cpu_stylizer_reuses_freed_feature_maps_instead_of_faulting_them_in_af
     # untuned: 229,644 (0.9 GB) each time, and 0.40 s against 0.14; tuned: 32,640 after the video
     # tests had run in the same process (a fragmented heap), far fewer alone
     assert page_faults() < 100_000
+
+
+def test_styles_compare_by_identity_so_they_key_dicts_and_lists():
+    f = stripes(32, 32).reshape(3, -1)
+    a = wct.Style({5: transform.feature_stats(f)})
+    b = wct.Style({5: transform.feature_stats(f)})
+    assert a == a and a != b and [b, a].index(a) == 1
+    assert {a: "a", b: "b"}[a] == "a"
+
+
+def test_threads_asking_for_the_cached_stylizer_at_once_share_one_load(monkeypatch):
+    import threading
+    import time
+
+    import wct.pipeline as P
+
+    made = []
+
+    class Slow:
+        def __init__(self, device, precision):
+            made.append(device)
+            time.sleep(0.2)  # loading weights takes a while
+
+    monkeypatch.setattr(P, "Stylizer", Slow)
+    monkeypatch.setattr(P, "_STYLIZERS", {})
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(P.stylizer("cpu"))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and got[0] is got[1] is got[2]

@@ -312,3 +312,11 @@ def test_the_eigendecomposition_runs_on_one_thread_and_gives_the_count_back(monk
         assert torch.allclose(w @ (x @ x.T / 100) @ w.T, torch.eye(8, dtype=torch.float64), atol=1e-8)
     finally:
         torch.set_num_threads(before)
+
+
+def test_feature_stats_compare_by_identity_and_add_only_statistics():
+    a, b = feature_stats(correlated(8, 100, 6)), feature_stats(correlated(8, 100, 7))
+    assert a == a and a != b and a in [b, a]  # field-wise == would ask bool() of a tensor
+    assert {a: 1, b: 2}[b] == 2
+    with pytest.raises(TypeError):
+        a + 1

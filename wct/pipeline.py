@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import numbers
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,9 +41,10 @@ MULTIPLE = MIN_SIDE  # sides are padded to multiples of it, so decoders give bac
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Style:
-    """Feature statistics of one style image at every level, from one encoder pass; reusable."""
+    """Feature statistics of one style image at every level, from one encoder pass; reusable.
+    Compared and hashed by identity, so a Style can key a dict or be looked up in a list."""
 
     stats: dict[int, FeatureStats]
 
@@ -358,6 +360,7 @@ def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 _STYLIZERS: dict[tuple[str | None, ...], Stylizer] = {}
+_STYLIZERS_LOCK = threading.Lock()  # threads calling stylize at once share one load
 
 
 def stylizer(device: str | torch.device | None = None, precision: str = "fp32") -> Stylizer:
@@ -367,9 +370,10 @@ def stylizer(device: str | torch.device | None = None, precision: str = "fp32") 
     dev = resolve_device(device)
     files = (os.environ.get(DECODERS_VAR), os.environ.get(WEIGHTS_VAR))
     key = (str(dev), precision, *files, str(Path.cwd()))
-    if key not in _STYLIZERS:
-        _STYLIZERS[key] = Stylizer(dev, precision=precision)
-    return _STYLIZERS[key]
+    with _STYLIZERS_LOCK:
+        if key not in _STYLIZERS:
+            _STYLIZERS[key] = Stylizer(dev, precision=precision)
+        return _STYLIZERS[key]
 
 
 def stylize(

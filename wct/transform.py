@@ -26,13 +26,14 @@ _THREADS = threading.Lock()  # guards the thread count that `eigh` sets and rest
 OUTER_CHUNK = 1 << 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FeatureStats:
     """Running sums of one feature map about `shift` (C,): count N, Σ(x−shift) (C,) and
     Σ(x−shift)(x−shift)ᵀ (C, C).
 
     The whitening and colouring matrices are computed once per object, so a style's statistics
     reused for many contents (batches, video, the studio's slider) cost one eigendecomposition.
+    Compared and hashed by identity, as tensors are (field-wise `==` would compare tensors).
     """
 
     count: int
@@ -60,6 +61,8 @@ class FeatureStats:
         return coloring_matrix(self.cov)
 
     def __add__(self, other: FeatureStats) -> FeatureStats:
+        if not isinstance(other, FeatureStats):
+            return NotImplemented
         if other.total.shape != self.total.shape:
             raise InputError(
                 f"cannot add statistics of {other.total.shape[0]} and {self.total.shape[0]} channels"
