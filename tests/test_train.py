@@ -701,3 +701,26 @@ def test_resumed_without_val_the_unscored_decoder_is_not_shown_with_the_old_scor
     r = wct_cli("train", *common, "--out", str(out), "--resume", "--device", "cpu", "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert f"step 4: {out / 'relu2_1.final.safetensors'} (not scored: no --val)" in r.stdout
+
+
+def test_log_every_sets_how_often_the_loss_is_printed(data, tmp_path, wct_cli):
+    common = ("--level", "2", "--data", str(data), "--crop", "32", "--batch", "2", "--steps", "4")
+    r = wct_cli(
+        "train",
+        *common,
+        "--out",
+        str(tmp_path / "r"),
+        "--log-every",
+        "2",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr
+    assert [
+        line.split()[1] for line in r.stdout.splitlines() if line.startswith("step ") and "loss" in line
+    ] == [
+        "2/4",
+        "4/4",
+    ]

@@ -194,6 +194,7 @@ def train_command(
     val_every: int = typer.Option(500),
     val_images: int | None = typer.Option(None, help="Validate on the first N images (all at the end)."),
     ckpt_every: int = typer.Option(100),
+    log_every: int = typer.Option(25, help="Print the loss and record it for the curves every N steps."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
