@@ -703,6 +703,18 @@ def test_resumed_without_val_the_unscored_decoder_is_not_shown_with_the_old_scor
     assert f"step 4: {out / 'relu2_1.final.safetensors'} (not scored: no --val)" in r.stdout
 
 
+def test_a_resumed_run_removes_the_temporary_files_a_killed_write_left(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(config(data, out, steps=2))
+    stale = [out / ".relu2_1.last.pt.k3x9.tmp", out / ".relu2_1.best.safetensors.a1b2.tmp"]
+    others = [out / ".relu3_1.last.pt.k3x9.tmp", out / "notes.tmp", out / ".relu2_1.txt"]
+    for p in stale + others:
+        p.write_bytes(b"x" * 1000)
+    train(config(data, out, steps=3, resume=True))
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in others)
+    assert f"removed 2 temporary file(s) of an interrupted write from {out}" in capsys.readouterr().out
+
+
 def test_log_every_sets_how_often_the_loss_is_printed(data, tmp_path, wct_cli):
     common = ("--level", "2", "--data", str(data), "--crop", "32", "--batch", "2", "--steps", "4")
     r = wct_cli(

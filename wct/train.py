@@ -576,6 +576,20 @@ def check_out(cfg: Config, rank: int) -> RunFiles:
     return files
 
 
+def sweep_temps(out: Path, name: str) -> None:
+    """Remove the temporary files that a killed run (SIGKILL, out of memory) left beside its
+    outputs, such as .relu5_1.last.pt.x8k2.tmp: a checkpoint's can be hundreds of MB each."""
+    stale = [p for p in out.glob(f".{name}.*.tmp") if p.is_file()]
+    if stale:
+        mb = sum(p.stat().st_size for p in stale) / 1e6
+        for p in stale:
+            p.unlink(missing_ok=True)
+        print(
+            f"removed {len(stale)} temporary file(s) of an interrupted write from {out} ({mb:.1f} MB)",
+            flush=True,
+        )
+
+
 def resume(
     cfg: Config, files: RunFiles, decoder: Decoder, opt: torch.optim.Optimizer, rank: int, world: int
 ) -> dict:
@@ -685,6 +699,8 @@ def train(cfg: Config) -> dict:
     out, name = Path(cfg.out), relu(cfg.level)
     files = check_out(cfg, rank)
     last, best = files.last, files.best
+    if rank == 0:
+        sweep_temps(out, name)
 
     encoder = load_encoder(device, cfg.vgg_weights)
     decoder = Decoder(cfg.level).to(device)
