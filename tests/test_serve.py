@@ -355,6 +355,32 @@ def test_a_full_queue_answers_429_busy(stylizer, monkeypatch):
         gate.set()
 
 
+def test_a_cancelled_render_gives_its_place_in_the_queue_up_at_once(stylizer):
+    app = serve.create_app(stylizer, queue_size=1, prefetch=False)
+    client = TestClient(app, base_url=BASE)
+    sid = client.post("/api/sessions").json()["id"]
+    cid = client.post(f"/api/sessions/{sid}/images", content=png_bytes(CONTENT)).json()["id"]
+    p = {"content": cid, "styles": [cid], "levels": [1], "size": 32}
+    gate = threading.Event()
+    app.state.worker.submit(gate.wait)  # runs, holding the worker
+    deadline = time.monotonic() + 5
+    while not app.state.worker.queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        queued = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+        assert client.post(f"/api/sessions/{sid}/render", json=p).status_code == 429
+        assert client.delete(f"/api/sessions/{sid}/jobs/{queued}").json()["status"] == "cancelled"
+        r = client.post(f"/api/sessions/{sid}/render", json=p)  # nothing waits now
+        assert r.status_code == 202, r.text
+    finally:
+        gate.set()
+    job = app.state.sessions.items[sid].jobs[r.json()["job"]]
+    wait_for(job, "done", "error")
+    assert job.status == "done" and app.state.sessions.items[sid].jobs[queued].status == "cancelled"
+    assert len(client.get(f"/api/sessions/{sid}/results").json()) == 1  # the cancelled one never ran
+    app.state.worker.close()
+
+
 @pytest.mark.parametrize(
     "change, fragment",
     [

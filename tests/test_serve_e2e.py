@@ -194,3 +194,30 @@ def test_long_file_names_wrap_on_a_phone_and_are_named_once(server, browser, tmp
     assert browser.find_element(By.ID, "error").text == f"empty_{stem}"[:80] + ": the file is empty"
     width, scroll = browser.execute_script("return [innerWidth, document.documentElement.scrollWidth]")
     assert width == 390 and scroll <= width, "the page is wider than the phone"
+
+
+def test_a_double_click_starts_one_render(server, browser, tmp_path):
+    """The second click of a double click on "Render full size" comes before the server has named
+    the first render's job: it must not start a second render the page could not cancel."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    landscape(96, 64).save(photo := tmp_path / "photo.png")
+    painting(64, 64).save(style := tmp_path / "style.png")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
+    browser.execute_script(
+        """window.renders = 0;
+        const real = window.fetch;
+        window.fetch = (url, options) => {
+            if (String(url).endsWith("/render")) window.renders += 1;
+            return real(url, options);
+        };
+        const button = document.getElementById("render");
+        button.click();
+        button.click();"""
+    )
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gallery figure"))
+    wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
+    assert browser.execute_script("return window.renders") == 1

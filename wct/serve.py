@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from queue import Full, Queue
+from queue import Queue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -248,6 +248,7 @@ class Job:
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the page (see `noted`)
     cancel: bool = False  # asked to stop: a queued job never starts, a running one stops at its next level
+    future: Future | None = None  # its place in the worker's queue until it ends (`Worker.submit`)
 
     def state(self) -> dict:
         return {
@@ -363,7 +364,9 @@ class Worker:
     """One thread runs every model job in turn; beyond `maxsize` waiting jobs, HTTP 429."""
 
     def __init__(self, maxsize: int = QUEUE_SIZE, idle: Callable[[Callable[[], bool]], bool] | None = None):
-        self.queue: Queue = Queue(maxsize)
+        self.queue: Queue = Queue()
+        self.maxsize, self.lock = maxsize, threading.Lock()
+        self.waiting: list[Future] = []  # submitted, not yet started (cancelled ones drop out)
         # idle(waiting): one unit of background work, run only when no job waits; it may stop
         # early when waiting() turns true; returns False when there is nothing left to do.
         self.idle = idle
@@ -371,11 +374,14 @@ class Worker:
         self.thread.start()
 
     def submit(self, fn: Callable[[], Any]) -> Future:
+        """Queue `fn`; its Future, cancelled while it waits, gives its place up at once."""
         fut: Future = Future()
-        try:
+        with self.lock:
+            self.waiting = [f for f in self.waiting if not (f.running() or f.done())]
+            if len(self.waiting) >= self.maxsize:
+                raise HTTPException(429, "busy: too many jobs waiting, try again in a moment")
+            self.waiting.append(fut)
             self.queue.put_nowait((fn, fut))
-        except Full:
-            raise HTTPException(429, "busy: too many jobs waiting, try again in a moment") from None
         return fut
 
     def _next(self) -> Any:
@@ -744,12 +750,14 @@ def create_app(
             job.result, job.progress, job.status = info, 1.0, "done"
 
         def failed(fut: Future) -> None:
-            if isinstance(fut.exception(), Cancelled):
+            job.future = None  # its exception's traceback holds the render's tensors
+            if fut.cancelled() or isinstance(fut.exception(), Cancelled):
                 job.status = "cancelled"
             elif fut.exception() is not None:
                 job.error, job.status = one_line(fut.exception()), "error"
 
-        worker.submit(run).add_done_callback(failed)
+        job.future = worker.submit(run)
+        job.future.add_done_callback(failed)
         s.jobs[job.id] = job
         return {"job": job.id}
 
@@ -772,6 +780,8 @@ def create_app(
             job.cancel = True
             if job.status == "queued":
                 job.status = "cancelled"
+                if job.future is not None:
+                    job.future.cancel()  # its place in the queue is free at once
         return job.state()
 
     @app.get("/api/sessions/{sid}/jobs/{jid}/events")

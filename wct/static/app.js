@@ -174,9 +174,12 @@ function rendering(job) {
 }
 
 async function render() {
+  if (state.job) return;  // one render at a time: a double click must not start two
+  $("progress").value = 0;
+  rendering("starting");
+  $("cancel").hidden = true;  // nothing to cancel before the server names the job
   try {
     const { job } = await (await api("/render", json(params()))).json();
-    $("progress").value = 0;
     rendering(job);
     const events = new EventSource(`/api/sessions/${state.session}/jobs/${job}/events`);
     events.onmessage = (event) => {
@@ -192,6 +195,7 @@ async function render() {
     };
     events.onerror = () => { events.close(); rendering(null); showError("lost the connection to the server", "render"); };
   } catch (e) {
+    rendering(null);
     showError(e.message, "render");
   }
 }
