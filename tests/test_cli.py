@@ -373,6 +373,8 @@ def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_bracket
     monkeypatch.setattr("wct.cli.check_port", lambda host, port: None)  # whether ::1 exists here or not
     r = wct_cli("serve", "--host", "::1", "--port", "7999")
     assert r.returncode == 0 and "wct studio on http://[::1]:7999 " in r.stderr
+    r = wct_cli("serve", "--host", " ")
+    assert_clean_error(r, "error: --host is empty: give an address to serve on, such as 127.0.0.1 or 0.0.0.0")
 
 
 def test_demo_checks_alpha_and_all_its_outputs_before_any_work(tmp_path, wct_cli, monkeypatch):

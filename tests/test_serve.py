@@ -416,11 +416,9 @@ def test_a_render_queued_when_its_session_ends_is_dropped(stylizer):
     job = client.post(f"/api/sessions/{sid}/render", json={"content": cid, "styles": [cid]}).json()["job"]
     held = app.state.sessions.items[sid].jobs[job]
     assert client.delete(f"/api/sessions/{sid}").status_code == 204
+    assert held.status == "cancelled"  # and its place in the queue is free now:
+    assert sum(f.cancelled() for f in app.state.worker.waiting) == 1
     gate.set()
-    deadline = time.monotonic() + 10
-    while held.status != "error" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert held.status == "error" and "session ended" in held.error
     app.state.worker.close()
 
 

@@ -590,6 +590,8 @@ def serve(
 
     if not 0 < port < 65536:
         raise InputError(f"--port must be between 1 and 65535, got {port}")
+    if not host.strip():
+        raise InputError("--host is empty: give an address to serve on, such as 127.0.0.1 or 0.0.0.0")
     with warnings.catch_warnings():  # refuse a bad precision now; the worker warns once as it loads
         warnings.simplefilter("ignore")
         precision_dtype(precision, resolve_device(device))

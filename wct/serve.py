@@ -278,8 +278,13 @@ class Session:
     closed: bool = False
 
     def clear(self) -> None:
-        """Drop every image, result and cache (the session's end)."""
+        """Drop every image, result and cache (the session's end); its queued renders give their
+        places in the worker's queue up at once, and a running one stops at its next level."""
         self.closed = True
+        for job in self.jobs.values():
+            job.cancel = True
+            if job.future is not None:
+                job.future.cancel()
         for d in (
             self.images,
             self.names,
