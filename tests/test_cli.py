@@ -413,6 +413,7 @@ def test_bad_numbers_are_refused_in_one_line_before_any_work(pair, tmp_path, wct
         (("texture", style, "-o", str(out), "--seed", str(2**64)), "--seed"),
         (("gatys", content, style, "-o", str(out), "--size", "16", "--steps", "1"), "relu5_1 needs"),
         (("invert", content, "-o", str(out), "--layer", "relu5_1", "--size", "8"), "relu5_1 needs"),
+        (("invert", content, "-o", str(out), "--layer", "pool3", "--size", "6"), "pool3 needs at least 8"),
     ):
         r = wct_cli(*args)
         assert_clean_error(r, text)

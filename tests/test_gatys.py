@@ -393,3 +393,15 @@ def test_numpy_scalars_are_taken_for_counts_and_weights(encoder, pair):
     assert len(result.history) == 3
     with pytest.raises(InputError, match="integer"):
         G.Options(steps=np.float64(2.0)).checked()
+
+
+def test_channel_means_first_read_under_inference_mode_still_work_with_gatys(encoder, pair):
+    """The means are cached for the process: scoring an image under torch.inference_mode() first
+    (as one scores WCT's output) must not leave inference tensors that gatys cannot backpropagate."""
+    G._stored_means.cache_clear()
+    try:
+        with torch.inference_mode():
+            G.channel_means(encoder)
+        assert len(G.gatys(encoder, pair[0], pair[1], steps=1).history) == 2
+    finally:
+        G._stored_means.cache_clear()

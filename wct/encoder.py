@@ -80,8 +80,8 @@ def check_layer(name: str) -> str:
 
 
 def min_side(layer: str) -> int:
-    """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools before it)."""
-    return 2 ** sum(name.startswith("pool") for name in NAMES[: NAMES.index(check_layer(layer))])
+    """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools up to it, itself included)."""
+    return 2 ** sum(name.startswith("pool") for name in NAMES[: NAMES.index(check_layer(layer)) + 1])
 
 
 def default_weights_path() -> Path | None:

@@ -130,7 +130,8 @@ class Options:
 
 @lru_cache(maxsize=1)
 def _stored_means() -> tuple[dict[str, Tensor], str]:
-    tensors, meta = read_signed(MEANS_FILE, "VGG19 channel means")
+    with torch.inference_mode(False):  # cached for gatys's autograd, even if first read under inference mode
+        tensors, meta = read_signed(MEANS_FILE, "VGG19 channel means")
     return tensors, meta.get("encoder_md5", "")
 
 
