@@ -190,7 +190,8 @@ def markdown(rows: list[dict], machine: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
     lines = [
-        f"Measured on {machine}; medians over the pairs.",
+        f"Measured on {machine}; medians over the pairs. Losses are the weighted terms Gatys minimises "
+        "(style and content weights included: `wct.bench.score`), so the two columns compare alike.",
         "",
         "| size | pairs | WCT s | Gatys s (steps run) | Gatys s for 500 steps | speed-up at 500 steps "
         "| time to match WCT / WCT time | WCT MiB | Gatys MiB | style loss WCT / Gatys "
