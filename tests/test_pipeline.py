@@ -222,7 +222,8 @@ def test_fp16_overflow_is_recomputed_in_fp32_never_nan():
 
 
 def test_networks_and_helpers_check_their_inputs(stylizer):
-    from wct.pipeline import check_levels, texture_size
+    from wct.checks import texture_size
+    from wct.pipeline import check_levels
 
     a = gradient_image(32, 48)
     assert stylizer.stylize(a[0], a, 0.5, (2,)).shape == (3, 32, 48)  # (3, H, W) in, (3, H, W) out

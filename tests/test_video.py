@@ -216,6 +216,17 @@ def test_video_keeps_the_audio_cut_to_the_frames(wct_cli, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_sound_shorter_than_the_frames_does_not_cut_them(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip_with_sound(clip, frames=12, fps=10, seconds=0.3)  # -shortest kept 1 frame of 12
+    frames, fps, _ = read_frames(clip)
+    with FrameWriter(tmp_path / "out.mp4", fps, audio=clip) as writer:
+        for x in frames:
+            writer.write(x)
+    assert writer.audio is not None and has_audio(tmp_path / "out.mp4")
+    assert len(list(read_frames(tmp_path / "out.mp4")[0])) == 12
+
+
 def test_a_variable_rate_clip_keeps_its_duration(wct_cli, tmp_path):
     import imageio_ffmpeg
 

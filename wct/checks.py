@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Sequence
 
 from .errors import InputError
 
@@ -54,3 +55,23 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     if m is None or int(m[1]) < 1 or int(m[2] or m[1]) < 1:
         raise InputError(f"{option} must be WIDTHxHEIGHT in pixels (e.g. 768x512) or N, got {text!r}")
     return int(m[1]), int(m[2] or m[1])
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """`seed` if torch.Generator.manual_seed takes it (a whole number from -2**63 to 2**64 - 1)."""
+    if not whole(seed) or not -(2**63) <= seed < 2**64:
+        raise InputError(f"{name} must be a whole number from -2**63 to 2**64 - 1, got {seed!r}")
+    return int(seed)
+
+
+def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """(width, height) in pixels from a pair or one int (a square)."""
+    pair = (size, size) if isinstance(size, numbers.Integral) else size
+    if (
+        isinstance(pair, str | bytes)
+        or not isinstance(pair, Sequence)
+        or len(pair) != 2
+        or not all(whole(v) for v in pair)
+    ):
+        raise InputError(f"size must be (width, height) in whole pixels, got {size!r}")
+    return int(pair[0]), int(pair[1])

@@ -271,7 +271,6 @@ def stylize(
     from .pipeline import Style, Stylizer
     from .tiling import stylize_any
 
-    check_alpha(alpha)
     check_max_pixels(max_pixels, "--max-pixels")
     tile_ = tile_arg(tile)
     lv = parse_levels(levels)
@@ -401,7 +400,6 @@ def video(
     from .pipeline import Stylizer
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
-    check_alpha(alpha)
     lv, tile_ = parse_levels(levels), tile_arg(tile)
     if fps is not None and not 0 < fps < math.inf:
         raise InputError(f"--fps must be a positive, finite number, got {fps}")
@@ -451,8 +449,9 @@ def texture(
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
     check_output(output, overwrite, (style,))  # before torch loads
+    from .checks import check_seed
     from .images import atomic_save, tensor_to_pil
-    from .pipeline import Stylizer, check_seed
+    from .pipeline import Stylizer
 
     tile_ = tile_arg(tile)
     check_seed(seed, "--seed")

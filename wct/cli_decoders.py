@@ -199,9 +199,7 @@ def train_command(
 ) -> None:
     """Train the decoder that inverts relu{LEVEL}_1 (resumable; runs under torchrun too)."""
     options = dict(locals())  # the parameters alone, named as Config's fields
-    for option, path in (("--data", data), ("--val", val), ("--init-from", init_from)):
-        if path is not None and not path.exists():  # before torch loads (seconds)
-            raise InputError(f"{option} {path} does not exist")
+    must_exist_as(("--data", data), ("--val", val), ("--init-from", init_from))  # before torch loads
     from .train import Config, train
 
     cfg = Config(**{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})

@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import as_number, whole
+from .checks import as_number, check_seed, whole
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
 from .images import check_texture_pixels, resize
-from .pipeline import check_seed
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
@@ -403,14 +402,14 @@ def invert(
 
 def _optimise(
     x0: Tensor,
-    objective: Callable[[Tensor], dict[str, Tensor]],
+    losses_of: Callable[[Tensor], dict[str, Tensor]],
     steps: int,
     opt: str,
     lr: float,
     save_every: int,
     callback: Callback | None,
 ) -> GatysResult:
-    """Minimise objective(x)['total'] over pixels x, clamped to [0, 1] after each step; returns
+    """Minimise losses_of(x)['total'] over pixels x, clamped to [0, 1] after each step; returns
     the image with the lowest loss.
 
     Each step's first evaluation is at the image the step starts from, so the loss of the image
@@ -438,7 +437,7 @@ def _optimise(
 
     def closure() -> Tensor:
         optim.zero_grad(set_to_none=True)
-        losses = objective(x)
+        losses = losses_of(x)
         losses["total"].backward()
         evals.append({k: v.detach() for k, v in losses.items()})
         lowest = history[best_step]["total"] if history else math.inf  # undone steps are never lowest
@@ -486,7 +485,7 @@ def _optimise(
         wanted = callback is not None and save_every and step % save_every == 0
         snapshot = x.detach().clone() if wanted else None
     with torch.no_grad():
-        record(steps, objective(x), made, snapshot)
+        record(steps, losses_of(x), made, snapshot)
     if history[-1]["total"] < history[best_step]["total"]:
         best, best_step = x.detach().clone(), steps
     return GatysResult(best, history, best_step)

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
+from .checks import as_number
 from .errors import ImageError, InputError, OutputError
 from .paths import check_target, write_error
-from .transform import as_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .checks import check_alpha, whole
+from .checks import check_alpha, check_seed, texture_size, whole
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
@@ -337,26 +337,6 @@ class Stylizer:
         x, (h, w) = pad_to_multiple(torch.cat(split_batch(image)).to(self.device))
         y = decoder(self.encoder(x, level))[..., :h, :w]
         return y[0] if isinstance(image, Tensor) and image.ndim == 3 else y
-
-
-def check_seed(seed: object, name: str = "seed") -> int:
-    """`seed` if torch.Generator.manual_seed takes it (a whole number from -2**63 to 2**64 - 1)."""
-    if not whole(seed) or not -(2**63) <= seed < 2**64:
-        raise InputError(f"{name} must be a whole number from -2**63 to 2**64 - 1, got {seed!r}")
-    return int(seed)
-
-
-def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
-    """(width, height) in pixels from a pair or one int (a square)."""
-    pair = (size, size) if isinstance(size, numbers.Integral) else size
-    if (
-        isinstance(pair, str | bytes)
-        or not isinstance(pair, Sequence)
-        or len(pair) != 2
-        or not all(whole(v) for v in pair)
-    ):
-        raise InputError(f"size must be (width, height) in whole pixels, got {size!r}")
-    return int(pair[0]), int(pair[1])
 
 
 _STYLIZERS: dict[tuple[str | None, ...], Stylizer] = {}

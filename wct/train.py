@@ -368,12 +368,7 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
 
-    def write(tmp: str) -> None:
-        torch.save(sealed, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-
-    write_atomic(path, write)
+    write_atomic(path, lambda tmp: torch.save(sealed, tmp))  # it syncs the file before the rename
 
 
 def load_checkpoint(path: Path) -> dict:

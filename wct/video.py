@@ -51,7 +51,11 @@ from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats, as_number
 
 # WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
-CODECS = {".webm": {"codec": "libvpx-vp9", "quality": None, "output_params": ["-crf", "32", "-b:v", "0"]}}
+# AVI stores no presentation times: B-frames would start its video two frames late (after the audio).
+CODECS = {
+    ".webm": {"codec": "libvpx-vp9", "quality": None, "output_params": ["-crf", "32", "-b:v", "0"]},
+    ".avi": {"quality": 8, "output_params": ["-bf", "0"]},
+}
 # The audio encoder for a container that cannot take the source's audio stream as it is.
 AUDIO_ENCODERS = {".webm": "libopus", ".avi": "libmp3lame"}  # the others: aac
 DEFAULT_FPS = 24.0
@@ -165,11 +169,13 @@ def stream_kinds(path: Path) -> set[str]:
     return set(re.findall(r"Stream #\d+:\d+.*?: (\w+): ", _ffmpeg("-i", path).stderr))
 
 
-def add_audio(video: Path, source: Path, out: Path) -> None:
+def add_audio(video: Path, source: Path, out: Path, seconds: float) -> None:
     """Write the frames of `video` (copied, not re-encoded) with the audio of `source` into `out`,
-    cut to the shorter of the two. The audio is copied as it is when `out`'s container takes it,
-    else re-encoded (Opus for WebM, MP3 for AVI, AAC otherwise). OutputError if ffmpeg fails."""
-    args = ("-y", "-i", video, "-i", source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-shortest")
+    the audio cut to `seconds` (the video's length: a shorter audio must not cut the frames). The
+    audio is copied as it is when `out`'s container takes it, else re-encoded (Opus for WebM, MP3
+    for AVI, AAC otherwise). OutputError if ffmpeg fails."""
+    cut = ("-t", f"{seconds:.6f}")
+    args = ("-y", "-i", video, *cut, "-i", source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy")
     for codec in ("copy", AUDIO_ENCODERS.get(out.suffix.lower(), "aac")):
         r = _ffmpeg("-v", "error", *args, "-c:a", codec, out)
         if r.returncode == 0:
@@ -497,7 +503,7 @@ class FrameWriter:
         os.close(fd)
         tmp = Path(name)
         try:
-            add_audio(self._tmp, self.audio, tmp)
+            add_audio(self._tmp, self.audio, tmp, self.count / self.fps)
         except BaseException as e:
             tmp.unlink(missing_ok=True)
             if not isinstance(e, OutputError):
