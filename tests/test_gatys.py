@@ -94,7 +94,7 @@ def test_lbfgs_memory_gets_the_step_actually_taken_after_clamping():
 
 
 def test_texture_synthesis_returns_the_requested_size(encoder, pair):
-    result = G.gatys(encoder, None, pair[1], steps=3, size=(32, 48))
+    result = G.gatys(encoder, None, pair[1], steps=3, size=(48, 32))  # (width, height), as PIL's
     assert result.image.shape == (1, 3, 32, 48)
     assert all(e["content"] == 0 for e in result.history)
 
@@ -371,8 +371,8 @@ def test_numpy_integer_sizes_are_taken(encoder, pair):
 
     content, style = pair
     h, w = (np.int64(v) for v in content.shape[-2:])
-    assert G.gatys(encoder, content, style, steps=1, size=(h, w)).image.shape == content.shape
-    texture = G.gatys(encoder, None, style, steps=1, size=(np.int32(32), np.int64(48)))
+    assert G.gatys(encoder, content, style, steps=1, size=(w, h)).image.shape == content.shape
+    texture = G.gatys(encoder, None, style, steps=1, size=(np.int32(48), np.int64(32)))
     assert texture.image.shape == (1, 3, 32, 48)
 
 

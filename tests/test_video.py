@@ -227,6 +227,18 @@ def test_a_sound_shorter_than_the_frames_does_not_cut_them(tmp_path):
     assert len(list(read_frames(tmp_path / "out.mp4")[0])) == 12
 
 
+def test_an_avi_starts_with_its_first_frame(tmp_path):
+    """AVI stores no presentation times: with B-frames its video began two frames late."""
+    import imageio_ffmpeg
+
+    with FrameWriter(tmp_path / "out.avi", 10) as writer:
+        for x in panning(8, 32):
+            writer.write(x)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(tmp_path / "out.avi"), "-f", "framemd5", "-"]
+    rows = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    assert [int(r.split(",")[1]) for r in rows if not r.startswith("#")] == list(range(8))  # pts
+
+
 def test_a_variable_rate_clip_keeps_its_duration(wct_cli, tmp_path):
     import imageio_ffmpeg
 

@@ -141,10 +141,10 @@ HistoryOpt = out_option(None, "Write the settings and loss history here as JSON.
 
 
 def texture_arg(text: str | None) -> tuple[int, int] | None:
-    """--texture-size 'WxH' or 'N' as (H, W)."""
+    """--texture-size 'WxH' or 'N' as (width, height)."""
     from .checks import parse_size
 
-    return None if text is None else parse_size(text, "--texture-size")[::-1]
+    return None if text is None else parse_size(text, "--texture-size")
 
 
 @app.command("gatys")
@@ -198,8 +198,8 @@ def gatys_command(
         content, style = None, content
     if style is None:
         raise InputError("give CONTENT and STYLE, or --no-content STYLE")
-    shape = texture_arg(texture_size)
-    if shape is not None and content is not None:
+    wh = texture_arg(texture_size)
+    if wh is not None and content is not None:
         raise InputError("--texture-size is for --no-content: the output has the content's size")
     inputs = tuple(p for p in (content, style) if p is not None)
     size_ = size_arg(size, "--size")
@@ -209,7 +209,7 @@ def gatys_command(
         steps, optimizer, init, *weights, gram, seed, lr, save_every, normalise, layers, content_layer.strip()
     ).checked(content is not None)  # before anything slow
     deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=NAMES.index)
-    for name, value in (("--size", size_), ("--texture-size", min(shape) if shape else None)):
+    for name, value in (("--size", size_), ("--texture-size", min(wh) if wh else None)):
         if value is not None and value < min_side(deepest):
             raise InputError(
                 f"{name} must be at least {min_side(deepest)} px ({deepest} needs it), got {value}"
@@ -233,7 +233,7 @@ def gatys_command(
     }
 
     def optimise(callback):
-        return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=shape)
+        return gatys(encoder, x_content, x_style, **asdict(o), callback=callback, size=wh)
 
     result = run_optimisation(
         optimise, output, history, steps, save_every, overwrite, inputs, settings, content

@@ -305,10 +305,11 @@ def gatys(
     dominates the style loss; its defaults are style 0.05 and TV 1e6. `style_layers` and
     `content_layer` (ReLU layers) replace relu1_1..relu5_1 and relu4_2.
 
-    content=None synthesises a texture: the content loss is off and the output has `size` (h, w),
-    or the style's size (at most twice Pillow's MAX_IMAGE_PIXELS, as for WCT textures). `init` is
-    'content' (the default when there is content), 'noise' (uniform, from `seed`; the default
-    without content) or 'style' (resized to the output size).
+    content=None synthesises a texture: the content loss is off and the output has `size`
+    (width, height, as for WCT textures and PIL), or the style's size (at most twice Pillow's
+    MAX_IMAGE_PIXELS, as for WCT textures). `init` is 'content' (the default when there is
+    content), 'noise' (uniform, from `seed`; the default without content) or 'style' (resized to
+    the output size).
 
     One step is one L-BFGS iteration (torch.optim.LBFGS with max_iter=1, no line search, so one
     function evaluation) or one Adam update; lr defaults to 1 for L-BFGS and 0.05 for Adam.
@@ -341,7 +342,7 @@ def gatys(
     style = _image(style, "style", o.style_layers).to(device)
     if content is None:
         shape = _size(size, style.shape[-2:], layers=o.style_layers)
-        check_texture_pixels(shape[1], shape[0])
+        check_texture_pixels(shape[1], shape[0])  # (width, height)
     else:
         content = _image(content, "content", (o.content_layer, *o.style_layers)).to(device)
         shape = tuple(content.shape[-2:])
@@ -571,7 +572,7 @@ def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
         raise InputError(f"{name} must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"{name} must be a float tensor in [0, 1], got {x.dtype}")
-    _size(tuple(x.shape[-2:]), x.shape[-2:], name, layers)  # first: min() fails on no pixels
+    _size(tuple(x.shape[-2:])[::-1], x.shape[-2:], name, layers)  # first: min() fails on no pixels
     if not torch.isfinite(x).all():
         raise InputError(f"{name} contains NaN or Inf")
     if x.min() < 0 or x.max() > 1:
@@ -582,17 +583,18 @@ def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
 def _size(
     size: object, default: tuple[int, ...], name: str = "size", layers: tuple[str, ...] = STYLE_LAYERS
 ) -> tuple[int, int]:
+    """`size` (width, height), or the (height, width) `default`, as a tensor's (height, width)."""
     if size is None:
-        size = tuple(default)
+        size = tuple(default)[::-1]
     if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(whole(v) for v in size):
-        raise InputError(f"{name} must be (height, width) in pixels, got {size!r}")
+        raise InputError(f"{name} must be (width, height) in pixels, got {size!r}")
     least = min_side(max(layers, key=NAMES.index))
     if min(size) < least:
         raise InputError(
             f"{name} is {size[0]}x{size[1]} pixels: {max(layers, key=NAMES.index)} "
             f"needs at least {least}x{least}"
         )
-    return int(size[0]), int(size[1])
+    return int(size[1]), int(size[0])
 
 
 def _noise(shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
