@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import as_number
 from .errors import ImageError, InputError, OutputError
 from .images import (
     IMAGE_SUFFIXES,
@@ -48,7 +49,7 @@ from .images import (
 from .paths import check_target, write_error
 from .pipeline import Style, Stylizer, check_levels
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
-from .transform import FeatureStats, as_number
+from .transform import FeatureStats
 
 # WebM allows only VP8/VP9/AV1 (constant quality: VP9 ignores imageio's qscale); others get H.264.
 # AVI stores no presentation times: B-frames would start its video two frames late (after the audio).
@@ -70,7 +71,8 @@ def is_video(path: str | Path) -> bool:
 def ema_stats(previous: FeatureStats | None, current: FeatureStats, momentum: float) -> FeatureStats:
     """momentum * previous + (1 - momentum) * current, for the mean and the covariance.
 
-    Returned as FeatureStats about the averaged mean (count kept from `current`)."""
+    Returned as FeatureStats about the averaged mean (count from `current`, at least 2 so the
+    covariance keeps its scale)."""
     if previous is None or momentum == 0:
         return current
     mean = momentum * previous.mean + (1 - momentum) * current.mean
@@ -158,9 +160,7 @@ def _ffmpeg(*args: str | Path) -> subprocess.CompletedProcess:
 def has_audio(path: str | Path) -> bool:
     """Whether ffmpeg finds an audio stream in the file `path`."""
     path = Path(path)
-    if not path.is_file():
-        return False
-    return re.search(r"Stream #\d+:\d+.*: Audio: ", _ffmpeg("-i", path).stderr) is not None
+    return path.is_file() and "Audio" in stream_kinds(path)
 
 
 def stream_kinds(path: Path) -> set[str]:
