@@ -476,6 +476,10 @@ def test_data_folders_are_read_through_links_once(tmp_path):
     (data / "linked").symlink_to(real, target_is_directory=True)
     (data / "loop").symlink_to(tmp_path, target_is_directory=True)  # a link to a parent must not loop
     assert [p.relative_to(data).as_posix() for p in list_images(data)] == ["b.jpg", "linked/a.png"]
+    (data / "._b.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's copy of b.jpg's metadata
+    (data / ".cache").mkdir()
+    landscape(32, 32, seed=2).save(data / ".cache" / "c.png")
+    assert [p.relative_to(data).as_posix() for p in list_images(data)] == ["b.jpg", "linked/a.png"]
 
 
 def test_the_default_feature_loss_does_not_decide_the_run():

@@ -407,6 +407,7 @@ def test_frame_folders_are_read_in_natural_order_and_not_from_subfolders(wct_cli
     frames.mkdir()
     for i in (1, 2, 10, 11):  # string order would be 1, 10, 11, 2
         Image.new("RGB", (32, 32), (20 * i, 0, 0)).save(frames / f"{i}.png")
+    (frames / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # hidden: macOS's, not a frame
     reds = [round(x[0, 0].mean().item() * 255) for x in read_frames(frames)[0]]
     assert reds == [20, 40, 200, 220]
     common = ("--style", str(tmp_path / "style.png"), "--levels", "1", "--size", "0")

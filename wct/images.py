@@ -566,7 +566,8 @@ def write_json(report: object, path: Path) -> None:
 
 def list_images(directory: str | os.PathLike, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Image files (or files with other `suffixes`) under `directory`, recursively, through linked
-    folders too (each folder once, so a link to a parent does not loop), sorted."""
+    folders too (each folder once, so a link to a parent does not loop), sorted. Hidden files and
+    folders (.name) are skipped, as a shell's * does: macOS's ._photo.jpg copies are not images."""
     found, seen = [], set()
     for root, dirs, files in os.walk(directory, followlinks=True):
         real = os.path.realpath(root)
@@ -574,6 +575,8 @@ def list_images(directory: str | os.PathLike, suffixes: Collection[str] = IMAGE_
             dirs.clear()
             continue
         seen.add(real)
-        dirs.sort()  # the same path wins on every file system
-        found += [Path(root, f) for f in files if Path(f).suffix.lower() in suffixes]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # the same path wins anywhere
+        found += [
+            Path(root, f) for f in files if Path(f).suffix.lower() in suffixes and not f.startswith(".")
+        ]
     return sorted(p for p in found if p.is_file())

@@ -191,10 +191,9 @@ def natural_key(path: Path) -> list:
 
 def frame_files(folder: Path) -> list[Path]:
     """The images directly in `folder` (not in subfolders, where earlier outputs may sit), in
-    natural order."""
-    return sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key
-    )
+    natural order; hidden files (macOS's ._frame.png copies) are skipped, as by `list_images`."""
+    found = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted((p for p in found if p.is_file()), key=natural_key)
 
 
 def check_frame_sizes(folder: Path, size: int | None) -> None:
