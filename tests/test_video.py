@@ -204,6 +204,10 @@ def test_video_keeps_the_audio_cut_to_the_frames(wct_cli, tmp_path, monkeypatch)
     with pytest.warns(UserWarning, match="--fps changes the clip's duration"):
         r = wct_cli("video", str(clip), str(tmp_path / "slow.mp4"), *common, "--fps", "5")
     assert r.returncode == 0 and not has_audio(tmp_path / "slow.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the clip's own rate, as rounded by hand (23.976 for 24000/1001)
+        r = wct_cli("video", str(clip), str(tmp_path / "same.mp4"), *common, "--fps", "10.004")
+    assert r.returncode == 0 and has_audio(tmp_path / "same.mp4")
 
     def fail(*args):
         raise OutputError("ffmpeg could not add the audio (test)")

@@ -407,6 +407,8 @@ def video(
     if fps is not None and not to_video:
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
     frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
+    if fps is not None and math.isclose(fps, in_fps, rel_tol=1e-3):  # --fps 23.976 for 24000/1001
+        fps = in_fps
     if source.is_dir() and to_video:
         check_frame_sizes(source, size_arg(size, "--size"))
     sound = source if audio else None
