@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -27,6 +28,8 @@ from .errors import InputError, OutputError
 from .images import list_images, load_image, tensor_to_pil
 from .paths import check_target
 from .pipeline import Stylizer
+
+T = TypeVar("T")
 
 
 def peak_rss_reset() -> None:
@@ -103,23 +106,14 @@ def run_pair(
     run_wct = lambda: stylizer.stylize(content, stylizer.style(style), 1.0)  # noqa: E731
     if stylizer.device.type == "cuda":
         run_wct()  # CUDA's one-time setup is not WCT's time
-    times = []
     peak_rss_reset()
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        y_wct = run_wct()
-        sync()
-        times.append(time.perf_counter() - t)
+    times, outputs = zip(*(timed(run_wct) for _ in range(repeats)), strict=True)
+    y_wct = outputs[-1]
     wct_rss = peak_rss_mb()
     wct_score = score(enc, y_wct, content, style, o)
 
     peak_rss_reset()
-    sync()
-    t = time.perf_counter()
-    result = g.gatys(enc, content, style, **asdict(o))
-    sync()
-    gatys_time = time.perf_counter() - t
+    gatys_time, result = timed(lambda: g.gatys(enc, content, style, **asdict(o)))
     gatys_rss = peak_rss_mb()
     gatys_score = score(enc, result.image, content, style, o)
     match = first_match(result.history, wct_score["total"])
@@ -131,7 +125,7 @@ def run_pair(
         "style": style_path.name,
         "size": size,
         "shape": list(content.shape[-2:]),
-        "wct": {"seconds": wct_time, "all_seconds": times, "peak_rss_mb": wct_rss, **wct_score},
+        "wct": {"seconds": wct_time, "all_seconds": list(times), "peak_rss_mb": wct_rss, **wct_score},
         "gatys": {
             "settings": asdict(o),
             "seconds": gatys_time,
@@ -260,17 +254,19 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    """Wall time of one call of `fn` (queued GPU work included) and what it returned."""
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t, out
+
+
 def median_seconds(fn: Callable[[], object], runs: int) -> float:
     """Median wall time of `runs` calls of `fn`, after one untimed warm-up call."""
     fn()
-    times = []
-    for _ in range(runs):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timed(fn)[0] for _ in range(runs))
 
 
 def count_flops(fn: Callable[[], object]) -> int:
