@@ -116,6 +116,27 @@ def prepare_inputs(
     return styles, x, (h, w), labels
 
 
+def fit_mask(mask: object, styles: int, size: tuple[int, int], scale: int | None) -> Tensor | None:
+    """`mask` (see `controls.as_labels`, checked against the number of `styles`) as labels for a
+    content of `size` (h, w) scaled to longer side `scale` (`controls.fit_labels`); None stays None."""
+    return None if mask is None else fit_labels(as_labels(mask, styles), size, scale)
+
+
+def unpad(y: Tensor, hw: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """A cascade's result on `prepare_inputs`' content, cut to its unpadded `hw` and resized to
+    the content's own `size` (h, w), undoing the stretch of a small side."""
+    h, w = hw
+    return resize(y[..., :h, :w], size)
+
+
+def finish(content: Tensor, y: Tensor, preserve_color: bool, source: ImageLike) -> Image.Image:
+    """The stylised `y` as a PIL image, with `content`'s colours if `preserve_color` (see
+    `controls.preserve_color`) and the alpha channel of `source`, the image `content` was read
+    from, if it has one."""
+    out = tensor_to_pil(controls.preserve_color(content, y) if preserve_color else y)
+    return with_alpha(out, alpha_channel(source, out.size))
+
+
 def split_batch(content: ImageLike) -> list[Tensor]:
     """A content as checked (1, 3, H, W) images in [0, 1]: each image of an (N, 3, H, W) batch, or
     the one image of a path, a PIL image or a (3, H, W) tensor (`load_image` does the checks)."""
@@ -259,9 +280,9 @@ class Stylizer:
         style = self.styles(style, levels)
 
         def one(image: Tensor) -> Tensor:
-            styles, x, (h, w), labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
+            styles, x, hw, labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
             y = self.cascade(x, styles, alpha, levels, weights, labels)
-            return resize(y[..., :h, :w], tuple(image.shape[-2:]))
+            return unpad(y, hw, tuple(image.shape[-2:]))
 
         return per_image(content, one)
 
@@ -387,12 +408,9 @@ def stylize(
     s = stylizer(device, precision)
     x = load_image(content, size)
     styles = s.styles(style, levels, style_size, tile)
-    labels = None
-    if mask is not None:
-        labels = fit_labels(as_labels(mask, len(styles)), tuple(x.shape[-2:]), size)
+    labels = fit_mask(mask, len(styles), tuple(x.shape[-2:]), size)
     y = stylize_any(s, x, styles, alpha, levels, tile, weights, labels)
-    out = tensor_to_pil(controls.preserve_color(x, y) if preserve_color else y)
-    return with_alpha(out, alpha_channel(content, out.size))
+    return finish(x, y, preserve_color, content)
 
 
 def texture(

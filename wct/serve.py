@@ -41,8 +41,6 @@ from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from torch import Tensor
 
-from . import controls
-from .controls import fit_labels, read_mask
 from .errors import ImageError, InputError, WCTError
 from .images import (
     DECODE_ERRORS,
@@ -53,13 +51,11 @@ from .images import (
     eight_bit,
     load_image,
     reason,
-    resize,
-    tensor_to_pil,
     to_rgb,
     to_srgb,
     with_alpha,
 )
-from .pipeline import Style, Stylizer, check_levels, prepare_inputs
+from .pipeline import Style, Stylizer, check_levels, finish, fit_mask, prepare_inputs, unpad
 from .transform import check_weights
 
 PREVIEW_SIZE = 256  # longer side of the live preview
@@ -213,9 +209,7 @@ def prepare(
     """Scale the content and label the mask, then stretch and pad as `Stylizer.stylize` does."""
     with noted() as notes:
         content = load_image(image, size)
-        labels = None
-        if mask is not None:
-            labels = fit_labels(read_mask(mask, len(styles)), tuple(content.shape[-2:]), size)
+        labels = fit_mask(mask, len(styles), tuple(content.shape[-2:]), size)
         _, x, hw, labels = prepare_inputs(content, list(styles), levels, None, labels)  # type: ignore[arg-type]
     return Prepared(content, x, hw, labels, notes=notes)
 
@@ -496,11 +490,8 @@ class Engine:
         first = prep.first if preview else None
         with noted() as notes:
             y = self.s.cascade(prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress)
-        h, w = prep.hw
-        y = resize(y[..., :h, :w], tuple(prep.content.shape[-2:]))
-        if p.preserve_color:
-            y = controls.preserve_color(prep.content, y)
-        out = tensor_to_pil(y)
+        y = unpad(y, prep.hw, tuple(prep.content.shape[-2:]))
+        out = finish(prep.content, y, p.preserve_color, content)
         ids = [p.content, *p.styles, *([p.mask] if p.mask else [])]
         notes = [
             *(n for iid in ids for n in session.image_notes.get(iid, [])),
@@ -508,7 +499,7 @@ class Engine:
             *prep.notes,
             *notes,
         ]
-        return with_alpha(out, alpha_channel(content, out.size)), list(dict.fromkeys(notes))
+        return out, list(dict.fromkeys(notes))
 
 
 def frame_key(p: Params) -> tuple[str, float]:

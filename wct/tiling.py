@@ -23,8 +23,8 @@ from .controls import resize_labels
 from .decoder import Decoder
 from .encoder import cfg, relu
 from .errors import InputError
-from .images import ImageLike, load_image, resize
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs
+from .images import ImageLike, load_image
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs, unpad
 from .transform import FeatureStats, affine_maps, apply_maps, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -259,14 +259,14 @@ def stylize_tiled(
     style = stylizer.styles(style, levels)
 
     def one(image: Tensor) -> Tensor:
-        styles, x, (h, w), labels = prepare_inputs(image.cpu(), style, levels, weights, mask)
+        styles, x, hw, labels = prepare_inputs(image.cpu(), style, levels, weights, mask)
         for level in levels:
             stats = [st[level] for st in styles]
             x = stylize_level(
                 stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook
             )
             x = x.clamp_(0, 1)
-        return resize(x[..., :h, :w], tuple(image.shape[-2:]))
+        return unpad(x, hw, tuple(image.shape[-2:]))
 
     return per_image(content, one)
 
