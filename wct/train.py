@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
+from rich.progress import Progress, TaskID
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.functional import pil_to_tensor
@@ -682,8 +683,45 @@ def finish(
     return summary
 
 
-def train(cfg: Config) -> dict:
-    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
+@dataclass
+class Run:
+    """What a training run works with, built by `setup`; the steps update `state`, `bad`, `t0`
+    and `seen`."""
+
+    cfg: Config  # as it runs: `amp` resolved
+    files: RunFiles
+    device: torch.device
+    rank: int
+    world: int
+    encoder: Encoder
+    decoder: Decoder
+    net: torch.nn.Module  # decoder.net, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    amp: torch.autocast
+    feature_var: float
+    state: dict
+    val_all: list
+    loader: DataLoader
+    n_files: int
+    bad: set[str]  # unreadable training files skipped so far
+    t0: float  # since when time is not yet counted in state["seconds"]
+    seen: int = 0  # images trained on since t0
+
+
+def build_models(cfg: Config, device: torch.device) -> tuple[Encoder, Decoder]:
+    """The frozen encoder and a new decoder on `device` (channels-last on CUDA, where it is faster)."""
+    encoder = load_encoder(device, cfg.vgg_weights)
+    decoder = Decoder(cfg.level).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        decoder = decoder.to(memory_format=torch.channels_last)
+        encoder = encoder.to(memory_format=torch.channels_last)
+    return encoder, decoder
+
+
+def setup(cfg: Config) -> Run:
+    """Check the settings, start the processes, build the models and start or resume the run's
+    state; --out is created last, so a run refused during setup leaves nothing."""
     check_config(cfg)
     cfg = plain(cfg)
     device, rank, world = setup_processes(cfg)
@@ -691,22 +729,15 @@ def train(cfg: Config) -> dict:
     if cfg.val and rank == 0 and not val_all:
         raise InputError(f"--val (Config.val) {cfg.val} holds no readable image")
     torch.manual_seed(cfg.seed)
-    out, name = Path(cfg.out), relu(cfg.level)
     files = check_out(cfg, rank)
-    last, best = files.last, files.best
     if rank == 0:
-        sweep_temps(out, name)
+        sweep_temps(Path(cfg.out), relu(cfg.level))
 
-    encoder = load_encoder(device, cfg.vgg_weights)
-    decoder = Decoder(cfg.level).to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        decoder = decoder.to(memory_format=torch.channels_last)
-        encoder = encoder.to(memory_format=torch.channels_last)
+    encoder, decoder = build_models(cfg, device)
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     use_amp = cfg.amp if cfg.amp is not None else "bf16" in fast_precisions(device)
     cfg = replace(cfg, amp=use_amp)  # the metadata and checkpoints record what ran
-    if cfg.resume and last.exists():
+    if cfg.resume and files.last.exists():
         state = resume(cfg, files, decoder, opt, rank, world)
     else:
         state = start(cfg, encoder, decoder, device, rank)
@@ -719,106 +750,162 @@ def train(cfg: Config) -> dict:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = feature_variance(decoder)
     dl, n_files = loader(cfg, state["step"], rank, world)
-    out.mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
     known = state["bad_files"] if isinstance(state["bad_files"], list) else []  # (a count, once)
-    t0, seen, bad = time.time(), 0, {f for f in known if isinstance(f, str)}
+    bad = {f for f in known if isinstance(f, str)}
+    return Run(
+        cfg=cfg,
+        files=files,
+        device=device,
+        rank=rank,
+        world=world,
+        encoder=encoder,
+        decoder=decoder,
+        net=net,
+        opt=opt,
+        amp=amp,
+        feature_var=feature_var,
+        state=state,
+        val_all=val_all,
+        loader=dl,
+        n_files=n_files,
+        bad=bad,
+        t0=time.time(),
+    )
 
-    def rescore_best() -> float:
-        """The kept decoder scored on all of --val, as the final one is (earlier validations may
-        use the first `val_images`); its file records the new scores."""
-        kept = load_decoder(cfg.level, device, encoder.weights_id, path=best)
-        scores = reconstruction_scores(encoder, kept, val_all)
-        update = {"val_psnr": round(scores["psnr"], 3), "val_ssim": round(scores["ssim"], 4)}
-        save_decoder(kept, best, {**kept.metadata, **update, "val_images": scores["images"]})
-        return scores["psnr"]
 
-    def validate_and_save(step: int, final: bool) -> None:
-        entry = {"step": step}
-        val = val_all if final else val_all[: cfg.val_images]
-        if val:
-            decoder.eval()
-            entry.update(reconstruction_scores(encoder, decoder, val))
-            decoder.train()
-            subset = cfg.val_images is not None and cfg.val_images < len(val_all)
-            if final and subset and best.exists() and state.get("best_step") != step:
-                state["best_psnr"] = rescore_best()
-            if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
-                state["best_psnr"], state["best_step"] = entry["psnr"], step
-                seconds = state["seconds"] + time.time() - t0
-                save_decoder(
-                    decoder, best, metadata(cfg, {**state, "seconds": seconds}, step, entry, encoder, world)
-                )
-            print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
-            state["history"].append(entry)
+def train_step(run: Run, batch: Tensor | None, unreadable: set[str], step: int, done: float) -> Tensor:
+    """One optimiser step on `batch` at `step`, `done` of the way through the run (which sets the
+    lr and switches on the feature term); returns the loss."""
+    cfg = run.cfg
+    if batch is None:
+        raise InputError(f"--data (Config.data) {cfg.data}: none of its image files can be read any more")
+    run.bad.update(unreadable)
+    x = batch.to(run.device, non_blocking=True).float().div_(255)
+    if run.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for g in run.opt.param_groups:
+        g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
+    use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
+    weight = cfg.feature_weight if use_feat else 0.0
+    with run.amp:
+        loss = reconstruction_loss(run.encoder, run.decoder, run.net, x, weight, run.feature_var, cfg.loss)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.seen += x.shape[0] * run.world
+    return loss
 
-    decoder.train()
+
+def done_after(run: Run, step: int) -> float:
+    """`progress` once `step` steps are done; under torchrun the ranks of a timed run take the
+    furthest, so they agree on when it ends."""
+    done = progress(step, run.state["seconds"] + time.time() - run.t0, run.cfg)
+    if run.world > 1 and run.cfg.minutes:
+        t = torch.tensor([done], device=run.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        done = t.item()
+    return done
+
+
+def log_step(run: Run, step: int, loss: Tensor, bar: Progress, task: TaskID) -> None:
+    """Record the loss in the history and show it with the lr and speed, on the progress bar or
+    as a line where there is none."""
+    rate = run.seen / (time.time() - run.t0)
+    run.state["history"].append({"step": step, "loss": loss.item()})
+    info = f"loss {loss.item():.5f} lr {run.opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
+    bar.update(task, completed=step, info=info)
+    if not bar.live.is_started:
+        print(f"step {step}/{run.cfg.steps} {info}", flush=True)
+
+
+def rescore_best(run: Run) -> float:
+    """The kept decoder scored on all of --val, as the final one is (earlier validations may
+    use the first `val_images`); its file records the new scores."""
+    best = run.files.best
+    kept = load_decoder(run.cfg.level, run.device, run.encoder.weights_id, path=best)
+    scores = reconstruction_scores(run.encoder, kept, run.val_all)
+    update = {"val_psnr": round(scores["psnr"], 3), "val_ssim": round(scores["ssim"], 4)}
+    save_decoder(kept, best, {**kept.metadata, **update, "val_images": scores["images"]})
+    return scores["psnr"]
+
+
+def validate_and_save(run: Run, step: int, final: bool) -> None:
+    """Score the decoder on --val (its first `val_images` until the `final` step) and keep it if it
+    beats the best so far."""
+    cfg, state, decoder, best = run.cfg, run.state, run.decoder, run.files.best
+    entry = {"step": step}
+    val = run.val_all if final else run.val_all[: cfg.val_images]
+    if val:
+        decoder.eval()
+        entry.update(reconstruction_scores(run.encoder, decoder, val))
+        decoder.train()
+        subset = cfg.val_images is not None and cfg.val_images < len(run.val_all)
+        if final and subset and best.exists() and state.get("best_step") != step:
+            state["best_psnr"] = rescore_best(run)
+        if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
+            state["best_psnr"], state["best_step"] = entry["psnr"], step
+            seconds = state["seconds"] + time.time() - run.t0
+            meta = metadata(cfg, {**state, "seconds": seconds}, step, entry, run.encoder, run.world)
+            save_decoder(decoder, best, meta)
+        print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
+        state["history"].append(entry)
+
+
+def save_checkpoint(run: Run, step: int) -> None:
+    """Write the checkpoint of `step` (the time and skipped files so far go into its state), and
+    the curves plot."""
+    state = run.state
+    state.update(step=step, bad_files=sorted(run.bad), seconds=state["seconds"] + time.time() - run.t0)
+    run.t0, run.seen = time.time(), 0
+    atomic_torch_save(
+        {
+            "decoder": run.decoder.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "state": state,
+            "config": {**asdict(run.cfg), "processes": run.world},
+        },
+        run.files.last,
+    )
+    if state["history"]:
+        plot_history(state["history"], Path(run.cfg.out) / f"{relu(run.cfg.level)}.curves.png")
+
+
+def train(cfg: Config) -> dict:
+    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
+    run = setup(cfg)
+    cfg, state, rank, world = run.cfg, run.state, run.rank, run.world
+    run.decoder.train()
     step = state["step"]
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
     bar = progress_bar(rank == 0 and sys.stdout.isatty())
-    task = bar.add_task(name, total=cfg.steps, completed=step, info="")
+    task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
     try:
-        for batch, bad_now in dl:
+        for batch, unreadable in run.loader:
             if step >= end or done >= 1:
                 break
-            if batch is None:
-                raise InputError(
-                    f"--data (Config.data) {cfg.data}: none of its image files can be read any more"
-                )
-            bad.update(bad_now)
-            x = batch.to(device, non_blocking=True).float().div_(255)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg, done if cfg.minutes else None)
-            use_feat = cfg.feature_weight > 0 and done >= cfg.feature_from
-            with amp:
-                loss = reconstruction_loss(
-                    encoder, decoder, net, x, cfg.feature_weight if use_feat else 0.0, feature_var, cfg.loss
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(run, batch, unreadable, step, done)
             step += 1
-            seen += x.shape[0] * world
             bar.update(task, completed=step)
-            done = progress(step, state["seconds"] + time.time() - t0, cfg)
-            if world > 1 and cfg.minutes:  # ranks must agree on when a timed run ends
-                t = torch.tensor([done], device=device)
-                dist.all_reduce(t, op=dist.ReduceOp.MAX)
-                done = t.item()
+            done = done_after(run, step)
             final = step == cfg.steps or done >= 1
             due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
-            if (final or step == end or any(step % k == 0 for k in due)) and not finite(decoder):
-                raise TrainingError(diverged(step, loss.item(), cfg, last, best))
+            if (final or step == end or any(step % k == 0 for k in due)) and not finite(run.decoder):
+                raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
             if step % cfg.log_every == 0 and rank == 0:
-                rate = seen / (time.time() - t0)
-                state["history"].append({"step": step, "loss": loss.item()})
-                info = f"loss {loss.item():.5f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
-                bar.update(task, completed=step, info=info)
-                if not bar.live.is_started:
-                    print(f"step {step}/{cfg.steps} {info}", flush=True)
+                log_step(run, step, loss, bar, task)
             if rank == 0 and (step % cfg.val_every == 0 or final):
-                validate_and_save(step, final)
+                validate_and_save(run, step, final)
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
-                state.update(step=step, bad_files=sorted(bad), seconds=state["seconds"] + time.time() - t0)
-                t0, seen = time.time(), 0
-                atomic_torch_save(
-                    {
-                        "decoder": decoder.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "state": state,
-                        "config": {**asdict(cfg), "processes": world},
-                    },
-                    last,
-                )
-                if state["history"]:
-                    plot_history(state["history"], out / f"{name}.curves.png")
+                save_checkpoint(run, step)
     finally:
         bar.stop()
     ended = step >= cfg.steps or done >= 1  # not just a chunk of the run
-    return finish(cfg, files, encoder, decoder, state, step, bad, n_files, rank, world, ended=ended)
+    return finish(
+        cfg, run.files, run.encoder, run.decoder, state, step, run.bad, run.n_files, rank, world, ended=ended
+    )
 
 
 def finite(decoder: Decoder) -> bool:
