@@ -12,7 +12,9 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -22,6 +24,11 @@ from .checks import check_alpha, check_device_name, check_precision, parse_size
 from .errors import InputError, OutputError, WCTError
 from .paths import check_target
 from .progress import progress_bar
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .pipeline import Style, Stylizer
 
 app = typer.Typer(
     add_completion=False,
@@ -259,51 +266,40 @@ def stylize(
     if style is not None and content.is_file() and style.is_file() and not folder and not output.is_dir():
         check_output(output, overwrite, tuple(p for p in (content, style, mask) if p))  # before torch
     from . import controls
-    from .images import (
-        alpha_channel,
-        atomic_save,
-        check_max_pixels,
-        check_pixels,
-        load_image,
-        tensor_to_pil,
-        with_alpha,
-    )
-    from .pipeline import Style, Stylizer
-    from .tiling import stylize_any
+    from .images import check_max_pixels
+    from .pipeline import Stylizer
 
     check_max_pixels(max_pixels, "--max-pixels")
     tile_ = tile_arg(tile)
     lv = parse_levels(levels)
     size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
     paths, weights = controls.parse_styles(style, style_opts, mask)
-    mixed = len(paths) > 1 or mask is not None
     labels = controls.read_mask(mask, len(paths)) if mask is not None else None
-    todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if mixed else None, folder)
+    opts = StylizeOptions(
+        alpha=alpha,
+        levels=lv,
+        size=size_,
+        style_size=style_size_,
+        styles=paths,
+        weights=weights,
+        mask=mask,
+        labels=labels,
+        preserve_color=preserve_color,
+        precision=precision,
+        tile=tile_,
+        max_pixels=max_pixels,
+        overwrite=overwrite,
+    )
+
+    todo = jobs(content, paths[0], output, "+".join(p.stem for p in paths) if opts.mixed else None, folder)
     batch = len(todo) > 1 or content.is_dir() or paths[0].is_dir()
     extra = (*paths, mask) if mask is not None else tuple(paths)
     inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
     if not batch:  # before any work, not after it
         check_output(todo[0][2], overwrite, tuple(inputs))
-    stylizer = Stylizer(device, vgg_weights, precision)
-    settings = {  # what made each output, in its PNG text: a rerun skips only outputs made alike
-        "alpha": alpha,
-        "levels": lv,
-        "size": size_,
-        "style_size": style_size_,
-        "styles": [p.name for p in paths] if mixed else None,
-        "weights": weights,
-        "mask": None if mask is None else mask.name,
-        "preserve_color": preserve_color,
-        "precision": precision,
-        "encoder": stylizer.encoder.weights_id,
-        "decoders": [stylizer.decoder(level).metadata.get("sha256") for level in lv],
-    }
-    digest = functools.cache(file_digest)
 
-    def record(c: Path, s: Path) -> dict[str, str]:
-        """The settings and the digests of the files an output is made from (content, styles, mask)."""
-        files = (c, *(paths if mixed else [s]), *([mask] if mask is not None else []))
-        return {"wct:settings": json.dumps(settings | {"inputs": [digest(f) for f in files]})}
+    stylizer = Stylizer(device, vgg_weights, precision)
+    record = provenance(opts, stylizer)
 
     styles: dict[Path, list[Style]] = {}
     failures: list[str] = []
@@ -312,31 +308,115 @@ def stylize(
         task = bar.add_task("stylizing", total=len(todo), info="")
         for c, s, o in todo:
             try:
-                made = record(c, s)
-                if batch and not overwrite and o.resolve() not in inputs and is_done(o, made):
+                if not stylize_job(c, s, o, stylizer, opts, record(c, s), inputs, styles, batch):
                     skipped += 1
-                    continue
-                if o.resolve() in inputs:
-                    raise OutputError(f"refusing to write over the input {o}")
-                if s not in styles:
-                    style_paths = paths if mixed else [s]
-                    for p in style_paths:
-                        check_pixels(p, max_pixels)
-                    styles[s] = [stylizer.style(p, style_size_, lv, tile_, max_pixels) for p in style_paths]
-                x = load_image(c, size_, max_pixels)
-                m = None if labels is None else controls.fit_labels(labels, tuple(x.shape[-2:]), size_)
-                y = stylize_any(stylizer, x, styles[s], alpha, lv, tile_, weights=weights, mask=m)
-                if preserve_color:
-                    y = controls.preserve_color(x, y)
-                out = tensor_to_pil(y)
-                out = with_alpha(out, alpha_channel(c, out.size, max_pixels))  # RGBA content: alpha kept
-                atomic_save(out, o, overwrite=overwrite, protect=tuple(inputs), text=made)
             except WCTError as e:
                 if not batch:
                     raise
                 failures.append(f"{c.name} + {s.name}: {e}")
             finally:
                 bar.advance(task)
+    summarise(batch, todo, skipped, failures, output)
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """The checked options of `wct stylize` that all its jobs share."""
+
+    alpha: float
+    levels: tuple[int, ...]
+    size: int | None
+    style_size: int | None
+    styles: list[Path]  # the style (a file or a folder of them), or those blended or mapped by mask
+    weights: list[float] | None
+    mask: Path | None
+    labels: Tensor | None  # the mask's region labels
+    preserve_color: bool
+    precision: str
+    tile: int | None
+    max_pixels: int | None
+    overwrite: bool
+
+    @property
+    def mixed(self) -> bool:
+        """Whether each output blends several styles or maps them by a mask."""
+        return len(self.styles) > 1 or self.mask is not None
+
+    def style_files(self, s: Path) -> list[Path]:
+        """The styles of the job with style `s`: all of them when mixed, else `s` alone."""
+        return self.styles if self.mixed else [s]
+
+
+def provenance(opts: StylizeOptions, stylizer: Stylizer) -> Callable[[Path, Path], dict[str, str]]:
+    """The PNG text of the output made from content c and style s: the settings (what made each
+    output: a rerun skips only outputs made alike) and the digests of its files (content, styles,
+    mask). Loads the decoders."""
+    settings = {
+        "alpha": opts.alpha,
+        "levels": opts.levels,
+        "size": opts.size,
+        "style_size": opts.style_size,
+        "styles": [p.name for p in opts.styles] if opts.mixed else None,
+        "weights": opts.weights,
+        "mask": None if opts.mask is None else opts.mask.name,
+        "preserve_color": opts.preserve_color,
+        "precision": opts.precision,
+        "encoder": stylizer.encoder.weights_id,
+        "decoders": [stylizer.decoder(level).metadata.get("sha256") for level in opts.levels],
+    }
+    digest = functools.cache(file_digest)
+
+    def record(c: Path, s: Path) -> dict[str, str]:
+        files = (c, *opts.style_files(s), *([opts.mask] if opts.mask is not None else []))
+        return {"wct:settings": json.dumps(settings | {"inputs": [digest(f) for f in files]})}
+
+    return record
+
+
+def stylize_job(
+    c: Path,
+    s: Path,
+    o: Path,
+    stylizer: Stylizer,
+    opts: StylizeOptions,
+    made: dict[str, str],
+    inputs: set[Path],
+    styles: dict[Path, list[Style]],
+    batch: bool,
+) -> bool:
+    """Write content `c` in style `s` to `o`, with `made` as its PNG text; False (nothing done) if a
+    batch finds `o` already made alike. `styles` keeps each style's features for the next jobs."""
+    from . import controls
+    from .images import alpha_channel, atomic_save, check_pixels, load_image, tensor_to_pil, with_alpha
+    from .tiling import stylize_any
+
+    if batch and not opts.overwrite and o.resolve() not in inputs and is_done(o, made):
+        return False
+    if o.resolve() in inputs:
+        raise OutputError(f"refusing to write over the input {o}")
+    if s not in styles:
+        style_paths = opts.style_files(s)
+        for p in style_paths:
+            check_pixels(p, opts.max_pixels)
+        styles[s] = [
+            stylizer.style(p, opts.style_size, opts.levels, opts.tile, opts.max_pixels) for p in style_paths
+        ]
+    x = load_image(c, opts.size, opts.max_pixels)
+    m = None if opts.labels is None else controls.fit_labels(opts.labels, tuple(x.shape[-2:]), opts.size)
+    y = stylize_any(stylizer, x, styles[s], opts.alpha, opts.levels, opts.tile, weights=opts.weights, mask=m)
+    if opts.preserve_color:
+        y = controls.preserve_color(x, y)
+    out = tensor_to_pil(y)
+    out = with_alpha(out, alpha_channel(c, out.size, opts.max_pixels))  # RGBA content: alpha kept
+    atomic_save(out, o, overwrite=opts.overwrite, protect=tuple(inputs), text=made)
+    return True
+
+
+def summarise(
+    batch: bool, todo: list[tuple[Path, Path, Path]], skipped: int, failures: list[str], output: Path
+) -> None:
+    """Say what was written: the one output, or a batch's counts and failures; exit 1 if any job of
+    a batch failed."""
     if batch:
         done = len(todo) - len(failures) - skipped
         console.print(f"{done} written, {skipped} already complete, {len(failures)} failed -> {output}")
