@@ -465,3 +465,14 @@ def test_threads_asking_for_the_cached_stylizer_at_once_share_one_load(monkeypat
     for t in threads:
         t.join()
     assert len(made) == 1 and got[0] is got[1] is got[2]
+
+
+def test_texture_encodes_a_style_image_once_not_at_every_pass(monkeypatch):
+    s = wct.Stylizer("cpu")
+    style = gradient_image(48, 40)
+    calls = []
+    real = wct.Stylizer.style
+    monkeypatch.setattr(wct.Stylizer, "style", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    a = s.texture(style, (32, 32), passes=2, levels=(2, 1))
+    assert len(calls) == 1
+    assert torch.equal(a, s.texture(s.style(style, levels=(2, 1)), (32, 32), passes=2, levels=(2, 1)))

@@ -318,7 +318,7 @@ class Stylizer:
     @torch.no_grad()
     def texture(
         self,
-        style: Style | Sequence[Style],
+        style: Style | ImageLike | Sequence[Style | ImageLike],
         size: tuple[int, int] = (512, 512),
         seed: int = 0,
         passes: int = 3,
@@ -344,10 +344,12 @@ class Stylizer:
                 f"the texture is only {width}x{height} px: made at {made[0]}x{made[1]} and scaled down",
                 stacklevel=3,  # past torch.no_grad's wrapper
             )
+        levels = check_levels(levels)
+        styles = self.styles(style, levels, tile=tile)  # an image is encoded once, not at every pass
         g = torch.Generator().manual_seed(int(seed))
         x = torch.rand(1, 3, made[1], made[0], generator=g)
         for _ in range(passes):
-            x = stylize_any(self, x, style, 1.0, levels, tile, weights)
+            x = stylize_any(self, x, styles, 1.0, levels, tile, weights)
         return resize(x, (height, width))
 
     @torch.no_grad()
