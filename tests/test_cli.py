@@ -755,8 +755,8 @@ def test_a_bad_option_is_the_first_error_even_with_a_taken_output_and_before_tor
     )
 
 
-def test_video_checks_its_options_and_a_taken_output_before_torch(pair, tmp_path):
-    """As stylize does: a taken OUTPUT or a bad option answers at once, not after torch loads."""
+def test_video_and_style_stats_check_options_and_a_taken_output_before_torch(pair, tmp_path):
+    """As stylize does: a taken output or a bad option answers at once, not after torch loads."""
     style = str(pair / "style.jpg")
     (tmp_path / "taken.mp4").write_bytes(b"mine")
     taken, frames = str(tmp_path / "taken.mp4"), str(pair)
@@ -767,8 +767,15 @@ def test_video_checks_its_options_and_a_taken_output_before_torch(pair, tmp_path
         (["video", frames, taken, "--style", style, "--precision", "fp8"], "precision must be one of"),
         (["video", frames, style, "--style", style, "--overwrite"], "refusing to write over the input"),
     ]
+    (tmp_path / "taken.safetensors").write_bytes(b"mine")
+    preset = str(tmp_path / "taken.safetensors")
+    cases += [  # and style-stats
+        (["style-stats", style, "-o", preset], "taken.safetensors exists: pass --overwrite"),
+        (["style-stats", style, "-o", str(tmp_path / "p.pt")], "a style preset must be a .safetensors file"),
+        (["style-stats", style, "-o", str(tmp_path / "p.safetensors"), "--device", "gpu"], "unknown device"),
+    ]
     assert_errors_before_torch(cases)
-    assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+    assert (tmp_path / "taken.mp4").read_bytes() == (tmp_path / "taken.safetensors").read_bytes() == b"mine"
 
 
 def test_levels_run_in_the_order_given_as_help_says_and_empty_folders_name_the_suffixes(

@@ -22,7 +22,7 @@ from rich.table import Column, Table
 
 from .checks import check_alpha, check_device_name, check_precision, parse_size
 from .errors import InputError, OutputError, WCTError
-from .paths import check_target
+from .paths import check_preset_path, check_target
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -557,11 +557,11 @@ def style_stats(
 ) -> None:
     """Save STYLE's statistics at all five levels: a preset usable wherever a style image is."""
     must_exist(style)
-    from .controls import check_preset_path
+    check_options(device)
+    check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
+    check_target(output, overwrite, (style,))  # all before torch loads
     from .pipeline import Stylizer
 
-    check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
-    check_target(output, overwrite, (style,))
     tile_ = tile_arg(tile)
     s = Stylizer(device, vgg_weights)
     meta = {"source": style.name, "style_size": str(style_size)}

@@ -19,9 +19,9 @@ from PIL import Image
 from torch import Tensor
 
 from .encoder import read_signed, relu, write_signed
-from .errors import InputError, OutputError, WeightsError
+from .errors import InputError, WeightsError
 from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
-from .paths import check_target, write_error
+from .paths import check_preset_path
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
@@ -232,19 +232,6 @@ _FIELDS = ("count", "total", "outer", "shift")
 def is_preset(image: object) -> bool:
     """A style given as a path to a .safetensors statistics file rather than an image."""
     return isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() == ".safetensors"
-
-
-def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
-    read it as a preset), `check_target` refuses it (it exists without `overwrite`...) or it cannot
-    be looked at (a name too long...)."""
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise OutputError(f"a style preset must be a .safetensors file, got {path}")
-    try:
-        return check_target(path, overwrite)
-    except OSError as e:  # as write_atomic reports it
-        raise write_error(path, e) from None
 
 
 def save_style_stats(

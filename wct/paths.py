@@ -37,3 +37,16 @@ def check_target(
 def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
     """The OutputError for an OSError met writing `path` (a name too long, a full disk...)."""
     return OutputError(f"cannot write {path}: {e.strerror or e}")
+
+
+def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
+    read it as a preset), `check_target` refuses it (it exists without `overwrite`...) or it cannot
+    be looked at (a name too long...)."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise OutputError(f"a style preset must be a .safetensors file, got {path}")
+    try:
+        return check_target(path, overwrite)
+    except OSError as e:  # as write_atomic reports it
+        raise write_error(path, e) from None
