@@ -518,7 +518,7 @@ def test_presets_with_bad_metadata_or_a_newer_version_are_clear_weights_errors(t
     from wct.controls import load_style_stats, save_style_stats
     from wct.errors import WeightsError
 
-    stats = {3: feature_stats(torch.randn(8, 4, 4)), 1: feature_stats(torch.randn(4, 4, 4))}
+    stats = {3: feature_stats(torch.randn(256, 4, 4)), 1: feature_stats(torch.randn(64, 4, 4))}
     preset = save_style_stats(stats, tmp_path / "p.safetensors", "md5", {"source": "a.jpg"})
     assert sorted(load_style_stats(preset, "md5")) == [1, 3]
     with safe_open(str(preset), "pt") as f:
@@ -533,6 +533,32 @@ def test_presets_with_bad_metadata_or_a_newer_version_are_clear_weights_errors(t
     (tmp_path / "d.safetensors").mkdir()
     with pytest.raises(InputError, match="is a directory"):
         load_style_stats(tmp_path / "d.safetensors", "md5")
+
+
+def test_unusable_statistics_are_refused_when_saved_and_when_read(tmp_path):
+    """Wrong channels, no pixels, NaN or no level: refused at save, and a file holding them (its
+    digest valid) is a WeightsError naming it, not a later 'content has 256 channels...'."""
+    from wct.controls import load_style_stats, save_style_stats
+    from wct.encoder import write_signed
+    from wct.errors import WeightsError
+
+    good = feature_stats(torch.randn(64, 4, 4))
+    nan = FeatureStats(good.count, good.total * float("nan"), good.outer, good.shift)
+    empty = FeatureStats(0, good.total, good.outer, good.shift)
+    cases = [({3: good}, "relu3_1 sums are not those of 256 channels"), ({1: nan}, "not finite")]
+    cases += [({1: empty}, "count no pixels"), ({}, "holds no level"), ({7: good}, "levels are 1 to 5")]
+    for stats, text in cases:
+        with pytest.raises(InputError, match=text):
+            save_style_stats(stats, tmp_path / "p.safetensors", "md5")
+        assert not (tmp_path / "p.safetensors").exists()
+    tensors = {
+        "relu3_1.count": torch.tensor([16]),
+        **{f"relu3_1.{k}": getattr(good, k).double() for k in ("total", "outer", "shift")},
+    }
+    meta = {"format": "wct-style-stats", "version": "1", "encoder": "md5", "levels": "3"}
+    bad = write_signed(tensors, meta, tmp_path / "bad.safetensors")
+    with pytest.raises(WeightsError, match=r"style preset .*bad.safetensors is unusable: its relu3_1 sums"):
+        load_style_stats(bad, "md5")
 
 
 def test_a_weight_without_a_path_is_not_taken_for_an_existing_file():

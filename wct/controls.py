@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .encoder import read_signed, relu, write_signed
+from .encoder import LEVELS, channels, read_signed, relu, write_signed
 from .errors import InputError, WeightsError
 from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
 from .paths import check_preset_path
@@ -234,6 +234,24 @@ def is_preset(image: object) -> bool:
     return isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() == ".safetensors"
 
 
+def stats_problem(stats: dict[int, FeatureStats]) -> str | None:
+    """What makes `stats` unusable as a style (no level, a level's channel count, no pixels,
+    non-finite sums), or None: checked when a preset is written and when it is read."""
+    if not stats:
+        return "it holds no level"
+    for level, s in sorted(stats.items()):
+        if level not in LEVELS:
+            return f"it has a level {level!r}: levels are 1 to 5"
+        c = channels(level)
+        if (s.total.shape, s.shift.shape, s.outer.shape) != ((c,), (c,), (c, c)):
+            return f"its {relu(level)} sums are not those of {c} channels"
+        if s.count < 1:
+            return f"its {relu(level)} statistics count no pixels"
+        if not all(torch.isfinite(x).all() for x in (s.total, s.shift, s.outer)):
+            return f"its {relu(level)} statistics are not finite"
+    return None
+
+
 def save_style_stats(
     stats: dict[int, FeatureStats],
     path: str | os.PathLike,
@@ -245,6 +263,8 @@ def save_style_stats(
     its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source). An
     existing file is replaced only with `overwrite`."""
     path = check_preset_path(path, overwrite)
+    if (problem := stats_problem(stats)) is not None:
+        raise InputError(f"cannot save these style statistics: {problem}")
     if metadata is not None and not (
         isinstance(metadata, Mapping) and all(isinstance(v, str) for kv in metadata.items() for v in kv)
     ):
@@ -294,4 +314,6 @@ def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, Feat
         raise WeightsError(
             f"style preset {path} is corrupt: its levels {meta.get('levels')!r} do not match its tensors"
         ) from None
+    if (problem := stats_problem(out)) is not None:
+        raise WeightsError(f"style preset {path} is unusable: {problem}")
     return out
