@@ -558,7 +558,7 @@ def test_the_page_is_told_what_was_stretched_or_resized(session):
             r = client.post(f"/api/sessions/{sid}/preview", json=p | {"alpha": alpha})
             assert r.status_code == 200, r.text
             assert json.loads(r.headers["x-notes"]) == [
-                "the style is only 10x8 px: stretched to at least 16 px a side and back"
+                "the style is only 10x8 px: stretched to at least 16 px a side"
             ], where
     job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
     with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:

@@ -555,7 +555,7 @@ def style_stats(
     overwrite: bool = typer.Option(False, help="Replace an existing preset."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
-    """Save STYLE's statistics at all five levels: a preset usable wherever a style image is."""
+    """Save STYLE's statistics at all five levels: a preset usable wherever the CLI takes a style image."""
     must_exist(style)
     check_options(device)
     check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest

@@ -417,8 +417,9 @@ def stretch_small(x: Tensor, what: str = "image", min_side: int = MIN_SIDE) -> T
     h, w = x.shape[-2:]
     if h >= min_side and w >= min_side:
         return x
+    back = " and back" if what != "style" else ""  # a style's statistics are all that is kept of it
     warnings.warn(
-        f"the {what} is only {w}x{h} px: stretched to at least {min_side} px a side and back", stacklevel=2
+        f"the {what} is only {w}x{h} px: stretched to at least {min_side} px a side{back}", stacklevel=2
     )
     return F.interpolate(x, (max(h, min_side), max(w, min_side)), mode="bicubic", align_corners=False).clamp(
         0, 1
