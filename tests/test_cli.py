@@ -529,6 +529,27 @@ def test_info_shows_whole_paths_and_total_steps(tmp_path, wct_cli, monkeypatch):
     assert str(decoders / "relu2_1.safetensors") in "".join(row[1].strip() for row in rows[1:])
 
 
+def test_info_notes_a_decoder_folder_or_weights_path_of_the_wrong_kind(tmp_path, wct_cli, monkeypatch):
+    (tmp_path / "file").write_bytes(b"")
+    for folder, note in (("nowhere", "[no such folder]"), ("file", "[a file, not a folder]")):
+        monkeypatch.setenv("WCT_DECODERS", str(tmp_path / folder))
+        r = wct_cli("info")
+        assert r.returncode == 0 and f"decoders: {tmp_path / folder} {note}\n" in r.stdout, r.stdout
+    monkeypatch.setenv("WCT_VGG19_WEIGHTS", str(tmp_path))
+    r = wct_cli("info")
+    assert r.returncode == 0 and f"encoder weights: {tmp_path} [a directory, not a file]\n" in r.stdout
+
+
+def test_info_flags_a_decoder_for_other_encoder_weights(tmp_path, wct_cli, monkeypatch):
+    from wct.decoder import Decoder, save_decoder
+
+    save_decoder(Decoder(1), tmp_path / "relu1_1.safetensors", {"encoder": "0" * 32, "steps": 7})
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
+    r = wct_cli("info")
+    rows = [line.split("│")[2].strip() for line in r.stdout.splitlines() if line.startswith("│")]
+    assert r.returncode == 0 and "was trained for encoder weights" in " ".join(rows), r.stdout
+
+
 def test_average_decoders_prints_the_output_name_on_one_line(tmp_path, wct_cli):
     out = tmp_path / ("the averaged decoder of two long fine-tuning runs " * 2 + ".safetensors")
     file = str(DECODER_DIR / "relu1_1.safetensors")

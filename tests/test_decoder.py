@@ -182,6 +182,19 @@ def test_available_reports_a_file_of_another_level_as_an_error(tmp_path, monkeyp
     assert available() == {3: {"error": f"decoder {tmp_path}/relu3_1.safetensors is for level 1, not 3"}}
 
 
+def test_available_reports_a_decoder_for_other_encoder_weights_as_load_decoder_refuses_it(
+    tmp_path, monkeypatch
+):
+    from wct.decoder import available
+
+    save_decoder(Decoder(1), tmp_path / "relu1_1.safetensors", {"encoder": "0" * 32, "val_psnr": 43})
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
+    with pytest.raises(WeightsError) as refused:
+        load_decoder(1, "cpu")
+    assert available() == {1: {"error": str(refused.value)}}
+    assert "was trained for encoder weights '000" in str(refused.value)
+
+
 def test_an_installed_wheel_carries_the_shipped_decoders(tmp_path):
     """`pip install .` (not only -e) must find the decoders: they travel inside the wheel."""
     pytest.importorskip("setuptools")

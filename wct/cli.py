@@ -602,11 +602,14 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     from .encoder import describe, fast_precisions
 
     enc = describe(vgg_weights)
-    out_console.print(f"encoder weights: {enc['path']} [{enc['status']}]", markup=False, soft_wrap=True)
-    out_console.print(f"decoders: {dec.decoder_path(1).parent}", markup=False, soft_wrap=True)
+    status = "a directory, not a file" if Path(enc["path"]).is_dir() else enc["status"]
+    out_console.print(f"encoder weights: {enc['path']} [{status}]", markup=False, soft_wrap=True)
+    folder = dec.decoder_path(1).parent
+    note = "" if folder.is_dir() else " [a file, not a folder]" if folder.exists() else " [no such folder]"
+    out_console.print(f"decoders: {folder}{note}", markup=False, soft_wrap=True)
     file_column = Column("file", overflow="fold")  # an error's path wraps whole rather than cut short
     table = Table("level", file_column, "val PSNR (dB)", "val SSIM", "steps", "encoder")
-    for level, meta in dec.available().items():
+    for level, meta in dec.available(enc.get("md5")).items():
         if "error" in meta:
             table.add_row(str(level), meta["error"], "", "", "", "")
         else:

@@ -204,14 +204,18 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
     return mean.requires_grad_(False).eval().to(first.mean.device)
 
 
-def available() -> dict[int, dict[str, str]]:
-    """Metadata of every decoder present (for `wct info`); unreadable ones report their error."""
+def available(encoder_id: str | None = None) -> dict[int, dict[str, str]]:
+    """Metadata of every decoder present (for `wct info`); unreadable ones, and those that
+    `load_decoder` would refuse for another level or other encoder weights, report their error."""
+    from .encoder import VGG19_MD5
+
     out = {}
     for level in LEVELS:
         p = decoder_path(level)
         if p.exists():
             try:
                 out[level] = read_decoder(p)[1]
+                check_encoder(out[level], p, encoder_id or VGG19_MD5)
             except WeightsError as e:
                 out[level] = {"error": str(e)}
                 continue
