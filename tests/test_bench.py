@@ -211,7 +211,7 @@ def test_gatys_cli_refuses_clashing_snapshots_and_bad_history_paths_before_any_w
     assert r.returncode == 1 and "is a file" in r.stderr and not out.exists()
 
 
-def test_gatys_cli_keeps_the_history_of_an_interrupted_run(pair, tmp_path, wct_cli, monkeypatch):
+def test_gatys_cli_keeps_the_history_and_best_image_of_an_interrupted_run(pair, tmp_path, wct_cli, monkeypatch):
     import wct.gatys
 
     calls, tv_loss = [], wct.gatys.tv_loss
@@ -228,10 +228,15 @@ def test_gatys_cli_keeps_the_history_of_an_interrupted_run(pair, tmp_path, wct_c
         "gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64",
         "--steps", "5", "--history", str(hist),
     )  # fmt: skip
-    assert r.returncode == 130 and "interrupted" in r.stderr and not out.exists()
+    assert r.returncode == 130 and "interrupted" in r.stderr
     h = json.loads(hist.read_text())
     assert h["finished"] is False and [e["step"] for e in h["history"]] == [0, 1]
     assert h["settings"]["steps"] == 5
+    assert f"wrote {out}: the lowest loss after 1 of 5 steps, at step {h['best_step']}" in " ".join(
+        r.stderr.split()
+    )
+    with Image.open(out) as im:  # the best image of the steps done, not lost, and marked as such
+        assert im.text["wct:interrupted"] == "1" and im.text["wct:step"] == str(h["best_step"])
 
 
 def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):

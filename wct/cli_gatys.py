@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -27,6 +28,12 @@ from .cli import (
 from .errors import InputError, OutputError, WCTError
 from .paths import check_target
 from .progress import progress_bar
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from torch import Tensor
+
+    from .gatys import GatysResult
 
 
 def snapshot_path(output: Path, step: int) -> Path:
@@ -70,6 +77,7 @@ def run_optimisation(
     history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
     import functools
 
+    from .gatys import Interrupted
     from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
 
     if save_every > steps:
@@ -100,13 +108,18 @@ def run_optimisation(
     try:
         with bar:
             result = optimise(callback)
-    except BaseException:
+    except BaseException as e:
+        kept = e.result if isinstance(e, Interrupted) else None  # the best image of the steps done
         if history and entries:
             try:
-                write_json({"settings": settings, "finished": False, "history": entries}, history)
+                record = {"settings": settings, "finished": False}
+                record |= {"best_step": kept.best_step} if kept else {}
+                write_json(record | {"history": entries}, history)
                 console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
-            except (OSError, WCTError) as e:  # never hide the error that stopped the run
-                console.print(f"could not write the history: {e}", markup=False)
+            except (OSError, WCTError) as err:  # never hide the error that stopped the run
+                console.print(f"could not write the history: {err}", markup=False)
+        if kept is not None:
+            save_interrupted(kept, output, settings, to_pil, overwrite, inputs, steps)
         raise
     if history:  # before the image: a failed save must not lose the run's record
         record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
@@ -114,6 +127,29 @@ def run_optimisation(
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
     atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
     return result
+
+
+def save_interrupted(
+    result: GatysResult,
+    output: Path,
+    settings: dict,
+    to_pil: Callable[[Tensor], Image.Image],
+    overwrite: bool,
+    inputs: tuple[Path, ...],
+    steps: int,
+) -> None:
+    """On Ctrl-C, write the image with the lowest loss among the steps done (its PNG text says
+    so), so that a long run is not lost; never hide the interrupt if it cannot be written."""
+    from .images import atomic_save
+
+    step, done = result.best["step"], result.history[-1]["step"]
+    text = {"wct:settings": json.dumps(settings), "wct:step": str(step), "wct:interrupted": str(done)}
+    try:
+        atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+    except (OSError, WCTError) as e:
+        console.print(f"could not write the image so far: {e}", markup=False)
+        return
+    console.print(f"wrote {output}: the lowest loss after {done} of {steps} steps, at step {step}")
 
 
 def wrote(output: Path, best: dict, steps: int, also: str = "") -> None:

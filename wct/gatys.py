@@ -321,7 +321,8 @@ def gatys(
     `callback(step, image, entry)` gets each history entry as soon as it is known (entry k during
     step k + 1, the last one after the last step), with `image` (a detached copy of the image after
     step k) when k is a positive multiple of `save_every`, else None. Runs are deterministic for a
-    seed on CPU.
+    seed on CPU. Ctrl-C after the first step raises `Interrupted`, a KeyboardInterrupt whose
+    `result` holds the image with the lowest loss so far and the history.
     """
     o = Options(
         steps,
@@ -463,33 +464,47 @@ def _optimise(
 
     start = time.perf_counter()
     made, snapshot = 0.0, None  # when the current image was made; its copy if it is to be saved
-    for step in range(1, steps + 1):
-        evals.clear()
-        before = x.detach().clone()
-        try:
-            optim.step(closure)
-            backtrack = False
-        except _Backtrack:
-            backtrack = True
-        record(step - 1, evals[0], made, snapshot)
-        if history[-1]["total"] < history[best_step]["total"]:
-            best, best_step = before, step - 1
+    try:
+        for step in range(1, steps + 1):
+            evals.clear()
+            before = x.detach().clone()
+            try:
+                optim.step(closure)
+                backtrack = False
+            except _Backtrack:
+                backtrack = True
+            record(step - 1, evals[0], made, snapshot)
+            if history[-1]["total"] < history[best_step]["total"]:
+                best, best_step = before, step - 1
+            with torch.no_grad():
+                if backtrack:
+                    x.copy_(anchor)
+                    optim.state.clear()  # L-BFGS starts afresh, as on its first step
+                else:
+                    anchor = before
+                    x.clamp_(0, 1)
+                    _match_lbfgs_step(optim, x - anchor)
+            made = time.perf_counter() - start - paused
+            wanted = callback is not None and save_every and step % save_every == 0
+            snapshot = x.detach().clone() if wanted else None
         with torch.no_grad():
-            if backtrack:
-                x.copy_(anchor)
-                optim.state.clear()  # L-BFGS starts afresh, as on its first step
-            else:
-                anchor = before
-                x.clamp_(0, 1)
-                _match_lbfgs_step(optim, x - anchor)
-        made = time.perf_counter() - start - paused
-        wanted = callback is not None and save_every and step % save_every == 0
-        snapshot = x.detach().clone() if wanted else None
-    with torch.no_grad():
-        record(steps, losses_of(x), made, snapshot)
-    if history[-1]["total"] < history[best_step]["total"]:
-        best, best_step = x.detach().clone(), steps
+            record(steps, losses_of(x), made, snapshot)
+        if history[-1]["total"] < history[best_step]["total"]:
+            best, best_step = x.detach().clone(), steps
+    except KeyboardInterrupt:
+        if not history:
+            raise
+        raise Interrupted(GatysResult(best, history, best_step)) from None
     return GatysResult(best, history, best_step)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM in the CLI) during `gatys` or `invert`: `result` holds the image with
+    the lowest loss among the steps done, and their history, so a long run is not lost."""
+
+    def __init__(self, result: GatysResult):
+        super().__init__()
+        self.result = result
 
 
 class _Backtrack(Exception):
