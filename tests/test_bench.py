@@ -211,7 +211,7 @@ def test_gatys_cli_refuses_clashing_snapshots_and_bad_history_paths_before_any_w
     assert r.returncode == 1 and "is a file" in r.stderr and not out.exists()
 
 
-def test_gatys_cli_keeps_the_history_and_best_image_of_an_interrupted_run(pair, tmp_path, wct_cli, monkeypatch):
+def test_gatys_cli_keeps_the_history_and_best_image_of_a_stopped_run(pair, tmp_path, wct_cli, monkeypatch):
     import wct.gatys
 
     calls, tv_loss = [], wct.gatys.tv_loss
