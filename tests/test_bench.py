@@ -237,6 +237,14 @@ def test_gatys_cli_keeps_the_history_and_best_image_of_a_stopped_run(pair, tmp_p
     )
     with Image.open(out) as im:  # the best image of the steps done, not lost, and marked as such
         assert im.text["wct:interrupted"] == "1" and im.text["wct:step"] == str(h["best_step"])
+    calls.clear()
+    r = wct_cli(
+        "gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64",
+        "--steps", "5", "--overwrite",
+    )  # fmt: skip
+    assert r.returncode == 130 and (tmp_path / "g_interrupted.png").exists()  # an earlier OUT is kept
+    with Image.open(out) as im:
+        assert im.text["wct:interrupted"] == "1"  # the first run's image, not replaced
 
 
 def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):

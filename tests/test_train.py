@@ -1,4 +1,6 @@
 import math
+import os
+import time
 import warnings
 from dataclasses import replace
 
@@ -712,8 +714,11 @@ def test_a_resumed_run_removes_the_temporary_files_a_killed_write_left(data, tmp
     train(config(data, out, steps=2))
     stale = [out / ".relu2_1.last.pt.k3x9.tmp", out / ".relu2_1.best.safetensors.a1b2.tmp"]
     others = [out / ".relu3_1.last.pt.k3x9.tmp", out / "notes.tmp", out / ".relu2_1.txt"]
+    others += [out / ".relu2_1.safetensors.c3d4.tmp", out / ".relu2_1.final.safetensors.live.tmp"]
     for p in stale + others:
         p.write_bytes(b"x" * 1000)
+        if p.name != ".relu2_1.final.safetensors.live.tmp":  # being written now: kept
+            os.utime(p, (time.time() - 120,) * 2)
     train(config(data, out, steps=3, resume=True))
     assert not any(p.exists() for p in stale) and all(p.exists() for p in others)
     assert f"removed 2 temporary file(s) of an interrupted write from {out}" in capsys.readouterr().out

@@ -119,7 +119,7 @@ def run_optimisation(
             except (OSError, WCTError) as err:  # never hide the error that stopped the run
                 console.print(f"could not write the history: {err}", markup=False)
         if kept is not None:
-            save_interrupted(kept, output, settings, to_pil, overwrite, inputs, steps)
+            save_interrupted(kept, output, settings, to_pil, inputs, steps)
         raise
     if history:  # before the image: a failed save must not lose the run's record
         record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
@@ -134,18 +134,20 @@ def save_interrupted(
     output: Path,
     settings: dict,
     to_pil: Callable[[Tensor], Image.Image],
-    overwrite: bool,
     inputs: tuple[Path, ...],
     steps: int,
 ) -> None:
     """On Ctrl-C, write the image with the lowest loss among the steps done (its PNG text says
-    so), so that a long run is not lost; never hide the interrupt if it cannot be written."""
+    so), so that a long run is not lost; never hide the interrupt if it cannot be written. An
+    existing OUT (given --overwrite) is kept: a stopped run goes to OUT_interrupted beside it."""
     from .images import atomic_save
 
     step, done = result.best["step"], result.history[-1]["step"]
     text = {"wct:settings": json.dumps(settings), "wct:step": str(step), "wct:interrupted": str(done)}
+    if output.exists():
+        output = output.with_name(f"{output.stem}_interrupted{output.suffix}")
     try:
-        atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+        atomic_save(to_pil(result.image), output, overwrite=False, protect=inputs, text=text)
     except (OSError, WCTError) as e:
         console.print(f"could not write the image so far: {e}", markup=False)
         return

@@ -275,10 +275,10 @@ class Session:
         """Drop every image, result and cache (the session's end); its queued renders give their
         places in the worker's queue up at once, and a running one stops at its next level."""
         self.closed = True
-        for job in self.jobs.values():
+        for job in list(self.jobs.values()):  # request threads may add jobs meanwhile
             job.cancel = True
-            if job.future is not None:
-                job.future.cancel()
+            if (future := job.future) is not None:  # the worker may clear it meanwhile
+                future.cancel()
         for d in (
             self.images,
             self.names,
@@ -752,9 +752,13 @@ def create_app(
             elif fut.exception() is not None:
                 job.error, job.status = one_line(fut.exception()), "error"
 
-        job.future = worker.submit(run)
+        s.jobs[job.id] = job  # first, so a session ending now cancels it
+        try:
+            job.future = worker.submit(run)
+        except HTTPException:
+            s.jobs.pop(job.id, None)
+            raise
         job.future.add_done_callback(failed)
-        s.jobs[job.id] = job
         return {"job": job.id}
 
     def find_job(sid: str, jid: str) -> Job:
@@ -776,8 +780,8 @@ def create_app(
             job.cancel = True
             if job.status == "queued":
                 job.status = "cancelled"
-                if job.future is not None:
-                    job.future.cancel()  # its place in the queue is free at once
+                if (future := job.future) is not None:
+                    future.cancel()  # its place in the queue is free at once
         return job.state()
 
     @app.get("/api/sessions/{sid}/jobs/{jid}/events")

@@ -574,8 +574,11 @@ def check_out(cfg: Config, rank: int) -> RunFiles:
 
 def sweep_temps(out: Path, name: str) -> None:
     """Remove the temporary files that a killed run (SIGKILL, out of memory) left beside its
-    outputs, such as .relu5_1.last.pt.x8k2.tmp: a checkpoint's can be hundreds of MB each."""
-    stale = [p for p in out.glob(f".{name}.*.tmp") if p.is_file()]
+    outputs, such as .relu5_1.last.pt.x8k2.tmp: a checkpoint's can be hundreds of MB each. Only
+    a run's own files, untouched for a minute (not those of another process writing there now)."""
+    ours = (f"{name}.{kind}" for kind in ("last.pt", "best.safetensors", "final.safetensors", "curves.png"))
+    found = [p for own in ours for p in out.glob(f".{own}.*.tmp") if p.is_file()]
+    stale = [p for p in found if time.time() - p.stat().st_mtime > 60]
     if stale:
         mb = sum(p.stat().st_size for p in stale) / 1e6
         for p in stale:
