@@ -135,6 +135,8 @@ def test_invert_lowers_its_loss(encoder, pair):
     assert result.image.shape == (1, 3, 64, 64)
     assert result.history[-1]["total"] < result.history[0]["total"]
     assert result.history[0]["style"] == 0
+    default = G.invert(encoder, pair[0], layer="relu2_1", steps=1, tv_weight=None).history[0]
+    assert default == G.invert(encoder, pair[0], layer="relu2_1", steps=1).history[0]  # None: invert's 1e4
 
 
 @pytest.mark.parametrize(

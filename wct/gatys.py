@@ -373,7 +373,7 @@ def invert(
     seed: int = 0,
     *,
     optimizer: str = "lbfgs",
-    tv_weight: float = 1e4,
+    tv_weight: float | None = 1e4,
     lr: float | None = None,
     save_every: int = 0,
     callback: Callback | None = None,
@@ -386,6 +386,7 @@ def invert(
     0 on relu3_1). Other arguments are as in `gatys`.
     """
     check_layer(layer)
+    tv_weight = 1e4 if tv_weight is None else tv_weight  # None: invert's default, not gatys's 10
     o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
     _check_callback(callback)
     device = encoder.mean.device
