@@ -195,6 +195,11 @@ def test_gatys_history_never_replaces_a_file_silently(pair, tmp_path, wct_cli):
     assert r.returncode == 1 and "input" in r.stderr and content.read_bytes() == before
     r = wct_cli(*base, "--history", str(out), "--overwrite")
     assert r.returncode == 1 and "also the output image" in r.stderr and not out.exists()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"a photo")
+    r = wct_cli(*base, "--history", str(photo), "--overwrite")  # a photo never becomes JSON
+    assert r.returncode == 1 and "--history" in r.stderr and "must end in .json" in r.stderr
+    assert photo.read_bytes() == b"a photo" and not out.exists()
     assert wct_cli(*base, "--history", str(hist), "--overwrite").returncode == 0
     assert len(json.loads(hist.read_text())["history"]) == 2
 

@@ -124,9 +124,14 @@ def check_options(device: str, precision: str | None = None, alpha: float | None
 
 def must_exist(*paths: Path | None) -> None:
     """A missing input, refused before the heavy imports (torch takes seconds to load)."""
-    for p in paths:
-        if p is not None and not p.exists():
-            raise InputError(f"{p} does not exist")
+    must_exist_as(*(("", p) for p in paths))
+
+
+def must_exist_as(*given: tuple[str, Path | None]) -> None:
+    """`must_exist`, each path named with its option: ("--data", path)."""
+    for option, path in given:
+        if path is not None and not path.exists():
+            raise InputError(f"{option} {path} does not exist".lstrip())
 
 
 def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
@@ -387,7 +392,8 @@ def stylize_job(
     """Write content `c` in style `s` to `o`, with `made` as its PNG text; False (nothing done) if a
     batch finds `o` already made alike. `styles` keeps each style's features for the next jobs."""
     from . import controls
-    from .images import alpha_channel, atomic_save, check_pixels, load_image, tensor_to_pil, with_alpha
+    from .images import atomic_save, check_pixels, load_image
+    from .pipeline import finish
     from .tiling import stylize_any
 
     if batch and not opts.overwrite and o.resolve() not in inputs and is_done(o, made):
@@ -404,10 +410,7 @@ def stylize_job(
     x = load_image(c, opts.size, opts.max_pixels)
     m = None if opts.labels is None else controls.fit_labels(opts.labels, tuple(x.shape[-2:]), opts.size)
     y = stylize_any(stylizer, x, styles[s], opts.alpha, opts.levels, opts.tile, weights=opts.weights, mask=m)
-    if opts.preserve_color:
-        y = controls.preserve_color(x, y)
-    out = tensor_to_pil(y)
-    out = with_alpha(out, alpha_channel(c, out.size, opts.max_pixels))  # RGBA content: alpha kept
+    out = finish(x, y, opts.preserve_color, c, opts.max_pixels)  # RGBA content: alpha kept
     atomic_save(out, o, overwrite=opts.overwrite, protect=tuple(inputs), text=made)
     return True
 

@@ -14,13 +14,14 @@ from .cli import (
     DeviceOpt,
     VggOpt,
     app,
+    must_exist_as,
     numbers,
     out_console,
     out_option,
     parse_levels,
 )
 from .errors import InputError, OutputError
-from .paths import check_target
+from .paths import check_json_target, check_target
 
 
 @app.command("eval-decoders")
@@ -54,9 +55,7 @@ def eval_decoders(
     sources = decoder_files or parse_levels(levels)  # before the images load (seconds)
     if json_out:
         scored = decoder_files or [decoder_path(level) for level in sources]
-        check_target(json_out, overwrite, (*scored, *list_images(data)))
-        if json_out.suffix.lower() != ".json":  # never a photo replaced by JSON, even with --overwrite
-            raise OutputError(f"--json {json_out} must end in .json")
+        check_json_target(json_out, "--json", overwrite, (*scored, *list_images(data)))
     images = load_val_images(data, max_side, limit)
     if not images:
         raise InputError(f"--data {data} holds no readable image")
@@ -83,13 +82,6 @@ def eval_decoders(
     out_console.print(table)
     if json_out:
         write_json({"data": str(data), "max_side": max_side, "levels": results}, json_out)
-
-
-def must_exist_as(*given: tuple[str, Path | None]) -> None:
-    """A missing input, refused as (option, path) before the heavy imports."""
-    for option, path in given:
-        if path is not None and not path.exists():
-            raise InputError(f"{option} {path} does not exist")
 
 
 def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:

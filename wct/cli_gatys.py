@@ -26,7 +26,7 @@ from .cli import (
     size_arg,
 )
 from .errors import InputError, OutputError, WCTError
-from .paths import check_target
+from .paths import check_json_target, check_target
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def optimise_outputs(
     for p in snapshots:
         check_target(p, overwrite, inputs)
     if history:
-        check_target(history, overwrite, inputs, (output, *snapshots))
+        check_json_target(history, "--history", overwrite, inputs, (output, *snapshots))
 
 
 def run_optimisation(

@@ -50,3 +50,17 @@ def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         return check_target(path, overwrite)
     except OSError as e:  # as write_atomic reports it
         raise write_error(path, e) from None
+
+
+def check_json_target(
+    path: str | os.PathLike,
+    option: str,
+    overwrite: bool,
+    protect: Collection[str | os.PathLike] = (),
+    others: Collection[str | os.PathLike] = (),
+) -> Path:
+    """`check_target`, and a .json name: --overwrite must never turn a photo into a JSON file."""
+    path = check_target(path, overwrite, protect, others)
+    if path.suffix.lower() != ".json":
+        raise OutputError(f"{option} {path} must end in .json")
+    return path

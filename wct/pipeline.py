@@ -129,12 +129,14 @@ def unpad(y: Tensor, hw: tuple[int, int], size: tuple[int, int]) -> Tensor:
     return resize(y[..., :h, :w], size)
 
 
-def finish(content: Tensor, y: Tensor, preserve_color: bool, source: ImageLike) -> Image.Image:
+def finish(
+    content: Tensor, y: Tensor, preserve_color: bool, source: ImageLike, max_pixels: int | None = None
+) -> Image.Image:
     """The stylised `y` as a PIL image, with `content`'s colours if `preserve_color` (see
     `controls.preserve_color`) and the alpha channel of `source`, the image `content` was read
-    from, if it has one."""
+    from (with `max_pixels` as it was read), if it has one."""
     out = tensor_to_pil(controls.preserve_color(content, y) if preserve_color else y)
-    return with_alpha(out, alpha_channel(source, out.size))
+    return with_alpha(out, alpha_channel(source, out.size, max_pixels))
 
 
 def split_batch(content: ImageLike) -> list[Tensor]:
