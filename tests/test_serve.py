@@ -784,3 +784,109 @@ def test_ctrl_c_ends_streams_and_renders_then_waits_for_the_worker(stylizer, mon
     assert len(levels) < 100 and b'"done"' not in events.read()  # the stream ended with the server
     state = client.get(f"/api/sessions/{sid}/jobs/{job}").json()
     assert state["status"] == "error" and state["error"] == "the server stopped before the render finished"
+
+
+def rendered(client: TestClient, sid: str, p: dict) -> dict:
+    """Render `p` in session `sid` and wait for it: the result's gallery entry."""
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    deadline = time.monotonic() + 30
+    while (state := client.get(f"/api/sessions/{sid}/jobs/{job}").json())["status"] not in serve.FINISHED:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert state["status"] == "done", state
+    return state["result"]
+
+
+def studio_session(client: TestClient) -> tuple[str, dict]:
+    """A new session with CONTENT and STYLE_A uploaded: (its id, the parameters of a tiny render)."""
+    sid = client.post("/api/sessions").json()["id"]
+    cid, style = (
+        client.post(f"/api/sessions/{sid}/images", content=png_bytes(im)).json()["id"]
+        for im in (CONTENT, STYLE_A)
+    )
+    return sid, {"content": cid, "styles": [style], "levels": [1], "size": 32}
+
+
+def test_results_are_bounded_in_bytes_for_all_sessions_together_oldest_first(stylizer, monkeypatch):
+    app = serve.create_app(stylizer, prefetch=False)
+    client = TestClient(app, base_url=BASE)
+    (a, pa), (b, pb) = studio_session(client), studio_session(client)
+    a1 = rendered(client, a, pa)
+    size = len(client.get(a1["url"]).content)  # every render here is the same PNG
+    app.state.sessions.max_result_bytes = 2 * size + size // 2
+    b1, a2 = rendered(client, b, pb), rendered(client, a, pa)  # three: the oldest, a1, goes
+    assert client.get(a1["url"]).status_code == 404
+    assert client.get(f"/api/sessions/{a}/results").json() == [a2]
+    b2 = rendered(client, b, pb)  # then b1, of the other session
+    assert [client.get(f"/api/sessions/{v}/results").json() for v in (a, b)] == [[a2], [b2]]
+    assert client.get(b1["url"]).status_code == 404 and client.get(b2["url"]).status_code == 200
+    assert client.delete(b2["url"]).status_code == 204  # deleted: no longer counted
+    b3 = rendered(client, b, pb)
+    assert [client.get(f"/api/sessions/{v}/results").json() for v in (a, b)] == [[a2], [b3]]
+    app.state.sessions.max_result_bytes = size // 2  # smaller than one: the one just made stays
+    a3 = rendered(client, a, pa)
+    assert [client.get(f"/api/sessions/{v}/results").json() for v in (a, b)] == [[a3], []]
+    app.state.sessions.max_result_bytes = serve.MAX_RESULT_BYTES
+    monkeypatch.setattr(serve, "MAX_RESULTS", 2)  # and the count per session still holds
+    a4, a5 = rendered(client, a, pa), rendered(client, a, pa)
+    assert client.get(f"/api/sessions/{a}/results").json() == [a4, a5]
+    app.state.worker.close()
+
+
+def test_previews_go_ahead_of_waiting_renders(stylizer, monkeypatch):
+    worker, ran, gate = serve.Worker(maxsize=8), [], threading.Event()
+    worker.submit(gate.wait)  # runs, holding the worker
+    deadline = time.monotonic() + 5
+    while not worker.queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    jobs = ["render 1", "render 2", "preview 1", "render 3", "preview 2"]
+    futures = [worker.submit(lambda j=j: ran.append(j), j.startswith("preview")) for j in jobs]
+    gate.set()
+    for f in futures:
+        f.result(10)
+    assert ran == ["preview 1", "preview 2", "render 1", "render 2", "render 3"]
+    worker.close()
+    worker.thread.join(10)
+    assert not worker.thread.is_alive()
+
+    app = serve.create_app(stylizer, prefetch=False)  # and the studio's previews do so
+    client = TestClient(app, base_url=BASE)
+    sid, p = studio_session(client)
+    engine, order = app.state.engine, []
+    real = engine.run
+
+    def run(session: serve.Session, q: serve.Params, preview: bool, **kwargs):
+        order.append("preview" if preview else "render")
+        return real(session, q, preview, **kwargs)
+
+    monkeypatch.setattr(engine, "run", run)
+    gate.clear()
+    app.state.worker.submit(gate.wait)
+    waiting = lambda: sum(not (f.running() or f.done()) for f in app.state.worker.waiting)  # noqa: E731
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    shown = threading.Thread(target=lambda: ran.append(client.post(f"/api/sessions/{sid}/preview", json=p)))
+    shown.start()
+    deadline = time.monotonic() + 10
+    while waiting() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    shown.join(30)
+    wait_for(app.state.sessions.items[sid].jobs[job], "done", "error")
+    assert order == ["preview", "render"] and ran[-1].status_code == 200
+    app.state.worker.close()
+
+
+def test_one_result_can_be_deleted_by_its_own_session_only(client):
+    (a, pa), (b, _) = studio_session(client), studio_session(client)
+    kept, gone = rendered(client, a, pa), rendered(client, a, pa)
+    rid = gone["id"]
+    assert client.delete(f"/api/sessions/{b}/results/{rid}").status_code == 404  # another session's
+    assert client.delete(f"/api/sessions/{serve.token()}/results/{rid}").status_code == 404
+    assert client.get(gone["url"]).status_code == 200
+    assert client.delete(gone["url"]).status_code == 204
+    assert client.get(gone["url"]).status_code == 404
+    assert client.get(f"/api/sessions/{a}/results").json() == [kept]
+    assert client.delete(gone["url"]).json()["detail"] == "unknown result"
+    assert client.get(kept["url"]).status_code == 200
+    for sid in (a, b):
+        client.delete(f"/api/sessions/{sid}")

@@ -6,6 +6,7 @@ Set WCT_E2E_SCREENSHOTS=DIR to keep the screenshot (scripts/serve_screenshot.py 
 
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -169,9 +170,20 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     browser.find_element(By.ID, "render").click()  # until a render succeeds
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 2)
     assert not browser.find_element(By.ID, "error").is_displayed()
-    fake = "{id: 'x', url: '#', width: 1, height: 1, seconds: 0, alpha: 1, levels: [1], styles: ['s']}"
-    browser.execute_script(f"for (let i = 0; i < 30; i++) addResult({fake})")
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 24  # as the server keeps
+
+    figures = browser.find_elements(By.CSS_SELECTOR, "#gallery figure")  # newest first
+    newest, oldest = (f.get_attribute("data-id") for f in figures)
+    figures[0].find_element(By.CSS_SELECTOR, "figcaption button").click()  # delete the newest
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 1)
+    assert not browser.find_element(By.ID, "download").is_displayed()  # it offered the deleted one
+    results = f"{server}/api/sessions/{browser.execute_script('return state.session')}/results"
+    assert [r["id"] for r in json.load(urllib.request.urlopen(results))] == [oldest]
+    urllib.request.urlopen(urllib.request.Request(f"{results}/{oldest}", method="DELETE"))  # as if evicted
+    browser.find_element(By.ID, "render").click()  # the page drops what the server no longer holds
+    wait.until(lambda d: d.find_element(By.ID, "download").is_displayed())
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == 1)
+    kept = browser.find_element(By.CSS_SELECTOR, "#gallery figure").get_attribute("data-id")
+    assert kept not in (newest, oldest)
 
 
 def test_long_file_names_wrap_on_a_phone_and_are_named_once(server, browser, tmp_path):

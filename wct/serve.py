@@ -3,8 +3,10 @@
 Safety model: the page and its two assets are held in memory; every image, result and job is
 named by a random token made here and looked up in a dict, so no request path, upload name or id
 ever reaches the file system. Uploads are decoded with Pillow (never trusted by name) and kept in
-memory; a session's images, results and caches go when it is deleted or expires. One worker
-thread runs the model; at most `queue_size` jobs wait, beyond that requests get HTTP 429.
+memory; a session's images, results and caches go when it is deleted or expires. Renders are
+kept per session up to MAX_RESULTS, and all sessions' together up to MAX_RESULT_BYTES of PNG (the
+oldest go first, the one just made never). One worker thread runs the model; at most `queue_size`
+jobs wait, beyond that requests get HTTP 429; a preview goes ahead of the waiting renders.
 
 The preview reuses, per session: each style's statistics and colouring matrices (one encoder pass
 and one eigendecomposition per level, ever), and the content's encoding and whitening at the first
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import re
 import secrets
@@ -29,7 +32,7 @@ from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from queue import Queue
+from queue import PriorityQueue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +70,7 @@ MAX_HELD_PIXELS = 400_000_000  # all sessions' uploads together (1.2 GB as 8-bit
 MAX_SIZE = 2048  # largest render (longer side)
 MAX_IMAGES = 16  # per session
 MAX_RESULTS = 24  # per session; the oldest go first
+MAX_RESULT_BYTES = 256 * 2**20  # all sessions' result PNGs together; the oldest go first, never the newest
 MAX_SESSIONS = 16
 QUEUE_SIZE = 4  # jobs waiting behind the running one
 SESSION_TTL = 30 * 60.0  # seconds without a request
@@ -293,13 +297,26 @@ class Session:
             d.clear()
         self.gallery.clear()
 
+    def drop(self, rid: str) -> bool:
+        """Delete one result and its gallery entry; False if the session has no such result."""
+        self.gallery[:] = [info for info in self.gallery if info["id"] != rid]
+        return self.results.pop(rid, None) is not None
+
 
 class Sessions:
     """In-memory sessions; one unseen for `ttl` seconds is deleted with everything in it."""
 
-    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS, evict_idle: float = EVICT_IDLE):
+    def __init__(
+        self,
+        ttl: float = SESSION_TTL,
+        limit: int = MAX_SESSIONS,
+        evict_idle: float = EVICT_IDLE,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+    ):
         self.ttl, self.limit, self.evict_idle = ttl, limit, evict_idle
+        self.max_result_bytes = max_result_bytes
         self.items: dict[str, Session] = {}
+        self.kept: list[tuple[Session, str]] = []  # (session, result id), oldest first (`keep`)
         self.lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -334,6 +351,26 @@ class Sessions:
         s.seen = time.monotonic()
         return s
 
+    def keep(self, s: Session, info: dict, data: bytes) -> None:
+        """Add a render's PNG to `s`'s gallery. Beyond MAX_RESULTS in the session its oldest
+        result goes; beyond `max_result_bytes` in all sessions together, the oldest of any session
+        go, never this one. InputError if the session has ended."""
+        with self.lock:  # sessions end and results are deleted under it
+            if self.items.get(s.id) is not s:
+                raise InputError("the session ended before the render finished")
+            s.results[info["id"]] = data
+            s.gallery.append(info)
+            while len(s.gallery) > MAX_RESULTS:
+                s.drop(s.gallery[0]["id"])
+            kept = [(v, r) for v, r in self.kept if self.items.get(v.id) is v and r in v.results]
+            kept.append((s, info["id"]))
+            held = sum(len(v.results[r]) for v, r in kept)
+            while held > self.max_result_bytes and len(kept) > 1:
+                v, r = kept.pop(0)
+                held -= len(v.results[r])
+                v.drop(r)
+            self.kept = kept
+
     def held_pixels(self) -> int:
         """Pixels of every upload held, all sessions together."""
         return sum(im.width * im.height for v in list(self.items.values()) for im in list(v.images.values()))
@@ -360,10 +397,12 @@ class Cancelled(Exception):
 
 
 class Worker:
-    """One thread runs every model job in turn; beyond `maxsize` waiting jobs, HTTP 429."""
+    """One thread runs every model job in turn, those submitted `first` (previews) ahead of the
+    others, each kind in the order submitted; beyond `maxsize` waiting jobs, HTTP 429."""
 
     def __init__(self, maxsize: int = QUEUE_SIZE, idle: Callable[[Callable[[], bool]], bool] | None = None):
-        self.queue: Queue = Queue()
+        self.queue: PriorityQueue = PriorityQueue()  # (rank, order, (fn, future) or None to stop)
+        self.order = itertools.count()
         self.maxsize, self.lock = maxsize, threading.Lock()
         self.waiting: list[Future] = []  # submitted, not yet started (cancelled ones drop out)
         # idle(waiting): one unit of background work, run only when no job waits; it may stop
@@ -372,15 +411,16 @@ class Worker:
         self.thread = threading.Thread(target=self._loop, name="wct-worker", daemon=True)
         self.thread.start()
 
-    def submit(self, fn: Callable[[], Any]) -> Future:
-        """Queue `fn`; its Future, cancelled while it waits, gives its place up at once."""
+    def submit(self, fn: Callable[[], Any], first: bool = False) -> Future:
+        """Queue `fn`, if `first` ahead of every waiting job submitted without it; its Future,
+        cancelled while it waits, gives its place up at once."""
         fut: Future = Future()
         with self.lock:
             self.waiting = [f for f in self.waiting if not (f.running() or f.done())]
             if len(self.waiting) >= self.maxsize:
                 raise HTTPException(429, "busy: too many jobs waiting, try again in a moment")
             self.waiting.append(fut)
-            self.queue.put_nowait((fn, fut))
+            self.queue.put_nowait((0 if first else 1, next(self.order), (fn, fut)))
         return fut
 
     def _next(self) -> Any:
@@ -390,7 +430,7 @@ class Worker:
                     break
             except Exception:  # noqa: BLE001 - background work must never stop the worker
                 break
-        return self.queue.get()
+        return self.queue.get()[2]
 
     def _loop(self) -> None:
         while (item := self._next()) is not None:
@@ -402,7 +442,7 @@ class Worker:
                     fut.set_exception(e)
 
     def close(self) -> None:
-        self.queue.put(None)
+        self.queue.put((2, next(self.order), None))  # after the jobs already waiting
 
 
 class Engine:
@@ -565,13 +605,17 @@ def create_app(
     max_held: int = MAX_HELD_PIXELS,
     prefetch: bool = True,
     precision: str = "fp32",
+    max_result_bytes: int = MAX_RESULT_BYTES,
 ) -> FastAPI:
-    """The studio app. `hosts`: Host names accepted (loopback by default: defeats DNS rebinding)."""
+    """The studio app. `hosts`: Host names accepted (loopback by default: defeats DNS rebinding).
+    Renders are kept up to MAX_RESULTS per session and `max_result_bytes` of PNG in all sessions
+    together, the oldest going first (`Sessions.keep`)."""
     assets = {
         route: ((resources.files("wct") / "static" / name).read_bytes(), kind)
         for route, (name, kind) in ASSETS.items()
     }
-    sessions, engine = Sessions(ttl), Engine(stylizer, device, prefetch, precision)
+    sessions = Sessions(ttl, max_result_bytes=max_result_bytes)
+    engine = Engine(stylizer, device, prefetch, precision)
     worker = Worker(queue_size, engine.idle)
     threading.Thread(target=sessions.sweep_forever, name="wct-sessions", daemon=True).start()
     stopping = threading.Event()
@@ -619,9 +663,9 @@ def create_app(
         where = ".".join(str(v) for v in first.get("loc", ())[1:]) or "request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
 
-    async def on_worker(fn: Callable[[], Any]) -> Any:
+    async def on_worker(fn: Callable[[], Any], first: bool = False) -> Any:
         try:
-            return await asyncio.wrap_future(worker.submit(fn))
+            return await asyncio.wrap_future(worker.submit(fn, first))
         except WCTError as e:
             raise HTTPException(400, one_line(e)) from None
 
@@ -688,7 +732,10 @@ def create_app(
         s = sessions.get(sid)
         key, alpha = frame_key(p)
         frame = s.frames.get(alpha) if s.frames_of == key else None
-        data, notes, seconds = (*frame, 0.0) if frame else await on_worker(lambda: engine.frame(s, p))
+        if frame is None:  # ahead of any waiting render: the slider does not wait for them
+            data, notes, seconds = await on_worker(lambda: engine.frame(s, p), first=True)
+        else:
+            data, notes, seconds = *frame, 0.0
         headers = {
             "X-Compute-Ms": f"{seconds * 1000:.0f}",
             "X-Prefetched": "1" if seconds == 0 else "0",
@@ -729,7 +776,6 @@ def create_app(
             data = png(im)
             go_on("finished")
             rid = token()
-            s.results[rid] = data
             info = {
                 "id": rid,
                 "url": f"/api/sessions/{sid}/results/{rid}",
@@ -740,9 +786,7 @@ def create_app(
                 "styles": names,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
-            s.gallery.append(info)
-            while len(s.gallery) > MAX_RESULTS:
-                s.results.pop(s.gallery.pop(0)["id"], None)
+            sessions.keep(s, info, data)
             job.result, job.progress, job.status = info, 1.0, "done"
 
         def failed(fut: Future) -> None:
@@ -804,7 +848,7 @@ def create_app(
 
     @app.get("/api/sessions/{sid}/results")
     def results(sid: str) -> list[dict]:
-        return sessions.get(sid).gallery
+        return list(sessions.get(sid).gallery)  # a copy: the worker may add one meanwhile
 
     @app.get("/api/sessions/{sid}/results/{rid}")
     def result(sid: str, rid: str) -> Response:
@@ -813,6 +857,15 @@ def create_app(
             raise HTTPException(404, "unknown result")
         disposition = f'attachment; filename="wct-{rid[:8]}.png"'
         return Response(data, media_type="image/png", headers={"Content-Disposition": disposition})
+
+    @app.delete("/api/sessions/{sid}/results/{rid}", status_code=204)
+    def delete_result(sid: str, rid: str) -> Response:
+        """Delete one of this session's results (404 if it has no such result)."""
+        s = sessions.get(sid)
+        with sessions.lock:  # `Sessions.keep` may be dropping it meanwhile
+            if not s.drop(rid):
+                raise HTTPException(404, "unknown result")
+        return Response(status_code=204)
 
     return app
 

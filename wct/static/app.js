@@ -2,7 +2,6 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const MAX_RESULTS = 24;  // wct/serve.py's MAX_RESULTS: older renders are dropped there
 const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false, job: null };
 
 // An error stays until the next success of the same kind (upload, preview or render).
@@ -24,7 +23,7 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new Error(detail);
+    throw Object.assign(new Error(detail), { status: response.status });
   }
   return response;
 }
@@ -188,7 +187,12 @@ async function render() {
       if (s.status === "done" || s.status === "error" || s.status === "cancelled") {
         events.close();
         rendering(null);
-        if (s.status === "done") { addResult(s.result); showNotes(s.notes); showError("", "render"); }
+        if (s.status === "done") {
+          addResult(s.result);
+          showNotes(s.notes);
+          showError("", "render");
+          syncGallery().catch(() => {});
+        }
         else if (s.status === "error") showError(s.error, "render");
         else $("latency").textContent = "render cancelled";
       }
@@ -208,11 +212,13 @@ async function cancelRender() {
 
 function addResult(result) {
   const link = $("download");
+  link.dataset.id = result.id;
   link.href = result.url;
   link.download = `wct-${result.id.slice(0, 8)}.png`;
   link.textContent = `Download PNG (${result.width}x${result.height}, ${result.seconds} s)`;
   link.hidden = false;
   const figure = document.createElement("figure");
+  figure.dataset.id = result.id;
   const img = document.createElement("img");
   img.src = result.url;
   img.alt = "result";
@@ -221,12 +227,37 @@ function addResult(result) {
   a.href = result.url;
   a.download = link.download;
   a.textContent = "download";
-  caption.append(`alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "delete";
+  remove.setAttribute("aria-label", `delete the render at alpha ${result.alpha}`);
+  remove.addEventListener("click", () => deleteResult(figure));
+  caption.append(`alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a, " ", remove);
   figure.append(img, caption);
   $("gallery").prepend(figure);
-  const figures = $("gallery").querySelectorAll("figure");  // the server keeps the latest MAX_RESULTS
-  for (const old of [...figures].slice(MAX_RESULTS)) old.remove();
   $("latency").textContent = `rendered in ${result.seconds} s`;
+}
+
+function dropFigure(figure) {
+  if ($("download").dataset.id === figure.dataset.id) $("download").hidden = true;
+  figure.remove();
+}
+
+// Delete one render of this session on the server, then here (also when the server had dropped it).
+async function deleteResult(figure) {
+  try {
+    await api(`/results/${figure.dataset.id}`, { method: "DELETE" });
+  } catch (e) {
+    if (e.status !== 404) { showError(e.message); return; }
+  }
+  dropFigure(figure);
+}
+
+// The server keeps a session's latest renders, within a byte budget all sessions share (see
+// wct/serve.py's MAX_RESULTS and MAX_RESULT_BYTES): drop here what it no longer holds.
+async function syncGallery() {
+  const held = new Set((await (await api("/results")).json()).map((r) => r.id));
+  for (const figure of $("gallery").querySelectorAll("figure")) if (!held.has(figure.dataset.id)) dropFigure(figure);
 }
 
 function dropZone(id, kind) {
