@@ -813,3 +813,16 @@ def test_levels_run_in_the_order_given_as_help_says_and_empty_folders_name_the_s
     assert "(looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp)" in r.stderr
     r = wct_cli("stylize", content, str(tmp_path / "empty"), "-o", out)
     assert_clean_error(r, "(looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp, .safetensors)")
+
+
+def test_batch_outputs_that_would_share_a_name_are_refused_before_any_work(pair, tmp_path, wct_cli):
+    """a__b + c and a + b__c both made a__b__c.png: with --overwrite the second replaced the first."""
+    contents, styles, out = tmp_path / "contents", tmp_path / "styles", tmp_path / "out"
+    contents.mkdir(), styles.mkdir()
+    for name in ("a__b.png", "a.png"):
+        (contents / name).write_bytes((pair / "content.png").read_bytes())
+    for name in ("c.jpg", "b__c.jpg"):
+        (styles / name).write_bytes((pair / "style.jpg").read_bytes())
+    r = wct_cli("stylize", str(contents), str(styles), "-o", f"{out}/", "--size", "32", "--overwrite")
+    assert_clean_error(r, "would both be a__b__c.png: rename one")
+    assert not out.exists()

@@ -564,3 +564,41 @@ def test_unusable_statistics_are_refused_when_saved_and_when_read(tmp_path):
 def test_a_weight_without_a_path_is_not_taken_for_an_existing_file():
     """'' is '.', which exists: ':0.5' was refused for its weight '0.5'."""
     assert parse_style_spec(":0.5") == (Path(":0.5"), None)  # then "does not exist"
+
+
+def test_save_style_names_the_python_argument_and_the_cli_its_option(files, wct_cli, tmp_path):
+    """save_style told Python users to "pass --overwrite", a CLI option."""
+    from wct.errors import OutputError
+    from wct.pipeline import Stylizer
+
+    s = Stylizer("cpu")
+    preset = s.save_style(s.style(files["red"], levels=(1,)), tmp_path / "p.safetensors")
+    with pytest.raises(OutputError, match="exists: pass overwrite=True to replace it") as e:
+        s.save_style(s.style(files["red"], levels=(1,)), preset)
+    assert "--overwrite" not in str(e.value)
+    assert_clean_error(wct_cli("style-stats", str(files["red"]), "-o", str(preset)), "pass --overwrite")
+
+
+def test_style_stats_of_a_preset_keeps_its_record_and_refuses_style_size(files, wct_cli, tmp_path):
+    """A preset's copy recorded the --style-size given (unused) and the preset as its source."""
+    preset, copy = tmp_path / "red.safetensors", tmp_path / "copy.safetensors"
+    assert wct_cli("style-stats", str(files["red"]), "-o", str(preset), "--style-size", "48").returncode == 0
+    r = wct_cli("style-stats", str(preset), "-o", str(copy), "--style-size", "32")
+    assert_clean_error(r, "--style-size does not apply to")
+    assert not copy.exists()
+    assert wct_cli("style-stats", str(preset), "-o", str(copy)).returncode == 0
+    with safe_open(str(copy), "pt") as f:
+        meta = f.metadata()
+    assert (meta["source"], meta["style_size"]) == ("red.png", "48")
+
+
+def test_a_single_style_weight_warns_that_it_does_nothing(files):
+    from wct.controls import parse_styles
+
+    red, blue = str(files["red"]), str(files["blue"])
+    with pytest.warns(UserWarning, match="one style's does nothing"):
+        assert parse_styles(None, [f"{red}:0.5"]) == ([files["red"]], None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_styles(None, [red])
+        parse_styles(None, [f"{red}:0.5", blue])

@@ -201,7 +201,13 @@ def jobs(
     if not folder and not out.exists() and out.suffix.lower() in Image.registered_extensions():
         raise OutputError(f"-o {out} names an image: with a directory of inputs, -o must be a directory")
     c_names, s_names = output_names(contents, content), output_names(styles, style)
-    return [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
+    todo = [(c, s, out / f"{c_names[c]}__{name or s_names[s]}.png") for s in styles for c in contents]
+    made: dict[Path, tuple[Path, Path]] = {}
+    for c, s, o in todo:  # a__b + c and a + b__c: the second would replace the first
+        if (first := made.setdefault(o, (c, s))) != (c, s):
+            pairs = f"{first[0].name} + {first[1].name} and {c.name} + {s.name}"
+            raise InputError(f"{pairs} would both be {o.name}: rename one")
+    return todo
 
 
 def inputs_in(folder: Path, out: Path, presets: bool = False) -> list[Path]:
@@ -563,12 +569,19 @@ def style_stats(
     check_options(device)
     check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
     check_target(output, overwrite, (style,))  # all before torch loads
+    preset = style.suffix.lower() == ".safetensors"
+    if preset and style_size:
+        raise InputError(f"--style-size does not apply to {style}: a preset's statistics are computed")
+    from .encoder import read_signed
     from .pipeline import Stylizer
 
-    tile_ = tile_arg(tile)
+    tile_, style_size_ = tile_arg(tile), size_arg(style_size, "--style-size")
     s = Stylizer(device, vgg_weights)
+    st = s.style(style, style_size_, tile=tile_)
     meta = {"source": style.name, "style_size": str(style_size)}
-    s.save_style(s.style(style, size_arg(style_size, "--style-size"), tile=tile_), output, meta, overwrite)
+    if preset:  # a copy: what made the statistics, as the preset records it
+        meta = {k: v for k, v in read_signed(style, "style preset")[1].items() if k in meta}
+    s.save_style(st, output, meta, overwrite)
     console.print(f"wrote {output}")
 
 

@@ -59,6 +59,12 @@ def parse_styles(
     if mask is not None and any(w is not None for _, w in specs):
         raise InputError("--style PATH:WEIGHT and --mask do not combine: a mask gives each region one style")
     weights = normalise_weights([1.0 if w is None else w for _, w in specs])
+    if len(specs) == 1 and specs[0][1] is not None:
+        warnings.warn(
+            f"--style {options[0]}: a weight blends several styles, so one style's does nothing "
+            "(--alpha sets the style's strength)",
+            stacklevel=2,
+        )
     paths = [p for p, _ in specs]
     if len(paths) > 1 or mask is not None:
         for p in paths:
@@ -262,7 +268,7 @@ def save_style_stats(
     """Write every level's FeatureStats (float64) atomically as safetensors, with the format,
     its version, the encoder weights' id and the levels (plus `metadata`, e.g. the source). An
     existing file is replaced only with `overwrite`."""
-    path = check_preset_path(path, overwrite)
+    path = check_preset_path(path, overwrite, "overwrite=True")  # the CLI checks --overwrite first
     if (problem := stats_problem(stats)) is not None:
         raise InputError(f"cannot save these style statistics: {problem}")
     if metadata is not None and not (

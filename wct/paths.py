@@ -14,11 +14,13 @@ def check_target(
     overwrite: bool,
     protect: Collection[str | os.PathLike] = (),
     others: Collection[str | os.PathLike] = (),
+    option: str = "--overwrite",
 ) -> Path:
     """`path` as a Path, or an OutputError before any work if writing it would lose something: it
     is an input (`protect`), another output of the same run (`others`), a directory, under a file,
-    or exists without `overwrite`. A path that cannot even be looked up (a name too long...) is
-    the OSError, which the CLI prints with the name shortened."""
+    or exists without `overwrite` (the message says to pass `option`: "overwrite=True" from
+    Python). A path that cannot even be looked up (a name too long...) is the OSError, which the
+    CLI prints with the name shortened."""
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in protect):
         raise OutputError(f"refusing to write over the input {path}")
@@ -30,7 +32,7 @@ def check_target(
     if parent is not None and not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists: pass --overwrite to replace it")
+        raise OutputError(f"{path} exists: pass {option} to replace it")
     return path
 
 
@@ -39,7 +41,7 @@ def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {e.strerror or e}")
 
 
-def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_preset_path(path: str | os.PathLike, overwrite: bool = False, option: str = "--overwrite") -> Path:
     """`path` as a Path, or an OutputError if it is not a .safetensors name (`style` would not
     read it as a preset), `check_target` refuses it (it exists without `overwrite`...) or it cannot
     be looked at (a name too long...)."""
@@ -47,7 +49,7 @@ def check_preset_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if path.suffix.lower() != ".safetensors":
         raise OutputError(f"a style preset must be a .safetensors file, got {path}")
     try:
-        return check_target(path, overwrite)
+        return check_target(path, overwrite, option=option)
     except OSError as e:  # as write_atomic reports it
         raise write_error(path, e) from None
 
