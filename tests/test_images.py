@@ -16,7 +16,7 @@ from PIL import Image, ImageCms
 
 from tests.test_reliability import png_claiming
 from wct.controls import read_mask
-from wct.errors import ImageError
+from wct.errors import ImageError, InputError
 from wct.images import decode, load_image, open_image, to_rgb
 
 D50 = (0.9642, 1.0, 0.8249)
@@ -322,3 +322,86 @@ def test_a_video_read_as_an_image_points_to_wct_video(tmp_path):
         ImageError, match=r"clip.mp4 is a video, not an image: stylise its frames with `wct video`$"
     ):
         load_image(clip)
+
+
+# ---------------------------------------------------------------- what load_image takes
+
+
+def test_sizes_and_max_pixels_must_be_whole_positive_numbers(tmp_path):
+    import torch
+
+    x, im = torch.rand(3, 64, 64), Image.new("RGB", (64, 64))
+    for image in (x, im):
+        for size in (1.5, 64.7, np.float64(40.5)):  # were a 2x2, a 65x65 and a 41x41 image
+            with pytest.raises(InputError, match="whole positive number of pixels"):
+                load_image(image, size)
+        assert load_image(image, 32.0).shape == load_image(image, np.int64(32)).shape == (1, 3, 32, 32)
+    path = saved(tmp_path, im, "a.png")
+    for max_pixels in ("1000", True, 1e6 + 0.5):  # a TypeError, a limit of True, half a pixel
+        with pytest.raises(InputError, match=r"^max_pixels must be a whole positive number of pixels"):
+            load_image(path, max_pixels=max_pixels)
+    with pytest.raises(InputError, match="max_pixels"):  # checked even where no file is read
+        load_image(x, max_pixels="1000")
+
+
+def test_uint8_tensors_are_0_to_255_as_torchvision_reads_images():
+    import torch
+
+    dark = torch.randint(0, 2, (3, 16, 16), dtype=torch.uint8)  # a near-black image: was read as 0..1
+    assert load_image(dark).max() <= 1 / 255
+    a = torch.randint(0, 256, (1, 3, 16, 24), dtype=torch.uint8)
+    torch.testing.assert_close(load_image(a), a.float() / 255)
+    assert load_image(a[0], 12).shape == (1, 3, 8, 12)
+    for other in (a.long(), dark.int()):  # other integers are not guessed at, even 0/1 ones
+        with pytest.raises(InputError, match="floats in .0, 1. or uint8 in 0..255, got torch.int"):
+            load_image(other)
+
+
+def test_tensors_without_values_or_channels_last_are_clear_input_errors():
+    import torch
+
+    odd = {
+        "meta": torch.rand(3, 8, 8, device="meta"),  # was a RuntimeError from .item()
+        "sparse": torch.rand(3, 8, 8).to_sparse(),  # was a NotImplementedError
+    }
+    for kind, x in odd.items():
+        with pytest.raises(InputError, match=f"dense tensors holding their values, got a .*{kind}"):
+            load_image(x)
+    with pytest.raises(InputError, match=r"got \(8, 9, 3\) \(channels last\? use x.permute\(2, 0, 1\)\)$"):
+        load_image(torch.rand(8, 9, 3))
+    for a in (np.zeros((8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.float32)):
+        with pytest.raises(InputError, match=r"numpy arrays .* torch.from_numpy\(a\).permute\(2, 0, 1\)"):
+            load_image(a)
+    x = torch.rand(8, 8, 3, requires_grad=True).permute(2, 0, 1)  # non-contiguous, with a graph
+    torch.testing.assert_close(load_image(x), x.detach()[None])
+
+
+def test_a_pil_image_whose_file_cannot_be_read_is_an_image_error(tmp_path):
+    path = saved(tmp_path, Image.effect_noise((64, 64), 50).convert("RGB"), "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with (  # opened lazily: decoded on first use
+        Image.open(tmp_path / "cut.png") as im,
+        pytest.raises(ImageError, match="PIL image cannot be read: .* truncated"),
+    ):
+        load_image(im)  # was a raw OSError
+    with Image.open(path) as im:
+        pass
+    with pytest.raises(ImageError, match="corrupt, truncated or closed"):
+        load_image(im)  # its file closed before its pixels were read: was an AssertionError
+    with Image.open(path) as im:
+        assert load_image(im).shape == (1, 3, 64, 64)
+
+
+def test_images_in_memory_are_held_to_the_limit_files_are(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 1000)  # a file over 2000 px is refused
+    big = Image.new("RGB", (50, 50))
+    with pytest.raises(ImageError, match="too large to open"):
+        load_image(saved(tmp_path, big, "big.png"), max_pixels=5000)
+    for image in (big, torch.rand(3, 50, 50)):  # were read whole, and a stylised content kept that size
+        with pytest.raises(InputError, match="50x50 image is over the limit of 2,000 pixels: give a size"):
+            load_image(image)
+        assert load_image(image, 40).shape == (1, 3, 40, 40)
+    assert load_image(Image.new("RGB", (50, 30))).shape == (1, 3, 30, 50)  # up to twice Pillow's limit

@@ -41,6 +41,16 @@ def test_size_scales_the_longer_side_and_accepts_paths_and_pil(tmp_path):
     for size, message in ((float("inf"), "positive number"), (10**9, "over the limit")):
         with pytest.raises(InputError, match=message):  # was an OverflowError / a 9e18-byte allocation
             wct.stylize(c, style, size=size, levels=(1,))
+    fractional = [  # were stylised at 2x2, 65x65 (rounded), or with the style at 41 px
+        lambda: wct.stylize(c, style, size=1.5, levels=(1,)),
+        lambda: wct.stylize(c, style, size=64.7, levels=(1,)),
+        lambda: wct.stylize(c, style, size=32, style_size=40.5, levels=(1,)),
+        lambda: wct.texture(style, (32, 32), passes=1, levels=(1,), style_size=40.5),
+        lambda: wct.pipeline.stylizer().style(style, 40.5),
+    ]
+    for call in fractional:
+        with pytest.raises(InputError, match="size must be a whole positive number of pixels, got"):
+            call()
 
 
 def test_style_statistics_come_from_one_encoder_pass_and_are_reused(stylizer, monkeypatch):
@@ -139,7 +149,7 @@ def test_stylizer_takes_batches_image_styles_and_refuses_bad_tensors(stylizer, t
     tensor_to_pil(style).save(path)
     for as_image in (style, style[0], path):  # a style image instead of a Style: the same result
         assert torch.allclose(stylizer.stylize(a, as_image, 0.8, (3, 2)), one[0], atol=1e-2)
-    for bad in (a.mul(255).byte(), a * 2, "missing.png"):
+    for bad in (a.mul(255).long(), a * 2, "missing.png"):  # uint8 is 0..255; other integers are refused
         with pytest.raises((InputError, ImageError)):
             stylizer.stylize(bad, st, 0.8, (3, 2))
     with pytest.raises(InputError):
@@ -250,8 +260,12 @@ def test_networks_and_helpers_check_their_inputs(stylizer):
         with pytest.raises(InputError):
             call()
     assert check_levels(3) == (3,) and texture_size(40) == (40, 40)
-    with pytest.raises(InputError, match="torch.uint8: convert with x.float"):
-        stylizer.stylize(a.mul(255).byte(), a, 0.5, (2,))
+    b = a.mul(255).round().byte()  # uint8 is 0..255, as torchvision reads images
+    want = stylizer.stylize(b.float() / 255, b.float() / 255, 0.5, (2,))
+    torch.testing.assert_close(stylizer.stylize(b, b.float() / 255, 0.5, (2,)), want, rtol=0, atol=0)
+    torch.testing.assert_close(stylizer.stylize(b[0], b, 0.5, (2,)), want[0], rtol=0, atol=0)
+    dark = torch.randint(0, 2, (3, 32, 48), dtype=torch.uint8)  # 0 or 1 of 255: was read as 0..1
+    assert stylizer.reconstruct(dark, 1).mean() < 0.05
 
 
 def test_evaluation_refuses_what_it_cannot_score(tmp_path, encoder, stylizer):

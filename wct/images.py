@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from .checks import as_number
+from .checks import as_number, whole
 from .errors import ImageError, InputError, OutputError
 from .paths import check_target, write_error
 
@@ -84,9 +84,9 @@ def reason(e: BaseException) -> str:
 
 
 def check_max_pixels(max_pixels: int | None, name: str = "max_pixels") -> int | None:
-    """None (Pillow's limit) or a positive number of pixels (which replaces it)."""
-    if max_pixels is not None and max_pixels < 1:
-        raise InputError(f"{name} must be a positive number of pixels, got {max_pixels}")
+    """None (Pillow's limit) or a whole positive number of pixels (which replaces it)."""
+    if max_pixels is not None and (not whole(max_pixels) or max_pixels < 1):
+        raise InputError(f"{name} must be a whole positive number of pixels, got {max_pixels!r}")
     return max_pixels
 
 
@@ -356,15 +356,21 @@ def tensor_to_pil(x: Tensor) -> Image.Image:
 
 
 def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px."""
+    """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px;
+    an InputError if that is over `made_pixel_limit` (the most Pillow opens from a file)."""
+    limit = made_pixel_limit()
     if size is None:
+        if limit and width * height > limit:  # an image in memory: a file that large is refused
+            raise InputError(
+                f"a {width}x{height} image is over the limit of {limit:,} pixels: "
+                "give a size to scale it down"
+            )
         return width, height
     value = as_number(size, "size (pixels, or None)")
-    if not 1 <= value < math.inf:
-        raise InputError(f"size must be a positive number of pixels, got {size}")
+    if not 1 <= value < math.inf or not value.is_integer():
+        raise InputError(f"size must be a whole positive number of pixels, got {size}")
     s = value / max(width, height)
     w, h = max(1, round(width * s)), max(1, round(height * s))
-    limit = made_pixel_limit()
     if limit and w * h > limit:  # before a tensor of that size is allocated
         raise InputError(
             f"size {size} makes a {width}x{height} image {w}x{h}, over the limit of {limit:,} pixels"
@@ -372,22 +378,45 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     return w, h
 
 
+def loaded(im: Image.Image) -> Image.Image:
+    """A PIL image with its pixels read: one opened lazily from a file that is truncated, corrupt or
+    already closed is an ImageError."""
+    try:
+        im.load()
+    except (*DECODE_ERRORS, AssertionError) as e:  # Pillow asserts its file is open
+        raise ImageError(
+            "the PIL image cannot be read: its file is corrupt, truncated or closed "
+            f"({reason(e).rstrip(': ')})"
+        ) from None
+    return im
+
+
 def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None = None) -> Tensor:
-    """A path, PIL image or tensor as a (1, 3, H, W) tensor in [0, 1], longer side scaled to `size`."""
+    """A path, PIL image or tensor as a (1, 3, H, W) tensor in [0, 1], longer side scaled to `size`.
+    Tensors hold values in [0, 1], or 0..255 if uint8 (as torchvision reads images)."""
+    check_max_pixels(max_pixels)
     if isinstance(image, Tensor):
+        if image.is_meta or image.layout != torch.strided:
+            kind = "meta" if image.is_meta else str(image.layout)
+            raise InputError(f"image tensors must be dense tensors holding their values, got a {kind} tensor")
         x = image[None] if image.ndim == 3 else image
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1 or 0 in x.shape:
+            hwc = image.ndim == 3 and image.shape[2] == 3
+            last = " (channels last? use x.permute(2, 0, 1))" if hwc else ""
             raise InputError(
                 f"image tensors must be (3, H, W) or (1, 3, H, W) (an (N, 3, H, W) batch where the "
-                f"Stylizer takes one, N >= 1), got {tuple(image.shape)}"
+                f"Stylizer takes one, N >= 1), got {tuple(image.shape)}{last}"
             )
         if x.is_complex() or x.dtype == torch.bool:
-            raise InputError(f"image tensors must be real numbers in [0, 1], got {x.dtype}")
+            raise InputError(f"image tensors must be real numbers in [0, 1] (or uint8), got {x.dtype}")
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        elif not x.is_floating_point():  # 0..1 or 0..255? torchvision reads images as uint8
+            raise InputError(f"image tensors must be floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
         if not torch.isfinite(x).all():
             raise InputError("image tensor contains NaN or Inf")
         if x.min() < 0 or x.max() > 1:
-            hint = f" ({x.dtype}: convert with x.float() / 255)" if not x.is_floating_point() else ""
-            raise InputError(f"image tensor values must be in [0, 1]{hint}")
+            raise InputError("image tensor values must be in [0, 1]")
         w, h = scaled_size(x.shape[3], x.shape[2], size)
         x = x.float()  # the tensor itself when it is float32 already: checking it copies nothing
         if (w, h) != (x.shape[3], x.shape[2]):
@@ -396,9 +425,14 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ImageError(f"the image has no pixels ({image.width}x{image.height})")
-        im = to_srgb(image)
+        im = to_srgb(loaded(image))
     elif isinstance(image, (str, os.PathLike)):
         im = open_image(image, max_pixels)
+    elif isinstance(image, np.ndarray):
+        raise InputError(
+            "numpy arrays are not taken as images: pass torch.from_numpy(a).permute(2, 0, 1) for an "
+            "(H, W, 3) array (uint8, or floats in [0, 1]), or Image.fromarray(a)"
+        )
     else:
         raise InputError(f"expected a path, PIL image or tensor, got {type(image).__name__}")
     w, h = scaled_size(im.width, im.height, size)

@@ -268,8 +268,9 @@ class Stylizer:
         weights: Sequence[float] | None = None,
         mask: Tensor | ImageLike | None = None,
     ) -> Tensor:
-        """Stylise an (N, 3, H, W) batch in [0, 1], each image with its own statistics; returns
-        the same shape. A path or PIL image is read as a batch of one, at its own size.
+        """Stylise an (N, 3, H, W) batch in [0, 1] (uint8: 0..255), each image with its own
+        statistics; returns the same shape, in [0, 1]. A path or PIL image is read as a batch of
+        one, at its own size.
 
         A style is a `Style` from `style` (computed once, for reuse) or anything `style` takes.
         Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
@@ -395,7 +396,8 @@ def stylize(
     tile: int | None = None,
     precision: str = "fp32",
 ) -> Image.Image:
-    """Repaint `content` in the style of `style`; paths, PIL images or (3, H, W) tensors in [0, 1].
+    """Repaint `content` in the style of `style`; paths, PIL images or (3, H, W) tensors in [0, 1]
+    (uint8: 0..255).
 
     `size` scales the content's longer side (None keeps it); `style_size` likewise for the style.
     A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
