@@ -140,6 +140,7 @@ def test_texture_synthesis_and_inversion_from_the_cli(pair, tmp_path, wct_cli):
         (["--steps", "0"], "steps (--steps) must be"),
         (["--style-weight", "nan"], "style_weight (--style-weight) must be"),
         (["--lr", "0"], "lr (--lr) must be > 0"),
+        (["--optimizer", "adam", "--lr", "1e38"], "lr (--lr) must be at most 1000 with adam"),
         (["--init", "content", "--no-content"], "STYLE"),
         (["--style-layers", "relu1_1,conv2_1"], "style_layers (--style-layers) takes distinct ReLU layers"),
         (["--content-layer", "relu9_1"], "content_layer (--content-layer)"),
@@ -252,6 +253,39 @@ def test_gatys_cli_keeps_the_history_and_best_image_of_a_stopped_run(pair, tmp_p
         assert im.text["wct:interrupted"] == "1"  # the first run's image, not replaced
 
 
+def test_gatys_cli_stops_a_diverging_run_with_an_error_keeping_the_best_image(
+    pair, tmp_path, wct_cli, monkeypatch
+):
+    out, hist = tmp_path / "g.png", tmp_path / "h.json"
+    base = ("gatys", str(pair / "content.png"), str(pair / "style.png"), "-o", str(out), "--size", "64",
+            "--steps", "5", "--history", str(hist))  # fmt: skip
+    r = wct_cli(*base, "--lr", "1e6")  # L-BFGS's first, memoryless step already more than doubles the loss
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "error: L-BFGS diverged at step 1" in said and "Traceback" not in said, said
+    assert "lower lr (--lr) 1e+06, e.g. to 100000" in said
+    assert not out.exists()  # its best image is the photo it started from: nothing to keep
+    h = json.loads(hist.read_text())
+    assert h["finished"] is False and [e["step"] for e in h["history"]] == [0, 1] and h["best_step"] == 0
+
+    import wct.gatys
+
+    calls, tv_loss = [], wct.gatys.tv_loss
+
+    def nan_in_step_4(x):
+        calls.append(1)
+        return tv_loss(x) * (float("nan") if len(calls) == 4 else 1)
+
+    monkeypatch.setattr(wct.gatys, "tv_loss", nan_in_step_4)
+    r = wct_cli(*base, "--overwrite")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "error: the loss became nan at step 3" in said, said
+    h = json.loads(hist.read_text())
+    assert [e["step"] for e in h["history"]] == [0, 1, 2] and h["best_step"] > 0
+    assert f"wrote {out}: the lowest loss after 2 of 5 steps, at step {h['best_step']}" in said
+    with Image.open(out) as im:  # the best image of the finite steps, never a NaN one
+        assert im.text["wct:step"] == str(h["best_step"]) and im.text["wct:interrupted"] == "2"
+
+
 def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):
     from PIL import Image
 
@@ -273,6 +307,13 @@ def test_gatys_cli_texture_size_and_ignored_options(pair, tmp_path, wct_cli):
                 "--steps", "1", "--size", "64", "--seed", "3")  # fmt: skip
 
 
+def test_gatys_cli_warns_that_a_texture_ignores_the_content_layer(pair, tmp_path, wct_cli):
+    args = ("gatys", "--no-content", str(pair / "style.png"), "-o", str(tmp_path / "t.png"), "--steps", "1",
+            "--size", "64", "--content-layer", "relu1_1")  # fmt: skip
+    with pytest.warns(UserWarning, match="--content-layer has no effect with --no-content"):
+        assert wct_cli(*args).returncode == 0
+
+
 def test_bench_cli_checks_its_arguments_before_any_work(tmp_path, wct_cli):
     (tmp_path / "afile").write_text("x")
     for args, message in (
@@ -290,6 +331,25 @@ def test_bench_cli_checks_its_arguments_before_any_work(tmp_path, wct_cli):
     assert not (tmp_path / "r").exists()
     r = wct_cli("bench", "--quick", "-o", str(tmp_path / "afile" / "report"))
     assert r.returncode == 1 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_refuses_the_options_it_would_ignore(tmp_path, wct_cli):
+    for args, refused in (
+        (["--sizes", "128"], "--sizes"),
+        (["--sizes", "256,512"], "--sizes"),  # the default, given: still not what --quick runs
+        (["--repeats", "2"], "--repeats"),
+        (["--pairs", "2", "--styles", str(tmp_path)], "--styles, --pairs"),
+        (["--pair", "a.png,b.png"], "--pair"),
+        (["--steps", "50"], "--steps 50"),  # --quick runs at most 5
+    ):
+        r = wct_cli("bench", "--quick", "-o", str(tmp_path / "r"), *args)
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and said.startswith("error: --quick") and f"drop {refused}" in said, said
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    r = wct_cli("bench", "--pair", f"{tmp_path / 'a.png'},{tmp_path / 'a.png'}", "--pairs", "3", "-o",
+                str(tmp_path / "r"))  # fmt: skip
+    assert r.returncode == 1 and r.stderr.startswith("error: --pair replaces --pairs"), r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_summary_counts_matches_by_the_content_photo_itself_and_takes_medians():

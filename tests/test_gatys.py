@@ -151,6 +151,7 @@ def test_invert_lowers_its_loss(encoder, pair):
         {"style_weight": float("nan")},
         {"tv_weight": -1e-3},
         {"lr": 0.0},
+        {"optimizer": "adam", "lr": 1e38},  # torch's Adam overflowed: a RuntimeError
         {"save_every": -1},
         {"seed": "a"},
         {"seed": 2**64},
@@ -324,6 +325,67 @@ def test_an_lbfgs_step_that_raises_the_loss_less_than_twofold_is_kept():
     assert 1.1 * totals[2] < totals[3] < 2 * totals[2]  # a rise L-BFGS recovers from by itself
     assert not torch.equal(seen[4], seen[2])  # so step 4 went on from step 3's image
     assert result.best_step == len(totals) - 1
+
+
+def quadratic(target: torch.Tensor, seen: list, nan_at: int = 0):
+    """An objective for _optimise: squared distance to `target`, NaN at evaluation `nan_at`."""
+
+    def objective(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(x.detach().clone())
+        total = ((x - target) ** 2).sum() * (math.nan if len(seen) == nan_at else 1)
+        zero = total.new_zeros(())
+        return {"content": total, "style": zero, "tv": zero, "total": total}
+
+    return objective
+
+
+def test_an_lbfgs_step_from_a_fresh_start_that_must_be_undone_raises_diverged():
+    """Restarting would take the same memoryless step again: the run could only repeat it."""
+    start = torch.full((1, 3, 8, 8), 0.5)
+    target = start + 0.05 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    seen = []
+    with pytest.raises(G.Diverged, match=r"at step 1: .* lower lr \(--lr\) 1e\+06, e.g. to 100000") as e:
+        G._optimise(start, quadratic(target, seen), 20, "lbfgs", 1e6, 0, None)
+    assert isinstance(e.value, InputError) and len(seen) == 2  # not 20 steps back and forth
+    r = e.value.result
+    assert r.best_step == 0 and torch.equal(r.image, start)
+    assert r.history[1]["total"] > 2 * r.history[0]["total"]
+
+
+@pytest.mark.parametrize("optimizer, lr", [("lbfgs", 1.0), ("adam", 0.05)])
+def test_a_loss_that_stops_being_finite_raises_diverged_with_the_best_image_so_far(optimizer, lr):
+    start = torch.full((1, 3, 8, 8), 0.5)
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    seen = []
+    with pytest.raises(G.Diverged, match=r"the loss became nan at step 3: .* lr \(--lr\)") as e:
+        G._optimise(start, quadratic(target, seen, nan_at=4), 8, optimizer, lr, 0, None)
+    r = e.value.result
+    assert [h["step"] for h in r.history] == [0, 1, 2] and r.best_step > 0
+    assert r.best == min(r.history, key=lambda h: h["total"]) and torch.equal(r.image, seen[r.best_step])
+    with pytest.raises(G.Diverged) as e:  # at the start: no result
+        G._optimise(start, quadratic(target, [], nan_at=1), 8, optimizer, lr, 0, None)
+    assert e.value.result is None
+
+
+def test_a_run_that_never_goes_below_its_start_warns_that_lr_may_be_too_large():
+    import warnings
+
+    start = torch.full((1, 3, 8, 8), 0.5)
+    near = start + 0.01 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"no step went below .* lr \(--lr\) 5 may be too large"):
+        r = G._optimise(start, quadratic(near, []), 2, "adam", 5.0, 0, None)
+    assert r.best_step == 0 and torch.equal(r.image, start)
+    far = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert G._optimise(start, quadratic(far, []), 2, "adam", 0.05, 0, None).best_step > 0
+
+
+def test_adam_learning_rates_are_capped_where_a_step_is_meaningless():
+    assert G.Options(optimizer="adam", lr=G.ADAM_MAX_LR).checked().lr == G.ADAM_MAX_LR
+    assert G.Options(optimizer="lbfgs", lr=1e38).checked().lr == 1e38  # L-BFGS's first step is L1-normalised
+    with pytest.raises(InputError, match=r"lr \(--lr\) must be at most 1000 with adam"):
+        G.Options(optimizer="adam", lr=1001).checked()
 
 
 def test_images_without_pixels_raise_input_error(encoder, pair):

@@ -77,7 +77,7 @@ def run_optimisation(
     history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
     import functools
 
-    from .gatys import Interrupted
+    from .gatys import Diverged, Interrupted
     from .images import alpha_channel, atomic_save, tensor_to_pil, with_alpha, write_json
 
     if save_every > steps:
@@ -109,7 +109,7 @@ def run_optimisation(
         with bar:
             result = optimise(callback)
     except BaseException as e:
-        kept = e.result if isinstance(e, Interrupted) else None  # the best image of the steps done
+        kept = e.result if isinstance(e, (Interrupted, Diverged)) else None  # the best of the steps done
         if history and entries:
             try:
                 record = {"settings": settings, "finished": False}
@@ -118,7 +118,7 @@ def run_optimisation(
                 console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
             except (OSError, WCTError) as err:  # never hide the error that stopped the run
                 console.print(f"could not write the history: {err}", markup=False)
-        if kept is not None:
+        if kept is not None and (isinstance(e, Interrupted) or kept.best_step > 0):  # not just the start
             save_interrupted(kept, output, settings, to_pil, inputs, steps)
         raise
     if history:  # before the image: a failed save must not lose the run's record
@@ -137,8 +137,8 @@ def save_interrupted(
     inputs: tuple[Path, ...],
     steps: int,
 ) -> None:
-    """On Ctrl-C, write the image with the lowest loss among the steps done (its PNG text says
-    so), so that a long run is not lost; never hide the interrupt if it cannot be written. An
+    """On Ctrl-C or divergence, write the image with the lowest loss among the steps done (its PNG
+    text says so), so that a long run is not lost; never hide the error if it cannot be written. An
     existing OUT (given --overwrite) is kept: a stopped run goes to OUT_interrupted beside it."""
     from .images import atomic_save
 
@@ -227,7 +227,7 @@ def gatys_command(
     from dataclasses import asdict
 
     from .encoder import NAMES, load_encoder, min_side
-    from .gatys import Options, gatys
+    from .gatys import CONTENT_LAYER, Options, gatys
     from .images import load_image
 
     if no_content:
@@ -254,6 +254,8 @@ def gatys_command(
             )
     if content is None and content_weight != 1.0:
         warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
+    if content is None and o.content_layer != CONTENT_LAYER:
+        warnings.warn("--content-layer has no effect with --no-content", stacklevel=1)
     if o.init != "noise" and seed != 0:
         warnings.warn(f"--seed only seeds --init noise; --init {o.init} ignores it", stacklevel=1)
     x_content = load_image(content, size_) if content is not None else None
@@ -357,8 +359,18 @@ def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
     return out
 
 
+QUICK_STEPS = 5  # the most Gatys steps of `wct bench --quick`
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name` (the parameter's name), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 @app.command()
 def bench(
+    ctx: typer.Context,
     contents: Path = typer.Option(SHARED_DATA / "content", help="Folder of content photos."),
     styles: Path = typer.Option(SHARED_DATA / "styles", help="Folder of style images."),
     pairs: int = typer.Option(4, help="Number of content x style pairs."),
@@ -372,7 +384,7 @@ def bench(
     quick: bool = typer.Option(
         False,
         help="Check the machinery: one generated pair at 64 px, one WCT run, at most 5 Gatys steps "
-        "(--contents, --styles, --pairs, --pair, --sizes and --repeats are ignored).",
+        "(--contents, --styles, --pairs, --pair, --sizes and --repeats are refused).",
     ),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace an earlier report in --out."),
@@ -388,10 +400,21 @@ def bench(
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {repeats}")
     if quick:  # its pair is made below
-        todo, size_list, steps, repeats = [], [64], min(steps, 5), 1
+        ignored = ("contents", "styles", "pairs", "pair", "sizes", "repeats")
+        refused = [f"--{n}" for n in ignored if given(ctx, n)]
+        refused += [f"--steps {steps}"] if given(ctx, "steps") and steps > QUICK_STEPS else []
+        if refused:
+            raise InputError(
+                f"--quick runs one generated pair at 64 px, one WCT run and at most {QUICK_STEPS} Gatys "
+                f"steps: drop {', '.join(refused)}"
+            )
+        todo, size_list, steps, repeats = [], [64], min(steps, QUICK_STEPS), 1
     else:
         want = "numbers of pixels of at least 16, comma-separated"  # relu5_1 needs 16 px a side
         size_list = numbers(sizes, "--sizes", want, least=16)
+        replaced = [f"--{n}" for n in ("contents", "styles", "pairs") if pair and given(ctx, n)]
+        if replaced:
+            raise InputError(f"--pair replaces {', '.join(replaced)}: give one or the other")
         if not pair:
             must_exist(contents, styles)
         todo = parse_pairs(pair)

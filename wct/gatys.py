@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +41,7 @@ INITS = ("content", "noise", "style")
 GRAMS = ("plain", "centered", "both")
 LOSS_KEYS = ("content", "style", "tv", "total")
 BACKTRACK_RISE = 2.0  # an L-BFGS step to an image above twice the lowest loss so far is undone
+ADAM_MAX_LR = 1e3  # Adam moves a pixel (in [0, 1]) by up to about lr a step; torch's overflows near 3e37
 
 Callback = Callable[[int, "Tensor | None", dict[str, float]], None]
 
@@ -317,7 +319,10 @@ def gatys(
     6000-fold (512 px) mid-run, so an L-BFGS step to an image with more than BACKTRACK_RISE x the
     lowest loss so far is undone and L-BFGS restarts from the image before it with an empty memory
     (costing one step: that loss is known only at the next step's first evaluation). The result is
-    the image with the lowest loss.
+    the image with the lowest loss, with a warning if no step went below the start's.
+    If the step L-BFGS takes from an empty memory must be undone too (a restart would repeat it),
+    or the loss stops being finite, it raises `Diverged` (an InputError: lower lr) whose `result`
+    holds the image with the lowest loss so far and the history.
     `callback(step, image, entry)` gets each history entry as soon as it is known (entry k during
     step k + 1, the last one after the last step), with `image` (a detached copy of the image after
     step k) when k is a positive multiple of `save_every`, else None. Runs are deterministic for a
@@ -437,6 +442,7 @@ def _optimise(
     history: list[dict[str, float]] = []
     best, best_step = x.detach().clone(), 0  # the image with the lowest loss so far, and its step
     anchor = x.detach().clone()  # the image the last L-BFGS step was taken from
+    empty, fresh = True, False  # L-BFGS's memory is empty; x was made by a step from an empty one
 
     def closure() -> Tensor:
         optim.zero_grad(set_to_none=True)
@@ -454,8 +460,10 @@ def _optimise(
         nonlocal paused
         entry = {"step": step, **{k: losses[k].item() for k in LOSS_KEYS}, "seconds": seconds}
         if not math.isfinite(entry["total"]):
-            raise InputError(
-                f"the loss became {entry['total']} at step {step}: lower the weights or the learning rate"
+            raise Diverged(
+                f"the loss became {entry['total']} at step {step}: "
+                f"lower the weights or {_named('lr')} {lr:g}",
+                GatysResult(best, history, best_step) if history else None,
             )
         history.append(entry)
         if callback is not None:
@@ -477,14 +485,23 @@ def _optimise(
             record(step - 1, evals[0], made, snapshot)
             if history[-1]["total"] < history[best_step]["total"]:
                 best, best_step = before, step - 1
+            if backtrack and fresh:  # a restart would take the same step again
+                raise Diverged(
+                    f"L-BFGS diverged at step {step - 1}: even its first step from a fresh start raised "
+                    f"the loss from {history[best_step]['total']:.4g} to {history[-1]['total']:.4g}, and a "
+                    f"restart would repeat it: lower {_named('lr')} {lr:g}, e.g. to {lr / 10:g}",
+                    GatysResult(best, history, best_step),
+                )
             with torch.no_grad():
                 if backtrack:
                     x.copy_(anchor)
                     optim.state.clear()  # L-BFGS starts afresh, as on its first step
+                    empty, fresh = True, False
                 else:
                     anchor = before
                     x.clamp_(0, 1)
                     _match_lbfgs_step(optim, x - anchor)
+                    empty, fresh = False, empty
             made = time.perf_counter() - start - paused
             wanted = callback is not None and save_every and step % save_every == 0
             snapshot = x.detach().clone() if wanted else None
@@ -496,6 +513,12 @@ def _optimise(
         if not history:
             raise
         raise Interrupted(GatysResult(best, history, best_step)) from None
+    if best_step == 0:
+        warnings.warn(
+            f"no step went below the starting image's loss, so the result is that image: "
+            f"{_named('lr')} {lr:g} may be too large (or the start already optimal)",
+            stacklevel=2,
+        )
     return GatysResult(best, history, best_step)
 
 
@@ -505,6 +528,15 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, result: GatysResult):
         super().__init__()
+        self.result = result
+
+
+class Diverged(InputError):
+    """The optimisation cannot go on (a learning rate or weights too high): `result` holds the
+    image with the lowest loss among the steps done, and their history (None before the first)."""
+
+    def __init__(self, message: str, result: GatysResult | None):
+        super().__init__(message)
         self.result = result
 
 
@@ -569,9 +601,15 @@ def _layers(value: object, name: str) -> tuple[str, ...]:
 def _lr(value: float | None, opt: str) -> float:
     if value is None:
         return 1.0 if opt == "lbfgs" else 0.05
-    if _weight(value, "lr") == 0:
+    v = _weight(value, "lr")
+    if v == 0:
         raise InputError(f"{_named('lr')} must be > 0")
-    return float(value)
+    if opt == "adam" and v > ADAM_MAX_LR:
+        raise InputError(
+            f"{_named('lr')} must be at most {ADAM_MAX_LR:g} with adam, which moves each pixel (0 to 1) "
+            f"by up to about lr a step, got {v:g}: try 0.05"
+        )
+    return v
 
 
 def _check_callback(callback: object) -> None:
