@@ -23,6 +23,7 @@ from wct.video import (
     flicker,
     has_audio,
     read_frames,
+    scene_cut,
     stylize_frames,
 )
 
@@ -89,6 +90,21 @@ def test_temporal_reduces_flicker(stylizer):
     plain = flicker(list(stylize_frames(stylizer, iter(frames), style, 0.8))) / base
     smooth = flicker(list(stylize_frames(stylizer, iter(frames), style, 0.8, temporal=True))) / base
     assert smooth < 0.9 * plain
+
+
+def test_temporal_restarts_at_a_scene_cut(stylizer):
+    """Two still shots: after the cut, nothing of the first shot carries over (it did 2.3/255)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = gradient_image(48, 64, seed=1), gradient_image(48, 64, seed=2).flip(-1)
+    shot = lambda x: [(x + 0.01 * torch.randn(x.shape, generator=g)).clamp(0, 1) for _ in range(3)]  # noqa: E731
+    clip = shot(a) + shot(b)
+    style = stylizer.style(gradient_image(64, 64, seed=7), levels=(2, 1))
+    both = list(stylize_frames(stylizer, iter(clip), style, 0.8, (2, 1), temporal=True))
+    alone = list(stylize_frames(stylizer, iter(clip[3:]), style, 0.8, (2, 1), temporal=True))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(both[3:], alone, strict=True))
+    assert scene_cut(clip[2], clip[3]) and scene_cut(a, a[..., :40, :])  # another shot, another size
+    assert not any(scene_cut(x, y) for x, y in zip(clip[:2], clip[1:3], strict=True))  # sensor noise
+    assert not any(scene_cut(x, y) for x, y in zip(panning(), panning()[1:], strict=False))  # motion
 
 
 def test_video_file_and_frame_folders(wct_cli, tmp_path):
@@ -166,6 +182,31 @@ def test_a_truncated_video_is_stylised_as_far_as_it_reads_with_a_warning(wct_cli
         r = wct_cli("video", str(clip), str(tmp_path / "whole"), *common)
     assert r.returncode == 0 and len(list((tmp_path / "whole").glob("frame_*.png"))) == 30
     assert not [w for w in caught if "ended after" in str(w.message)]
+
+
+def test_a_truncated_video_with_audio_warns_too(tmp_path):
+    """With an audio track the frames were counted, so a truncated clip promised only what it held."""
+    import imageio_ffmpeg
+
+    clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
+    lavfi = ("testsrc=size=48x32:rate=10:duration=3", "sine=duration=3")
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        *(a for s in lavfi for a in ("-f", "lavfi", "-i", s)),
+    ]
+    subprocess.run(
+        [*cmd, "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clip)], check=True
+    )
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+    frames, _, count = read_frames(cut)
+    with pytest.warns(UserWarning, match=r"cut.mp4 ended after \d+ of about 30 frames"):
+        assert 5 < len(list(frames)) < 25 and count == 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        frames, _, count = read_frames(clip)
+        assert len(list(frames)) == count == 30
 
 
 def clip_with_sound(path, frames: int, fps: int, seconds: float) -> None:
@@ -284,6 +325,15 @@ def test_ntsc_rates_are_read_and_written_exactly(tmp_path):
     r = subprocess.run([cmd[0], "-i", str(tmp_path / "out.mp4")], capture_output=True, text=True)
     assert " 24k tbn" in r.stderr  # 24000/1001 exactly, not 1199/50
     assert read_frames(tmp_path / "out.mp4")[1] == pytest.approx(24000 / 1001, abs=1e-9)
+
+
+def test_a_high_speed_clip_keeps_its_rate(tmp_path):
+    """ffmpeg prints 1000 fps as "1k fps", which imageio reads as none: read at 24 fps, 20 frames became 2."""
+    with FrameWriter(tmp_path / "fast.mp4", 1000) as writer:
+        for x in panning(20, 16, 1):
+            writer.write(x)
+    frames, fps, count = read_frames(tmp_path / "fast.mp4")
+    assert fps == 1000 and len(list(frames)) == 20
 
 
 @pytest.mark.parametrize("stage", ["encoder", "read back"])
@@ -523,6 +573,27 @@ def test_frame_writer_closes_once_and_as_a_context_manager(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frames"]
 
 
+def test_a_frame_writer_dropped_unclosed_leaves_no_temporary_file(tmp_path):
+    import gc
+    import sys
+
+    (tmp_path / "old.mp4").write_bytes(b"mine")
+    for path in (tmp_path / "old.mp4", tmp_path / "new" / "clip.mp4", tmp_path / "frames"):
+        writer = FrameWriter(path, 12, overwrite=True)
+        writer.write(torch.rand(3, 16, 16))
+        del writer  # an error before close, say
+        gc.collect()
+    assert [p.name for p in tmp_path.iterdir()] == ["old.mp4"]
+    assert (tmp_path / "old.mp4").read_bytes() == b"mine"  # replaced only by close()
+    script = "import sys, torch; from wct.video import FrameWriter; w = FrameWriter(sys.argv[1], 12); "
+    script += "w.write(torch.rand(3, 16, 16)); sys.exit(3)"  # left open at exit
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "exit.mp4")], capture_output=True, text=True
+    )
+    assert r.returncode == 3, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["old.mp4"]
+
+
 def test_read_frames_starts_ffmpeg_at_the_first_frame_and_stops_it_on_close(tmp_path, monkeypatch):
     import imageio.v2 as imageio
 
@@ -577,13 +648,28 @@ def test_odd_videos_read_or_fail_with_a_clear_error(tmp_path):
         read_frames(tmp_path / "none.mp4")
     make("odd.mkv", "-f", "lavfi", "-i", "testsrc=size=31x23", "-frames:v", "2", "-c:v", "ffv1")
     assert [x.shape[-2:] for x in read_frames(tmp_path / "odd.mkv")[0]] == [(23, 31)] * 2
-    for size in ("32x24", "48x32"):  # the size changes half way: ffmpeg scales to the first
-        make(
-            f"{size}.ts", "-f", "lavfi", "-i", f"testsrc=size={size}", "-frames:v", "2", "-c:v", "mpeg2video"
-        )
-    make("sizes.mkv", "-i", f"concat:{tmp_path / '32x24.ts'}|{tmp_path / '48x32.ts'}", "-c", "copy")
-    sizes = [x.shape[-2:] for x in read_frames(tmp_path / "sizes.mkv")[0]]
-    assert len(sizes) > 2 and set(sizes) == {(24, 32)}
+
+
+def test_a_video_that_changes_frame_size_is_refused_not_stretched(wct_cli, tmp_path):
+    import imageio_ffmpeg
+
+    def make(name: str, *args: str) -> None:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args, str(tmp_path / name)]
+        subprocess.run(cmd, check=True)
+
+    for size in ("64x48", "48x64"):  # two shots, landscape then portrait, joined without re-encoding
+        shot = ("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10", "-frames:v", "4")
+        make(f"{size}.ts", *shot, "-c:v", "libx264", "-g", "2")
+    make("sizes.mkv", "-i", f"concat:{tmp_path / '64x48.ts'}|{tmp_path / '48x64.ts'}", "-c", "copy")
+    message = r"sizes.mkv changes frame size at frame 5, from 64x48 to 48x64: a video's frames share one size"
+    with pytest.raises(ImageError, match=message):  # ffmpeg stretched the portrait frames to 64x48
+        read_frames(tmp_path / "sizes.mkv")
+    painting(32, 32).save(tmp_path / "style.png")
+    r = wct_cli(
+        "video", str(tmp_path / "sizes.mkv"), str(tmp_path / "out"), "--style", str(tmp_path / "style.png")
+    )
+    assert r.returncode == 1 and re.search(f"^error: .*{message}", r.stderr) and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
