@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from wct.encoder import VGG19_MD5, default_weights_path, load_encoder, read_weights, save_weights
-from wct.errors import WeightsError
+from wct.errors import InputError, WeightsError
 
 
 def test_weights_match_the_h5_file(encoder):
@@ -110,3 +110,17 @@ def test_a_failed_export_leaves_the_existing_file_whole(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="No space left"):
         save_weights({"conv1_1.bias": torch.zeros(64)}, path)
     assert path.read_bytes() == b"an earlier export" and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_cuda_device_beyond_the_gpus_present_is_an_input_error(monkeypatch):
+    # torch.device("cuda:3") is made without complaint; a model moved there raised a raw
+    # "CUDA error: invalid device ordinal" on a one-GPU machine.
+    from wct.encoder import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert resolve_device("cuda") == torch.device("cuda")
+    for bad in ("cuda:1", "cuda:3", torch.device("cuda", 2)):
+        with pytest.raises(InputError, match="cuda:0 to cuda:0"):
+            resolve_device(bad)

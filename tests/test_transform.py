@@ -320,3 +320,31 @@ def test_feature_stats_compare_by_identity_and_add_only_statistics():
     assert {a: 1, b: 2}[b] == 2
     with pytest.raises(TypeError):
         a + 1
+
+
+def test_statistics_about_a_far_shift_are_those_about_the_own_mean():
+    # Tiles share one shift (the first tile's mean). A low-contrast mask region in another tile lies
+    # far from it: float32 products about that shift cancelled in cov, and rounding noise became
+    # some 30 spurious directions, which whitening blew up to unit variance (tiled != untiled).
+    from wct.transform import eig
+
+    g = torch.Generator().manual_seed(27)
+    f = torch.rand(64, 1, generator=g) * 200 + 0.1 * torch.randn(64, 3, generator=g)
+    shift = f.double().mean(1) + 1000 * torch.randn(64, generator=g, dtype=torch.float64)
+    far, own = feature_stats(f, shift), feature_stats(f)
+    assert len(eig(far.cov)[0]) == len(eig(own.cov)[0]) == 2
+    torch.testing.assert_close(far.cov, cov(f), rtol=1e-6, atol=1e-6 * cov(f).abs().max().item())
+    torch.testing.assert_close(far.mean, f.double().mean(1), rtol=1e-12, atol=1e-9)
+
+
+def test_a_result_that_overflows_the_features_dtype_is_an_input_error():
+    # float16 tops out at 65504: a style with features near it coloured an outlier pixel of the
+    # content to 85,000 here, which became inf, silently (float32 alike near 3.4e38).
+    content, style = correlated(8, 200, 28), correlated(8, 300, 29)
+    content[:, 0] += 30
+    style = style / style.abs().max()
+    assert torch.isfinite(wct(content, style)).all()
+    with pytest.raises(InputError, match="overflow torch.float16"):
+        wct(content.half(), (style * 56000).half())
+    with pytest.raises(InputError, match="overflow torch.float32"):
+        wct(content, style * 3e38)

@@ -353,6 +353,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         )
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device {device!r}: use cpu, cuda or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()  # torch raises a raw "invalid device ordinal" on first use
+        raise InputError(f"device {dev} was asked for, but there are {n} CUDA GPU(s): cuda:0 to cuda:{n - 1}")
     return dev
 
 

@@ -94,27 +94,31 @@ def flatten(features: Tensor) -> Tensor:
 
 
 def feature_stats(features: Tensor, shift: Tensor | None = None) -> FeatureStats:
-    """Sums of one feature map, taken about `shift` (default: its own mean) for accuracy.
+    """Sums of one feature map, taken about `shift` (default: its own mean).
 
-    The products are summed in float32 at least (float16 overflows on VGG features), and in
-    float64 where float32 would overflow; chunks of OUTER_CHUNK pixels are added in float64, so a
-    whole 3000 px image sums as accurately as its tiles do.
+    The products are summed about the map's own mean, in float32 at least (float16 overflows on VGG
+    features), and in float64 where float32 would overflow; chunks of OUTER_CHUNK pixels are added
+    in float64, so a whole 3000 px image sums as accurately as its tiles do. A given `shift` is
+    applied afterwards, in float64: float32 products about a far shift (another tile's mean) cancel
+    in `cov`, giving a low-contrast mask region rounding noise as spurious directions of variance.
     """
     f = flatten(features)
     if not all_finite(f):
         raise InputError("features contain NaN or Inf")
-    if shift is None:
-        shift = f.mean(1, dtype=torch.float64) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
-    if not isinstance(shift, Tensor) or not torch.isfinite(shift).all():
-        raise InputError(f"shift must be a tensor of finite numbers, one per channel, got {shift!r}")
-    if shift.shape != f.shape[:1]:
-        raise InputError(f"shift has shape {tuple(shift.shape)}, features have {f.shape[0]} channels")
+    if shift is not None:
+        if not isinstance(shift, Tensor) or not torch.isfinite(shift).all():
+            raise InputError(f"shift must be a tensor of finite numbers, one per channel, got {shift!r}")
+        if shift.shape != f.shape[:1]:
+            raise InputError(f"shift has shape {tuple(shift.shape)}, features have {f.shape[0]} channels")
+        zero = torch.zeros(f.shape[0], dtype=torch.float64)
+        return FeatureStats(0, zero, torch.outer(zero, zero), shift.double().cpu()) + feature_stats(f)
+    mean = f.mean(1, dtype=torch.float64) if f.shape[1] else torch.zeros(f.shape[0], dtype=torch.float64)
     dtype = torch.promote_types(f.dtype, torch.float32)
-    s = shift.to(f.device, dtype)  # the shift kept is the one subtracted, rounded to x's dtype
+    s = mean.to(f.device, dtype)  # the shift kept is the one subtracted, rounded to x's dtype
     x = f.to(dtype) - s[:, None]
     total = x.sum(1, dtype=torch.float64)  # not finite only if x overflowed its dtype
     if not torch.isfinite(total).all():
-        s = shift.to(f.device, torch.float64)
+        s = mean.to(f.device)
         x = f.double() - s[:, None]
         total = x.sum(1)
     outer = torch.zeros(f.shape[0], f.shape[0], dtype=torch.float64, device=f.device)
@@ -249,8 +253,9 @@ def affine_maps(
 def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor | None = None) -> Tensor:
     """Apply affine maps to features (C, H, W), in float32 at least (T x + b cancels finely: bf16
     lost 12% of a low-contrast photo's relu1_1), in float64 where a map overflows float32 (a
-    faint content coloured by a huge style); the result has the features' dtype. `labels` (H, W)
-    picks a map per pixel."""
+    faint content coloured by a huge style); the result has the features' dtype (an InputError
+    where it overflows that dtype: float16 features coloured by a high-contrast style). `labels`
+    (H, W) picks a map per pixel."""
     x = flatten(f)
     dtype = torch.promote_types(x.dtype, torch.float32)
     if not all(torch.isfinite(m.to(dtype)).all() for tb in maps for m in tb):
@@ -258,14 +263,18 @@ def apply_maps(f: Tensor, maps: Sequence[tuple[Tensor, Tensor]], labels: Tensor 
     x = x.to(dtype)
     if labels is None:
         t, b = maps[0]
-        return (t.to(x) @ x + b.to(x)[:, None]).reshape(f.shape).to(f.dtype)
-    out = x.clone()
-    lab = labels.reshape(-1).to(x.device)
-    for i, (t, b) in enumerate(maps):
-        idx = (lab == i).nonzero().squeeze(1)
-        if idx.numel():
-            out[:, idx] = t.to(x) @ x[:, idx] + b.to(x)[:, None]
-    return out.reshape(f.shape).to(f.dtype)
+        out = t.to(x) @ x + b.to(x)[:, None]
+    else:
+        out = x.clone()
+        lab = labels.reshape(-1).to(x.device)
+        for i, (t, b) in enumerate(maps):
+            idx = (lab == i).nonzero().squeeze(1)
+            if idx.numel():
+                out[:, idx] = t.to(x) @ x[:, idx] + b.to(x)[:, None]
+    out = out.reshape(f.shape).to(f.dtype)
+    if not all_finite(out):
+        raise InputError(f"the stylised features overflow {f.dtype}: use a wider dtype, or scale them down")
+    return out
 
 
 def transform(
@@ -309,7 +318,8 @@ def wct(
     """Whiten `content` (C, H, W) and colour it with the style's covariance and mean; blend by alpha.
 
     `style` is a feature map or its precomputed statistics. Returns the same shape and dtype,
-    always finite: flat styles, constant content and single-pixel maps included.
+    always finite: flat styles, constant content and single-pixel maps included (a result that
+    overflows the dtype is an InputError).
     """
     return transform(content, [style], alpha, own=None if content_stats is None else [content_stats])
 
