@@ -274,6 +274,12 @@ def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_error
     for weights in (0.5, torch.tensor(0.5), "1"):
         with pytest.raises(InputError, match="sequence of numbers"):
             transform(f, [f], 1.0, weights)
+    for weights, text in (([], "must not be empty"), ([float("inf"), 1], "finite, non-negative")):
+        with pytest.raises(InputError, match=text):
+            transform(f, [f], 1.0, weights)
+    g = correlated(4, 50, 23)
+    once = transform(f, [f, g], 0.7, (w for w in (1, 3)))  # a generator is read once
+    torch.testing.assert_close(once, transform(f, [f, g], 0.7, [1, 3]), rtol=0, atol=0)
     for shift in ([0.0] * 4, torch.full((4,), float("nan"))):
         with pytest.raises(InputError, match="shift"):
             feature_stats(f, shift)

@@ -291,7 +291,7 @@ def transform(
     alpha = check_alpha(alpha)
     masked = labels is not None
     x = flatten(f)
-    check_weights(weights, len(styles), masked)
+    weights = check_weights(weights, len(styles), masked)  # a list: a generator is read once
     lab = _labels(f, labels, len(styles)) if masked else None
     styles = [_style_stats(f, s) for s in styles]
     if own is None and alpha > 0:
@@ -331,8 +331,10 @@ def normalise_weights(weights: Sequence[float], what: str = "style weights") -> 
     if scalar or not isinstance(weights, Iterable):
         raise InputError(f"{what} are a sequence of numbers, got {weights!r}")
     w = [as_number(v, f"each of the {what}") for v in weights]
-    if not w or any(not math.isfinite(v) or v < 0 for v in w):
-        raise InputError(f"{what} must be non-negative numbers, got {w}")
+    if not w:
+        raise InputError(f"{what} must not be empty")
+    if any(not math.isfinite(v) or v < 0 for v in w):
+        raise InputError(f"{what} must be finite, non-negative numbers, got {w}")
     if sum(w) <= 0:
         raise InputError(f"{what} must not all be zero, got {w}")
     w = [v / max(w) for v in w]  # first, so that huge weights do not sum to inf
