@@ -122,6 +122,19 @@ def test_tensors_of_another_level_are_refused(tmp_path):
         load_decoder(3, "cpu", path=path)
 
 
+def test_levels_out_of_range_and_files_without_an_encoder_id_say_so(tmp_path):
+    from wct.encoder import write_signed
+
+    for level in (7, 0, True, "1", 2.5):
+        with pytest.raises(InputError, match="level must be one of 1, 2, 3, 4, 5"):
+            load_decoder(level, "cpu", path=tmp_path / "missing.safetensors")
+    path = tmp_path / "relu1_1.safetensors"
+    write_signed({k: v.half() for k, v in Decoder(1).state_dict().items()}, {"level": "1"}, path)
+    with pytest.raises(WeightsError, match="does not say which encoder weights"):
+        load_decoder(1, "cpu", path=path)
+    assert load_decoder(1.0, "cpu").level == 1
+
+
 def test_empty_feature_maps_are_refused():
     with pytest.raises(InputError, match="empty"):
         Decoder(1)(torch.rand(1, 64, 0, 4))

@@ -124,6 +124,9 @@ def load_decoder(
     trained on another encoder."""
     from .encoder import VGG19_MD5, resolve_device
 
+    if level is not None and (isinstance(level, bool) or level not in LEVELS):
+        raise InputError(f"level must be one of {', '.join(map(str, LEVELS))}, got {level!r}")
+    level = None if level is None else int(level)  # 2.0 and numpy's 2 too
     if path is None and os.environ.get(ENV_VAR) and not decoder_path(level).is_file():
         raise WeightsError(
             f"decoder file {decoder_path(level)} not found ({ENV_VAR}={os.environ[ENV_VAR]}): "
@@ -159,6 +162,8 @@ def soup_metadata(
 
 def check_encoder(meta: dict[str, str], path: str | Path, encoder_id: str, what: str = "decoder") -> None:
     """WeightsError if a decoder file's metadata names other encoder weights than `encoder_id`."""
+    if "encoder" not in meta:
+        raise WeightsError(f"{what} {path} does not say which encoder weights it was trained for")
     if meta.get("encoder") != encoder_id:
         raise WeightsError(
             f"{what} {path} was trained for encoder weights {meta.get('encoder')!r}, "
