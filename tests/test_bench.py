@@ -237,7 +237,7 @@ def test_gatys_cli_keeps_the_history_and_best_image_of_a_stopped_run(pair, tmp_p
     assert r.returncode == 130 and "interrupted" in r.stderr
     h = json.loads(hist.read_text())
     assert h["finished"] is False and [e["step"] for e in h["history"]] == [0, 1]
-    assert h["settings"]["steps"] == 5
+    assert h["settings"]["steps"] == 5 and h["error"] == "interrupted"  # why it stopped
     assert f"wrote {out}: the lowest loss after 1 of 5 steps, at step {h['best_step']}" in " ".join(
         r.stderr.split()
     )
@@ -266,6 +266,7 @@ def test_gatys_cli_stops_a_diverging_run_with_an_error_keeping_the_best_image(
     assert not out.exists()  # its best image is the photo it started from: nothing to keep
     h = json.loads(hist.read_text())
     assert h["finished"] is False and [e["step"] for e in h["history"]] == [0, 1] and h["best_step"] == 0
+    assert h["error"].startswith("L-BFGS diverged at step 1") and "\n" not in h["error"]  # why it stopped
 
     import wct.gatys
 
@@ -280,6 +281,7 @@ def test_gatys_cli_stops_a_diverging_run_with_an_error_keeping_the_best_image(
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and "error: the loss became nan at step 3" in said, said
     h = json.loads(hist.read_text())
+    assert h["error"].startswith("the loss became nan at step 3")
     assert [e["step"] for e in h["history"]] == [0, 1, 2] and h["best_step"] > 0
     assert f"wrote {out}: the lowest loss after 2 of 5 steps, at step {h['best_step']}" in said
     with Image.open(out) as im:  # the best image of the finite steps, never a NaN one
@@ -571,3 +573,16 @@ def test_bench_train_checks_its_arguments_and_keeps_an_earlier_report(tmp_path, 
     script.main()
     assert json.loads(report.read_text())["images_per_second"]["relu5_1"] == 1.0
     assert sorted(tmp_path.iterdir()) == [report]
+
+
+def test_bench_names_the_option_of_a_missing_folder(tmp_path, wct_cli):
+    """Where the default ../shared/data folders are missing, bench said "error: <path>/content does
+    not exist", naming no option."""
+    (tmp_path / "styles").mkdir()
+    for args, said in (
+        (("--contents", str(tmp_path / "content"), "--styles", str(tmp_path / "styles")), "--contents"),
+        (("--contents", str(tmp_path / "styles"), "--styles", str(tmp_path / "none")), "--styles"),
+    ):
+        r = wct_cli("bench", *args, "-o", str(tmp_path / "out"))
+        assert r.returncode == 1 and f"error: {said} {tmp_path}" in r.stderr and "does not exist" in r.stderr
+    assert not (tmp_path / "out").exists()

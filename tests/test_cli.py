@@ -826,3 +826,12 @@ def test_batch_outputs_that_would_share_a_name_are_refused_before_any_work(pair,
     r = wct_cli("stylize", str(contents), str(styles), "-o", f"{out}/", "--size", "32", "--overwrite")
     assert_clean_error(r, "would both be a__b__c.png: rename one")
     assert not out.exists()
+
+
+def test_video_refuses_a_repeated_style_rather_than_keep_the_last(pair, tmp_path):
+    """`wct video --style a --style b` used b alone (click keeps the last); blending is stylize's."""
+    style, out = str(pair / "style.jpg"), str(tmp_path / "out.mp4")
+    assert_errors_before_torch(
+        [(["video", str(pair), out, "--style", style, "--style", style], "wct video takes one --style")]
+    )
+    assert not (tmp_path / "out.mp4").exists()

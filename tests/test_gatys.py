@@ -469,3 +469,17 @@ def test_channel_means_first_read_under_inference_mode_still_work_with_gatys(enc
         assert len(G.gatys(encoder, pair[0], pair[1], steps=1).history) == 2
     finally:
         G._stored_means.cache_clear()
+
+
+def test_uint8_images_are_read_as_0_to_255_as_load_image_reads_them(encoder, pair):
+    """gatys refused uint8 tensors, which load_image and Stylizer take as 0..255 (torchvision's)."""
+    content, style = (x.mul(255).round() for x in pair)
+    want = G.gatys(encoder, content / 255, style / 255, steps=2)
+    got = G.gatys(encoder, content.to(torch.uint8)[0], style.to(torch.uint8), steps=2)
+    assert torch.equal(got.image, want.image) and got.best_step == want.best_step
+    assert got.history[0]["total"] == want.history[0]["total"]
+    inverted = G.invert(encoder, content.to(torch.uint8), layer="relu1_1", steps=1)
+    assert inverted.history[0] == G.invert(encoder, content / 255, layer="relu1_1", steps=1).history[0]
+    for bad in (torch.int16, torch.int64, torch.bool):
+        with pytest.raises(InputError, match=f"floats in \\[0, 1\\] or uint8 in 0..255, got {bad}"):
+            G.gatys(encoder, content.to(bad), style / 255, steps=1)

@@ -684,3 +684,83 @@ def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
         InputError, match=r"no images found directly in .*frames \(looked for .bmp, .gif, .*\)$"
     ):
         read_frames(tmp_path / "frames")
+
+
+def test_frame_writer_tells_python_users_overwrite_true(tmp_path):
+    """FrameWriter told Python users to "pass --overwrite", a CLI option (the CLI still says it)."""
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    with pytest.raises(OutputError, match=r"taken.mp4 exists: pass overwrite=True to replace it$"):
+        FrameWriter(tmp_path / "taken.mp4", 24)
+    with FrameWriter(tmp_path / "frames", 24) as writer:
+        writer.write(torch.rand(3, 16, 16))
+    with pytest.raises(OutputError, match=r"holds frames already: pass overwrite=True to replace them$"):
+        FrameWriter(tmp_path / "frames", 24)
+    with pytest.raises(OutputError, match=r"taken.mp4 exists: pass --overwrite to replace it$"):
+        FrameWriter(tmp_path / "taken.mp4", 24, option="--overwrite")
+    assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+
+
+def test_uint8_frames_are_read_as_0_to_255_as_load_image_reads_them(stylizer):
+    """uint8 frames (as torchvision.io.read_video gives) failed with --temporal: the scene-cut test
+    and the temporal filter took them as they came ("adaptive_avg_pool2d" not implemented for 'Byte')."""
+    st = stylizer.style(gradient_image(32, 32, seed=5), levels=(1,))
+    floats = [x.mul(255).round().div(255) for x in panning(3, 32)]
+    as_uint8 = [x[0].mul(255).round().to(torch.uint8) for x in floats]  # (3, H, W), as torchvision
+    want = list(stylize_frames(stylizer, iter(floats), st, 0.7, (1,), temporal=True))
+    got = list(stylize_frames(stylizer, iter(as_uint8), st, 0.7, (1,), temporal=True))
+    assert [y.shape for y in got] == [(3, 32, 32)] * 3  # (3, H, W) in, (3, H, W) out
+    assert all(torch.allclose(a[0], b, atol=1e-5) for a, b in zip(want, got, strict=True))
+    with pytest.raises(InputError, match="floats in \\[0, 1\\] or uint8 in 0..255, got torch.int16"):
+        list(stylize_frames(stylizer, iter([as_uint8[0].short()]), st, 0.7, (1,)))
+
+
+def make_clip(path, *args: str) -> None:
+    """An 8-frame 64x48 H.264 clip at `path` (ffmpeg `args` before the output: -display_rotation...)."""
+    import imageio_ffmpeg
+
+    source = ("-f", "lavfi", "-i", "testsrc=size=64x48:rate=8", "-frames:v", "8", "-c:v", "libx264")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *source, str(path)]
+    subprocess.run(cmd, check=True)
+    if args:
+        rotated = path.with_name(f"r{path.name}")
+        copy = [cmd[0], "-v", "error", *args, "-i", str(path), "-c", "copy", str(rotated)]
+        subprocess.run(copy, check=True)
+        rotated.replace(path)
+
+
+def test_a_rotated_clip_reads_upright_without_imageio_ffmpegs_size_notice(tmp_path, caplog):
+    """imageio-ffmpeg logged "The frame size for reading (48, 64) is different from the source frame
+    size (64, 48)." twice for every phone clip shot upright; its other messages still show."""
+    import logging
+
+    make_clip(tmp_path / "phone.mp4", "-display_rotation", "90")
+    frames, _, count = read_frames(tmp_path / "phone.mp4")
+    assert count == 8 and [x.shape[-2:] for x in frames] == [(64, 48)] * 8  # upright
+    logging.getLogger("imageio_ffmpeg").warning("another notice")  # not hidden
+    assert [r.getMessage() for r in caplog.records if r.name == "imageio_ffmpeg"] == ["another notice"]
+
+
+def test_an_mp4_cut_before_its_index_is_called_truncated(tmp_path):
+    """An MP4 whose moov atom (written last) is missing was "not a video ffmpeg can read (OSError)"."""
+    make_clip(tmp_path / "clip.mp4")
+    data = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"cut.mp4 is incomplete or truncated: its MP4 index \(moov atom\)"):
+        read_frames(tmp_path / "cut.mp4")
+
+
+def test_a_frame_as_the_output_is_refused_for_what_it_is_not_for_overwrite(wct_cli, tmp_path):
+    """`wct video frames/ frames/0.png` said "pass --overwrite", then with it "give a video file"."""
+    frames, common = frames_and_style(tmp_path, 2, 32, 24)
+    before = (frames / "0.png").read_bytes()
+    for extra in ((), ("--overwrite",)):
+        r = wct_cli("video", str(frames), str(frames / "0.png"), *common, *extra)
+        assert r.returncode == 1 and "0.png: give a video file (.avi, .mkv" in r.stderr, r.stderr
+    (tmp_path / "notes").write_text("mine")
+    r = wct_cli("video", str(frames), str(tmp_path / "notes"), *common)
+    assert r.returncode == 1 and "notes is a file: give a folder for the frames" in r.stderr, r.stderr
+    assert (frames / "0.png").read_bytes() == before and (tmp_path / "notes").read_text() == "mine"
+    from wct.cli import VIDEO_NAMES  # the CLI's copy, to check a name before torch loads
+    from wct.images import VIDEO_SUFFIXES
+
+    assert set(VIDEO_NAMES) == VIDEO_SUFFIXES

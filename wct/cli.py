@@ -460,13 +460,18 @@ def is_done(output: Path, record: dict[str, str]) -> bool:
     return True
 
 
+VIDEO_NAMES = (".avi", ".mkv", ".mov", ".mp4", ".webm")  # wct.images.VIDEO_SUFFIXES, without torch
+
+
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
     output_text: str = typer.Argument(
         ..., metavar="output", help="Video file to write, or a folder for PNG frames (any name ending in /)."
     ),
-    style: Path = typer.Option(..., "--style", help="Style image or .safetensors preset."),
+    styles: list[Path] = typer.Option(
+        ..., "--style", metavar="<path>", help="Style image or .safetensors preset."
+    ),
     alpha: float = typer.Option(0.6, help="Style strength, 0 (content) to 1 (full style)."),
     temporal: bool = typer.Option(False, "--temporal", help="Reduce flicker (smoothing over time)."),
     levels: str = typer.Option("5,4,3,2,1", help=LEVELS_HELP),
@@ -482,10 +487,14 @@ def video(
 ) -> None:
     """Stylise every frame of SOURCE into OUTPUT; style statistics are computed once."""
     output, folder = file_or_folder("OUTPUT", output_text)
+    if len(styles) > 1:  # click keeps the last of a repeated option: refused, not silently dropped
+        raise InputError("wct video takes one --style (blending several is `wct stylize`'s)")
+    style = styles[0]
     must_exist(source, style)
     check_options(device, precision, alpha)
     if not folder and output.is_file():  # a taken file: refused before torch loads, as by FrameWriter
-        check_target(output, overwrite, (source, style))
+        # Only a video name may be replaced: FrameWriter refuses any other file, --overwrite or not.
+        check_target(output, overwrite or output.suffix.lower() not in VIDEO_NAMES, (source, style))
     from .pipeline import Stylizer
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
@@ -501,7 +510,9 @@ def video(
     if source.is_dir() and to_video:
         check_frame_sizes(source, size_arg(size, "--size"))
     sound = source if audio else None
-    with FrameWriter(output, fps or in_fps, overwrite, (source, style), sound, folder) as writer:
+    with FrameWriter(
+        output, fps or in_fps, overwrite, (source, style), sound, folder, option="--overwrite"
+    ) as writer:
         if writer.audio is not None and fps is not None and fps != in_fps:
             warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
             writer.audio = None

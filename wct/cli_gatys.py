@@ -20,6 +20,7 @@ from .cli import (
     check_output,
     console,
     must_exist,
+    must_exist_as,
     numbers,
     out_console,
     out_option,
@@ -74,7 +75,8 @@ def run_optimisation(
     key; default content, style, tv, total); write the image (the one with the lowest loss) with
     its settings and step in its PNG text, snapshots every `save_every` steps, and the history
     (settings, the image's step, entries) as JSON. A failed or interrupted run still writes the
-    history it has. Images keep the alpha channel of `alpha_of`, as stylize's do."""
+    history it has, and why it stopped ("error"). Images keep the alpha channel of `alpha_of`, as
+    stylize's do."""
     import functools
 
     from .gatys import Diverged, Interrupted
@@ -112,7 +114,7 @@ def run_optimisation(
         kept = e.result if isinstance(e, (Interrupted, Diverged)) else None  # the best of the steps done
         if history and entries:
             try:
-                record = {"settings": settings, "finished": False}
+                record = {"settings": settings, "finished": False, "error": stop_reason(e)}
                 record |= {"best_step": kept.best_step} if kept else {}
                 write_json(record | {"history": entries}, history)
                 console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
@@ -127,6 +129,15 @@ def run_optimisation(
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
     atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
     return result
+
+
+def stop_reason(e: BaseException) -> str:
+    """Why a run stopped, in one line, as its history records it: "interrupted" (Ctrl-C or SIGTERM),
+    the message of a WCTError (Diverged...) as the CLI prints it, else the exception's kind too."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    why = str(e) if isinstance(e, WCTError) else f"{type(e).__name__}: {e}"
+    return why.strip().splitlines()[0] if why.strip() else type(e).__name__
 
 
 def save_interrupted(
@@ -416,7 +427,7 @@ def bench(
         if replaced:
             raise InputError(f"--pair replaces {', '.join(replaced)}: give one or the other")
         if not pair:
-            must_exist(contents, styles)
+            must_exist_as(("--contents", contents), ("--styles", styles))
         todo = parse_pairs(pair)
     from . import bench as b
     from .gatys import Options

@@ -618,14 +618,17 @@ def _check_callback(callback: object) -> None:
 
 
 def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
-    """A (1, 3, H, W) float tensor in [0, 1], large enough for `layers`, else InputError."""
+    """A (1, 3, H, W) float tensor in [0, 1] (from floats in [0, 1] or uint8 in 0..255, as
+    `load_image` takes them), large enough for `layers`, else InputError."""
     if not isinstance(x, Tensor):
         raise InputError(f"{name} must be a tensor, got {type(x).__name__}")
     x = x[None] if x.ndim == 3 else x
     if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
         raise InputError(f"{name} must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be a float tensor in [0, 1], got {x.dtype}")
+    if x.dtype == torch.uint8:  # as torchvision reads images
+        x = x.float().div_(255)
+    elif not x.is_floating_point():
+        raise InputError(f"{name} must be floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
     _size(tuple(x.shape[-2:])[::-1], x.shape[-2:], name, layers)  # first: min() fails on no pixels
     if not torch.isfinite(x).all():
         raise InputError(f"{name} contains NaN or Inf")

@@ -14,6 +14,7 @@ Both restart at a scene cut (`scene_cut`), so nothing of one shot carries into t
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -299,6 +300,23 @@ def size_change(path: Path) -> tuple[int, str, str] | None:
     return None
 
 
+def rotated_size(record: logging.LogRecord) -> bool:
+    """False for imageio-ffmpeg's notice that a rotated (phone) clip's frames come upright, with
+    height and width swapped: ffmpeg rotates them, as it should."""
+    return not record.getMessage().startswith("The frame size for reading ")
+
+
+@contextlib.contextmanager
+def rotation_quiet() -> Iterator[None]:
+    """imageio-ffmpeg's logger, without its notice about a rotated clip (`rotated_size`)."""
+    logger = logging.getLogger("imageio_ffmpeg")
+    logger.addFilter(rotated_size)
+    try:
+        yield
+    finally:
+        logger.removeFilter(rotated_size)
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
@@ -321,7 +339,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     import imageio.v2 as imageio
 
     try:
-        reader = imageio.get_reader(path, format="FFMPEG")
+        with rotation_quiet():
+            reader = imageio.get_reader(path, format="FFMPEG")
         try:  # not `with`: imageio's readers close there only when no error is raised
             meta = reader.get_meta_data()
         finally:
@@ -331,6 +350,11 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         kinds = sorted(stream_kinds(path))
         if kinds and "Video" not in kinds:  # an audio file, say
             raise ImageError(f"{path} has no video stream ({', '.join(kinds).lower()} only)") from None
+        if not kinds and "moov atom not found" in _ffmpeg("-i", path).stderr:
+            raise ImageError(
+                f"{path} is incomplete or truncated: its MP4 index (moov atom) is missing, as in a file "
+                "whose copy, download or recording stopped early"
+            ) from None
         if path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:
             raise ImageError(f"{path} is an image, not a video: stylise it with `wct stylize`") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
@@ -367,7 +391,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         from PIL import Image
 
         try:
-            reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
+            with rotation_quiet():
+                reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
         except Exception as e:
             raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
         n = 0
@@ -408,7 +433,8 @@ class FrameWriter:
     is None when there is none to add: no such file, no audio stream in it, or a folder output.
     `folder`: `path` is a folder for the frames whatever its suffix (a CLI output ending in a
     slash). As a context manager, it publishes the output when the block ends normally, else discards it;
-    dropped unclosed (or left open at exit), it discards it."""
+    dropped unclosed (or left open at exit), it discards it. `option`: what a refusal of an existing
+    output says to pass ("--overwrite" from the CLI)."""
 
     def __init__(
         self,
@@ -418,6 +444,8 @@ class FrameWriter:
         protect: Sequence[Path] = (),
         audio: str | Path | None = None,
         folder: bool = False,
+        *,
+        option: str = "overwrite=True",
     ):
         path = Path(path)
         fps = as_number(fps, "fps")
@@ -433,7 +461,7 @@ class FrameWriter:
         # The folders made for the output, deepest first: a run that writes nothing removes them.
         self._made = missing_parents(path)
         try:  # an OSError (a name too long...) as write_atomic reports it
-            self._check(overwrite, protect, folder)
+            self._check(overwrite, protect, folder, option)
             path.parent.mkdir(parents=True, exist_ok=True)
             if self._video:
                 fd, tmp = temp_beside(path, path.suffix)
@@ -446,7 +474,7 @@ class FrameWriter:
         self._tmp = Path(tmp)
         self._discard = weakref.finalize(self, discard, self._tmp, self._made)
 
-    def _check(self, overwrite: bool, protect: Sequence[Path], folder: bool) -> None:
+    def _check(self, overwrite: bool, protect: Sequence[Path], folder: bool, option: str) -> None:
         """An OutputError if writing `self.path` would lose something the user has."""
         path = self.path
         if self._video:
@@ -454,7 +482,7 @@ class FrameWriter:
                 raise OutputError(
                     f"{path} is a folder: name a video file, or a folder without a video suffix"
                 )
-            check_target(path, overwrite, protect)
+            check_target(path, overwrite, protect, option=option)
         elif any(path.resolve() == Path(p).resolve() for p in protect):  # a folder: its own rules
             raise OutputError(f"refusing to write over the input {path}")
         elif path.suffix and not folder and not path.is_dir():
@@ -463,7 +491,7 @@ class FrameWriter:
             if not path.is_dir():
                 raise OutputError(f"{path} is a file: give a folder for the frames")
             if self.old_frames() and not overwrite:
-                raise OutputError(f"{path} holds frames already: pass --overwrite to replace them")
+                raise OutputError(f"{path} holds frames already: pass {option} to replace them")
             inputs = {Path(p).resolve() for p in protect}
             clash = next((f for f in self.old_frames() if f.resolve() in inputs), None)
             if clash is not None:
@@ -615,7 +643,8 @@ def stylize_frames(
     strength: float = STRENGTH,
     tile: int | None = None,
 ) -> Iterator[Tensor]:
-    """Stylise a stream of (1, 3, H, W) frames (or anything `load_image` takes). `style`: a `Style`,
+    """Stylise a stream of (1, 3, H, W) frames in [0, 1] (or anything `load_image` takes: uint8 tensors
+    in 0..255, as torchvision reads videos, paths, PIL images). `style`: a `Style`,
     or anything `Stylizer.style` takes, encoded once. `temporal`: average the content statistics
     over frames with `momentum` and filter the output over time with `strength` (0 turns either off),
     both restarting at each scene cut."""
@@ -626,8 +655,8 @@ def stylize_frames(
     smooth = smooth if temporal and smooth.strength > 0 else None
     styles = stylizer.styles(style, check_levels(levels))
     previous: Tensor | None = None
-    for x in frames:
-        x = x if isinstance(x, Tensor) else load_image(x)
+    for frame in frames:
+        x = load_image(frame)  # a float32 tensor is only checked (uint8: 0..255), not copied
         if temporal and previous is not None and scene_cut(previous, x):  # the last shot's state goes
             if hook is not None:
                 hook.state.clear()
@@ -637,7 +666,8 @@ def stylize_frames(
         h, w = x.shape[-2:]
         t = (tile or AUTO_TILE) if needs_tiling(h, w, tile) else max(h, w) + 16  # one tile: untiled
         y = stylize_tiled(stylizer, x, styles, alpha, levels, tile=t, hook=hook)
-        yield smooth(x, y) if smooth is not None else y
+        y = smooth(x, y) if smooth is not None else y
+        yield y[0] if isinstance(frame, Tensor) and frame.ndim == 3 else y  # (3, H, W) in, (3, H, W) out
 
 
 def flicker(frames: Sequence[Tensor]) -> float:
