@@ -361,6 +361,69 @@ def test_two_cpu_processes_with_gloo_end_with_identical_weights(data, tmp_path):
         assert json.loads(meta["config"])["processes"] == processes
 
 
+def _ddp_failing_worker(rank: int, data: str, out: str, port: int, fail: str) -> None:
+    """One of two processes started apart (as without torchrun, which would kill the others): rank 1
+    has no images (`fail` "setup") or its images turn unreadable after two steps ("late": 3 crops
+    are drawn during setup, then 2 a step), or rank 0 cannot write its checkpoint ("disk")."""
+    import json
+
+    import wct.train
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if rank == 1 and fail == "setup":
+        data = os.path.join(out, "empty")
+    if rank == 1 and fail == "late":
+        drawn, real = [], wct.train.Crops.__getitem__
+        wct.train.Crops.__getitem__ = lambda self, key: (
+            real(self, key) if drawn.append(1) or len(drawn) <= 7 else wct.train.Crop(None, ())
+        )
+    if rank == 0 and fail == "disk":
+
+        def full(run, step):
+            raise OSError(28, "No space left on device", f"{out}/run/relu2_1.last.pt")
+
+        wct.train.save_checkpoint = full
+    try:
+        train(config(data, f"{out}/run", steps=6, val=None, stats_images=2, ckpt_every=2))
+        result = ["ok", ""]
+    except Exception as e:
+        result = [type(e).__name__, str(e)]
+    with open(f"{out}/result{rank}.json", "w") as f:
+        json.dump(result, f)
+
+
+@pytest.mark.parametrize("fail", ["setup", "late", "disk"])
+def test_data_failing_on_one_process_stops_every_process_with_one_clear_error(data, tmp_path, fail):
+    import json
+    import multiprocessing
+    import socket
+
+    (tmp_path / "empty").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    args = (str(data), str(tmp_path), port, fail)
+    procs = [ctx.Process(target=_ddp_failing_worker, args=(r, *args)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=90)
+    stalled = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        p.kill()
+    assert not stalled, f"process(es) {stalled} waited forever for the one that failed"
+    results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
+    failed = 0 if fail == "disk" else 1
+    (kind, msg), (other_kind, other_msg) = results[failed], results[1 - failed]
+    want = {"setup": "holds no images", "late": "can be read any more", "disk": "No space left"}[fail]
+    assert kind == ("OSError" if fail == "disk" else "InputError") and want in msg, (kind, msg)
+    assert other_kind == ("WCTError" if fail == "disk" else "InputError"), other_kind
+    assert other_msg.startswith(f"process {failed} of 2 stopped: ") and want in other_msg, other_msg
+    assert "\n" not in other_msg
+
+
 def test_time_budget_ends_the_run_and_drives_the_schedule(data, tmp_path):
     from wct.train import lr_at, progress
 
@@ -461,10 +524,37 @@ def test_unreadable_data_on_resume_is_one_clear_error(data, tmp_path):
     unreadable = tmp_path / "gone"
     unreadable.mkdir()
     (unreadable / "0.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(
-        InputError, match=r"^--data \(Config.data\) .*gone: none of its 1 image files can be read$"
-    ):
+    want = r"^--data \(Config.data\) .*gone: none of its 1 image files can be read: .*0.jpg is not an image"
+    with pytest.raises(InputError, match=want):
         train(config(unreadable, out, val=None, resume=True, workers=1))
+
+
+def _huge_png(path, width: int, height: int) -> None:
+    """A PNG whose header claims `width` x `height` pixels (its data is cut short: the size is refused
+    from the header, before any decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    head = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + head + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+
+
+def test_images_over_the_pixel_limit_are_named_with_the_reason_they_are_skipped(data, tmp_path):
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    _huge_png(huge / "scan.png", 9500, 9500)  # 90.25M pixels, over Pillow's 89.5M
+    with pytest.raises(InputError, match=r"none of its 1 image files can be read: .*scan.png is too") as e:
+        train(config(huge, tmp_path / "a", val=None))
+    assert "--max-pixels" not in str(e.value)  # wct train has no such option
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    landscape(48, 40).save(mixed / "a.png")
+    _huge_png(mixed / "b.png", 9500, 9500)
+    with pytest.warns(UserWarning, match=r"skipped: b.png \(.*b.png is too large to open safely: 9500x9500"):
+        train(config(mixed, tmp_path / "b", val=None, steps=2))
 
 
 def test_data_folders_are_read_through_links_once(tmp_path):
@@ -698,6 +788,25 @@ def test_export_says_it_replaces_an_unreadable_file(tmp_path, capsys):
     target.write_bytes(b"not a decoder")
     assert export(best, target)
     assert "replacing an unreadable decoder file there" in capsys.readouterr().out
+
+
+def test_export_says_which_decoder_it_replaces_and_on_which_images_each_was_scored(tmp_path, capsys):
+    from wct.decoder import Decoder, save_decoder
+    from wct.encoder import VGG19_MD5
+    from wct.train import export
+
+    target, best = tmp_path / "relu1_1.safetensors", tmp_path / "best.safetensors"
+    save_decoder(Decoder(1), target, {"encoder": VGG19_MD5, "val_psnr": 33.1, "val_data": "shared/val"})
+    save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 40.0, "val_data": "faces/val"})
+    assert export(best, target)
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        f"exported {target} (40.0 dB), replacing one of 33.1 dB scored on other images "
+        "(shared/val, not faces/val)"
+    )
+    save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 41.0, "val_data": "faces/val"})
+    assert export(best, target)
+    assert capsys.readouterr().out.strip() == f"exported {target} (41.0 dB), replacing one of 40.0 dB"
 
 
 def test_resumed_without_val_the_unscored_decoder_is_not_shown_with_the_old_score(data, tmp_path, wct_cli):

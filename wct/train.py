@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.functional import pil_to_tensor
 
+from . import errors
 from .checks import as_number, whole
 from .decoder import Decoder, check_encoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
@@ -123,12 +125,21 @@ class Crops(Dataset):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    im = open_image(path)
+                    im = open_image(path, Image.MAX_IMAGE_PIXELS)  # Pillow's limit, named as a number
             except ImageError:
                 skipped.append(path.relative_to(self.root).as_posix())
                 continue
             return Crop(self.cut(im, random.Random(seed)), tuple(skipped))
         return Crop(None, tuple(skipped))
+
+    def none_readable(self, data: str, more: str = "") -> InputError:
+        """The error for a folder none of whose files can be read (`more`: " any more"), with
+        the reason for its first file."""
+        why = why_unreadable(self.files[0])
+        return InputError(
+            f"--data (Config.data) {data}: none of its {len(self)} image files can be read{more}"
+            + (f": {why}" if why else "")
+        )
 
     def cut(self, im: Image.Image, rng: random.Random) -> Tensor:
         short = min(im.size)
@@ -143,6 +154,17 @@ class Crops(Dataset):
         x = pil_to_tensor(im)
         x = x.flip(2) if rng.random() < 0.5 else x
         return x.rot90(rng.randrange(4), (1, 2)) if self.rotate else x
+
+
+def why_unreadable(path: Path) -> str:
+    """Why training skips the image file `path`, as its ImageError says ('' if it reads now)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            open_image(path, Image.MAX_IMAGE_PIXELS)
+    except ImageError as e:
+        return str(e)
+    return ""
 
 
 class StepSampler(Sampler):
@@ -178,7 +200,7 @@ def collate(batch: list[Crop]) -> tuple[Tensor | None, set[str]]:
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
     data = Crops(cfg.data, cfg.crop, cfg.scale, cfg.rotate)
     if data[(0, 0)].pixels is None:  # checked here too when resuming, which skips input_whitening
-        raise InputError(f"--data (Config.data) {cfg.data}: none of its {len(data)} image files can be read")
+        raise data.none_readable(cfg.data)
     sampler = StepSampler(len(data), cfg.batch, cfg.seed, start_step, rank, world)
     dl = DataLoader(
         data,
@@ -215,7 +237,7 @@ def input_whitening(encoder: Encoder, cfg: Config, device: torch.device) -> tupl
         if used == cfg.stats_images:
             break
     if stats is None:
-        raise InputError(f"--data (Config.data) {cfg.data}: none of its {len(data)} image files can be read")
+        raise data.none_readable(cfg.data)
     cov = stats.cov
     values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
     values = values.clamp_min(values.max() * 1e-4)
@@ -534,17 +556,61 @@ class RunFiles(NamedTuple):
     final: Path  # the last step's decoder, written by a run without --val
 
 
+def join_processes(cfg: Config, world: int) -> dist.ProcessGroup | None:
+    """Under torchrun (`world` > 1) start the process group (NCCL for a CUDA device, else gloo)
+    before anything is checked, so a process refused by its checks cannot leave the others
+    waiting to join; returns the gloo group that `agree` uses (None: the default one, or alone)."""
+    if world == 1:
+        return None
+    if not dist.is_initialized():
+        device = str(cfg.device)
+        cuda = device in ("auto", "None") or device.startswith("cuda")
+        dist.init_process_group("nccl" if cuda and torch.cuda.is_available() else "gloo")
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+
+def agree(error: Exception | None, world: int, group: dist.ProcessGroup | None) -> None:
+    """Raise `error`, and under torchrun an error naming it in every other process, so that none
+    waits forever in a collective for a process that stopped. All processes call it at the same
+    points of a run; the first failed process is named, with its error's first line."""
+    failed = torch.tensor([int(error is not None)])
+    notes: list = [None] * world
+    if world > 1:
+        try:
+            dist.all_reduce(failed, dist.ReduceOp.MAX, group=group)
+            if failed.item():
+                note = None if error is None else (type(error).__name__, one_line(error))
+                dist.all_gather_object(notes, note, group=group)
+                dist.destroy_process_group()
+        except RuntimeError:  # the connection to a process is lost: it crashed or was killed
+            if error is None:
+                raise WCTError("another process of this run stopped (its own error says why)") from None
+    if error is not None:
+        raise error
+    if failed.item():
+        rank, (name, text) = next((r, n) for r, n in enumerate(notes) if n is not None)
+        kind = getattr(errors, name, None)  # the same type, if it is one of wct.errors
+        kind = kind if isinstance(kind, type) and issubclass(kind, WCTError) else WCTError
+        raise kind(f"process {rank} of {world} stopped: {text}")
+
+
+def one_line(error: Exception) -> str:
+    """A WCTError's message, or the first line of another error's, after its type."""
+    if isinstance(error, WCTError):
+        return str(error)
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def setup_processes(cfg: Config) -> tuple[torch.device, int, int]:
     """This process's device, rank and the number of processes; under torchrun (WORLD_SIZE > 1)
-    the process group is started, and each CUDA process takes the GPU of its LOCAL_RANK."""
+    each CUDA process takes the GPU of its LOCAL_RANK."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(cfg.device)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     return device, rank, world
 
 
@@ -672,8 +738,10 @@ def finish(
     }
     if rank == 0 and bad:
         more = ", ..." if len(bad) > 3 else ""
+        why = why_unreadable(Path(cfg.data) / sorted(bad)[0])
         warnings.warn(
-            f"{len(bad)} unreadable training images were skipped: {', '.join(sorted(bad)[:3])}{more}",
+            f"{len(bad)} unreadable training images were skipped: {', '.join(sorted(bad)[:3])}{more}"
+            + (f" ({why})" if why else ""),
             stacklevel=1,
         )
     if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
@@ -693,6 +761,7 @@ class Run:
 
     cfg: Config  # as it runs: `amp` resolved
     files: RunFiles
+    group: dist.ProcessGroup | None  # what the processes `agree` through
     device: torch.device
     rank: int
     world: int
@@ -723,8 +792,25 @@ def build_models(cfg: Config, device: torch.device) -> tuple[Encoder, Decoder]:
 
 
 def setup(cfg: Config) -> Run:
-    """Check the settings, start the processes, build the models and start or resume the run's
-    state; --out is created last, so a run refused during setup leaves nothing."""
+    """Start the processes, then check the settings, build the models and start or resume the
+    run's state; --out is created last, so a run refused during setup leaves nothing. Under
+    torchrun a process refused here stops the others too."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    group = join_processes(cfg, world)
+    run, error = None, None
+    try:
+        run = prepare(cfg, group)
+    except Exception as e:
+        error = e
+    agree(error, world, group)
+    if world > 1:
+        run.net = torch.nn.parallel.DistributedDataParallel(run.net)
+    Path(run.cfg.out).mkdir(parents=True, exist_ok=True)  # only now: a run refused in setup leaves nothing
+    return run
+
+
+def prepare(cfg: Config, group: dist.ProcessGroup | None) -> Run:
+    """The run of this process, its net not yet wrapped for DDP (`setup` does both)."""
     check_config(cfg)
     cfg = plain(cfg)
     device, rank, world = setup_processes(cfg)
@@ -744,27 +830,23 @@ def setup(cfg: Config) -> Run:
         state = resume(cfg, files, decoder, opt, rank, world)
     else:
         state = start(cfg, encoder, decoder, device, rank)
-    net = decoder.net
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net)
-
     if use_amp and rank == 0:
         warn_if_slow("bf16", device, "--amp", "drop --amp")
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     feature_var = feature_variance(decoder)
     dl, n_files = loader(cfg, state["step"], rank, world)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)  # only now: a run refused during setup leaves nothing
     known = state["bad_files"] if isinstance(state["bad_files"], list) else []  # (a count, once)
     bad = {f for f in known if isinstance(f, str)}
     return Run(
         cfg=cfg,
         files=files,
+        group=group,
         device=device,
         rank=rank,
         world=world,
         encoder=encoder,
         decoder=decoder,
-        net=net,
+        net=decoder.net,
         opt=opt,
         amp=amp,
         feature_var=feature_var,
@@ -777,12 +859,24 @@ def setup(cfg: Config) -> Run:
     )
 
 
-def train_step(run: Run, batch: Tensor | None, unreadable: set[str], step: int, done: float) -> Tensor:
+def next_batch(run: Run, batches: Iterator) -> tuple[Tensor, set[str]]:
+    """The next batch and the files skipped for it; under torchrun, every process stops if one
+    cannot load its batch."""
+    error = None
+    try:
+        batch, unreadable = next(batches)
+        if batch is None:
+            raise run.loader.dataset.none_readable(run.cfg.data, " any more")
+    except Exception as e:
+        error = e
+    agree(error, run.world, run.group)
+    return batch, unreadable
+
+
+def train_step(run: Run, batch: Tensor, unreadable: set[str], step: int, done: float) -> Tensor:
     """One optimiser step on `batch` at `step`, `done` of the way through the run (which sets the
     lr and switches on the feature term); returns the loss."""
     cfg = run.cfg
-    if batch is None:
-        raise InputError(f"--data (Config.data) {cfg.data}: none of its image files can be read any more")
     run.bad.update(unreadable)
     x = batch.to(run.device, non_blocking=True).float().div_(255)
     if run.device.type == "cuda":
@@ -874,6 +968,21 @@ def save_checkpoint(run: Run, step: int) -> None:
         plot_history(state["history"], Path(run.cfg.out) / f"{relu(run.cfg.level)}.curves.png")
 
 
+def save(run: Run, step: int, validate: bool, checkpoint: bool, final: bool) -> None:
+    """Rank 0 validates the decoder and checkpoints the run, as asked; under torchrun, every
+    process stops if that fails (a full disk, say)."""
+    error = None
+    if run.rank == 0:
+        try:
+            if validate:
+                validate_and_save(run, step, final)
+            if checkpoint:
+                save_checkpoint(run, step)
+        except Exception as e:
+            error = e
+    agree(error, run.world, run.group)
+
+
 def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
     run = setup(cfg)
@@ -885,11 +994,10 @@ def train(cfg: Config) -> dict:
     task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
+    batches = iter(run.loader)
     try:
-        for batch, unreadable in run.loader:
-            if step >= end or done >= 1:
-                break
-            loss = train_step(run, batch, unreadable, step, done)
+        while step < end and done < 1:
+            loss = train_step(run, *next_batch(run, batches), step, done)
             step += 1
             bar.update(task, completed=step)
             done = done_after(run, step)
@@ -899,10 +1007,10 @@ def train(cfg: Config) -> dict:
                 raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
             if step % cfg.log_every == 0 and rank == 0:
                 log_step(run, step, loss, bar, task)
-            if rank == 0 and (step % cfg.val_every == 0 or final):
-                validate_and_save(run, step, final)
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or final):
-                save_checkpoint(run, step)
+            validate = step % cfg.val_every == 0 or final
+            checkpoint = step % cfg.ckpt_every == 0 or step == end or final
+            if validate or checkpoint:
+                save(run, step, validate, checkpoint, final)
     finally:
         bar.stop()
     ended = step >= cfg.steps or done >= 1  # not just a chunk of the run
@@ -977,6 +1085,10 @@ def export(best: Path, target: Path) -> bool:
         if old is not None and float(old["val_psnr"]) >= float(new["val_psnr"]):
             print(f"kept {target}: {old['val_psnr']} dB >= {new['val_psnr']} dB", flush=True)
             return False
+        if old is not None:  # said, as the file is gone once replaced
+            replaced = f", replacing one of {old['val_psnr']} dB"
+            if old.get("val_data") != new.get("val_data"):
+                replaced += f" scored on other images ({old.get('val_data')}, not {new.get('val_data')})"
     write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB){replaced}", flush=True)
