@@ -157,6 +157,16 @@ def test_gatys_cli_bad_options_fail_cleanly_without_writing(pair, tmp_path, wct_
     assert not out.exists()
 
 
+def test_gatys_cli_refuses_a_style_preset_saying_why(pair, tmp_path, wct_cli):
+    preset = tmp_path / "style.safetensors"
+    preset.write_bytes(b"not read: refused by its name")
+    out = tmp_path / "x.png"
+    for args in ((str(pair / "content.png"), str(preset)), ("--no-content", str(preset))):
+        r = wct_cli("gatys", *args, "-o", str(out))
+        assert r.returncode == 1 and r.stderr.startswith("error:") and "is a style preset" in r.stderr
+    assert not out.exists()
+
+
 def test_invert_cli_checks_its_options_first(pair, tmp_path, wct_cli):
     out = tmp_path / "x.png"
     for args, message in ((["--layer", "relu9_1"], "unknown VGG19 layer"), (["--steps", "-1"], "--steps")):

@@ -835,3 +835,15 @@ def test_video_refuses_a_repeated_style_rather_than_keep_the_last(pair, tmp_path
         [(["video", str(pair), out, "--style", style, "--style", style], "wct video takes one --style")]
     )
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_missing_default_data_folder_says_to_give_the_option():
+    from wct.cli import SHARED_DATA, must_exist_as
+    from wct.errors import InputError
+
+    with pytest.raises(
+        InputError, match=r"^--data .* does not exist: give --data DIR \(the default is our shared"
+    ):
+        must_exist_as(("--data", SHARED_DATA / "no such folder" / "val"))  # as a wheel's default would be
+    with pytest.raises(InputError, match=r"^--data /no/such/folder does not exist$"):
+        must_exist_as(("--data", Path("/no/such/folder")))

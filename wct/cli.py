@@ -131,7 +131,9 @@ def must_exist_as(*given: tuple[str, Path | None]) -> None:
     """`must_exist`, each path named with its option: ("--data", path)."""
     for option, path in given:
         if path is not None and not path.exists():
-            raise InputError(f"{option} {path} does not exist".lstrip())
+            shared = path.is_relative_to(SHARED_DATA)  # a default: the data beside a source checkout
+            where = f": give {option} DIR (the default is our shared data, beside a source checkout)"
+            raise InputError(f"{option} {path} does not exist{where if shared and option else ''}".lstrip())
 
 
 def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
@@ -567,7 +569,7 @@ def texture(
 
 @app.command("style-stats")
 def style_stats(
-    style: Path = typer.Argument(..., help="Style image."),
+    style: Path = typer.Argument(..., help="Style image, or a .safetensors preset to copy."),
     output: Path = out_option(..., "Preset file to write (.safetensors)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     tile: str = TileOpt,
@@ -582,7 +584,10 @@ def style_stats(
     check_target(output, overwrite, (style,))  # all before torch loads
     preset = style.suffix.lower() == ".safetensors"
     if preset and style_size:
-        raise InputError(f"--style-size does not apply to {style}: a preset's statistics are computed")
+        raise InputError(
+            f"--style-size does not apply to {style}: a preset's statistics are already computed, "
+            "at the size it records"
+        )
     from .encoder import read_signed
     from .pipeline import Stylizer
 

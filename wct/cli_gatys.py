@@ -233,6 +233,11 @@ def gatys_command(
 ) -> None:
     """The Gatys et al. (2016) baseline: optimise the pixels (slow; for comparison)."""
     must_exist(content, style)
+    for p in (content, style):
+        if p is not None and p.suffix.lower() == ".safetensors":
+            raise InputError(
+                f"{p} is a style preset: gatys matches an image's Gram matrices, so give the image"
+            )
     check_options(device)
     optimise_outputs(output, history, steps, save_every, overwrite, tuple(p for p in (content, style) if p))
     from dataclasses import asdict
