@@ -6,11 +6,11 @@ SSIM of the result against fp32's. fp16 is skipped on the CPU (refused there). F
 pair also gets the fp32 result of its content nudged by +-0.5/255 (below 8-bit rounding): how far
 WCT's cascade itself moves when its input barely changes.
 
-    python scripts/bench_precision.py [--device auto] [--size 512] [--runs 3] [--json FILE]
+    python scripts/bench_precision.py [--device auto] [--size 512] [--runs 3] [--json FILE] [--overwrite]
 """
 
 import argparse
-import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,10 +27,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
-    from wct.bench import machine, median_seconds
+    if args.runs < 1 or args.size < 1:  # before minutes of work, not a traceback after them
+        ap.error(f"--runs and --size must be at least 1, got {args.runs} and {args.size}")
+    from wct.bench import machine, median_seconds, report_problem
+
+    if args.json and (problem := report_problem(args.json, args.overwrite)):
+        ap.error(f"--json {problem}")
     from wct.evaluate import psnr, ssim
-    from wct.images import load_image
+    from wct.images import load_image, write_json
     from wct.pipeline import Stylizer
 
     torch.set_grad_enabled(False)
@@ -63,8 +69,13 @@ def main() -> None:
         print(rows[-1], flush=True)
     result = {"machine": machine(ref.device), "device": str(ref.device), "rows": rows}
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(result, args.json)  # whole or not at all
 
 
 if __name__ == "__main__":
-    main()
+    from wct.errors import WCTError
+
+    try:
+        main()
+    except WCTError as e:  # a bad --device, a missing photo, an unwritable --json: one line
+        sys.exit(f"error: {e}")

@@ -1,6 +1,7 @@
 """Benchmark `wct serve`: live-preview latency at 256 px, and a full-size render against the CLI.
 
-    python scripts/bench_serve.py [--size 512] [--repeats 3] [--previews 12] [--json docs/bench/serve.json]
+    python scripts/bench_serve.py [--size 512] [--repeats 3] [--previews 8] [--json docs/bench/serve.json]
+        [--overwrite]
 
 Runs the studio with uvicorn on a free loopback port and talks to it over HTTP like the page does.
 Inputs are our generated landscape and painting (wct.demo, CC0). Preview latency is measured
@@ -38,8 +39,10 @@ LEVELS = (5, 4, 3, 2, 1)
 sys.path.insert(0, str(ROOT))
 
 from wct import serve  # noqa: E402
-from wct.bench import conv_throughput, count_flops, median_seconds  # noqa: E402
+from wct.bench import conv_throughput, count_flops, median_seconds, report_problem  # noqa: E402
 from wct.demo import landscape, painting  # noqa: E402
+from wct.errors import OutputError  # noqa: E402
+from wct.images import write_json  # noqa: E402
 
 
 def call(url: str, data: bytes | None = None, method: str | None = None, json_body=None):
@@ -115,7 +118,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--previews", type=int, default=8)
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "bench" / "serve.json")
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
+    if not 16 <= args.size <= serve.MAX_SIZE or min(args.repeats, args.previews) < 1:
+        ap.error(f"--size must be 16 to {serve.MAX_SIZE} px, --repeats and --previews at least 1")
+    if not 0 <= args.alpha <= 1:
+        ap.error(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if problem := report_problem(args.json, args.overwrite):  # before minutes of work
+        ap.error(f"--json {problem}")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     med = statistics.median
     load = [os.getloadavg()[0]]
@@ -259,9 +269,11 @@ def main() -> None:
             "server_png_equals_cli_png_pixels": bool(same),
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=1))
+    try:  # whole or not at all
+        write_json(result, args.json)
+    except OutputError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Measures (median of --runs):
   - peak RSS of a 1024-px stylisation, in a fresh process.
 Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
 
-    python scripts/bench_stylize.py [--runs 5] [--json bench/stylize.json] [--overwrite]
+    python scripts/bench_stylize.py [--runs 5] [--json docs/bench_stylize.json] [--overwrite]
 """
 
 import argparse

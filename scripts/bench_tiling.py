@@ -10,7 +10,7 @@ Measures, on a public-domain photo (NASA's astronaut, scikit-image) in Van Gogh'
 Targets (issue 5): PSNR >= 40 dB, across-border difference <= within-tile, peak RSS <= 6 GB at
 4K, time per megapixel at 4K <= 1.2 x that at 1024 px.
 
-    python scripts/bench_tiling.py [--sizes 1024,4k,8k] [--threads 2] [--out docs/bench_tiling]
+    python scripts/bench_tiling.py [--sizes 1024,4k,8k] [--threads 2] [--out docs/bench_tiling] [--overwrite]
 """
 
 from __future__ import annotations
@@ -196,29 +196,59 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_sizes(text: str) -> list[str]:
+    """--sizes as run_child takes them: '1024,8k:2,1' is 1024, then 8k at levels 2 and 1."""
+    out: list[str] = []
+    for token in filter(None, (t.strip() for t in text.split(","))):
+        if out and ":" in out[-1] and token in ("1", "2", "3", "4", "5"):
+            out[-1] += f",{token}"
+        else:
+            out.append(token)
+    return out
+
+
+def valid_size(size: str) -> bool:
+    """A key of SIZES, optionally with levels 1 to 5: '8k:2,1'."""
+    key, colon, levels = size.partition(":")
+    return key in SIZES and (not colon or all(v in ("1", "2", "3", "4", "5") for v in levels.split(",")))
+
+
 def _round16(v: int) -> int:
     return -(-v // 16) * 16
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="1024,4k,8k")
+    p.add_argument("--sizes", default="1024,4k,8k", help=f"among {', '.join(SIZES)}; 8k:2,1: levels 2, 1")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--check-tile", type=int, default=256)
     p.add_argument("--no-check", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "docs/bench_tiling")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing --out report (.json, .md).")
     p.add_argument("--report", type=Path, help="Only rewrite the markdown of this JSON report.")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--tile", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--levels", default="5,4,3,2,1", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.threads < 1 or a.check_tile < 16:
+        p.error(f"--threads must be at least 1 and --check-tile 16, got {a.threads} and {a.check_tile}")
     torch.set_num_threads(a.threads)
     if a.report:
+        if not a.report.is_file():
+            p.error(f"--report {a.report} is not a file")
         a.report.with_suffix(".md").write_text(markdown(json.loads(a.report.read_text())))
         return
     if a.child:
         print(json.dumps(child(a.child, a.tile, tuple(int(v) for v in a.levels.split(",")))))
         return
+    sizes = parse_sizes(a.sizes)
+    if any(not valid_size(size) for size in sizes):
+        p.error(f"--sizes must be among {', '.join(SIZES)}, with levels or not (8k:2,1), got {a.sizes!r}")
+    from wct.bench import report_problem
+
+    for suffix in (".json", ".md"):  # before minutes of work
+        if problem := report_problem(a.out.with_suffix(suffix), a.overwrite):
+            p.error(f"--out {problem}")
     cpu = platform.processor() or platform.machine()
     report = {
         "machine": f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}",
@@ -227,8 +257,8 @@ def main() -> None:
         "runs": [],
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    for size in filter(None, a.sizes.split(",")):
-        report["runs"].append(run_child(size.strip(), "auto", a.threads))
+    for size in sizes:
+        report["runs"].append(run_child(size, "auto", a.threads))
         print(json.dumps(report["runs"][-1]), flush=True)
         a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")  # partial results too
     a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

@@ -17,7 +17,7 @@ import torch
 from wct.bench import machine, report_problem
 from wct.decoder import Decoder
 from wct.encoder import load_encoder, resolve_device
-from wct.errors import OutputError
+from wct.errors import InputError, OutputError
 from wct.images import write_json
 from wct.train import reconstruction_loss
 
@@ -55,11 +55,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/bench/train.json"))
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out report.")
     a = ap.parse_args()
-    if min(a.crop, a.batch, a.steps) < 1:
-        ap.error("--crop, --batch and --steps must be at least 1")
+    if min(a.batch, a.steps) < 1 or a.crop < 16:  # relu5_1 needs 16 px
+        ap.error("--crop must be at least 16, --batch and --steps at least 1")
     if problem := report_problem(a.out, a.overwrite):
         ap.error(f"--out {problem}")
-    device = resolve_device(a.device)
+    try:
+        device = resolve_device(a.device)
+    except InputError as e:
+        ap.error(f"--device: {e}")
     rates = {}
     for level in range(1, 6):
         rates[f"relu{level}_1"] = round(images_per_second(level, a.crop, a.batch, a.steps, device, a.amp), 2)

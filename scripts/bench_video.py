@@ -6,13 +6,12 @@ Gogh's Starry Night (public domain). Flicker = mean absolute frame-to-frame chan
 divided by that of the input (`wct.video.flicker`); 1 means the output changes as much as the
 input. Reported for: no smoothing, statistics smoothing only, output filter only, both (--temporal).
 
-    python scripts/bench_video.py [--frames 16] [--size 160] [--out docs/bench_video.json]
+    python scripts/bench_video.py [--frames 16] [--size 160] [--out docs/bench_video.json] [--overwrite]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -65,10 +64,20 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=0.8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "docs/bench_video.json")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing --out report.")
     a = p.parse_args()
+    if a.frames < 2 or a.threads < 1:  # flicker compares consecutive frames
+        p.error(f"--frames must be at least 2 and --threads 1, got {a.frames} and {a.threads}")
+    if not 0 <= a.alpha <= 1 or not a.noise >= 0:
+        p.error(f"--alpha must be between 0 and 1 and --noise at least 0, got {a.alpha} and {a.noise}")
+    from wct.bench import report_problem
+
+    if problem := report_problem(a.out, a.overwrite):  # before the work
+        p.error(f"--out {problem}")
     torch.set_num_threads(a.threads)
     from wct.demo import painting
-    from wct.images import load_image
+    from wct.errors import OutputError
+    from wct.images import load_image, write_json
     from wct.pipeline import Stylizer
     from wct.video import TemporalFilter, flicker, stylize_frames
 
@@ -102,8 +111,10 @@ def main() -> None:
         "input_change": base,
         "results": results,
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=2) + "\n")
+    try:  # whole or not at all
+        write_json(report, a.out)
+    except OutputError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.n < 1:
+        ap.error(f"--n must be at least 1, got {args.n}")
     torch.set_num_threads(1)
     rng = random.Random(args.seed)
     corpus = seeds()

@@ -5,7 +5,7 @@ never copied: photos by NASA (astronaut, public domain) and scikit-image's CC0 c
 coffee; paintings by Van Gogh (The Starry Night), Munch (The Scream) and Kandinsky (Composition VII),
 all public domain. Masks and the video clip are generated here.
 
-    python scripts/make_gallery.py [--out docs/gallery] [--size 320]
+    python scripts/make_gallery.py [--out docs/gallery] [--size 320] [--overwrite]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ STARRY = DATA / "styles/neuralstyle__examples_inputs_starry_night.jpg"
 SCREAM = DATA / "styles/neuralstyle__examples_inputs_the_scream.jpg"
 KANDINSKY = DATA / "styles/msgnet__experiments_images_21styles_composition_vii.jpg"
 PAD, CAPTION = 6, 18
+PICTURES = ("mask.jpg", "mixing.jpg", "texture.jpg", "preserve_color.jpg", "tiling.jpg", "video.jpg")
 
 
 def sheet(panels: list[tuple[Image.Image, str]], height: int) -> Image.Image:
@@ -52,12 +53,22 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "docs/gallery")
     p.add_argument("--size", type=int, default=320, help="Longer side of the stylised images.")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--overwrite", action="store_true", help="Replace pictures already in --out.")
     a = p.parse_args()
+    if a.size < 1 or a.threads < 1:
+        p.error(f"--size and --threads must be at least 1, got {a.size} and {a.threads}")
+    if missing := [str(f) for f in (ASTRONAUT, CAT, COFFEE, STARRY, SCREAM, KANDINSKY) if not f.is_file()]:
+        p.error(f"the gallery's public-domain inputs are missing: {', '.join(missing)}")
+    from wct.bench import report_problem
+
+    for name in PICTURES:  # before minutes of work
+        if problem := report_problem(a.out / name, a.overwrite):
+            p.error(f"--out {problem}")
     torch.set_num_threads(a.threads)
     from bench_video import clip
 
     from wct import controls
-    from wct.images import load_image, tensor_to_pil
+    from wct.images import load_image, tensor_to_pil, write_atomic
     from wct.pipeline import Stylizer
     from wct.tiling import splits, stylize_tiled
     from wct.video import stylize_frames
@@ -69,7 +80,7 @@ def main() -> None:
     thumb = lambda path: Image.open(path).convert("RGB")  # noqa: E731
 
     def save(im: Image.Image, name: str) -> None:
-        im.save(a.out / name, quality=85, optimize=True)
+        write_atomic(a.out / name, lambda tmp: im.save(tmp, "JPEG", quality=85, optimize=True))
         print("wrote", a.out / name, flush=True)
 
     # 1. Spatial control: an ellipse around the cat's head takes The Scream, the rest Starry Night.

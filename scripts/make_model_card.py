@@ -3,9 +3,10 @@
 Scores use the protocol of shared/README.md on ../shared/data/val; the picture shows one Kodak
 image (released for unrestricted use) reconstructed at each level.
 
-    python scripts/make_model_card.py
+    python scripts/make_model_card.py [--overwrite]
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from wct.encoder import load_encoder
 from wct.evaluate import PUBLISHED, TARGETS, load_val_images, reconstruction_scores
 from wct.images import list_images, tensor_to_pil
 
-VAL = Path("../shared/data/val")
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT.parent / "shared/data/val"
+CARD, PICTURE = ROOT / "decoders/README.md", ROOT / "docs/reconstructions.png"
 PICTURE_IMAGE = "kodim23"
 FIRST_BAR = {1: 32, 2: 29, 3: 25, 4: 21, 5: 18}
 
@@ -34,6 +37,14 @@ def minutes(meta: dict) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--overwrite", action="store_true", help=f"Replace {CARD} and {PICTURE}.")
+    args = ap.parse_args()
+    for path in (CARD, PICTURE):  # before minutes of scoring
+        if path.exists() and not args.overwrite:
+            ap.error(f"{path} exists: pass --overwrite to replace it")
+    if not VAL.is_dir():
+        ap.error(f"the validation photos {VAL} are missing (the model card is scored on them)")
     torch.set_grad_enabled(False)
     encoder = load_encoder("cpu")
     images, files = load_val_images(VAL), list_images(VAL)
@@ -58,8 +69,8 @@ def main() -> None:
     sheet = Image.new("RGB", (w * 3 + 16, h * 2 + 8), "white")
     for i, t in enumerate(tiles):
         sheet.paste(t, ((i % 3) * (w + 8), (i // 3) * (h + 8)))
-    Path("docs").mkdir(exist_ok=True)
-    sheet.save("docs/reconstructions.png", optimize=True)
+    PICTURE.parent.mkdir(exist_ok=True)
+    sheet.save(PICTURE, optimize=True)
     table = "\n".join(
         [
             "| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
@@ -68,10 +79,10 @@ def main() -> None:
             *rows,
         ]
     )
-    card = Path("decoders/README.template.md").read_text()
+    card = (ROOT / "decoders/README.template.md").read_text()
     hardware = f"Scored on {machine('cpu')}, fp32; trained there (CPU) unless the last column says otherwise"
     card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
-    Path("decoders/README.md").write_text(card)
+    CARD.write_text(card)
     print(table)
 
 

@@ -1,9 +1,10 @@
 """The README's results picture: content | style | output, for public-domain/CC0 inputs only.
 
-python scripts/make_results.py [--out docs/results.png]
+python scripts/make_results.py [--out docs/results.png] [--overwrite]
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -29,7 +30,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("docs/results.png"))
     ap.add_argument("--alpha", type=float, default=0.6)
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out picture.")
     args = ap.parse_args()
+    if not 0 <= args.alpha <= 1:
+        ap.error(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if missing := [str(DATA / f) for pair in PAIRS for f in pair if not (DATA / f).is_file()]:
+        ap.error(f"the public-domain inputs are missing: {', '.join(missing)}")
+    from wct.cli import check_output
+    from wct.errors import OutputError
+    from wct.images import atomic_save
+
+    try:  # before a minute of work
+        check_output(args.out, args.overwrite, ())
+    except OutputError as e:
+        ap.error(f"--out {e}")
     rows = []
     for c, s in PAIRS:
         content, style = Image.open(DATA / c).convert("RGB"), Image.open(DATA / s).convert("RGB")
@@ -43,8 +57,10 @@ def main() -> None:
             sheet.paste(im, (x, i * (H + 8)))
             x += im.width + 8
     ImageDraw.Draw(sheet)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
+    try:  # whole or not at all
+        atomic_save(sheet, args.out, args.overwrite)
+    except OutputError as e:
+        sys.exit(f"error: {e}")
     print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
 
 

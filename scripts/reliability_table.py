@@ -3,7 +3,7 @@
 Each row is observed, not written by hand: the CLI runs in-process (`wct.cli.main`), its exit
 code and stderr are captured, and "handled" rows state what was checked on the output.
 
-    python scripts/reliability_table.py [--out docs/reliability.md] [--skip-slow]
+    python scripts/reliability_table.py [--out docs/reliability.md] [--skip-slow] [--overwrite]
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from tests.test_reliability import (  # noqa: E402
     truncate,
     write_pair,
 )
+from wct.bench import report_problem  # noqa: E402
 from wct.cli import main  # noqa: E402
 from wct.demo import landscape, painting  # noqa: E402
 from wct.errors import WCTError  # noqa: E402
-from wct.images import load_image  # noqa: E402
+from wct.images import load_image, write_atomic  # noqa: E402
 from wct.pipeline import Stylizer  # noqa: E402
 from wct.train import atomic_torch_save  # noqa: E402
 
@@ -473,7 +474,10 @@ def main_() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     ap.add_argument("--skip-slow", action="store_true", help="No SIGKILL training run, no 10,000-input fuzz.")
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out table.")
     args = ap.parse_args()
+    if problem := report_problem(args.out, args.overwrite):  # before minutes of work
+        ap.error(f"--out {problem}")
     torch.set_num_threads(1)
     warnings.simplefilter("always")
     with tempfile.TemporaryDirectory() as d:
@@ -491,8 +495,8 @@ def main_() -> None:
         "output. Paths are relative to a temporary directory. Tests: `tests/test_reliability.py`.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(head) + "\n" + t.markdown())
+    table = "\n".join(head) + "\n" + t.markdown()
+    write_atomic(args.out, lambda tmp: Path(tmp).write_text(table))
     print(f"wrote {args.out}")
 
 

@@ -50,6 +50,8 @@ if __name__ == "__main__":
     if not set(levels) <= set(schedule):
         which = "with --finetune " if args.finetune else ""
         ap.error(f"--levels {which}must be among {','.join(map(str, schedule))}, got {args.levels}")
+    if args.threads < 0:
+        ap.error(f"--threads must be at least 0 (torch's default), got {args.threads}")
     torch.set_num_threads(args.threads or torch.get_num_threads())
     for level in levels:
         steps, crop, lr, feature_from = schedule[level]

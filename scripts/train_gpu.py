@@ -178,6 +178,9 @@ def pack(
     from wct.encoder import VGG19_MD5, default_weights_path, read_weights
     from wct.images import list_images
 
+    files, val_files = list_images(train), list_images(val)[::val_every]
+    if not files or not val_files:  # before the last pack is removed
+        sys.exit(f"error: no photos in {train if not files else val}: check --train and --val")
     shutil.rmtree(GPU, ignore_errors=True)  # written only by pack: a stale photo or decoder must not travel
     for sub in ("train", "val", "init"):
         (GPU / sub).mkdir(parents=True)
@@ -186,7 +189,7 @@ def pack(
     weights, _ = read_weights(default_weights_path())
     meta = {"source_md5": VGG19_MD5}
     save_file(to_int8(weights, per_kernel=False), GPU / "vgg19.q8.safetensors", metadata=meta)
-    for f in list_images(val)[::val_every]:
+    for f in val_files:
         (GPU / "val" / f.name).write_bytes(f.read_bytes())
     fixed = travelling_bytes(leave_out) + folder_bytes(GPU)
     room = int(budget_mb * 2**20) - fixed
@@ -194,7 +197,6 @@ def pack(
         sys.exit(
             f"error: {fixed / 2**20:.1f} MiB travel before any photo; raise --budget-mb or --leave-out more"
         )
-    files = list_images(train)
     n = pack_photos(files, GPU / "train", room, short_side, quality, skip)
     # one file: the device tool refused a 63.4 MiB tree holding 1,854 loose photos (it seems to
     # count each small file's disk blocks) and took the same photos zipped
@@ -211,6 +213,8 @@ def pack(
 
 def unpack_photos() -> None:
     """Put the carried training photos, `pack`'s `train.zip`, in DATA."""
+    if not (GPU / "train.zip").is_file():
+        sys.exit(f"error: {GPU / 'train.zip'} is missing: run `pack` here and name .gpu in carry")
     DATA.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(GPU / "train.zip") as z:
         z.extractall(DATA)
@@ -344,6 +348,8 @@ def collect(out: Path, soups: bool = False, room: int = 60 * 2**20) -> None:
 def wait(seconds: float, out: Path | None, soups: bool = False) -> None:
     """Report every 30 s until the runs end or `seconds` pass, collecting into `out` every 2 min."""
     t0, collected = time.time(), time.time()
+    if not (RUNS / "pids").is_file():
+        sys.exit(f"error: {RUNS / 'pids'} is missing: `start` the runs on this machine first")
     pids = [int(p) for p in (RUNS / "pids").read_text().split()]
     while True:
         time.sleep(max(0.0, min(30.0, seconds - (time.time() - t0))))
@@ -470,6 +476,13 @@ def main() -> None:
     d.add_argument("--hardware", default="GPU", help="for files written before wct recorded it")
     a = ap.parse_args()
     if a.cmd == "pack":
+        if not 0 <= a.quality <= 100 or min(a.val_every, a.short_side) < 1 or a.skip < 0 or a.budget_mb <= 0:
+            ap.error(
+                "--quality must be 0 to 100, --val-every and --short-side at least 1, --skip at least 0 "
+                "and --budget-mb above 0"
+            )
+        if missing := [v for v in a.q8 if not (ROOT / f"decoders/relu{v}_1.safetensors").is_file()]:
+            ap.error(f"--q8: no decoders/relu{{level}}_1.safetensors for level(s) {missing}")
         leave_out = (
             a.leave_out
             if a.leave_out is not None
@@ -503,4 +516,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from wct.errors import WCTError
+
+    try:
+        main()
+    except WCTError as e:  # a missing or damaged decoder file, a bad --val: one line
+        sys.exit(f"error: {e}")

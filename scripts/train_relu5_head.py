@@ -11,7 +11,7 @@ The relu4_1 decoder's input whitening and the scale are then folded into its fir
 so head + tail is exactly decoder 4 applied to the predicted relu4_1 features. The result is
 exported only if it beats the committed relu5_1 decoder on validation.
 
-    python scripts/train_relu5_head.py [--steps 150] [--out runs] [--export decoders]
+    python scripts/train_relu5_head.py [--steps 400] [--out runs] [--export decoders] [--overwrite]
 
 With --head-from decoders/relu5_1.safetensors the head of an existing relu5_1 decoder is kept
 (and trained further with --steps > 0) and refolded onto the current relu4_1 decoder: a better
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from wct.decoder import Decoder, read_decoder
 from wct.encoder import load_encoder
+from wct.errors import WCTError
 from wct.evaluate import load_val_images, reconstruction_scores
 from wct.train import Config, Crops, export, input_whitening, loader, lr_at, save_decoder
 
@@ -94,7 +95,13 @@ def main() -> None:
     ap.add_argument("--export", type=Path, default=Path("decoders"))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--head-from", type=Path, help="keep the head of this relu5_1 decoder file")
+    ap.add_argument("--overwrite", action="store_true", help="Replace the head an earlier run left in --out.")
     args = ap.parse_args()
+    if min(args.steps, args.threads) < 0 or args.crop < 16 or not args.lr > 0:
+        ap.error("--steps and --threads must be at least 0, --crop at least 16 and --lr above 0")
+    best = args.out / "relu5_1.head.safetensors"
+    if best.exists() and not args.overwrite:  # before minutes of work
+        ap.error(f"{best} exists: pass --overwrite to replace it")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = Config(
@@ -110,24 +117,24 @@ def main() -> None:
         stats_images=64,
     )
     encoder = load_encoder("cpu")
+    tensors, meta4 = read_decoder(args.export / "relu4_1.safetensors")  # both read before minutes of work
+    prior_head = read_decoder(args.head_from) if args.head_from else None
     d5 = Decoder(5)
     scale = channel_means(encoder, cfg)
-    if args.head_from:
-        d5.load_state_dict({k: v.float() for k, v in read_decoder(args.head_from)[0].items()})
+    if prior_head:
+        d5.load_state_dict({k: v.float() for k, v in prior_head[0].items()})
     else:
         mean, whiten = input_whitening(encoder, cfg, torch.device("cpu"))
         d5.mean.copy_(mean)
         d5.whiten.copy_(whiten)
         fit_head(encoder, d5, scale, cfg)
-    tensors, meta4 = read_decoder(args.export / "relu4_1.safetensors")
     d4 = Decoder(4)
     d4.load_state_dict({k: v.float() for k, v in tensors.items()})
     fold(d5, d4, scale)  # the tail is frozen: only the head is trained below
     val = load_val_images(cfg.val)
-    best = args.out / "relu5_1.head.safetensors"
     prior = {}
-    if args.head_from:
-        m = read_decoder(args.head_from)[1]
+    if prior_head:
+        m = prior_head[1]
         prior = {
             "prior_steps": int(m["steps"]) + int(m.get("prior_steps", 0)),
             "prior_train_seconds": float(m.get("train_seconds", 0)) + float(m.get("prior_train_seconds", 0)),
@@ -191,4 +198,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except WCTError as e:  # a missing decoder file or data folder: one line
+        raise SystemExit(f"error: {e}") from None

@@ -4,7 +4,8 @@ Gatys et al.'s "normalised VGG" (each filter's mean activation is 1), used by wc
 Dividing a ReLU layer's output by its channel means is the same network with rescaled weights
 (ReLU and max pooling commute with positive scaling), so no weight file changes.
 
-    python scripts/vgg_channel_means.py [--data ../shared/data/train] [--images 256]
+    python scripts/vgg_channel_means.py [--data ../shared/data/train] [--images 256] [--out FILE]
+        [--overwrite]
 """
 
 import argparse
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import torch
 
+from wct.bench import report_problem
 from wct.cli import SHARED_DATA
 from wct.encoder import NAMES, load_encoder, write_signed
-from wct.errors import ImageError
+from wct.errors import ImageError, OutputError
 from wct.gatys import MEANS_FILE
 from wct.images import list_images, load_image
 
@@ -25,9 +27,12 @@ if __name__ == "__main__":
     ap.add_argument("--data", default=str(SHARED_DATA / "train"))
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--out", default=str(MEANS_FILE))
+    ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out (wct's by default).")
     args = ap.parse_args()
     if args.images < 1:
         ap.error(f"--images must be at least 1, got {args.images}")
+    if problem := report_problem(Path(args.out), args.overwrite):  # before the work
+        ap.error(f"--out {problem}")
 
     encoder = load_encoder("cpu")
     relus = [n for n in NAMES if n.startswith("relu")]
@@ -59,6 +64,9 @@ if __name__ == "__main__":
         "data": f"{Path(args.data).name}/ ({used} photos, random order of seed 0, as they are)",
         "what": "mean activation per channel of each ReLU layer",
     }
-    write_signed(means, meta, args.out)
+    try:
+        write_signed(means, meta, args.out)
+    except OutputError as e:
+        raise SystemExit(f"error: {e}") from None
     for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"):
         print(f"{n}: mean of channel means {means[n].mean():.1f}, min {means[n].min():.3g}")

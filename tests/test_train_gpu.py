@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 from PIL import Image
 
@@ -289,3 +290,32 @@ def test_a_soup_gets_its_tracked_start_back_in_place_of_the_int8_copy(tmp_path, 
         start.net[0].bias.add_(1.0)  # the tracked file is no longer the start the runs had
     save_decoder(start, tracked, {"encoder": VGG19_MD5})
     assert not gpu.unround_start(soup)
+
+
+def test_pack_refuses_folders_without_photos_and_keeps_the_last_pack(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu, "GPU", tmp_path / ".gpu")
+    (tmp_path / ".gpu").mkdir()
+    (tmp_path / ".gpu" / "train.zip").write_bytes(b"the last pack")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (60, 40)).save(photos / "p.png")
+    for train, val, missing in ((tmp_path / "none", photos, "none"), (photos, tmp_path / "nov", "nov")):
+        with pytest.raises(SystemExit, match=f"error: no photos in {tmp_path / missing}"):
+            gpu.pack(train, val, 1, 75, [], 320, 200.0, ["docs/*", "decoders/*"])
+    assert (tmp_path / ".gpu" / "train.zip").read_bytes() == b"the last pack"  # a typo costs no pack
+    monkeypatch.setattr(sys, "argv", ["train_gpu.py", "pack", "--quality", "500", "--train", str(photos)])
+    with pytest.raises(SystemExit) as e:
+        gpu.main()
+    assert e.value.code == 2 and (tmp_path / ".gpu" / "train.zip").read_bytes() == b"the last pack"
+
+
+def test_start_and_wait_without_their_files_say_what_to_run_first(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu, "GPU", tmp_path / ".gpu")
+    monkeypatch.setattr(gpu, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(gpu, "DATA", tmp_path / "data")
+    with pytest.raises(SystemExit, match=r"train.zip is missing: run `pack` here and name .gpu in carry"):
+        gpu.unpack_photos()
+    with pytest.raises(SystemExit, match=r"pids is missing: `start` the runs on this machine first"):
+        gpu.wait(1, None)

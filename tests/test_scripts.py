@@ -1,0 +1,126 @@
+"""The scripts in scripts/ as a user runs them: `--help` only prints, an existing report is kept
+unless --overwrite, and a bad option is one line before any work, not a traceback after it.
+Every run here stops at its checks, so each takes about a second."""
+
+import importlib.util
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run(name: str, args: list[str], monkeypatch, capsys, script: Path | None = None) -> tuple[object, str]:
+    """`python scripts/NAME.py ARGS` in-process: its exit code (SystemExit) and what it printed
+    (stdout, then stderr)."""
+    path = str(script or SCRIPTS / f"{name}.py")
+    monkeypatch.setattr(sys, "argv", [path, *args])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(path, run_name="__main__")
+    out, code = capsys.readouterr(), e.value.code
+    if isinstance(code, str):  # sys.exit("error: ..."): Python prints it and exits with status 1
+        return 1, f"{out.out}{out.err}{code}\n"
+    return code, out.out + out.err
+
+
+def test_help_prints_usage_instead_of_rewriting_the_model_card_or_screenshot(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # were --help ignored, the old relative paths fail here at once
+    code, out = run("make_model_card", ["--help"], monkeypatch, capsys)
+    assert code == 0 and "usage: make_model_card.py" in out
+    # a copy in a tree of its own: were --help ignored, it would run no browser test of ours
+    copy = tmp_path / "scripts" / "serve_screenshot.py"
+    copy.parent.mkdir()
+    shutil.copy(SCRIPTS / "serve_screenshot.py", copy)
+    (tmp_path / "docs").mkdir()
+    shot = tmp_path / "docs" / "serve.png"
+    code, out = run("serve_screenshot", ["--help"], monkeypatch, capsys, copy)
+    assert code == 0 and "usage: serve_screenshot.py" in out
+    shot.write_bytes(b"the last screenshot")
+    code, err = run("serve_screenshot", [], monkeypatch, capsys, copy)
+    assert code == 2 and f"{shot} exists: pass --overwrite" in err
+    assert shot.read_bytes() == b"the last screenshot"
+
+
+def test_make_model_card_keeps_the_card_without_overwrite(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    card = SCRIPTS.parent / "decoders" / "README.md"
+    code, err = run("make_model_card", [], monkeypatch, capsys)
+    assert code == 2 and f"{card} exists: pass --overwrite to replace it" in err
+
+
+# (script, its options, the output to create first): tiny settings, in case a check were missing
+OVERWRITE = [
+    ("bench_precision", ["--size", "32", "--runs", "1", "--json", "{out}"], "p.json"),
+    ("bench_serve", ["--size", "64", "--repeats", "1", "--previews", "1", "--json", "{out}"], "s.json"),
+    ("bench_video", ["--frames", "2", "--size", "32", "--out", "{out}"], "v.json"),
+    ("bench_tiling", ["--sizes", "", "--no-check", "--out", "{dir}/tiling"], "tiling.md"),
+    ("make_gallery", ["--size", "16", "--out", "{dir}"], "video.jpg"),  # the last one it writes
+    ("make_results", ["--out", "{out}"], "results.png"),
+    ("reliability_table", ["--skip-slow", "--out", "{out}"], "reliability.md"),
+    ("vgg_channel_means", ["--images", "12", "--out", "{out}"], "means.safetensors"),
+    ("train_relu5_head", ["--steps", "0", "--out", "{dir}", "--export", "{dir}"], "relu5_1.head.safetensors"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "existing"), OVERWRITE, ids=[o[0] for o in OVERWRITE])
+def test_an_existing_output_is_kept_without_overwrite(name, args, existing, tmp_path, monkeypatch, capsys):
+    out = tmp_path / existing
+    out.write_bytes(b"last run's report")
+    args = [a.format(out=out, dir=tmp_path) for a in args]
+    code, err = run(name, args, monkeypatch, capsys)
+    assert code == 2 and f"{out} exists: pass --overwrite to replace it" in err, err
+    assert out.read_bytes() == b"last run's report"
+
+
+BAD = [
+    ("bench_precision", ["--runs", "0"], "--runs and --size must be at least 1"),
+    ("bench_precision", ["--device", "foo", "--size", "32"], "error: unknown device 'foo'"),
+    ("bench_serve", ["--repeats", "0", "--json", "{dir}/s.json"], "--repeats and --previews at least 1"),
+    ("bench_serve", ["--size", "0", "--json", "{dir}/s.json"], "--size must be 16 to"),
+    ("bench_tiling", ["--sizes", "5k", "--no-check", "--out", "{dir}/t"], "--sizes must be among 1024, 2k"),
+    ("bench_tiling", ["--threads", "0", "--out", "{dir}/t"], "--threads must be at least 1"),
+    ("bench_tiling", ["--report", "{dir}/none.json"], "--report {dir}/none.json is not a file"),
+    ("bench_train", ["--crop", "8", "--out", "{dir}/t.json"], "--crop must be at least 16"),
+    ("bench_train", ["--device", "foo", "--out", "{dir}/t.json"], "unknown device 'foo'"),
+    ("bench_video", ["--frames", "1", "--out", "{dir}/v.json"], "--frames must be at least 2"),
+    ("bench_video", ["--alpha", "3", "--out", "{dir}/v.json"], "--alpha must be between 0 and 1"),
+    ("fuzz_images", ["--n", "0"], "--n must be at least 1"),
+    ("make_gallery", ["--size", "0", "--out", "{dir}"], "--size and --threads must be at least 1"),
+    ("make_results", ["--alpha", "2", "--out", "{dir}/r.png"], "--alpha must be between 0 and 1"),
+    ("make_results", ["--out", "{dir}/r.xyz"], "unknown image format"),
+    ("train_decoders", ["--threads", "-1", "--out", "{dir}", "--export", "{dir}"], "--threads must be"),
+    ("train_relu5_head", ["--steps", "-1", "--out", "{dir}", "--export", "{dir}"], "--steps and --threads"),
+    ("train_relu5_head", ["--export", "{dir}", "--out", "{dir}"], "error: decoder file {dir}/relu4_1"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "message"), BAD, ids=[f"{b[0]} {' '.join(b[1])}" for b in BAD])
+def test_a_bad_option_is_one_line_before_any_work(name, args, message, tmp_path, monkeypatch, capsys):
+    code, err = run(name, [a.format(dir=tmp_path) for a in args], monkeypatch, capsys)
+    last = err.strip().splitlines()[-1]
+    assert code not in (0, None) and message.format(dir=tmp_path) in last and "Traceback" not in err, err
+
+
+def test_bench_tiling_passes_a_size_with_levels_whole_to_its_child(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_tiling", SCRIPTS / "bench_tiling.py")
+    tiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiling)
+    asked = []
+
+    def run_child(size: str, tile: str, threads: int) -> dict:
+        asked.append(size)
+        w, h = tiling.SIZES[size.partition(":")[0]]
+        levels = size.partition(":")[2] or "5,4,3,2,1"
+        return {"size": size.partition(":")[0], "levels": levels, "width": w, "height": h, "tiled": False}
+
+    monkeypatch.setattr(tiling, "run_child", run_child)
+    monkeypatch.setattr(tiling, "markdown", lambda report: "")
+    threads = str(torch.get_num_threads())  # as they are: main sets them for the whole process
+    argv = ["bench_tiling.py", "--sizes", "1024,8k:2,1", "--no-check", "--out", str(tmp_path / "t")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--threads", threads])
+    tiling.main()
+    assert asked == ["1024", "8k:2,1"]  # not "8k:2" and then a size "1"
