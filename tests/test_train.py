@@ -854,3 +854,176 @@ def test_log_every_sets_how_often_the_loss_is_printed(data, tmp_path, wct_cli):
         "2/4",
         "4/4",
     ]
+
+
+# Training (`wct train ARGS`, or `train(Config(**CONFIG))` without an argument) that says when it
+# is in step 3 (then takes a second over it).
+_SLOW_STEP_3 = """
+import json, os, sys, time
+import wct.train
+from wct.cli import train_main
+
+real = wct.train.train_step
+
+def step(run, batch, unreadable, i, done):
+    if i == 2:
+        print("in step 3", flush=True)
+        time.sleep(1)
+    return real(run, batch, unreadable, i, done)
+
+wct.train.train_step = step
+if len(sys.argv) > 1:
+    train_main()
+else:
+    wct.train.train(wct.train.Config(**json.loads(os.environ["CONFIG"])))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "cli", "code", "said"),
+    [("SIGINT", True, 130, "interrupted"), ("SIGTERM", False, -15, "")],  # -15: killed by it, once saved
+)
+def test_a_signal_checkpoints_the_step_in_progress_and_resume_matches_an_uninterrupted_run(
+    data, tmp_path, name, cli, code, said
+):
+    import json
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    cfg = config(data, tmp_path / "stopped", steps=6, val=None, ckpt_every=1000, stats_images=64, workers=1)
+    options = ("level", "data", "crop", "batch", "steps", "lr", "warmup", "feature_weight", "feature_from")
+    options += ("out", "device", "workers", "ckpt_every", "seed")  # and the CLI's default --stats-images, 64
+    argv = [f"--{k.replace('_', '-')}={getattr(cfg, k)}" for k in options]
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_STEP_3, *(argv if cli else [])],
+        env={**os.environ, "CONFIG": json.dumps(asdict(cfg))},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    for line in p.stdout:
+        if line == "in step 3\n":
+            break
+    assert p.poll() is None, p.stderr.read()
+    os.killpg(p.pid, signal.Signals[name])  # as a terminal's Ctrl-C or torchrun's SIGTERM: to every process
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert "interrupted: saved the checkpoint at step 3; --resume continues from there" in out
+    assert err.strip() == said  # the CLI's line; no traceback
+    assert load_checkpoint(tmp_path / "stopped" / "relu2_1.last.pt")["state"]["step"] == 3
+    train(replace(cfg, resume=True, workers=0))
+    train(replace(cfg, out=str(tmp_path / "whole"), workers=0))
+    wa, wb = weights(tmp_path / "whole"), weights(tmp_path / "stopped")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_ctrl_c_before_the_first_step_writes_nothing_new(data, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import wct.train
+
+    real = wct.train.stop_requested
+
+    def ctrl_c_first(run, caught):  # asked before the first step
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(run, caught)
+
+    out = tmp_path / "run"
+    train(config(data, out, steps=4, stop_at=2, val=None))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(wct.train, "stop_requested", ctrl_c_first)
+    for cfg in (config(data, out, steps=4, val=None, resume=True), config(data, tmp_path / "new", val=None)):
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert list((tmp_path / "new").iterdir()) == []
+    assert "interrupted" not in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as it was
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_stays(data, tmp_path, monkeypatch):
+    import signal
+
+    import wct.train
+
+    sent, real_step, real_write = [], wct.train.train_step, wct.train.write_atomic
+
+    def step(run, batch, unreadable, i, done):
+        if i == 2:  # Ctrl-C in step 3: it is checkpointed...
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.append(i)
+        return real_step(run, batch, unreadable, i, done)
+
+    def write_atomic(path, write):
+        def write_then_ctrl_c(tmp):
+            write(tmp)
+            if sent:  # ...and Ctrl-C again while the checkpoint is written
+                sent.append(path.name)
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return real_write(path, write_then_ctrl_c)
+
+    monkeypatch.setattr(wct.train, "train_step", step)
+    monkeypatch.setattr(wct.train, "write_atomic", write_atomic)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data, out, steps=8, val=None, ckpt_every=2))
+    assert sent == [2, "relu2_1.last.pt"]
+    assert load_checkpoint(out / "relu2_1.last.pt")["state"]["step"] == 2  # loadable, as it was
+    assert [p.name for p in out.iterdir()] == ["relu2_1.last.pt"]  # no temporary file left
+
+
+def _ddp_interrupted_worker(rank: int, data: str, out: str, port: int) -> None:
+    """One of two processes; only rank 1 gets a Ctrl-C, in step 3."""
+    import json
+    import signal
+
+    import wct.train
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    real = wct.train.train_step
+
+    def step(run, batch, unreadable, i, done):
+        if i == 2 and rank == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(run, batch, unreadable, i, done)
+
+    wct.train.train_step = step
+    try:
+        train(config(data, f"{out}/run", steps=8, val=None, stats_images=2, ckpt_every=1000))
+        result = "finished"
+    except BaseException as e:
+        result = type(e).__name__
+    with open(f"{out}/result{rank}.json", "w") as f:
+        json.dump(result, f)
+
+
+def test_ctrl_c_in_one_process_of_a_run_stops_every_process_after_the_same_step(data, tmp_path):
+    import json
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_ddp_interrupted_worker, args=(r, str(data), str(tmp_path), port)) for r in (0, 1)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=90)
+    stalled = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        p.kill()
+    assert not stalled, f"process(es) {stalled} never stopped"
+    results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
+    assert results == ["KeyboardInterrupt", "KeyboardInterrupt"]
+    assert load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["step"] == 3  # rank 0 wrote it

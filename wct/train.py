@@ -17,10 +17,13 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -197,6 +200,14 @@ def collate(batch: list[Crop]) -> tuple[Tensor | None, set[str]]:
     return pixels, {f for c in batch for f in c.unreadable}
 
 
+def own_session(worker: int) -> None:
+    """A data-loading worker leaves the process group, so that a signal sent to the group (a
+    terminal's Ctrl-C, torchrun's SIGTERM) does not kill it while the training process finishes its
+    step and checkpoints it; it ends with that process."""
+    if hasattr(os, "setsid"):  # not on Windows
+        os.setsid()
+
+
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
     data = Crops(cfg.data, cfg.crop, cfg.scale, cfg.rotate)
     if data[(0, 0)].pixels is None:  # checked here too when resuming, which skips input_whitening
@@ -210,6 +221,7 @@ def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoa
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers else None,
+        worker_init_fn=own_session,
     )
     return dl, len(data)
 
@@ -983,36 +995,99 @@ def save(run: Run, step: int, validate: bool, checkpoint: bool, final: bool) -> 
     agree(error, run.world, run.group)
 
 
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While the block runs, Ctrl-C and SIGTERM only ask the run to stop: yields the list of those
+    received. A second Ctrl-C stops it at once (KeyboardInterrupt); a repeated SIGTERM does not (a
+    launcher and a scheduler may both send one). Main thread only (elsewhere Python runs no signal
+    handlers); an ignored signal stays ignored."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def request(signum: int, frame: object) -> None:
+        if caught and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        caught.append(signum)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: h for s, h in before.items() if h is not signal.SIG_IGN}
+    for s in before:
+        signal.signal(s, request)
+    try:
+        yield caught
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def stop_requested(run: Run, caught: list[int]) -> bool:
+    """Whether this process, or under torchrun any, was asked to stop; all processes ask at the
+    same points, so they stop after the same step."""
+    stop = torch.tensor([int(bool(caught))])
+    if run.world > 1:
+        try:
+            dist.all_reduce(stop, dist.ReduceOp.MAX, group=run.group)
+        except RuntimeError:  # the connection to a process is lost: it crashed or was stopped at once
+            raise WCTError("another process of this run stopped (its own error says why)") from None
+    return bool(stop.item())
+
+
+def stop(caught: list[int]) -> None:
+    """Deliver the first stop signal received to the handler it had before training (Ctrl-C:
+    KeyboardInterrupt; the CLI's SIGTERM: exit 143); KeyboardInterrupt if that one returns, or
+    if this process got none (another process of the run did)."""
+    if caught:
+        signal.raise_signal(caught[0])
+    raise KeyboardInterrupt
+
+
 def train(cfg: Config) -> dict:
-    """Run (or resume) training; returns the final summary. Rank 0 writes all files."""
+    """Run (or resume) training; returns the final summary. Rank 0 writes all files. Ctrl-C or
+    SIGTERM stops the run after the step in progress, checkpointed, then raises KeyboardInterrupt
+    (see `stop`)."""
     run = setup(cfg)
     cfg, state, rank, world = run.cfg, run.state, run.rank, run.world
     run.decoder.train()
-    step = state["step"]
+    step = saved = first = state["step"]  # saved: the step of the checkpoint in --out
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
     bar = progress_bar(rank == 0 and sys.stdout.isatty())
     task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
     batches = iter(run.loader)
-    try:
-        while step < end and done < 1:
-            loss = train_step(run, *next_batch(run, batches), step, done)
-            step += 1
-            bar.update(task, completed=step)
-            done = done_after(run, step)
-            final = step == cfg.steps or done >= 1
-            due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
-            if (final or step == end or any(step % k == 0 for k in due)) and not finite(run.decoder):
-                raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
-            if step % cfg.log_every == 0 and rank == 0:
-                log_step(run, step, loss, bar, task)
-            validate = step % cfg.val_every == 0 or final
-            checkpoint = step % cfg.ckpt_every == 0 or step == end or final
-            if validate or checkpoint:
-                save(run, step, validate, checkpoint, final)
-    finally:
-        bar.stop()
+    with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
+        try:
+            while not (stopped := stop_requested(run, caught)) and step < end and done < 1:
+                loss = train_step(run, *next_batch(run, batches), step, done)
+                step += 1
+                bar.update(task, completed=step)
+                done = done_after(run, step)
+                final = step == cfg.steps or done >= 1
+                due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
+                if (final or step == end or any(step % k == 0 for k in due)) and not finite(run.decoder):
+                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
+                if step % cfg.log_every == 0 and rank == 0:
+                    log_step(run, step, loss, bar, task)
+                validate = step % cfg.val_every == 0 or final
+                checkpoint = step % cfg.ckpt_every == 0 or step == end or final
+                if validate or checkpoint:
+                    save(run, step, validate, checkpoint, final)
+                    saved = step if checkpoint else saved
+            if stopped and step > saved:
+                if not finite(run.decoder):
+                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
+                save(run, step, validate=False, checkpoint=True, final=False)
+            if stopped and step > first and rank == 0:
+                print(
+                    f"interrupted: saved the checkpoint at step {step}; --resume continues from there",
+                    flush=True,
+                )
+        finally:
+            bar.stop()
+    if stopped:
+        stop(caught)
     ended = step >= cfg.steps or done >= 1  # not just a chunk of the run
     return finish(
         cfg, run.files, run.encoder, run.decoder, state, step, run.bad, run.n_files, rank, world, ended=ended
