@@ -14,6 +14,15 @@ import torch
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+@pytest.fixture(autouse=True)
+def torch_settings():
+    """A script's main sets torch's process-wide grad mode and threads: the tests after it get them back."""
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    yield
+    torch.set_grad_enabled(grad)
+    torch.set_num_threads(threads)
+
+
 def run(name: str, args: list[str], monkeypatch, capsys, script: Path | None = None) -> tuple[object, str]:
     """`python scripts/NAME.py ARGS` in-process: its exit code (SystemExit) and what it printed
     (stdout, then stderr)."""

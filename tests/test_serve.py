@@ -839,6 +839,7 @@ def test_previews_go_ahead_of_waiting_renders(stylizer, monkeypatch):
     deadline = time.monotonic() + 5
     while not worker.queue.empty() and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert worker.queue.empty()
     jobs = ["render 1", "render 2", "preview 1", "render 3", "preview 2"]
     futures = [worker.submit(lambda j=j: ran.append(j), j.startswith("preview")) for j in jobs]
     gate.set()
@@ -862,6 +863,10 @@ def test_previews_go_ahead_of_waiting_renders(stylizer, monkeypatch):
     monkeypatch.setattr(engine, "run", run)
     gate.clear()
     app.state.worker.submit(gate.wait)
+    deadline = time.monotonic() + 10
+    while not app.state.worker.queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the gate has started: only the render and the preview wait below
+    assert app.state.worker.queue.empty()
     waiting = lambda: sum(not (f.running() or f.done()) for f in app.state.worker.waiting)  # noqa: E731
     job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
     shown = threading.Thread(target=lambda: ran.append(client.post(f"/api/sessions/{sid}/preview", json=p)))
@@ -869,6 +874,7 @@ def test_previews_go_ahead_of_waiting_renders(stylizer, monkeypatch):
     deadline = time.monotonic() + 10
     while waiting() < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert waiting() == 2
     gate.set()
     shown.join(30)
     wait_for(app.state.sessions.items[sid].jobs[job], "done", "error")

@@ -801,12 +801,17 @@ def test_export_says_which_decoder_it_replaces_and_on_which_images_each_was_scor
     assert export(best, target)
     line = capsys.readouterr().out.strip()
     assert line == (
-        f"exported {target} (40.0 dB), replacing one of 33.1 dB scored on other images "
-        "(shared/val, not faces/val)"
+        f"exported {target} (40.0 dB), replacing one of 33.1 dB scored on shared/val (this one on faces/val)"
     )
     save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 41.0, "val_data": "faces/val"})
     assert export(best, target)
     assert capsys.readouterr().out.strip() == f"exported {target} (41.0 dB), replacing one of 40.0 dB"
+    here = os.path.join(
+        os.getcwd(), "faces", "val"
+    )  # the same folder, recorded relative by one run, absolute by another
+    save_decoder(Decoder(1), best, {"encoder": VGG19_MD5, "val_psnr": 42.0, "val_data": here})
+    assert export(best, target)
+    assert capsys.readouterr().out.strip() == f"exported {target} (42.0 dB), replacing one of 41.0 dB"
 
 
 def test_resumed_without_val_the_unscored_decoder_is_not_shown_with_the_old_score(data, tmp_path, wct_cli):

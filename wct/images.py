@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from .checks import as_number, whole
+from .checks import as_number
 from .errors import ImageError, InputError, OutputError
 from .paths import check_target, write_error
 
@@ -84,10 +84,14 @@ def reason(e: BaseException) -> str:
 
 
 def check_max_pixels(max_pixels: int | None, name: str = "max_pixels") -> int | None:
-    """None (Pillow's limit) or a whole positive number of pixels (which replaces it)."""
-    if max_pixels is not None and (not whole(max_pixels) or max_pixels < 1):
+    """None (Pillow's limit) or a whole positive number of pixels (which replaces it): 1e6 and
+    numpy's or torch's numbers too, not 1e6 + 0.5."""
+    if max_pixels is None:
+        return None
+    value = as_number(max_pixels, name)
+    if not (1 <= value < math.inf and value.is_integer()):
         raise InputError(f"{name} must be a whole positive number of pixels, got {max_pixels!r}")
-    return max_pixels
+    return int(value)
 
 
 def check_pixels(path: str | os.PathLike, max_pixels: int | None) -> None:
@@ -431,7 +435,7 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
     elif isinstance(image, np.ndarray):
         raise InputError(
             "numpy arrays are not taken as images: pass torch.from_numpy(a).permute(2, 0, 1) for an "
-            "(H, W, 3) array (uint8, or floats in [0, 1]), or Image.fromarray(a)"
+            "(H, W, 3) array (uint8, or floats in [0, 1]), or Image.fromarray(a) for a uint8 one"
         )
     else:
         raise InputError(f"expected a path, PIL image or tensor, got {type(image).__name__}")

@@ -1162,8 +1162,11 @@ def export(best: Path, target: Path) -> bool:
             return False
         if old is not None:  # said, as the file is gone once replaced
             replaced = f", replacing one of {old['val_psnr']} dB"
-            if old.get("val_data") != new.get("val_data"):
-                replaced += f" scored on other images ({old.get('val_data')}, not {new.get('val_data')})"
+            where = [
+                Path(str(d.get("val_data"))).resolve() for d in (old, new)
+            ]  # as recorded: maybe relative
+            if where[0] != where[1]:
+                replaced += f" scored on {old.get('val_data')} (this one on {new.get('val_data')})"
     write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB){replaced}", flush=True)
