@@ -324,10 +324,17 @@ def test_corrupt_checkpoint_is_refused(data, tmp_path):
         train(config(data, out, steps=4, resume=True))
 
 
-def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
-    import json
-    import os
+def free_port() -> int:
+    """A TCP port free on this machine now, for a run's processes to meet at."""
+    import socket
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_as(rank: int, world: int, port: int) -> None:
+    """This process as `rank` of `world` processes, as torchrun sets them up, on one thread."""
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -336,6 +343,12 @@ def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
+    import json
+
+    join_as(rank, world, port)
     summary = train(config(data, out, steps=3, val=None, feature_from=0.0))
     with open(f"{out}/summary{rank}.json", "w") as f:
         json.dump(summary, f)
@@ -343,13 +356,10 @@ def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
 
 def test_two_cpu_processes_with_gloo_end_with_identical_weights(data, tmp_path):
     import json
-    import socket
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mp.spawn(_ddp_worker, args=(2, str(data), str(tmp_path), port), nprocs=2, join=True)
     s0, s1 = (json.loads((tmp_path / f"summary{r}.json").read_text()) for r in (0, 1))
     assert s0["step"] == s1["step"] == 3
@@ -369,8 +379,7 @@ def _ddp_failing_worker(rank: int, data: str, out: str, port: int, fail: str) ->
 
     import wct.train
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as(rank, 2, port)
     if rank == 1 and fail == "setup":
         data = os.path.join(out, "empty")
     if rank == 1 and fail == "late":
@@ -397,12 +406,9 @@ def _ddp_failing_worker(rank: int, data: str, out: str, port: int, fail: str) ->
 def test_data_failing_on_one_process_stops_every_process_with_one_clear_error(data, tmp_path, fail):
     import json
     import multiprocessing
-    import socket
 
     (tmp_path / "empty").mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = multiprocessing.get_context("spawn")
     args = (str(data), str(tmp_path), port, fail)
     procs = [ctx.Process(target=_ddp_failing_worker, args=(r, *args)) for r in (0, 1)]
@@ -990,8 +996,7 @@ def _ddp_interrupted_worker(rank: int, data: str, out: str, port: int) -> None:
 
     import wct.train
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as(rank, 2, port)
     real = wct.train.train_step
 
     def step(run, batch, unreadable, i, done):
@@ -1012,11 +1017,8 @@ def _ddp_interrupted_worker(rank: int, data: str, out: str, port: int) -> None:
 def test_ctrl_c_in_one_process_of_a_run_stops_every_process_after_the_same_step(data, tmp_path):
     import json
     import multiprocessing
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_ddp_interrupted_worker, args=(r, str(data), str(tmp_path), port)) for r in (0, 1)
