@@ -345,6 +345,23 @@ def join_as(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
 
 
+def run_two(target, *args) -> list[int]:
+    """Run `target(rank, *args)` in two spawned processes; the ranks still running after 90 s
+    (killed then)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=(r, *args)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=90)
+    stalled = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        p.kill()
+    return stalled
+
+
 def _ddp_worker(rank: int, world: int, data: str, out: str, port: int) -> None:
     import json
 
@@ -405,20 +422,9 @@ def _ddp_failing_worker(rank: int, data: str, out: str, port: int, fail: str) ->
 @pytest.mark.parametrize("fail", ["setup", "late", "disk"])
 def test_data_failing_on_one_process_stops_every_process_with_one_clear_error(data, tmp_path, fail):
     import json
-    import multiprocessing
 
     (tmp_path / "empty").mkdir()
-    port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    args = (str(data), str(tmp_path), port, fail)
-    procs = [ctx.Process(target=_ddp_failing_worker, args=(r, *args)) for r in (0, 1)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=90)
-    stalled = [r for r, p in enumerate(procs) if p.is_alive()]
-    for p in procs:
-        p.kill()
+    stalled = run_two(_ddp_failing_worker, str(data), str(tmp_path), free_port(), fail)
     assert not stalled, f"process(es) {stalled} waited forever for the one that failed"
     results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
     failed = 0 if fail == "disk" else 1
@@ -1016,20 +1022,8 @@ def _ddp_interrupted_worker(rank: int, data: str, out: str, port: int) -> None:
 
 def test_ctrl_c_in_one_process_of_a_run_stops_every_process_after_the_same_step(data, tmp_path):
     import json
-    import multiprocessing
 
-    port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_ddp_interrupted_worker, args=(r, str(data), str(tmp_path), port)) for r in (0, 1)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=90)
-    stalled = [r for r, p in enumerate(procs) if p.is_alive()]
-    for p in procs:
-        p.kill()
+    stalled = run_two(_ddp_interrupted_worker, str(data), str(tmp_path), free_port())
     assert not stalled, f"process(es) {stalled} never stopped"
     results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
     assert results == ["KeyboardInterrupt", "KeyboardInterrupt"]
