@@ -248,9 +248,12 @@ def inputs(t: Table, tmp: Path) -> None:
     t.row("`levels=()` (API)", api(lambda: wct.stylize(content, style, levels=())))
     s = Stylizer("cpu")
     st, x = s.style(style, levels=(1,)), load_image(content)
+    u8 = x.mul(255).round().byte()
+    same = torch.equal(s.stylize(u8, st, 1, (1,)), s.stylize(u8.float() / 255, st, 1, (1,)))
+    t.row("uint8 content tensor, `Stylizer.stylize` (API)", f"handled: read as 0..255, = float / 255: {same}")
     t.row(
-        "uint8 content tensor, `Stylizer.stylize` (API)",
-        api(lambda: s.stylize(x.mul(255).byte(), st, 1, (1,))),
+        "int64 content tensor, `Stylizer.stylize` (API)",
+        api(lambda: s.stylize(x.mul(255).long(), st, 1, (1,))),
     )
     soft = torch.rand(x.shape[-2:])
     t.row("fractional (soft) mask tensor (API)", api(lambda: s.stylize(x, [st, st], 1, (1,), mask=soft)))
