@@ -6,7 +6,8 @@ ever reaches the file system. Uploads are decoded with Pillow (never trusted by 
 memory; a session's images, results and caches go when it is deleted or expires. Renders are
 kept per session up to MAX_RESULTS, and all sessions' together up to MAX_RESULT_BYTES of PNG (the
 oldest go first, the one just made never). One worker thread runs the model; at most `queue_size`
-jobs wait, beyond that requests get HTTP 429; a preview goes ahead of the waiting renders.
+renders and as many previews wait, beyond that requests get HTTP 429; a preview goes ahead of the
+waiting renders.
 
 The preview reuses, per session: each style's statistics and colouring matrices (one encoder pass
 and one eigendecomposition per level, ever), and the content's encoding and whitening at the first
@@ -72,7 +73,7 @@ MAX_IMAGES = 16  # per session
 MAX_RESULTS = 24  # per session; the oldest go first
 MAX_RESULT_BYTES = 256 * 2**20  # all sessions' result PNGs together; the oldest go first, never the newest
 MAX_SESSIONS = 16
-QUEUE_SIZE = 4  # jobs waiting behind the running one
+QUEUE_SIZE = 4  # renders waiting behind the running job, and previews likewise
 SESSION_TTL = 30 * 60.0  # seconds without a request
 EVICT_IDLE = 120.0  # when all sessions are taken, the longest-unseen one idle this long makes room
 SHUTDOWN_WAIT = 120.0  # seconds a stopping server waits for the worker to leave the model
@@ -398,13 +399,15 @@ class Cancelled(Exception):
 
 class Worker:
     """One thread runs every model job in turn, those submitted `first` (previews) ahead of the
-    others, each kind in the order submitted; beyond `maxsize` waiting jobs, HTTP 429."""
+    others, each kind in the order submitted; beyond `maxsize` waiting jobs of a kind, HTTP 429
+    (so waiting renders never refuse a preview)."""
 
     def __init__(self, maxsize: int = QUEUE_SIZE, idle: Callable[[Callable[[], bool]], bool] | None = None):
         self.queue: PriorityQueue = PriorityQueue()  # (rank, order, (fn, future) or None to stop)
         self.order = itertools.count()
         self.maxsize, self.lock = maxsize, threading.Lock()
         self.waiting: list[Future] = []  # submitted, not yet started (cancelled ones drop out)
+        self.firsts: set[Future] = set()  # those of `waiting` submitted `first`
         # idle(waiting): one unit of background work, run only when no job waits; it may stop
         # early when waiting() turns true; returns False when there is nothing left to do.
         self.idle = idle
@@ -417,9 +420,12 @@ class Worker:
         fut: Future = Future()
         with self.lock:
             self.waiting = [f for f in self.waiting if not (f.running() or f.done())]
-            if len(self.waiting) >= self.maxsize:
+            self.firsts.intersection_update(self.waiting)
+            if sum((f in self.firsts) == first for f in self.waiting) >= self.maxsize:
                 raise HTTPException(429, "busy: too many jobs waiting, try again in a moment")
             self.waiting.append(fut)
+            if first:
+                self.firsts.add(fut)
             self.queue.put_nowait((0 if first else 1, next(self.order), (fn, fut)))
         return fut
 
