@@ -944,16 +944,16 @@ def test_ctrl_c_before_the_first_step_writes_nothing_new(data, tmp_path, monkeyp
 
     import wct.train
 
-    real = wct.train.stop_requested
+    real = wct.train.next_batch
 
-    def ctrl_c_first(run, caught):  # asked before the first step
+    def ctrl_c_first(run, batches, caught):  # asked before the first step
         os.kill(os.getpid(), signal.SIGINT)
-        return real(run, caught)
+        return real(run, batches, caught)
 
     out = tmp_path / "run"
     train(config(data, out, steps=4, stop_at=2, val=None))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.setattr(wct.train, "stop_requested", ctrl_c_first)
+    monkeypatch.setattr(wct.train, "next_batch", ctrl_c_first)
     for cfg in (config(data, out, steps=4, val=None, resume=True), config(data, tmp_path / "new", val=None)):
         with pytest.raises(KeyboardInterrupt):
             train(cfg)

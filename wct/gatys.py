@@ -29,7 +29,7 @@ from torch import Tensor
 from .checks import as_number, check_seed, whole
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
-from .images import check_texture_pixels, resize
+from .images import check_texture_pixels, load_image, resize
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"
@@ -618,23 +618,16 @@ def _check_callback(callback: object) -> None:
 
 
 def _image(x: object, name: str, layers: tuple[str, ...]) -> Tensor:
-    """A (1, 3, H, W) float tensor in [0, 1] (from floats in [0, 1] or uint8 in 0..255, as
-    `load_image` takes them), large enough for `layers`, else InputError."""
+    """A (1, 3, H, W) float tensor in [0, 1], checked and converted as `load_image` does (uint8 is
+    0..255), large enough for `layers`, else an InputError naming it."""
     if not isinstance(x, Tensor):
         raise InputError(f"{name} must be a tensor, got {type(x).__name__}")
-    x = x[None] if x.ndim == 3 else x
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-        raise InputError(f"{name} must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:  # as torchvision reads images
-        x = x.float().div_(255)
-    elif not x.is_floating_point():
-        raise InputError(f"{name} must be floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
-    _size(tuple(x.shape[-2:])[::-1], x.shape[-2:], name, layers)  # first: min() fails on no pixels
-    if not torch.isfinite(x).all():
-        raise InputError(f"{name} contains NaN or Inf")
-    if x.min() < 0 or x.max() > 1:
-        raise InputError(f"{name} values must be in [0, 1]")
-    return x.float()
+    try:
+        x = load_image(x)
+    except InputError as e:
+        raise InputError(f"{name}: {e}") from None
+    _size(tuple(x.shape[-2:])[::-1], x.shape[-2:], name, layers)
+    return x
 
 
 def _size(

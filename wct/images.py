@@ -404,18 +404,18 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
             kind = "meta" if image.is_meta else str(image.layout)
             raise InputError(f"image tensors must be dense tensors holding their values, got a {kind} tensor")
         x = image[None] if image.ndim == 3 else image
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1 or 0 in x.shape:
+        if x.ndim == 4 and x.shape[:2] == (1, 3) and 0 in x.shape:
+            raise InputError(f"the image tensor has no pixels: shape {tuple(image.shape)}")
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != 1:
             hwc = image.ndim == 3 and image.shape[2] == 3
             last = " (channels last? use x.permute(2, 0, 1))" if hwc else ""
             raise InputError(
                 f"image tensors must be (3, H, W) or (1, 3, H, W) (an (N, 3, H, W) batch where the "
                 f"Stylizer takes one, N >= 1), got {tuple(image.shape)}{last}"
             )
-        if x.is_complex() or x.dtype == torch.bool:
-            raise InputError(f"image tensors must be real numbers in [0, 1] (or uint8), got {x.dtype}")
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
-        elif not x.is_floating_point():  # 0..1 or 0..255? torchvision reads images as uint8
+        elif not x.is_floating_point():  # bool, complex; 0..1 or 0..255? torchvision reads uint8
             raise InputError(f"image tensors must be floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
         if not torch.isfinite(x).all():
             raise InputError("image tensor contains NaN or Inf")

@@ -581,16 +581,17 @@ def join_processes(cfg: Config, world: int) -> dist.ProcessGroup | None:
     return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
 
 
-def agree(error: Exception | None, world: int, group: dist.ProcessGroup | None) -> None:
+def agree(error: Exception | None, world: int, group: dist.ProcessGroup | None, stop: bool = False) -> bool:
     """Raise `error`, and under torchrun an error naming it in every other process, so that none
     waits forever in a collective for a process that stopped. All processes call it at the same
-    points of a run; the first failed process is named, with its error's first line."""
-    failed = torch.tensor([int(error is not None)])
+    points of a run; the first failed process is named, with its error's first line. Returns
+    whether any process asked to `stop` (Ctrl-C), in the same exchange."""
+    flags = torch.tensor([int(error is not None), int(stop)])
     notes: list = [None] * world
     if world > 1:
         try:
-            dist.all_reduce(failed, dist.ReduceOp.MAX, group=group)
-            if failed.item():
+            dist.all_reduce(flags, dist.ReduceOp.MAX, group=group)
+            if flags[0].item():
                 note = None if error is None else (type(error).__name__, one_line(error))
                 dist.all_gather_object(notes, note, group=group)
                 dist.destroy_process_group()
@@ -599,11 +600,12 @@ def agree(error: Exception | None, world: int, group: dist.ProcessGroup | None) 
                 raise WCTError("another process of this run stopped (its own error says why)") from None
     if error is not None:
         raise error
-    if failed.item():
+    if flags[0].item():
         rank, (name, text) = next((r, n) for r, n in enumerate(notes) if n is not None)
         kind = getattr(errors, name, None)  # the same type, if it is one of wct.errors
         kind = kind if isinstance(kind, type) and issubclass(kind, WCTError) else WCTError
         raise kind(f"process {rank} of {world} stopped: {text}")
+    return bool(flags[1].item())
 
 
 def one_line(error: Exception) -> str:
@@ -871,9 +873,10 @@ def prepare(cfg: Config, group: dist.ProcessGroup | None) -> Run:
     )
 
 
-def next_batch(run: Run, batches: Iterator) -> tuple[Tensor, set[str]]:
-    """The next batch and the files skipped for it; under torchrun, every process stops if one
-    cannot load its batch."""
+def next_batch(run: Run, batches: Iterator, caught: list[int]) -> tuple[Tensor, set[str], bool]:
+    """The next batch, the files skipped for it, and whether this process or under torchrun any
+    was asked to stop (`caught`: the signals received), so that all stop after the same step;
+    every process stops if one cannot load its batch."""
     error = None
     try:
         batch, unreadable = next(batches)
@@ -881,8 +884,8 @@ def next_batch(run: Run, batches: Iterator) -> tuple[Tensor, set[str]]:
             raise run.loader.dataset.none_readable(run.cfg.data, " any more")
     except Exception as e:
         error = e
-    agree(error, run.world, run.group)
-    return batch, unreadable
+    stop = agree(error, run.world, run.group, bool(caught))
+    return batch, unreadable, stop
 
 
 def train_step(run: Run, batch: Tensor, unreadable: set[str], step: int, done: float) -> Tensor:
@@ -1022,18 +1025,6 @@ def stop_requests() -> Iterator[list[int]]:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
-def stop_requested(run: Run, caught: list[int]) -> bool:
-    """Whether this process, or under torchrun any, was asked to stop; all processes ask at the
-    same points, so they stop after the same step."""
-    stop = torch.tensor([int(bool(caught))])
-    if run.world > 1:
-        try:
-            dist.all_reduce(stop, dist.ReduceOp.MAX, group=run.group)
-        except RuntimeError:  # the connection to a process is lost: it crashed or was stopped at once
-            raise WCTError("another process of this run stopped (its own error says why)") from None
-    return bool(stop.item())
-
-
 def stop(caught: list[int]) -> None:
     """Deliver the first stop signal received to the handler it had before training (Ctrl-C:
     KeyboardInterrupt; the CLI's SIGTERM: exit 143); KeyboardInterrupt if that one returns, or
@@ -1059,8 +1050,12 @@ def train(cfg: Config) -> dict:
     batches = iter(run.loader)
     with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
         try:
-            while not (stopped := stop_requested(run, caught)) and step < end and done < 1:
-                loss = train_step(run, *next_batch(run, batches), step, done)
+            stopped = False
+            while step < end and done < 1:
+                batch, unreadable, stopped = next_batch(run, batches, caught)
+                if stopped:
+                    break
+                loss = train_step(run, batch, unreadable, step, done)
                 step += 1
                 bar.update(task, completed=step)
                 done = done_after(run, step)
