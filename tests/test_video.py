@@ -760,7 +760,3 @@ def test_a_frame_as_the_output_is_refused_for_what_it_is_not_for_overwrite(wct_c
     r = wct_cli("video", str(frames), str(tmp_path / "notes"), *common)
     assert r.returncode == 1 and "notes is a file: give a folder for the frames" in r.stderr, r.stderr
     assert (frames / "0.png").read_bytes() == before and (tmp_path / "notes").read_text() == "mine"
-    from wct.cli import VIDEO_NAMES  # the CLI's copy, to check a name before torch loads
-    from wct.images import VIDEO_SUFFIXES
-
-    assert set(VIDEO_NAMES) == VIDEO_SUFFIXES

@@ -22,7 +22,7 @@ from rich.table import Column, Table
 
 from .checks import check_alpha, check_device_name, check_precision, parse_size
 from .errors import InputError, OutputError, WCTError
-from .paths import check_preset_path, check_target
+from .paths import VIDEO_SUFFIXES, check_preset_path, check_target
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -462,9 +462,6 @@ def is_done(output: Path, record: dict[str, str]) -> bool:
     return True
 
 
-VIDEO_NAMES = (".avi", ".mkv", ".mov", ".mp4", ".webm")  # wct.images.VIDEO_SUFFIXES, without torch
-
-
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
@@ -496,7 +493,7 @@ def video(
     check_options(device, precision, alpha)
     if not folder and output.is_file():  # a taken file: refused before torch loads, as by FrameWriter
         # Only a video name may be replaced: FrameWriter refuses any other file, --overwrite or not.
-        check_target(output, overwrite or output.suffix.lower() not in VIDEO_NAMES, (source, style))
+        check_target(output, overwrite or output.suffix.lower() not in VIDEO_SUFFIXES, (source, style))
     from .pipeline import Stylizer
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 

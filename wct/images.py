@@ -37,10 +37,9 @@ from torch import Tensor
 
 from .checks import as_number
 from .errors import ImageError, InputError, OutputError
-from .paths import check_target, write_error
+from .paths import VIDEO_SUFFIXES, check_target, write_error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 MIN_SIDE = 16  # relu5_1 is 1/16 of the input

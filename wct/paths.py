@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .errors import OutputError
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes
+
 
 def check_target(
     path: str | os.PathLike,
