@@ -99,6 +99,10 @@ def test_average_is_the_weighted_mean_and_refuses_what_cannot_be_averaged():
         average_decoders([a, Decoder(3)])
     with pytest.raises(WeightsError, match="whiten their inputs differently"):
         average_decoders([a, Decoder(2)])  # mean 0: trained on other data
+    rounded = Decoder(2)
+    rounded.load_state_dict(b.state_dict())
+    rounded.mean.mul_(1 + 2e-7)  # a float32 round trip's rounding, as an int8 transport leaves
+    average_decoders([a, rounded])
     for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")], [0.0, 0.0], [1.0, "x"]):
         with pytest.raises(InputError):
             average_decoders([a, b], bad)

@@ -186,7 +186,8 @@ def fill(decoder: Decoder, tensors: dict[str, Tensor], path: str | Path) -> Deco
 
 def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | None = None) -> Decoder:
     """The weighted mean of decoders' weights (a "model soup"). Only runs fine-tuned from one
-    another share a loss basin, so all must be for one level and whiten their inputs alike."""
+    another share a loss basin, so all must be for one level and whiten their inputs alike (up to
+    float rounding, which a file's round trip through another dtype leaves)."""
     if len(decoders) < 2:
         raise WeightsError("averaging needs at least two decoders")
     weights = normalise_weights([1.0] * len(decoders) if weights is None else weights, "decoder weights")
@@ -196,7 +197,10 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
     for d in decoders[1:]:
         if d.level != first.level:
             raise WeightsError(f"cannot average decoders for relu{first.level}_1 and relu{d.level}_1")
-        if not (torch.equal(d.mean, first.mean) and torch.equal(d.whiten, first.whiten)):
+        if not all(
+            torch.allclose(a, b, rtol=1e-5, atol=1e-9)
+            for a, b in ((d.mean, first.mean), (d.whiten, first.whiten))
+        ):
             raise WeightsError(
                 "these decoders whiten their inputs differently: average only runs fine-tuned "
                 "from one another"
