@@ -14,11 +14,15 @@ from make_results import DATA, PAIRS
 from wct.cli import main
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", default="500")
-    ap.add_argument("--sizes", default="256,512")
-    ap.add_argument("--pairs", type=int, default=4)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "bench"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", default="500", help="Gatys L-BFGS steps.")
+    ap.add_argument("--sizes", default="256,512", help="Longer sides to measure, px.")
+    ap.add_argument("--pairs", type=int, default=4, help="How many of the 4 public-domain pairs (default 4).")
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "docs" / "bench"),
+        help="Folder for the JSON, table and sheet (default %(default)s).",
+    )
     ap.add_argument("--overwrite", action="store_true", help="Replace the report in --out.")
     args = ap.parse_args()
     if not 1 <= args.pairs <= len(PAIRS):

@@ -113,11 +113,18 @@ def timed(fn, cpus: list | None = None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=512, help="full-size render: longer side in px")
-    ap.add_argument("--alpha", type=float, default=0.6)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--previews", type=int, default=8)
-    ap.add_argument("--json", type=Path, default=ROOT / "docs" / "bench" / "serve.json")
+    ap.add_argument("--size", type=int, default=512, help="Full-size render: longer side, px.")
+    ap.add_argument(
+        "--alpha", type=float, default=0.6, help="Style strength of the full-size render, 0 to 1."
+    )
+    ap.add_argument("--repeats", type=int, default=3, help="Full-size renders timed per route (median).")
+    ap.add_argument("--previews", type=int, default=8, help="Slider positions timed as previews.")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "docs" / "bench" / "serve.json",
+        help="Report file (JSON; default %(default)s).",
+    )
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
     if not 16 <= args.size <= serve.MAX_SIZE or min(args.repeats, args.previews) < 1:

@@ -50,10 +50,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--json", type=Path, default=None)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="Timed runs of each measure (median).")
+    ap.add_argument("--size", type=int, default=512, help="Longer side of content and style, px.")
+    ap.add_argument("--json", type=Path, default=None, help="Write the report here (default: print only).")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
     if args.runs < 1 or args.size < 1:  # before minutes of work, not a traceback after them

@@ -220,10 +220,15 @@ def _round16(v: int) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1024,4k,8k", help=f"among {', '.join(SIZES)}; 8k:2,1: levels 2, 1")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--check-tile", type=int, default=256)
-    p.add_argument("--no-check", action="store_true")
-    p.add_argument("--out", type=Path, default=ROOT / "docs/bench_tiling")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="Torch threads.")
+    p.add_argument("--check-tile", type=int, default=256, help="Tile side of the exactness check, px.")
+    p.add_argument("--no-check", action="store_true", help="Skip the tiled-vs-untiled check at 1024 px.")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs/bench_tiling",
+        help="Report path, written as .json and .md (default %(default)s).",
+    )
     p.add_argument("--overwrite", action="store_true", help="Replace an existing --out report (.json, .md).")
     p.add_argument("--report", type=Path, help="Only rewrite the markdown of this JSON report.")
     p.add_argument("--child", help=argparse.SUPPRESS)

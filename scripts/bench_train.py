@@ -21,6 +21,8 @@ from wct.errors import InputError, OutputError
 from wct.images import write_json
 from wct.train import reconstruction_loss
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def images_per_second(
     level: int, crop: int, batch: int, steps: int, device: torch.device, amp: bool
@@ -46,13 +48,18 @@ def images_per_second(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--amp", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path("docs/bench/train.json"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--crop", type=int, default=128, help="Side of the square training crops, px.")
+    ap.add_argument("--batch", type=int, default=8, help="Images per step.")
+    ap.add_argument("--steps", type=int, default=3, help="Timed steps per level, after one warm-up.")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto.")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (default: fp32).")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs/bench/train.json",
+        help="Report file (JSON; default %(default)s).",
+    )
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out report.")
     a = ap.parse_args()
     if min(a.batch, a.steps) < 1 or a.crop < 16:  # relu5_1 needs 16 px

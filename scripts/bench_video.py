@@ -57,13 +57,18 @@ def clip(frames: int, size: int, step: float, noise: float, seed: int = 0) -> li
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--frames", type=int, default=16, help="Frames in the clip (at least 2).")
+    p.add_argument("--size", type=int, default=160, help="Side of the square frames, px.")
     p.add_argument("--step", type=float, default=1.5, help="Pan speed, px per frame.")
     p.add_argument("--noise", type=float, default=0.01, help="Sensor noise (standard deviation).")
-    p.add_argument("--alpha", type=float, default=0.8)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=ROOT / "docs/bench_video.json")
+    p.add_argument("--alpha", type=float, default=0.8, help="Style strength, 0 to 1.")
+    p.add_argument("--threads", type=int, default=1, help="Torch threads.")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs/bench_video.json",
+        help="Report file (JSON; default %(default)s).",
+    )
     p.add_argument("--overwrite", action="store_true", help="Replace an existing --out report.")
     a = p.parse_args()
     if a.frames < 2 or a.threads < 1:  # flicker compares consecutive frames

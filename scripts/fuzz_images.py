@@ -108,9 +108,9 @@ def outcome(path: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=10000, help="Mutated inputs to try.")
+    ap.add_argument("--seed", type=int, default=0, help="Random seed of the mutations (reproduces a run).")
     args = ap.parse_args()
     if args.n < 1:
         ap.error(f"--n must be at least 1, got {args.n}")

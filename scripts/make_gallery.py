@@ -50,9 +50,14 @@ def sheet(panels: list[tuple[Image.Image, str]], height: int) -> Image.Image:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=ROOT / "docs/gallery")
-    p.add_argument("--size", type=int, default=320, help="Longer side of the stylised images.")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs/gallery",
+        help="Folder for the JPEG pictures (default %(default)s).",
+    )
+    p.add_argument("--size", type=int, default=320, help="Longer side of the stylised images, px.")
+    p.add_argument("--threads", type=int, default=1, help="Torch threads.")
     p.add_argument("--overwrite", action="store_true", help="Replace pictures already in --out.")
     a = p.parse_args()
     if a.size < 1 or a.threads < 1:

@@ -12,6 +12,8 @@ from PIL import Image, ImageDraw
 import wct
 from wct.cli import SHARED_DATA as DATA  # ../shared/data beside the checkout, from any directory
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # Only inputs we may show: public domain (NASA, SpaceX, old masters) or CC0 (see SOURCES.txt).
 PAIRS = [
     ("content/skimage__astronaut.jpg", "styles/neuralstyle__examples_inputs_starry_night.jpg"),
@@ -27,9 +29,14 @@ def fit(im: Image.Image, h: int = H) -> Image.Image:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path("docs/results.png"))
-    ap.add_argument("--alpha", type=float, default=0.6)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs/results.png",
+        help="The picture, PNG or JPEG (default %(default)s).",
+    )
+    ap.add_argument("--alpha", type=float, default=0.6, help="Style strength, 0 to 1.")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out picture.")
     args = ap.parse_args()
     if not 0 <= args.alpha <= 1:

@@ -474,8 +474,13 @@ def faults(t: Table, tmp: Path, slow: bool) -> None:
 
 
 def main_() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "reliability.md",
+        help="The table, Markdown (default %(default)s).",
+    )
     ap.add_argument("--skip-slow", action="store_true", help="No SIGKILL training run, no 10,000-input fuzz.")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out table.")
     args = ap.parse_args()

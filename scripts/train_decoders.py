@@ -18,6 +18,7 @@ from wct.train import Config, train
 
 DATA = "../shared/data/train"
 VAL = "../shared/data/val"
+ROOT = Path(__file__).resolve().parents[1]
 # level: (steps, crop, lr, feature_from). Level 1 is solved by least squares, then fine-tuned.
 SCHEDULE = {
     1: (200, 128, 1e-5, 0.0),
@@ -34,13 +35,19 @@ FINETUNE = {
 }
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", default=None, help="default 1,2,3,4,5; with --finetune 3,4,5")
-    ap.add_argument("--out", default="runs")
-    ap.add_argument("--export", default="decoders")
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--out", default=str(ROOT / "runs"), help="Folder for checkpoints and logs (default %(default)s)."
+    )
+    ap.add_argument(
+        "--export",
+        default=str(ROOT / "decoders"),
+        help="Decoders start from here; a better one replaces its file (default %(default)s).",
+    )
+    ap.add_argument("--resume", action="store_true", help="Continue each level from its checkpoint in --out.")
     ap.add_argument("--finetune", action="store_true", help="start from the committed decoders")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="Torch threads (0: torch's default).")
     args = ap.parse_args()
     schedule = FINETUNE if args.finetune else SCHEDULE
     try:

@@ -427,12 +427,17 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
 def main() -> None:
     from wct.train import LOSSES
 
-    ap = argparse.ArgumentParser()
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument("--train", type=Path, default=ROOT.parent / "shared/data/train")
-    p.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
-    p.add_argument("--val-every", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, help="the step to run")
+    what = "Write .gpu here: the encoder, decoders, val photos and the training photos that fit."
+    p = sub.add_parser("pack", help=what, description=what)
+    p.add_argument(
+        "--train", type=Path, default=ROOT.parent / "shared/data/train", help="Training photos folder."
+    )
+    p.add_argument(
+        "--val", type=Path, default=ROOT.parent / "shared/data/val", help="Validation photos folder."
+    )
+    p.add_argument("--val-every", type=int, default=3, help="Carry every Nth validation photo (default 3).")
     p.add_argument("--quality", type=int, default=75, help="WebP quality (lower: more photos, easier ones)")
     p.add_argument("--q8", type=int, nargs="*", default=[], help="levels whose decoder travels as int8")
     p.add_argument(
@@ -445,13 +450,16 @@ def main() -> None:
         help="tracked files you move out for the call (default: docs and the --q8 decoders)",
     )
     p.add_argument("--skip", type=int, default=0, help="photos of the seeded order to skip (carried before)")
-    s = sub.add_parser("start")
-    s.add_argument("--minutes", type=float, required=True)
-    s.add_argument("--batch", type=int, default=16)
-    s.add_argument("--crop", type=int, default=256)
-    s.add_argument("--workers", type=int, default=4)
-    s.add_argument("--levels", type=int, nargs="+", default=[3, 4, 5])
-    s.add_argument("--device", default="cuda")
+    what = "On the GPU: start one background training run per level and seed."
+    s = sub.add_parser("start", help=what, description=what)
+    s.add_argument("--minutes", type=float, required=True, help="Wall-time budget of every run, minutes.")
+    s.add_argument("--batch", type=int, default=16, help="Images per step (default 16).")
+    s.add_argument(
+        "--crop", type=int, default=256, help="Side of the square training crops, px (default 256)."
+    )
+    s.add_argument("--workers", type=int, default=4, help="Data-loading processes per run (default 4).")
+    s.add_argument("--levels", type=int, nargs="+", default=[3, 4, 5], help="Decoder levels (default 3 4 5).")
+    s.add_argument("--device", default="cuda", help="Device of the runs (default cuda).")
     s.add_argument("--feature-weight", type=float, default=0.0, help="0.01 costs pixel PSNR (model card)")
     s.add_argument(
         "--lr",
@@ -463,16 +471,21 @@ def main() -> None:
     s.add_argument("--loss", choices=LOSSES, default="mse", help="see wct train --loss")
     s.add_argument("--scale", type=float, default=1.0, help="see wct train --scale")
     s.add_argument("--rotate-seeds", type=int, nargs="*", default=[], help="these seeds' runs use --rotate")
-    w = sub.add_parser("wait")
-    w.add_argument("--seconds", type=float, required=True)
-    w.add_argument("--out", type=Path)
+    what = "On the GPU: follow the runs, packing their best decoders into --out."
+    w = sub.add_parser("wait", help=what, description=what)
+    w.add_argument("--seconds", type=float, required=True, help="How long to follow the runs, s.")
+    w.add_argument("--out", type=Path, help="Folder for the part_* pieces (default: report only).")
     w.add_argument(
         "--soups", action="store_true", help="return each level's soup, and its runs as int8 as room allows"
     )
-    d = sub.add_parser("adopt")
-    d.add_argument("files", type=Path, nargs="+")
-    d.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
-    d.add_argument("--data", default=f"../shared/data/train (a subset, short side {SHORT_SIDE}, WebP)")
+    what = "Back here: rescore decoders on the full val set and export those that beat decoders/."
+    d = sub.add_parser("adopt", help=what, description=what)
+    d.add_argument("files", type=Path, nargs="+", help="Decoder files that came back (.safetensors or .q8).")
+    d.add_argument(
+        "--val", type=Path, default=ROOT.parent / "shared/data/val", help="Validation photos to score on."
+    )
+    train = f"../shared/data/train (a subset, short side {SHORT_SIDE}, WebP)"
+    d.add_argument("--data", default=train, help="Training data to record in the metadata.")
     d.add_argument("--hardware", default="GPU", help="for files written before wct recorded it")
     a = ap.parse_args()
     if a.cmd == "pack":

@@ -32,6 +32,7 @@ from wct.errors import WCTError
 from wct.evaluate import load_val_images, reconstruction_scores
 from wct.train import Config, Crops, export, input_whitening, loader, lr_at, save_decoder
 
+ROOT = Path(__file__).resolve().parents[1]
 HEAD = 9  # decoder 5's layers net[:9] map relu5_1 to 512 channels at the relu4_1 resolution
 
 
@@ -87,13 +88,27 @@ def channel_means(encoder, cfg: Config) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--out", type=Path, default=Path("runs"))
-    ap.add_argument("--export", type=Path, default=Path("decoders"))
-    ap.add_argument("--threads", type=int, default=0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--steps", type=int, default=400, help="Adam steps refining the head (0: least squares only)."
+    )
+    ap.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default %(default)s).")
+    ap.add_argument(
+        "--crop", type=int, default=128, help="Side of the square training crops, px (default 128)."
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs",
+        help="Folder for relu5_1.head.safetensors (default %(default)s).",
+    )
+    ap.add_argument(
+        "--export",
+        type=Path,
+        default=ROOT / "decoders",
+        help="Holds the relu4_1 tail; relu5_1 is replaced there only if beaten (default %(default)s).",
+    )
+    ap.add_argument("--threads", type=int, default=0, help="Torch threads (0: torch's default).")
     ap.add_argument("--head-from", type=Path, help="keep the head of this relu5_1 decoder file")
     ap.add_argument("--overwrite", action="store_true", help="Replace the head an earlier run left in --out.")
     args = ap.parse_args()

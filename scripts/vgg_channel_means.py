@@ -23,10 +23,12 @@ from wct.gatys import MEANS_FILE
 from wct.images import list_images, load_image
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(SHARED_DATA / "train"))
-    ap.add_argument("--images", type=int, default=256)
-    ap.add_argument("--out", default=str(MEANS_FILE))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--data", default=str(SHARED_DATA / "train"), help="Folder of photos (default %(default)s)."
+    )
+    ap.add_argument("--images", type=int, default=256, help="Photos to average over, a seeded random pick.")
+    ap.add_argument("--out", default=str(MEANS_FILE), help="Means file, safetensors (default %(default)s).")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --out (wct's by default).")
     args = ap.parse_args()
     if args.images < 1:

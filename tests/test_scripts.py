@@ -2,7 +2,9 @@
 unless --overwrite, and a bad option is one line before any work, not a traceback after it.
 Every run here stops at its checks, so each takes about a second."""
 
+import argparse
 import importlib.util
+import re
 import runpy
 import shutil
 import sys
@@ -12,6 +14,8 @@ import pytest
 import torch
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+NAMES = sorted(p.stem for p in SCRIPTS.glob("*.py"))
+SECTIONS = ("positional arguments:", "options:", "optional arguments:")  # "optional" before Python 3.10
 
 
 @pytest.fixture(autouse=True)
@@ -133,3 +137,70 @@ def test_bench_tiling_passes_a_size_with_levels_whole_to_its_child(tmp_path, mon
     monkeypatch.setattr(sys, "argv", [*argv, "--threads", threads])
     tiling.main()
     assert asked == ["1024", "8k:2,1"]  # not "8k:2" and then a size "1"
+
+
+def description(help_text: str) -> str:
+    """What `--help` prints between its usage and its first list of arguments."""
+    lines = help_text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line in SECTIONS)
+    return "\n".join(lines[lines.index("") : first]).strip()
+
+
+def undocumented(help_text: str) -> list[str]:
+    """The arguments `--help` lists without a help text. argparse starts every help text at one
+    column (that of `-h, --help`'s own), on the argument's line or, after a long one, the next."""
+    lines = help_text.splitlines()
+    column = next(line.index("show this help") for line in lines if line.startswith("  -h, --help"))
+    first = next(i for i, line in enumerate(lines) if line in SECTIONS)
+    missing = []
+    for i, line in enumerate(lines[first:], first):
+        if not line.startswith("  ") or line[2] == " ":  # a heading, a help text or a subcommand
+            continue
+        below = lines[i + 1] if i + 1 < len(lines) else ""
+        here = line[column - 2 : column] == "  " and line[column:].strip()
+        if not here and not (len(below) - len(below.lstrip()) == column and below.strip()):
+            missing.append(line.strip())
+    return missing
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help_describes_the_script_and_every_option(name, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # as `python scripts/NAME.py` has it: siblings import
+    commands = [[]]
+    for command in commands:  # grows by the subcommands, if any
+        code, out = run(name, [*command, "--help"], monkeypatch, capsys)
+        which = " ".join([f"{name}.py", *command])
+        assert code == 0 and out.startswith(f"usage: {which} "), out
+        assert description(out), f"{which} --help has no description:\n{out}"
+        assert not undocumented(out), f"{which} --help: no help text for {undocumented(out)}"
+        if not command:  # argparse lists them as {pack,start,...}
+            found = re.findall(r"^  \{([\w,-]+)\}", out, re.M)
+            commands += [[c] for names in found for c in names.split(",")]
+
+
+class Parsed(Exception):
+    """Raised by a script's parse_args in place of parsing: its parser, before any work."""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_paths_do_not_depend_on_the_current_directory(name, tmp_path, monkeypatch):
+    """A default such as `docs/results.png` is in the checkout, wherever the script is run from."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+
+    def stop(parser: argparse.ArgumentParser, *args, **kwargs):
+        raise Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+    monkeypatch.setattr(sys, "argv", [str(SCRIPTS / f"{name}.py")])
+    with pytest.raises(Parsed) as e:
+        runpy.run_path(str(SCRIPTS / f"{name}.py"), run_name="__main__")
+    checkout = {p.name for p in SCRIPTS.parent.iterdir()}  # docs, decoders, runs...
+    parsers, relative = [e.value.args[0]], []
+    for parser in parsers:  # grows by the subcommands' parsers, if any
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+            elif isinstance(action.default, str | Path) and set(Path(action.default).parts[:1]) & checkout:
+                relative.append(f"{action.option_strings[0]} {action.default}")
+    assert not relative, f"{name}: defaults relative to the current directory: {relative}"
