@@ -407,3 +407,13 @@ def test_images_in_memory_are_held_to_the_limit_files_are(tmp_path, monkeypatch)
             load_image(image)
         assert load_image(image, 40).shape == (1, 3, 40, 40)
     assert load_image(Image.new("RGB", (50, 30))).shape == (1, 3, 30, 50)  # up to twice Pillow's limit
+
+
+def test_float8_image_tensors_load_as_float32():
+    import torch
+
+    x = torch.rand(3, 16, 24)
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):  # were a NotImplementedError from isfinite
+        torch.testing.assert_close(load_image(x.to(dtype)), x.to(dtype).float()[None])
+        with pytest.raises(InputError, match="NaN or Inf"):
+            load_image(torch.full((3, 16, 16), float("nan")).to(dtype))

@@ -490,3 +490,24 @@ def test_texture_encodes_a_style_image_once_not_at_every_pass(monkeypatch):
     a = s.texture(style, (32, 32), passes=2, levels=(2, 1))
     assert len(calls) == 1
     assert torch.equal(a, s.texture(s.style(style, levels=(2, 1)), (32, 32), passes=2, levels=(2, 1)))
+
+
+def test_style_weights_may_be_a_generator_read_once(stylizer):
+    x = gradient_image(32, 48)
+    two = [stylizer.style(gradient_image(40, 40, seed=s), levels=(2, 1)) for s in (4, 5)]
+    want = stylizer.stylize(x, two, 0.8, (2, 1), weights=[1, 3])
+    # each image's checks and transforms read the weights again: a generator was empty by then
+    assert torch.equal(stylizer.stylize(x, two, 0.8, (2, 1), weights=(w for w in [1, 3])), want)
+    assert wct.stylize(x[0], two, 0.8, (2, 1), size=None, weights=iter([1, 3])) == tensor_to_pil(want)
+    assert wct.stylize(x[0], two, 0.8, (2, 1), size=None, tile=16, weights=iter([1, 3])).size == (48, 32)
+
+
+def test_a_style_prints_in_one_short_line(stylizer):
+    style = stylizer.style(gradient_image(64, 64), levels=(2, 1))
+    assert repr(style) == "Style(relu1_1: 4096 px, relu2_1: 1024 px)"
+
+
+def test_a_batch_given_as_a_style_is_refused_as_such(stylizer):
+    with pytest.raises(InputError, match="a style is one image, got a batch of 2"):
+        stylizer.style(torch.rand(2, 3, 64, 64))
+    assert stylizer.style(torch.rand(1, 3, 64, 64), levels=(1,))[1].count == 64 * 64

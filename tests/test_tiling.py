@@ -104,6 +104,8 @@ def test_tiny_tiles_mask_and_mix_match_untiled(stylizer, style):
     y0 = stylizer.stylize(x, [style, other], 0.7, levels, weights=[0.3, 0.7])
     y1 = stylize_tiled(stylizer, x, [style, other], 0.7, levels, tile=96, weights=[0.3, 0.7])
     assert psnr(y0, y1) >= 50
+    y2 = stylize_tiled(stylizer, x, [style, other], 0.7, levels, tile=96, weights=iter([0.3, 0.7]))
+    assert torch.equal(y2, y1)  # a generator is read once, not once per check and tile
 
 
 def test_tiles_narrower_than_two_blend_bands_still_match_untiled(stylizer, style):

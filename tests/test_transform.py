@@ -354,3 +354,16 @@ def test_a_result_that_overflows_the_features_dtype_is_an_input_error():
         wct(content.half(), (style * 56000).half())
     with pytest.raises(InputError, match="overflow torch.float32"):
         wct(content, style * 3e38)
+
+
+def test_float8_features_are_refused_by_the_transform_and_checked_by_all_finite():
+    from wct.transform import all_finite
+
+    f = correlated(4, 50, 26)
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):  # were RuntimeError / NotImplementedError
+        f8 = f.to(dtype)
+        for call, args in ((feature_stats, (f8,)), (wct, (f8, f)), (wct, (f, f8))):
+            with pytest.raises(InputError, match=f"16 bits or more, got {dtype}"):
+                call(*args)
+        assert all_finite(f.to(dtype))  # the decoders check their features with it
+        assert not all_finite(torch.tensor([1.0, float("nan")]).to(dtype))

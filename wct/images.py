@@ -416,6 +416,8 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
             x = x.float().div_(255)
         elif not x.is_floating_point():  # bool, complex; 0..1 or 0..255? torchvision reads uint8
             raise InputError(f"image tensors must be floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
+        elif x.dtype.itemsize == 1:  # float8: isfinite and min are not implemented for it
+            x = x.float()
         if not torch.isfinite(x).all():
             raise InputError("image tensor contains NaN or Inf")
         if x.min() < 0 or x.max() > 1:

@@ -7,7 +7,7 @@ import numbers
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,10 @@ class Style:
     def __getitem__(self, level: int) -> FeatureStats:
         return self.stats[level]
 
+    def __repr__(self) -> str:  # the dataclass repr prints every tensor: 45,000 characters
+        counts = ", ".join(f"relu{k}_1: {s.count} px" for k, s in sorted(self.stats.items()))
+        return f"Style({counts})"
+
 
 def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
     """Levels as a tuple of ints in 1..5; a single int is one level."""
@@ -68,6 +72,12 @@ def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
     if len(set(levels)) < len(levels):
         raise InputError(f"each level runs at most once, got {levels}")
     return tuple(int(v) for v in levels)
+
+
+def once(weights: Sequence[float] | None) -> Sequence[float] | None:
+    """Style weights as a list if they are an iterator (a generator), which the checks and each
+    image's transforms would otherwise read only once; anything else as it is."""
+    return list(weights) if isinstance(weights, Iterator) else weights
 
 
 def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int]]:
@@ -228,6 +238,10 @@ class Stylizer:
             if missing:
                 raise InputError(f"the style preset {image} has no statistics for level(s) {missing}")
             return Style({v: stats[v] for v in levels})
+        if isinstance(image, Tensor) and image.ndim == 4 and image.shape[0] > 1:
+            raise InputError(
+                f"a style is one image, got a batch of {image.shape[0]}: make one Style per image"
+            )
         x = stretch_small(load_image(image, size, max_pixels), "style")
         if needs_tiling(*x.shape[-2:], tile):
             return style_tiled(self, x, levels, tile or AUTO_TILE)
@@ -269,8 +283,9 @@ class Stylizer:
         mask: Tensor | ImageLike | None = None,
     ) -> Tensor:
         """Stylise an (N, 3, H, W) batch in [0, 1] (uint8: 0..255), each image with its own
-        statistics; returns the same shape, in [0, 1]. A path or PIL image is read as a batch of
-        one, at its own size.
+        statistics; returns the same shape, in [0, 1], as float32 on this Stylizer's device and
+        without gradients (any input dtype). A path or PIL image is read as a batch of one, at its
+        own size, without its alpha channel (`wct.stylize` puts it back).
 
         A style is a `Style` from `style` (computed once, for reuse) or anything `style` takes.
         Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
@@ -281,6 +296,7 @@ class Stylizer:
         alpha = check_alpha(alpha)
         levels = check_levels(levels)
         style = self.styles(style, levels)
+        weights = once(weights)
 
         def one(image: Tensor) -> Tensor:
             styles, x, hw, labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
@@ -411,6 +427,7 @@ def stylize(
 
     check_alpha(alpha)
     levels = check_levels(levels)
+    weights = once(weights)
     s = stylizer(device, precision)
     x = load_image(content, size)
     styles = s.styles(style, levels, style_size, tile)

@@ -24,7 +24,7 @@ from .decoder import Decoder
 from .encoder import cfg, relu
 from .errors import InputError
 from .images import ImageLike, load_image
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, per_image, prepare_inputs, unpad
+from .pipeline import MULTIPLE, Style, Stylizer, check_levels, once, per_image, prepare_inputs, unpad
 from .transform import FeatureStats, affine_maps, apply_maps, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -257,6 +257,7 @@ def stylize_tiled(
     if not whole(blend) or blend < 0:
         raise InputError(f"blend must be a whole number of pixels >= 0, got {blend!r}")
     style = stylizer.styles(style, levels)
+    weights = once(weights)
 
     def one(image: Tensor) -> Tensor:
         styles, x, hw, labels = prepare_inputs(image.cpu(), style, levels, weights, mask)

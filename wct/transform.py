@@ -79,15 +79,17 @@ def all_finite(x: Tensor) -> bool:
     full-size ones: 10-20x slower on a relu1_1 map). aminmax propagates NaN."""
     if not x.numel():
         return True
+    if x.dtype.itemsize == 1:  # float8: aminmax is not implemented for it
+        x = x.float()
     lo, hi = torch.aminmax(x)
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
 def flatten(features: Tensor) -> Tensor:
-    """(C, H, W) or (C, N) floating-point features -> (C, N)."""
-    if not isinstance(features, Tensor) or not features.is_floating_point():
+    """(C, H, W) or (C, N) floating-point features (16 bits or more) -> (C, N)."""
+    if not isinstance(features, Tensor) or not features.is_floating_point() or features.dtype.itemsize < 2:
         kind = features.dtype if isinstance(features, Tensor) else type(features).__name__
-        raise InputError(f"features must be a floating-point tensor, got {kind}")
+        raise InputError(f"features must be a floating-point tensor of 16 bits or more, got {kind}")
     if features.ndim not in (2, 3) or features.shape[0] == 0:
         raise InputError(f"features must be (C, H, W) or (C, N), got shape {tuple(features.shape)}")
     return features.reshape(features.shape[0], -1)
