@@ -364,6 +364,16 @@ def test_bench_refuses_the_options_it_would_ignore(tmp_path, wct_cli):
     assert not (tmp_path / "r").exists()
 
 
+def test_bench_refuses_a_repeated_size_before_any_work(tmp_path, wct_cli):
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    a = str(tmp_path / "a.png")
+    r = wct_cli("bench", "--pair", f"{a},{a}", "--sizes", "32,64,32", "--steps", "1", "--repeats", "1",
+                "-o", str(tmp_path / "r"))  # fmt: skip
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and said.startswith("error: --sizes must be distinct") and "'32,64,32'" in said
+    assert not (tmp_path / "r").exists()
+
+
 def test_summary_counts_matches_by_the_content_photo_itself_and_takes_medians():
     def record(match_step, wct_s):
         return {

@@ -381,6 +381,36 @@ def test_a_run_that_never_goes_below_its_start_warns_that_lr_may_be_too_large():
         assert G._optimise(start, quadratic(far, []), 2, "adam", 0.05, 0, None).best_step > 0
 
 
+def test_a_run_whose_steps_never_move_a_pixel_warns_that_lr_may_be_too_small():
+    start = torch.full((1, 3, 8, 8), 0.5)
+    far = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for optimizer in ("lbfgs", "adam"):
+        with pytest.warns(UserWarning, match=r"lr \(--lr\) 1e-30 may be too small: no step changed the loss"):
+            r = G._optimise(start, quadratic(far, []), 3, optimizer, 1e-30, 0, None)
+        assert r.best_step == 0 and len({h["total"] for h in r.history}) == 1
+
+
+def test_an_infinite_loss_at_the_start_blames_the_weights_not_lr():
+    start = torch.full((1, 3, 8, 8), 0.5)
+
+    def objective(x: torch.Tensor) -> dict[str, torch.Tensor]:  # a weight float32 cannot hold
+        total = ((x - 0.2) ** 2).sum() * torch.tensor(1e300, dtype=torch.float32)
+        zero = total.new_zeros(())
+        return {"content": total, "style": zero, "tv": zero, "total": total}
+
+    with pytest.raises(G.Diverged, match=r"the loss became inf at step 0: lower the weights$") as e:
+        G._optimise(start, objective, 3, "lbfgs", 1.0, 0, None)
+    assert e.value.result is None
+
+
+def test_a_conv_content_layer_is_refused_as_one_layer_not_a_tuple():
+    with pytest.raises(InputError) as e:
+        G.Options(content_layer="conv4_2").checked()
+    said = str(e.value)
+    assert said.startswith("content_layer (--content-layer) takes one ReLU layer (relu1_1, ")
+    assert said.endswith("got 'conv4_2'") and "distinct" not in said and "('conv4_2',)" not in said
+
+
 def test_adam_learning_rates_are_capped_where_a_step_is_meaningless():
     assert G.Options(optimizer="adam", lr=G.ADAM_MAX_LR).checked().lr == G.ADAM_MAX_LR
     assert G.Options(optimizer="lbfgs", lr=1e38).checked().lr == 1e38  # L-BFGS's first step is L1-normalised

@@ -428,6 +428,8 @@ def bench(
     else:
         want = "numbers of pixels of at least 16, comma-separated"  # relu5_1 needs 16 px a side
         size_list = numbers(sizes, "--sizes", want, least=16)
+        if len(set(size_list)) != len(size_list):  # a repeated size would run, and count, every pair twice
+            raise InputError(f"--sizes must be distinct {want}, got {sizes!r}")
         replaced = [f"--{n}" for n in ("contents", "styles", "pairs") if pair and given(ctx, n)]
         if replaced:
             raise InputError(f"--pair replaces {', '.join(replaced)}: give one or the other")

@@ -125,7 +125,7 @@ class Options:
             save_every=_count(self.save_every, "save_every"),
             normalise=self.normalise,
             style_layers=_layers(self.style_layers, "style_layers"),
-            content_layer=_layers((self.content_layer,), "content_layer")[0],
+            content_layer=_layer(self.content_layer, "content_layer"),
         )
 
 
@@ -460,9 +460,10 @@ def _optimise(
         nonlocal paused
         entry = {"step": step, **{k: losses[k].item() for k in LOSS_KEYS}, "seconds": seconds}
         if not math.isfinite(entry["total"]):
+            # at step 0 no step has been taken, so lr played no part
+            fix = "lower the weights" + (f" or {_named('lr')} {lr:g}" if step else "")
             raise Diverged(
-                f"the loss became {entry['total']} at step {step}: "
-                f"lower the weights or {_named('lr')} {lr:g}",
+                f"the loss became {entry['total']} at step {step}: {fix}",
                 GatysResult(best, history, best_step) if history else None,
             )
         history.append(entry)
@@ -514,9 +515,11 @@ def _optimise(
             raise
         raise Interrupted(GatysResult(best, history, best_step)) from None
     if best_step == 0:
+        still = all(h["total"] == history[0]["total"] for h in history)  # steps too small to move a pixel
+        why = "too small: no step changed the loss" if still else "too large"
         warnings.warn(
             f"no step went below the starting image's loss, so the result is that image: "
-            f"{_named('lr')} {lr:g} may be too large (or the start already optimal)",
+            f"{_named('lr')} {lr:g} may be {why} (or the start already optimal)",
             stacklevel=2,
         )
     return GatysResult(best, history, best_step)
@@ -596,6 +599,15 @@ def _layers(value: object, name: str) -> tuple[str, ...]:
     ):
         raise InputError(f"{_named(name)} takes distinct ReLU layers ({', '.join(relus)}), got {value!r}")
     return value
+
+
+def _layer(value: object, name: str) -> str:
+    """One ReLU layer name, as `_layers` checks it."""
+    try:
+        return _layers((value,), name)[0]
+    except InputError:
+        relus = ", ".join(n for n in NAMES if n.startswith("relu"))
+        raise InputError(f"{_named(name)} takes one ReLU layer ({relus}), got {value!r}") from None
 
 
 def _lr(value: float | None, opt: str) -> float:
