@@ -34,6 +34,15 @@ def test_relu5_1_shape_and_one_pass_for_all_levels(encoder):
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
+def test_a_conv_layer_asked_for_beside_deeper_ones_is_taken_before_its_relu(encoder):
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        alone = encoder.extract(x, ["conv4_2"])["conv4_2"]
+        both = encoder.extract(x, ["conv4_2", "relu5_1"])
+    assert alone.min() < 0  # pre-ReLU: the in-place ReLU after it overwrote it before
+    torch.testing.assert_close(both["conv4_2"], alone)
+
+
 def test_encoder_uses_caffe_preprocessing(encoder):
     # A uniform image at the Caffe mean colour is zero after preprocessing: relu1_1 = relu(bias).
     mean_rgb = torch.tensor([123.68, 116.779, 103.939]) / 255

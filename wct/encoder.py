@@ -309,8 +309,8 @@ class Encoder(nn.Module):
         with autocast(x.device, amp):
             for i, (name, layer) in enumerate(zip(NAMES, self.layers, strict=False)):
                 h = layer(h)
-                if name in wanted:
-                    out[name] = h
+                if name in wanted:  # a conv output kept past its in-place ReLU is copied first
+                    out[name] = h.clone() if name.startswith("conv") and i < last else h
                 if i == last:
                     break
         return {k: v.float().contiguous() for k, v in out.items()}
