@@ -372,6 +372,11 @@ def test_bench_refuses_a_repeated_size_before_any_work(tmp_path, wct_cli):
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and said.startswith("error: --sizes must be distinct") and "'32,64,32'" in said
     assert not (tmp_path / "r").exists()
+    r = wct_cli(
+        "bench", "--pair", f"{a},{a}", "--pair", f"{a},{a}", "--steps", "1", "-o", str(tmp_path / "r")
+    )
+    assert r.returncode == 1 and r.stderr.startswith("error: --pair") and "given twice" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_summary_counts_matches_by_the_content_photo_itself_and_takes_medians():

@@ -208,7 +208,7 @@ def gatys_command(
     init: str | None = typer.Option(None, help="content, noise or style (default: content, or noise)."),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
     steps: int = typer.Option(500, help="Optimiser steps."),
-    content_weight: float = typer.Option(1.0),
+    content_weight: float = typer.Option(1.0, help="Weight of the content loss (at --content-layer)."),
     style_weight: float | None = typer.Option(None, help="Default 100 (0.05 with --no-normalise)."),
     tv_weight: float | None = typer.Option(None, help="Default 10 (1e6 with --no-normalise)."),
     normalise: bool = typer.Option(
@@ -302,9 +302,9 @@ def invert(
     image: Path = typer.Argument(..., help="Image whose features are inverted."),
     output: Path = out_option(..., "Output image."),
     layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
-    steps: int = typer.Option(300),
+    steps: int = typer.Option(300, help="Optimiser steps."),
     optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-    tv_weight: float = typer.Option(1e4),
+    tv_weight: float = typer.Option(1e4, help="Weight of the total-variation (smoothness) loss."),
     lr: float | None = LrOpt,
     size: int = typer.Option(256, help="Longer side in pixels (0 keeps it)."),
     seed: int = typer.Option(0, help="Seed of the noise it starts from."),
@@ -371,6 +371,8 @@ def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
         for p in parts:
             if not p.is_file():
                 raise InputError(f"{p} does not exist")
+        if (parts[0], parts[1]) in out:  # it would run, and count, twice
+            raise InputError(f"--pair {t!r} is given twice")
         out.append((parts[0], parts[1]))
     return out
 
