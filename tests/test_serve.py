@@ -1,5 +1,6 @@
 """`wct serve` API: uploads, preview caches, renders with SSE, limits, traversal, session end."""
 
+import asyncio
 import builtins
 import io
 import json
@@ -502,6 +503,36 @@ def test_a_form_upload_is_told_to_send_the_bytes(session):
     client, sid, _, _ = session
     r = client.post(f"/api/sessions/{sid}/images", files={"file": ("x.png", png_bytes(CONTENT))})
     assert r.status_code == 415 and "request body, not a form" in r.json()["detail"]
+
+
+def test_a_page_closed_mid_upload_raises_nothing_in_the_server(session):
+    """A tab closed or reloaded while its file uploads: the upload is dropped, and nothing is
+    raised to uvicorn (which would log a ClientDisconnect traceback)."""
+    client, sid, _, _ = session
+    messages = [{"type": "http.request", "body": b"\x89PNG", "more_body": True}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/api/sessions/{sid}/images",
+        "raw_path": f"/api/sessions/{sid}/images".encode(),
+        "root_path": "",
+        "query_string": b"name=big.png",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"1000000")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(client.app(scope, receive, send))
+    assert len(client.app.state.sessions.items[sid].images) == 3  # the fixture's, no more
 
 
 def test_sixteen_bit_grey_with_a_transparent_value_keeps_its_grey_levels(session):

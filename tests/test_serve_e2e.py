@@ -233,3 +233,65 @@ def test_a_double_click_starts_one_render(server, browser, tmp_path):
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#gallery figure"))
     wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
     assert browser.execute_script("return window.renders") == 1
+
+
+def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser):
+    """What a screen reader announces for each control of the page (Chromium's accessibility tree)
+    is never empty and never the same for two controls (three file pickers all labelled "choose"
+    were indistinguishable), and Tab reaches every enabled control in the page's order."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    browser.execute_script("document.getElementById('mask-drop').hidden = false")  # as with 2 styles
+    tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
+    roles = ("button", "checkbox", "slider", "combobox", "link")
+    names = [
+        n.get("name", {}).get("value", "").strip()
+        for n in tree
+        if not n.get("ignored") and n.get("role", {}).get("value") in roles
+    ]
+    assert "choose a content photo" in names and "choose a mask image" in names
+    assert all(names) and len(set(names)) == len(names), names
+
+    order = ["end", "content-input", "style-input", "mask-input", "alpha", "5", "4", "3", "2", "1"]
+    order += ["size", "preserve"]
+    reached = []
+    for _ in order:  # Render is disabled until there is a photo
+        webdriver.ActionChains(browser).send_keys(Keys.TAB).perform()
+        reached.append(browser.execute_script("const e = document.activeElement; return e.id || e.value"))
+    assert reached == order
+
+
+def test_a_server_out_of_reach_is_named_not_failed_to_fetch(server, browser, tmp_path):
+    """With the server stopped (or the network down) the page says so in words, not with the
+    browser's bare "Failed to fetch"."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    painting(32, 32).save(style := tmp_path / "style.png")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    browser.execute_cdp_cmd("Network.enable", {})
+    offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
+    browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    expected = "style.png: no answer from the studio server: is wct serve still running?"
+    assert browser.find_element(By.ID, "error").text == expected
+
+
+def test_a_bad_file_among_several_chosen_keeps_its_error(server, browser, tmp_path):
+    """Three paintings chosen at once, the second not an image: the two others are added and the
+    error about the second stays shown (the third's success used to hide it at once)."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    painting(32, 32, seed=1).save(first := tmp_path / "first.png")
+    (bad := tmp_path / "notes.png").write_text("this is not an image")
+    (empty := tmp_path / "empty.png").write_bytes(b"")
+    painting(32, 32, seed=2).save(last := tmp_path / "last.png")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return state.session"))
+    browser.find_element(By.ID, "style-input").send_keys("\n".join(map(str, (first, bad, empty, last))))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#styles li")) == 2)
+    error = browser.find_element(By.ID, "error")
+    assert error.is_displayed() and error.text == (
+        "notes.png: the file is not an image in an accepted format (PNG, JPEG, WEBP, BMP, GIF, TIFF)"
+        " \u00b7 empty.png: the file is empty"
+    )

@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 from torch import Tensor
 
 from .errors import ImageError, InputError, WCTError
@@ -695,12 +696,16 @@ def create_app(
     async def upload(sid: str, request: Request, name: str = "") -> dict:
         s = sessions.get(sid)
         room(s)
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > max_upload:
-                raise HTTPException(413, f"the file is larger than the limit of {max_upload // 2**20} MiB")
         label = (" ".join(name.split())[:80] or "image") + ": "
+        data = bytearray()
+        try:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > max_upload:
+                    limit = f"the file is larger than the limit of {max_upload // 2**20} MiB"
+                    raise HTTPException(413, limit)
+        except ClientDisconnect:  # the page was closed or reloaded meanwhile: nobody hears the answer
+            raise HTTPException(400, label + "the upload was interrupted") from None
         if request.headers.get("content-type", "").startswith("multipart/"):
             raise HTTPException(415, label + "send the file's bytes as the request body, not a form")
         try:

@@ -18,8 +18,17 @@ function showNotes(notes) {
   $("notes").hidden = !notes.length;
 }
 
+// fetch, with the browser's bare "Failed to fetch" (server stopped, network down) made clear.
+async function reach(url, options = {}) {
+  try {
+    return await fetch(url, options);
+  } catch (_) {
+    throw new Error("no answer from the studio server: is wct serve still running?");
+  }
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(`/api/sessions/${state.session}${path}`, options);
+  const response = await reach(`/api/sessions/${state.session}${path}`, options);
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
@@ -29,7 +38,7 @@ async function api(path, options = {}) {
 }
 
 async function startSession() {
-  const response = await fetch("/api/sessions", { method: "POST" });
+  const response = await reach("/api/sessions", { method: "POST" });
   if (!response.ok) throw new Error((await response.json()).detail);
   state.session = (await response.json()).id;
 }
@@ -54,19 +63,21 @@ function forget(item) {
 // An upload's name as wct/serve.py labels it: runs of spaces as one, at most 80 characters.
 const label = (name) => Array.from(name.split(/\s+/).filter(Boolean).join(" ")).slice(0, 80).join("") || "image";
 
+// Every refused file of the batch stays named (a later file's success must not hide it).
 async function addFiles(kind, files) {
   let added = 0;
+  const errors = [];
   for (const file of files) {
     try {
       const item = await upload(file);
       if (kind === "style") state.styles.push(item);
       else { forget(state[kind]); state[kind] = item; }
       added += 1;
-      showError("", "upload");
     } catch (e) {
       const name = label(file.name);  // the server's errors about the file start with it
-      showError(e.message.startsWith(`${name}: `) ? e.message : `${name}: ${e.message}`, "upload");
+      errors.push(e.message.startsWith(`${name}: `) ? e.message : `${name}: ${e.message}`);
     }
+    showError(errors.join(" \u00b7 "), "upload");
   }
   draw();
   if (added) preview();
