@@ -417,3 +417,12 @@ def test_float8_image_tensors_load_as_float32():
         torch.testing.assert_close(load_image(x.to(dtype)), x.to(dtype).float()[None])
         with pytest.raises(InputError, match="NaN or Inf"):
             load_image(torch.full((3, 16, 16), float("nan")).to(dtype))
+
+
+def test_float_grey_images_map_nan_and_infinities_without_overflow(tmp_path):
+    a = np.array([[0.0, 0.5, 1.0, np.nan], [0.25, -np.inf, np.inf, 0.75]], dtype=np.float32)
+    Image.fromarray(a, "F").save(tmp_path / "f.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in multiply" reached the user
+        rgb = np.asarray(open_image(tmp_path / "f.tif"))[..., 0]
+    assert rgb.tolist() == [[0, 128, 255, 0], [64, 0, 255, 191]]  # NaN, -inf black; +inf white

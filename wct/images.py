@@ -211,13 +211,17 @@ INT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 def eight_bit(im: Image.Image) -> Image.Image:
     """16-bit and 32-bit integer grey scaled to 8-bit L (Pillow's own convert clips at 255), and
-    32-bit float grey too: values in [0, 1] as that range, others as 0..255 (NaN as 0)."""
+    32-bit float grey too: values in [0, 1] as that range, others as 0..255 (NaN and -inf as black,
+    +inf as white)."""
     if im.mode in INT_GREY:
         a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535) / 257  # 16-bit full scale -> 255
         return Image.fromarray(a.round().astype(np.uint8), "L")
     if im.mode == "F":
-        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0)
-        a = np.clip(a * 255 if a.size and a.max() <= 1 else a, 0, 255)
+        a = np.asarray(im, dtype=np.float64)
+        finite = a[np.isfinite(a)]
+        unit = finite.size > 0 and finite.max() <= 1  # the range is judged by the finite values
+        a = np.nan_to_num(a, nan=0.0, posinf=1.0 if unit else 255.0, neginf=0.0)
+        a = np.clip(a * 255 if unit else a, 0, 255)
         return Image.fromarray(a.round().astype(np.uint8), "L")
     return im
 
