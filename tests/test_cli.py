@@ -828,6 +828,38 @@ def test_batch_outputs_that_would_share_a_name_are_refused_before_any_work(pair,
     assert not out.exists()
 
 
+def test_bad_levels_tile_size_and_missing_style_options_answer_before_a_taken_output_and_torch(
+    pair, tmp_path
+):
+    """A bad --levels or --tile with a taken output said only "exists", then, once --overwrite was
+    added, the option's error 3-6 s later (after torch loaded); a missing --style answered after
+    torch too, where a missing STYLE answers at once."""
+    from wct.cli import TILE_LEAST
+    from wct.pipeline import MULTIPLE
+
+    assert TILE_LEAST == MULTIPLE
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    (tmp_path / "taken.safetensors").write_bytes(b"mine")
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    taken, gone = str(tmp_path / "taken.png"), str(tmp_path / "gone.jpg")
+    cases = [
+        (["stylize", content, style, "-o", taken, "--levels", "6"], "--levels must be distinct numbers"),
+        (["stylize", content, style, "-o", taken, "--levels", "3,3"], "--levels must be distinct numbers"),
+        (["stylize", content, style, "-o", taken, "--tile", "8"], "--tile must be auto, 0 (no tiling)"),
+        (["stylize", content, style, "-o", taken, "--size", "-5"], "--size must be a positive number"),
+        (["stylize", content, "--style", gone, "-o", taken], "gone.jpg does not exist"),
+        (["stylize", content, "--style", f"{gone}:0.5", "--style", style, "-o", taken], "gone.jpg does not"),
+        (["stylize", content, "--style", f"{style}:0.5", "--style", style, "-o", taken], "taken.png exists"),
+        (["texture", style, "-o", taken, "--levels", "0"], "--levels must be distinct numbers"),
+        (["texture", style, "-o", taken, "--seed", str(2**70)], "--seed must be a whole number"),
+        (["style-stats", style, "-o", str(tmp_path / "taken.safetensors"), "--tile", "3"], "--tile must"),
+        (["video", str(pair), str(tmp_path / "taken.mp4"), "--style", style, "--levels", "7"], "--levels"),
+    ]
+    assert_errors_before_torch(cases)
+    assert all(p.read_bytes() == b"mine" for p in tmp_path.glob("taken.*"))
+
+
 def test_video_refuses_a_repeated_style_rather_than_keep_the_last(pair, tmp_path):
     """`wct video --style a --style b` used b alone (click keeps the last); blending is stylize's."""
     style, out = str(pair / "style.jpg"), str(tmp_path / "out.mp4")

@@ -20,9 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from .checks import check_alpha, check_device_name, check_precision, parse_size
+from .checks import check_alpha, check_device_name, check_precision, check_seed, parse_size
 from .errors import InputError, OutputError, WCTError
-from .paths import VIDEO_SUFFIXES, check_preset_path, check_target
+from .paths import VIDEO_SUFFIXES, check_preset_path, check_target, parse_style_spec
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -73,14 +73,13 @@ def numbers(
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
-    """'5,4,3' -> (5, 4, 3), checked by `pipeline.check_levels` (distinct levels from 1 to 5)."""
-    from .pipeline import check_levels
-
+    """'5,4,3' -> (5, 4, 3): distinct levels from 1 to 5, as `pipeline.check_levels` wants, checked
+    without torch (so before a taken output is refused)."""
     want = "distinct numbers from 1 to 5, comma-separated"
-    try:
-        return check_levels(tuple(numbers(text, "--levels", want)))
-    except InputError:
-        raise InputError(f"--levels must be {want}, got {text!r}") from None
+    levels = numbers(text, "--levels", want)
+    if len(set(levels)) < len(levels) or not set(levels) <= {1, 2, 3, 4, 5}:
+        raise InputError(f"--levels must be {want}, got {text!r}")
+    return tuple(levels)
 
 
 def size_arg(value: int | None, name: str) -> int | None:
@@ -91,18 +90,19 @@ def size_arg(value: int | None, name: str) -> int | None:
     return value
 
 
+TILE_LEAST = 16  # wct.pipeline.MULTIPLE, here without torch: the smallest --tile
+
+
 def tile_arg(text: str) -> int | None:
     """--tile: 'auto' (None: tiles above wct.tiling.AUTO_TILE px), '0' (never) or a size in px."""
-    from .pipeline import MULTIPLE
-
     if text.strip().lower() == "auto":
         return None
     try:
         value = int(text)
     except ValueError:
         raise InputError(f"--tile must be auto, 0 or a number of pixels, got {text!r}") from None
-    if value != 0 and value < MULTIPLE:
-        raise InputError(f"--tile must be auto, 0 (no tiling) or at least {MULTIPLE} px, got {value}")
+    if value != 0 and value < TILE_LEAST:
+        raise InputError(f"--tile must be auto, 0 (no tiling) or at least {TILE_LEAST} px, got {value}")
     return value
 
 
@@ -257,7 +257,10 @@ def stylize(
     size: int = typer.Option(512, help="Longer side of the content in pixels (0 keeps it)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     style_opts: list[str] = typer.Option(
-        [], "--style", help="Style image or preset, PATH or PATH:WEIGHT (repeatable: blend or --mask)."
+        [],
+        "--style",
+        metavar="<path>",
+        help="Style image or preset, PATH or PATH:WEIGHT (repeatable: blend or --mask).",
     ),
     mask: Path | None = typer.Option(None, help="Image whose distinct values label regions; i-th: style i."),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the content's colours."),
@@ -274,18 +277,19 @@ def stylize(
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
     output, folder = file_or_folder("-o", out_text)
-    must_exist(content, style, mask)
+    named = [style] if style is not None else [parse_style_spec(t)[0] for t in style_opts]
+    must_exist(content, *named, mask)
     check_options(device, precision, alpha)
-    if style is not None and content.is_file() and style.is_file() and not folder and not output.is_dir():
-        check_output(output, overwrite, tuple(p for p in (content, style, mask) if p))  # before torch
+    tile_, lv = tile_arg(tile), parse_levels(levels)
+    size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
+    one_pair = content.is_file() and all(p.is_file() for p in named) and (style is None or not style_opts)
+    if named and one_pair and not folder and not output.is_dir():
+        check_output(output, overwrite, (content, *named, *([mask] if mask else [])))  # before torch
     from . import controls
     from .images import check_max_pixels
     from .pipeline import Stylizer
 
     check_max_pixels(max_pixels, "--max-pixels")
-    tile_ = tile_arg(tile)
-    lv = parse_levels(levels)
-    size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
     paths, weights = controls.parse_styles(style, style_opts, mask)
     labels = controls.read_mask(mask, len(paths)) if mask is not None else None
     opts = StylizeOptions(
@@ -491,23 +495,24 @@ def video(
     style = styles[0]
     must_exist(source, style)
     check_options(device, precision, alpha)
+    lv, tile_ = parse_levels(levels), tile_arg(tile)
+    size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
+    if fps is not None and not 0 < fps < math.inf:
+        raise InputError(f"--fps must be a positive, finite number, got {fps}")
     if not folder and output.is_file():  # a taken file: refused before torch loads, as by FrameWriter
         # Only a video name may be replaced: FrameWriter refuses any other file, --overwrite or not.
         check_target(output, overwrite or output.suffix.lower() not in VIDEO_SUFFIXES, (source, style))
     from .pipeline import Stylizer
     from .video import FrameWriter, check_frame_sizes, is_video, read_frames, stylize_frames
 
-    lv, tile_ = parse_levels(levels), tile_arg(tile)
-    if fps is not None and not 0 < fps < math.inf:
-        raise InputError(f"--fps must be a positive, finite number, got {fps}")
     to_video = is_video(output) and not folder
     if fps is not None and not to_video:
         warnings.warn("--fps has no effect on a folder of frames", stacklevel=1)
-    frames, in_fps, count = read_frames(source, size_arg(size, "--size"))
+    frames, in_fps, count = read_frames(source, size_)
     if fps is not None and math.isclose(fps, in_fps, rel_tol=1e-3):  # --fps 23.976 for 24000/1001
         fps = in_fps
     if source.is_dir() and to_video:
-        check_frame_sizes(source, size_arg(size, "--size"))
+        check_frame_sizes(source, size_)
     sound = source if audio else None
     with FrameWriter(
         output, fps or in_fps, overwrite, (source, style), sound, folder, option="--overwrite"
@@ -516,7 +521,7 @@ def video(
             warnings.warn("--fps changes the clip's duration: its audio is left out", stacklevel=1)
             writer.audio = None
         s = Stylizer(device, vgg_weights, precision)
-        st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
+        st = s.style(style, style_size_, lv, tile_)
         with progress_bar(True, console) as bar:
             task = bar.add_task("frames", total=count, info="")
             for y in stylize_frames(s, frames, st, alpha, lv, temporal, tile=tile_):
@@ -549,16 +554,14 @@ def texture(
     wh = parse_size(size)
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
+    check_seed(seed, "--seed")
+    tile_, lv, style_size_ = tile_arg(tile), parse_levels(levels), size_arg(style_size, "--style-size")
     check_output(output, overwrite, (style,))  # before torch loads
-    from .checks import check_seed
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer
 
-    tile_ = tile_arg(tile)
-    check_seed(seed, "--seed")
-    lv = parse_levels(levels)
     s = Stylizer(device, vgg_weights, precision)
-    st = s.style(style, size_arg(style_size, "--style-size"), lv, tile_)
+    st = s.style(style, style_size_, lv, tile_)
     y = s.texture(st, wh, seed, passes, lv, tile=tile_)
     atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
     console.print(f"wrote {output}")
@@ -577,6 +580,7 @@ def style_stats(
     """Save STYLE's statistics at all five levels: a preset usable wherever the CLI takes a style image."""
     must_exist(style)
     check_options(device)
+    tile_, style_size_ = tile_arg(tile), size_arg(style_size, "--style-size")
     check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
     check_target(output, overwrite, (style,))  # all before torch loads
     preset = style.suffix.lower() == ".safetensors"
@@ -588,7 +592,6 @@ def style_stats(
     from .encoder import read_signed
     from .pipeline import Stylizer
 
-    tile_, style_size_ = tile_arg(tile), size_arg(style_size, "--style-size")
     s = Stylizer(device, vgg_weights)
     st = s.style(style, style_size_, tile=tile_)
     meta = {"source": style.name, "style_size": str(style_size)}

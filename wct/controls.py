@@ -7,7 +7,6 @@ command line only wire them together.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,29 +20,10 @@ from torch import Tensor
 from .encoder import LEVELS, channels, read_signed, relu, write_signed
 from .errors import InputError, WeightsError
 from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
-from .paths import check_preset_path
+from .paths import check_preset_path, parse_style_spec
 from .transform import FeatureStats, normalise_weights
 
 # ---------------------------------------------------------------- style specs: PATH[:WEIGHT]
-
-_WEIGHTED = re.compile(r"^(?P<path>.+):(?P<weight>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$")
-
-
-def parse_style_spec(text: str) -> tuple[Path, float | None]:
-    """'a.jpg:0.7' -> (a.jpg, 0.7); 'a.jpg' -> (a.jpg, None).
-
-    Only a trailing ':NUMBER' is a weight, and not when the whole text names an existing file,
-    so paths with colons ('C:/x.jpg', 'take:2/a.jpg', even a file named 'a.jpg:2') still work.
-    """
-    if Path(text).exists():
-        return Path(text), None
-    m = _WEIGHTED.match(text)
-    if m is None:
-        head, colon, tail = text.rpartition(":")
-        if colon and head and Path(head).exists():
-            raise InputError(f"--style {text}: the weight {tail!r} must be a number >= 0")
-        return Path(text), None
-    return Path(m["path"]), float(m["weight"])
 
 
 def parse_styles(

@@ -1,12 +1,13 @@
-"""Output paths checked before any work, without torch, so the CLI refuses one at once."""
+"""Paths checked before any work, without torch, so the CLI refuses a bad one at once."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes
 
@@ -68,3 +69,23 @@ def check_json_target(
     if path.suffix.lower() != ".json":
         raise OutputError(f"{option} {path} must end in .json")
     return path
+
+
+_WEIGHTED = re.compile(r"^(?P<path>.+):(?P<weight>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$")
+
+
+def parse_style_spec(text: str) -> tuple[Path, float | None]:
+    """'a.jpg:0.7' -> (a.jpg, 0.7); 'a.jpg' -> (a.jpg, None).
+
+    Only a trailing ':NUMBER' is a weight, and not when the whole text names an existing file,
+    so paths with colons ('C:/x.jpg', 'take:2/a.jpg', even a file named 'a.jpg:2') still work.
+    """
+    if Path(text).exists():
+        return Path(text), None
+    m = _WEIGHTED.match(text)
+    if m is None:
+        head, colon, tail = text.rpartition(":")
+        if colon and head and Path(head).exists():
+            raise InputError(f"--style {text}: the weight {tail!r} must be a number >= 0")
+        return Path(text), None
+    return Path(m["path"]), float(m["weight"])
