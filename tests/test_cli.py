@@ -879,3 +879,13 @@ def test_a_missing_default_data_folder_says_to_give_the_option():
         must_exist_as(("--data", SHARED_DATA / "no such folder" / "val"))  # as a wheel's default would be
     with pytest.raises(InputError, match=r"^--data /no/such/folder does not exist$"):
         must_exist_as(("--data", Path("/no/such/folder")))
+
+
+def test_version_and_short_help(wct_cli):
+    from importlib.metadata import version
+
+    r = wct_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"wct {version('wct')}"
+    for args in (("-h",), ("stylize", "-h"), ("train", "-h")):
+        r = wct_cli(*args)
+        assert r.returncode == 0 and "Usage: wct" in r.stdout, args

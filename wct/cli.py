@@ -34,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Universal style transfer (WCT): repaint a photo in the style of any painting.",
 )
 # No markup or emoji codes, no wrapping: file names such as "cat [edited].png" or "a:x:.jpg" print
@@ -42,6 +43,24 @@ console = Console(stderr=True, markup=False, emoji=False, soft_wrap=True)
 out_console = Console(markup=False, emoji=False)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the project checkout
+
+
+def print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out_console.print(f"wct {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=print_version, help="Print wct's version and exit."
+    ),
+) -> None:
+    """Universal style transfer (WCT): repaint a photo in the style of any painting."""
+
 
 DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda or auto.")
 PrecisionOpt = typer.Option(
@@ -820,6 +839,10 @@ def main(args: list[str] | None = None) -> None:
 def train_main() -> None:
     """`python -m wct.train ...`: the train command on its own."""
     sleeping_threads()
-    t = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    t = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     t.command()(cli_decoders.train_command)
     run(t, prog_name="python -m wct.train")
