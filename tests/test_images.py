@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,3 +427,20 @@ def test_float_grey_images_map_nan_and_infinities_without_overflow(tmp_path):
         warnings.simplefilter("error")  # numpy's "overflow encountered in multiply" reached the user
         rgb = np.asarray(open_image(tmp_path / "f.tif"))[..., 0]
     assert rgb.tolist() == [[0, 128, 255, 0], [64, 0, 255, 191]]  # NaN, -inf black; +inf white
+
+
+def test_a_folder_we_may_not_write_is_refused_before_any_work(tmp_path, monkeypatch):
+    import os
+
+    from wct import paths
+    from wct.errors import OutputError
+
+    shut = tmp_path / "shut"
+    shut.mkdir()
+    real = os.access
+    monkeypatch.setattr(
+        paths.os, "access", lambda p, mode: Path(p) != shut and real(p, mode)
+    )  # root skips chmod
+    with pytest.raises(OutputError, match=f"cannot write .*: {shut} is not writable"):
+        paths.check_target(shut / "new" / "out.png", False)
+    assert paths.check_target(tmp_path / "out.png", False) == tmp_path / "out.png"

@@ -19,11 +19,11 @@ def check_target(
     others: Collection[str | os.PathLike] = (),
     option: str = "--overwrite",
 ) -> Path:
-    """`path` as a Path, or an OutputError before any work if writing it would lose something: it
-    is an input (`protect`), another output of the same run (`others`), a directory, under a file,
-    or exists without `overwrite` (the message says to pass `option`: "overwrite=True" from
-    Python). A path that cannot even be looked up (a name too long...) is the OSError, which the
-    CLI prints with the name shortened."""
+    """`path` as a Path, or an OutputError before any work if writing it would lose something or
+    fail: it is an input (`protect`), another output of the same run (`others`), a directory, under
+    a file or a folder we may not write, or exists without `overwrite` (the message says to pass
+    `option`: "overwrite=True" from Python). A path that cannot even be looked up (a name too
+    long...) is the OSError, which the CLI prints with the name shortened."""
     path = Path(path)
     if any(path.resolve() == Path(p).resolve() for p in protect):
         raise OutputError(f"refusing to write over the input {path}")
@@ -34,6 +34,8 @@ def check_target(
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):  # found now, not after the work
+        raise OutputError(f"cannot write {path}: {parent} is not writable")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists: pass {option} to replace it")
     return path
