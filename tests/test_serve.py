@@ -388,6 +388,7 @@ def test_a_cancelled_render_gives_its_place_in_the_queue_up_at_once(stylizer):
     [
         ({"alpha": 1.5}, "alpha"),
         ({"levels": [7]}, "level 7"),
+        ({"levels": []}, "at least one level is needed"),  # not pydantic's "list should have at least 1 item"
         ({"size": 99999}, "size"),
         ({"styles": []}, "styles"),
     ],

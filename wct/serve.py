@@ -231,7 +231,7 @@ class Params(BaseModel):
     weights: list[float] | None = None
     mask: str | None = None
     alpha: float = Field(0.6, ge=0, le=1, allow_inf_nan=False)
-    levels: list[int] = Field([5, 4, 3, 2, 1], min_length=1, max_length=5)
+    levels: list[int] = Field([5, 4, 3, 2, 1], max_length=5)  # none: check_levels says so in words
     size: int = Field(512, ge=16, le=MAX_SIZE)
     preserve_color: bool = False
 
