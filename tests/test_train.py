@@ -1028,3 +1028,81 @@ def test_ctrl_c_in_one_process_of_a_run_stops_every_process_after_the_same_step(
     results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
     assert results == ["KeyboardInterrupt", "KeyboardInterrupt"]
     assert load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["step"] == 3  # rank 0 wrote it
+
+
+def test_an_out_folder_where_the_data_or_val_images_are_read_is_refused(data, tmp_path):
+    """Its curves plot would be read as a photo by the next run of another level, or the resumed one."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(data, photos)
+    for field, cfg in (
+        ("data", config(photos, photos / "runs", val=None)),
+        ("val", config(data, photos / "sub" / "runs", val=str(photos))),
+        ("data", config(photos, photos, val=None)),
+    ):
+        with pytest.raises(
+            InputError, match=rf"^--out \(Config.out\) .* is inside --{field} \(Config.{field}\)"
+        ):
+            train(cfg)
+    assert sorted(p.name for p in photos.iterdir()) == sorted(p.name for p in data.iterdir())
+    summary = train(config(photos, photos / ".runs", val=None, steps=2, log_every=1))
+    assert (photos / ".runs" / "relu2_1.curves.png").exists()  # hidden: not one of the images
+    assert summary["files"] == 8 and train(config(photos, tmp_path / "b", val=None, steps=2))["files"] == 8
+
+
+def _ddp_skipping_worker(rank: int, data: str, out: str, port: int) -> None:
+    """One of two processes; rank 1 alone draws (and skips) an unreadable only1.png."""
+    import wct.train
+
+    join_as(rank, 2, port)
+    if rank == 1:
+        real = wct.train.Crops.__getitem__
+        wct.train.Crops.__getitem__ = lambda self, key: real(self, key)._replace(unreadable=("only1.png",))
+    train(config(data, f"{out}/run", steps=2, val=None, stats_images=2, ckpt_every=2))
+
+
+def test_the_checkpoint_of_two_processes_records_the_files_each_skipped(data, tmp_path):
+    """A resumed run warns of them all at its end, also of those another process skipped earlier."""
+    stalled = run_two(_ddp_skipping_worker, str(data), str(tmp_path), free_port())
+    assert not stalled
+    assert "only1.png" in load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["bad_files"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the data-loading workers in /proc")
+@pytest.mark.parametrize(
+    ("name", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_a_signal_sent_to_each_process_of_the_run_still_checkpoints_the_step_in_progress(
+    data, tmp_path, name, code, said
+):
+    """As a cluster's scheduler or `pkill` sends it: to the data-loading workers too."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = config(data, tmp_path / "stopped", steps=6, val=None, ckpt_every=1000, workers=2)
+    options = ("level", "data", "crop", "batch", "steps", "out", "device", "workers", "ckpt_every")
+    argv = [f"--{k.replace('_', '-')}={getattr(cfg, k)}" for k in options]
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_STEP_3, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in p.stdout:
+        if line == "in step 3\n":
+            break
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == p.pid:  # its parent
+                workers.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    assert len(workers) == 2 and p.poll() is None, p.stderr.read()
+    for pid in (p.pid, *workers):
+        os.kill(pid, signal.Signals[name])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert "interrupted: saved the checkpoint at step 3; --resume continues from there" in out
+    assert err.strip() == said
+    assert load_checkpoint(tmp_path / "stopped" / "relu2_1.last.pt")["state"]["step"] == 3

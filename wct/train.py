@@ -203,9 +203,18 @@ def collate(batch: list[Crop]) -> tuple[Tensor | None, set[str]]:
 def own_session(worker: int) -> None:
     """A data-loading worker leaves the process group, so that a signal sent to the group (a
     terminal's Ctrl-C, torchrun's SIGTERM) does not kill it while the training process finishes its
-    step and checkpoints it; it ends with that process."""
+    step and checkpoints it; it ends with that process. A signal sent to every process (a cluster's
+    pre-emption, pkill) does not kill it either: it ignores Ctrl-C, and SIGTERM ends it cleanly
+    (exit 0), which the training process does not take for a crash."""
     if hasattr(os, "setsid"):  # not on Windows
         os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, leave)
+
+
+def leave(signum: int, frame: object) -> None:
+    """A worker's SIGTERM handler: exit 0 (multiprocessing also ends workers with SIGTERM)."""
+    raise SystemExit(0)
 
 
 def loader(cfg: Config, start_step: int, rank: int, world: int) -> tuple[DataLoader, int]:
@@ -479,6 +488,15 @@ def creatable(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK)
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies in it where `list_images` looks (not in a hidden folder)."""
+    try:
+        parts = path.resolve().relative_to(folder.resolve()).parts
+    except ValueError:
+        return False
+    return not any(p.startswith(".") for p in parts)
+
+
 def check_config(cfg: Config) -> None:
     """An InputError naming the first bad setting (as its CLI option and Config field), before any
     work: the API and both CLIs share these checks."""
@@ -536,6 +554,13 @@ def check_config(cfg: Config) -> None:
             raise InputError(f"--{field} (Config.{field}) {path} is a file, not a directory")
         if path is not None and not creatable(Path(path)):
             raise InputError(f"--{field} (Config.{field}) {path} cannot be created here")
+    for field in ("data", "val"):  # the curves plot in --out would be read as a photo by later runs
+        path = getattr(cfg, field)
+        if path is not None and inside(Path(cfg.out), Path(path)):
+            raise InputError(
+                f"--out (Config.out) {cfg.out} is inside --{field} (Config.{field}) {path}: its curves "
+                f"plot would be read as one of the images there; give an --out outside it"
+            )
     if cfg.export is not None and cfg.val is None:
         raise InputError("--export (Config.export) needs --val: it exports the best decoder on validation")
     target = f"{relu(cfg.level)}.safetensors"  # written at the end of the run: refused now, not then
@@ -877,11 +902,12 @@ def next_batch(run: Run, batches: Iterator, caught: list[int]) -> tuple[Tensor, 
     """The next batch, the files skipped for it, and whether this process or under torchrun any
     was asked to stop (`caught`: the signals received), so that all stop after the same step;
     every process stops if one cannot load its batch."""
-    error = None
+    error, batch, unreadable = None, None, set()
     try:
-        batch, unreadable = next(batches)
-        if batch is None:
-            raise run.loader.dataset.none_readable(run.cfg.data, " any more")
+        if not caught:  # else none is needed, and the workers may be ending too
+            batch, unreadable = next(batches)
+            if batch is None:
+                raise run.loader.dataset.none_readable(run.cfg.data, " any more")
     except Exception as e:
         error = e
     stop = agree(error, run.world, run.group, bool(caught))
@@ -985,7 +1011,12 @@ def save_checkpoint(run: Run, step: int) -> None:
 
 def save(run: Run, step: int, validate: bool, checkpoint: bool, final: bool) -> None:
     """Rank 0 validates the decoder and checkpoints the run, as asked; under torchrun, every
-    process stops if that fails (a full disk, say)."""
+    process stops if that fails (a full disk, say). A checkpoint records the unreadable files
+    that every process skipped so far."""
+    if checkpoint and run.world > 1:
+        every: list = [None] * run.world
+        dist.all_gather_object(every, sorted(run.bad), group=run.group)
+        run.bad = set().union(*every)
     error = None
     if run.rank == 0:
         try:
