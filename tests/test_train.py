@@ -180,7 +180,7 @@ def test_resume_after_a_kill_between_the_best_decoder_and_the_checkpoint_keeps_t
     import wct.train as wt
     from wct.decoder import read_decoder
 
-    scores = iter([10.0, 11.0, 15.0, 14.0, 12.0, 13.0])  # steps 2, 4, 6, 8; resumed: 6, 8, scored lower
+    scores = iter([5.0, 10.0, 11.0, 15.0, 14.0, 12.0, 13.0])  # steps 0, 2, 4, 6, 8; resumed: 6, 8, lower
     monkeypatch.setattr(
         wt, "reconstruction_scores", lambda e, d, v: {"psnr": next(scores), "ssim": 0.5, "images": 1}
     )
@@ -204,7 +204,7 @@ def test_resume_after_a_kill_between_the_best_decoder_and_the_checkpoint_keeps_t
     assert (meta["val_psnr"], meta["steps"], summary["best_psnr"]) == ("15.0", "6", 15.0)
     history = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["history"]
     assert [h["step"] for h in history if "loss" in h] == list(range(1, 9))
-    assert [h["step"] for h in history if "psnr" in h] == [2, 4, 6, 8]
+    assert [h["step"] for h in history if "psnr" in h] == [0, 2, 4, 6, 8]
 
 
 def test_sampler_splits_ranks_and_resumes():
@@ -1106,3 +1106,13 @@ def test_a_signal_sent_to_each_process_of_the_run_still_checkpoints_the_step_in_
     assert "interrupted: saved the checkpoint at step 3; --resume continues from there" in out
     assert err.strip() == said
     assert load_checkpoint(tmp_path / "stopped" / "relu2_1.last.pt")["state"]["step"] == 3
+
+
+def test_the_start_is_scored_so_a_run_never_keeps_a_worse_decoder(data, tmp_path):
+    # level 1 starts from least squares; a far too high lr then makes it worse at every step
+    summary = train(config(data, tmp_path / "run", level=1, steps=4, lr=0.5, warmup=0, val_every=2))
+    history = load_checkpoint(tmp_path / "run" / "relu1_1.last.pt")["state"]["history"]
+    scored = {h["step"]: h["psnr"] for h in history if "psnr" in h}
+    assert list(scored) == [0, 2, 4] and scored[0] > max(scored[2], scored[4])
+    kept = load_decoder(1, "cpu", path=tmp_path / "run" / "relu1_1.best.safetensors")
+    assert kept.metadata["steps"] == "0" and summary["best_psnr"] == pytest.approx(scored[0], abs=1e-3)

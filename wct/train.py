@@ -1079,6 +1079,8 @@ def train(cfg: Config) -> dict:
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
     batches = iter(run.loader)
+    if step == 0 and end > 0:  # the start is a candidate too: fine-tuning must never keep worse
+        save(run, 0, validate=True, checkpoint=False, final=False)
     with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
         try:
             stopped = False
