@@ -486,13 +486,19 @@ def test_the_best_decoder_on_validation_is_kept_and_runs_are_not_replaced(data, 
     assert (out / "relu2_1.best.safetensors").read_bytes() == kept_bytes
 
 
-def test_the_kept_decoder_is_compared_with_the_final_one_on_all_of_val(data, tmp_path):
+def test_the_kept_decoder_is_compared_with_the_final_one_on_all_of_val(data, tmp_path, capsys):
     out = tmp_path / "subset"
     cfg = config(data, out, steps=4, val_every=1, val_images=2, lr=0.05, warmup=0, feature_weight=0.0)
     summary = train(cfg)
     kept = load_decoder(2, "cpu", path=summary["decoder"])
     assert kept.metadata["val_images"] == "7"  # scored on all 7 readable images, not the first 2
     assert float(kept.metadata["val_psnr"]) == pytest.approx(summary["best_psnr"], abs=1e-3)
+    capsys.readouterr()
+    summary = train(replace(cfg, out=str(tmp_path / "worse"), level=1, lr=0.5))  # keeps its start
+    kept = load_decoder(1, "cpu", path=summary["decoder"])
+    assert kept.metadata["steps"] == "0" and kept.metadata["val_images"] == "7"
+    said = capsys.readouterr().out  # the kept one was rescored on all of --val, and the log says so
+    assert f"(step 0) rescored on all 7 --val images: {float(kept.metadata['val_psnr']):.2f} dB" in said
 
 
 def test_a_run_that_diverges_stops_with_an_error_and_saves_nothing_broken(data, tmp_path):

@@ -128,9 +128,13 @@ def load_decoder(
         raise InputError(f"level must be one of {', '.join(map(str, LEVELS))}, got {level!r}")
     level = None if level is None else int(level)  # 2.0 and numpy's 2 too
     if path is None and os.environ.get(ENV_VAR) and not decoder_path(level).is_file():
+        run = decoder_path(level).with_suffix(".best.safetensors")  # a training run's --out, not --export
+        hint = (
+            f" (it holds {run.name}: point {ENV_VAR} at the run's --export folder)" if run.is_file() else ""
+        )
         raise WeightsError(
             f"decoder file {decoder_path(level)} not found ({ENV_VAR}={os.environ[ENV_VAR]}): "
-            f"run only the levels it holds (--levels), or add {relu(level)}.safetensors there"
+            f"run only the levels it holds (--levels), or add {relu(level)}.safetensors there{hint}"
         )
     path = Path(path) if path else decoder_path(level)
     tensors, meta = read_decoder(path)

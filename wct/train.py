@@ -981,6 +981,11 @@ def validate_and_save(run: Run, step: int, final: bool) -> None:
         subset = cfg.val_images is not None and cfg.val_images < len(run.val_all)
         if final and subset and best.exists() and state.get("best_step") != step:
             state["best_psnr"] = rescore_best(run)
+            print(
+                f"best so far (step {state['best_step']}) rescored on all {len(val)} --val images: "
+                f"{state['best_psnr']:.2f} dB",
+                flush=True,
+            )
         if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
             state["best_psnr"], state["best_step"] = entry["psnr"], step
             seconds = state["seconds"] + time.time() - run.t0
