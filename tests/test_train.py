@@ -145,6 +145,11 @@ def test_init_from_a_file_whose_tensors_do_not_fit_is_a_weights_error(tmp_path):
     write_signed(tensors, {"encoder": VGG19_MD5, "level": "3"}, path)  # signed, but level 2 inside
     with pytest.raises(WeightsError, match="do not fit a relu3_1"):
         warm_start(Decoder(3), path)
+    (tmp_path / "notes.txt").write_text("not a decoder")
+    with pytest.raises(
+        WeightsError, match=r"^--init-from \(Config.init_from\): decoder file .*notes.txt is unread"
+    ):
+        warm_start(Decoder(3), tmp_path / "notes.txt")
 
 
 def test_init_from_a_decoder_of_other_encoder_weights_is_refused_before_any_work(data, tmp_path):

@@ -49,7 +49,7 @@ from .encoder import (
     tensors_sha256,
     warn_if_slow,
 )
-from .errors import ImageError, InputError, TrainingError, WCTError
+from .errors import ImageError, InputError, TrainingError, WCTError, WeightsError
 from .evaluate import load_val_images, reconstruction_scores
 from .images import list_images, open_image, write_atomic
 from .progress import progress_bar
@@ -360,7 +360,10 @@ def warm_start(decoder: Decoder, path: str | Path, encoder_id: str | None = None
     """Start from a decoder file: all of it if it has the same level (fine-tuning), or the layers
     decoder X shares with decoder X - 1 (its tail) from a decoder of the level below. With
     `encoder_id`, one trained for other encoder weights is a WeightsError (it inverts other features)."""
-    tensors, meta = read_decoder(path)
+    try:
+        tensors, meta = read_decoder(path)
+    except WeightsError as e:
+        raise WeightsError(f"--init-from (Config.init_from): {e}") from None
     if encoder_id is not None:
         check_encoder(meta, path, encoder_id, "--init-from (Config.init_from)")
     if meta.get("level") == str(decoder.level):
