@@ -686,6 +686,17 @@ def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
         read_frames(tmp_path / "frames")
 
 
+@pytest.mark.parametrize("name", ["clip.webp", "clip.png"])
+def test_an_animated_image_as_the_source_says_to_convert_it(tmp_path, name):
+    """An animated WebP or PNG was called an image to stylise with `wct stylize`, which keeps only
+    its first frame."""
+    frames = [painting(32, 24), landscape(32, 24)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(ImageError, match=rf"{name} cannot be read as a video: .* convert it first") as e:
+        read_frames(tmp_path / name)
+    assert "wct stylize" not in str(e.value)
+
+
 def test_frame_writer_tells_python_users_overwrite_true(tmp_path):
     """FrameWriter told Python users to "pass --overwrite", a CLI option (the CLI still says it)."""
     (tmp_path / "taken.mp4").write_bytes(b"mine")
@@ -698,6 +709,23 @@ def test_frame_writer_tells_python_users_overwrite_true(tmp_path):
     with pytest.raises(OutputError, match=r"taken.mp4 exists: pass --overwrite to replace it$"):
         FrameWriter(tmp_path / "taken.mp4", 24, option="--overwrite")
     assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "frames"])
+def test_an_output_made_while_the_frames_are_written_is_kept(tmp_path, name):
+    """The output was checked only when the writer opened: a file or frames made there during a
+    long run (another run's) were replaced silently when it closed."""
+    out = tmp_path / name
+    mine = out / "frame_00000.png" if name == "frames" else out
+    message = r"(exists|holds frames).* \(found as the run ended: its frames are discarded\)$"
+    with pytest.raises(OutputError, match=message), FrameWriter(out, 24) as writer:
+        writer.write(torch.rand(3, 16, 16))
+        mine.parent.mkdir(exist_ok=True)
+        mine.write_bytes(b"mine")
+    assert mine.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == [name]
+    with FrameWriter(out, 24, overwrite=True) as writer:  # replaced when asked to
+        writer.write(torch.rand(3, 16, 16))
+    assert mine.read_bytes() != b"mine"
 
 
 def test_uint8_frames_are_read_as_0_to_255_as_load_image_reads_them(stylizer):

@@ -317,6 +317,18 @@ def rotation_quiet() -> Iterator[None]:
         logger.removeFilter(rotated_size)
 
 
+def animated(path: Path) -> bool:
+    """Whether the image file `path` has several frames (an animated WebP or PNG, say): a clip that
+    `wct stylize` would cut to its first frame."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except Exception:  # not an image Pillow reads
+        return False
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
@@ -355,7 +367,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
                 f"{path} is incomplete or truncated: its MP4 index (moov atom) is missing, as in a file "
                 "whose copy, download or recording stopped early"
             ) from None
-        if path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:
+        if path.suffix.lower() in IMAGE_SUFFIXES - {".gif"} and not animated(path):
             raise ImageError(f"{path} is an image, not a video: stylise it with `wct stylize`") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
@@ -460,6 +472,7 @@ class FrameWriter:
         self._size: tuple[int, int] | None = None
         # The folders made for the output, deepest first: a run that writes nothing removes them.
         self._made = missing_parents(path)
+        self._checks = (overwrite, protect, folder, option)  # again at the end: see `_finish`
         try:  # an OSError (a name too long...) as write_atomic reports it
             self._check(overwrite, protect, folder, option)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -554,9 +567,9 @@ class FrameWriter:
     def close(self, ok: bool = True) -> None:
         """Move the output into place (ok: an existing one's frames are replaced, other files in
         its folder are kept) or delete the temporary one (not ok). With ok, an OutputError if
-        ffmpeg failed or its video does not read back; without, the caller's error stands. Interrupted
-        (Ctrl-C while ffmpeg finishes, say), it leaves no temporary file or folder behind. Closing
-        again does nothing."""
+        ffmpeg failed, its video does not read back or the output appeared meanwhile (it is kept);
+        without, the caller's error stands. Interrupted (Ctrl-C while ffmpeg finishes, say), it
+        leaves no temporary file or folder behind. Closing again does nothing."""
         if self._closed:
             return
         self._closed = True
@@ -579,6 +592,11 @@ class FrameWriter:
             else:
                 error = self._unreadable() if ok else None
                 ok = ok and error is None
+        if ok and self.count:
+            try:  # the output may have appeared while the frames were written (another run's, say)
+                self._check(*self._checks)
+            except OutputError as e:
+                ok, error = False, OutputError(f"{e} (found as the run ended: its frames are discarded)")
         if ok and self.count and self.audio is not None:
             self._add_audio()
         if not (ok and self.count):
