@@ -826,7 +826,8 @@ def test_threads_loading_images_leave_the_warning_filters_as_they_were(tmp_path)
 # ---------------------------------------------------------------- 3. faults: signals
 
 
-def test_sigterm_cleans_up_like_ctrl_c_and_keeps_the_old_output(tmp_path):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])  # SIGHUP: the terminal closed
+def test_sigterm_cleans_up_like_ctrl_c_and_keeps_the_old_output(tmp_path, name):
     # SIGTERM killed the process outright: exit -15, no message, a .out.mp4.*.mp4 temp file left
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -841,9 +842,10 @@ def test_sigterm_cleans_up_like_ctrl_c_and_keeps_the_old_output(tmp_path):
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".out.mp4.*")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the temporary video: the run has started
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.Signals[name])
     _, err = child.communicate(timeout=60)
-    assert child.returncode == 143 and err.strip().splitlines()[-1] == "terminated", (child.returncode, err)
+    code = 128 + signal.Signals[name]
+    assert child.returncode == code and err.strip().splitlines()[-1] == "terminated", (child.returncode, err)
     assert "Traceback" not in err
     assert out.read_bytes() == b"an earlier run's video"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]

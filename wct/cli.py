@@ -772,25 +772,29 @@ def short_path(name: object, most: int = 60) -> str:
 
 def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a typer app: WCTError, or an OSError naming a file -> one line and exit 1; Ctrl-C ->
-    exit 130 and SIGTERM -> exit 143, both raised as KeyboardInterrupt so temporary files are
-    cleaned up; never a traceback. Always exits."""
+    exit 130, SIGTERM -> 143 and SIGHUP (the terminal closed; unless ignored, as under nohup) ->
+    129, all raised as KeyboardInterrupt so temporary files are cleaned up; never a traceback.
+    Always exits."""
     import signal
     import threading
 
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     terminated: list[int] = []
 
-    def on_sigterm(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         terminated.append(signum)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
+        signal.signal(signum, signal.SIG_DFL)  # a second one ends it at once
         raise KeyboardInterrupt
 
     def interrupted() -> None:
         console.print("terminated" if terminated else "interrupted")
-        sys.exit(143 if terminated else 130)
+        sys.exit(128 + terminated[0] if terminated else 130)
 
+    caught = [signal.SIGTERM]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        caught.append(signal.SIGHUP)
     main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    before = {s: signal.signal(s, on_signal) for s in caught} if main_thread else {}
     try:
         code = fn(args=args, prog_name=prog_name, standalone_mode=False)
     except WCTError as e:
@@ -817,8 +821,8 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
         console.print(f"error: {e.__class__.__name__}: {e} (set WCT_DEBUG=1 for details)", highlight=False)
         sys.exit(1)
     finally:
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
     if code == 130:  # typer returns 130 for Ctrl-C
         interrupted()
     sys.exit(code if isinstance(code, int) else 0)
