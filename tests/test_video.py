@@ -472,6 +472,10 @@ def test_frame_folders_are_read_in_natural_order_and_not_from_subfolders(wct_cli
     (tmp_path / "take.v1").mkdir()  # an existing folder may have a dot in its name
     assert wct_cli("video", str(frames), str(tmp_path / "take.v1"), *common).returncode == 0
     assert len(list((tmp_path / "take.v1").glob("frame_*.png"))) == 4
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "one" / "0.png")
+    r = wct_cli("video", str(tmp_path / "one"), str(tmp_path / "one_out"), *common)
+    assert r.returncode == 0 and "wrote 1 frame to" in r.stderr, r.stderr
     (tmp_path / "clip.mp4").mkdir()  # but a folder named like a video is refused before any work
     r = wct_cli("video", str(frames), str(tmp_path / "clip.mp4"), *common, "--overwrite")
     assert r.returncode == 1 and "is a folder" in r.stderr

@@ -549,7 +549,8 @@ def video(
     if not writer.count:  # the writer left no output
         raise InputError(f"{source} has no frames")
     sound_note = f" with the audio of {source}" if writer.audio else ""
-    console.print(f"wrote {writer.count} frames to {output}{sound_note}")
+    frames = "1 frame" if writer.count == 1 else f"{writer.count} frames"
+    console.print(f"wrote {frames} to {output}{sound_note}")
 
 
 @app.command()
