@@ -699,6 +699,13 @@ def test_an_animated_image_as_the_source_says_to_convert_it(tmp_path, name):
     with pytest.raises(ImageError, match=rf"{name} cannot be read as a video: .* convert it first") as e:
         read_frames(tmp_path / name)
     assert "wct stylize" not in str(e.value)
+    pages = tmp_path / ("pages.tif" if name.endswith(".webp") else "pages.mpo.jpg")
+    if pages.suffix == ".tif":  # several pictures, but not a clip: an image to stylise
+        frames[0].save(pages, save_all=True, append_images=frames[1:])
+    else:  # a phone's MPO JPEG holds two pictures
+        frames[0].save(pages, "MPO", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="is an image, not a video: stylise it with `wct stylize`"):
+        read_frames(pages)
 
 
 def test_frame_writer_tells_python_users_overwrite_true(tmp_path):
@@ -730,6 +737,30 @@ def test_an_output_made_while_the_frames_are_written_is_kept(tmp_path, name):
     with FrameWriter(out, 24, overwrite=True) as writer:  # replaced when asked to
         writer.write(torch.rand(3, 16, 16))
     assert mine.read_bytes() != b"mine"
+
+
+def test_an_output_made_while_the_audio_is_added_is_kept(tmp_path, monkeypatch):
+    import wct.video
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    clip_with_sound(clip, frames=4, fps=8, seconds=0.5)
+    real = wct.video.add_audio
+
+    def another_run_meanwhile(*a, **k):
+        out.write_bytes(b"mine")
+        return real(*a, **k)
+
+    monkeypatch.setattr(wct.video, "add_audio", another_run_meanwhile)
+    with (
+        pytest.raises(OutputError, match="found as the run ended"),
+        FrameWriter(out, 8, audio=clip) as writer,
+    ):
+        for _ in range(4):
+            writer.write(torch.rand(3, 16, 16))
+    assert out.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.mp4",
+        "out.mp4",
+    ]
 
 
 def test_uint8_frames_are_read_as_0_to_255_as_load_image_reads_them(stylizer):

@@ -323,8 +323,8 @@ def animated(path: Path) -> bool:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return getattr(im, "n_frames", 1) > 1
+        with Image.open(path) as im:  # not a phone's MPO JPEG or a multi-page TIFF: those are images
+            return im.format in ("PNG", "WEBP") and getattr(im, "is_animated", False)
     except Exception:  # not an image Pillow reads
         return False
 
@@ -592,13 +592,13 @@ class FrameWriter:
             else:
                 error = self._unreadable() if ok else None
                 ok = ok and error is None
+        if ok and self.count and self.audio is not None:
+            self._add_audio()
         if ok and self.count:
             try:  # the output may have appeared while the frames were written (another run's, say)
                 self._check(*self._checks)
             except OutputError as e:
                 ok, error = False, OutputError(f"{e} (found as the run ended: its frames are discarded)")
-        if ok and self.count and self.audio is not None:
-            self._add_audio()
         if not (ok and self.count):
             if self._tmp.is_dir():
                 shutil.rmtree(self._tmp)
