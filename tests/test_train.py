@@ -193,7 +193,7 @@ def test_resume_after_a_kill_between_the_best_decoder_and_the_checkpoint_keeps_t
 
     def killed_at_the_second_checkpoint(obj, path):
         calls.append(path)
-        if len(calls) == 2:
+        if len(calls) == 3:  # after step 0's and step 4's
             raise KeyboardInterrupt
         save(obj, path)
 
@@ -518,11 +518,9 @@ def test_a_run_that_diverges_stops_with_an_error_and_saves_nothing_broken(data, 
     ):
         train(config(data, out, steps=8, val=None, lr=1e6, warmup=0, resume=True))
     assert [(out / f).read_bytes() for f in files] == kept
-    with pytest.raises(TrainingError, match="nothing was saved"):
+    with pytest.raises(TrainingError, match="Nothing was saved"):
         train(config(data, tmp_path / "nan2", steps=4, lr=1e6, warmup=0, val=None))
-    with pytest.raises(
-        TrainingError, match=r"no checkpoint was written yet \(.*best.safetensors was\): .*another --out"
-    ):
+    with pytest.raises(TrainingError, match=r"last.pt is kept as it was: --resume"):  # step 0's, with --val
         train(config(data, tmp_path / "nan3", steps=8, lr=1e6, warmup=0, val_every=1, ckpt_every=100))
 
 
@@ -1127,3 +1125,18 @@ def test_the_start_is_scored_so_a_run_never_keeps_a_worse_decoder(data, tmp_path
     assert list(scored) == [0, 2, 4] and scored[0] > max(scored[2], scored[4])
     kept = load_decoder(1, "cpu", path=tmp_path / "run" / "relu1_1.best.safetensors")
     assert kept.metadata["steps"] == "0" and summary["best_psnr"] == pytest.approx(scored[0], abs=1e-3)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_can_be_resumed(data, tmp_path):
+    from wct.errors import TrainingError
+
+    cfg = config(data, tmp_path / "run", steps=20, lr=1e8, warmup=0, log_every=1, val_every=10, ckpt_every=10)
+    with pytest.raises(
+        TrainingError, match=r"diverged by step \d.*relu2_1.last.pt is kept as it was: --resume"
+    ):
+        train(cfg)  # its start was scored and checkpointed: not a lone best file that blocks a rerun
+    with pytest.warns(UserWarning, match="resuming with changed settings"):
+        summary = train(replace(cfg, lr=1e-3, resume=True))
+    assert summary["step"] == 20
+    history = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["history"]
+    assert [h["step"] for h in history if "psnr" in h] == [0, 10, 20]  # step 0 scored once, not again

@@ -562,7 +562,8 @@ def check_config(cfg: Config) -> None:
         if path is not None and inside(Path(cfg.out), Path(path)):
             raise InputError(
                 f"--out (Config.out) {cfg.out} is inside --{field} (Config.{field}) {path}: its curves "
-                f"plot would be read as one of the images there; give an --out outside it"
+                f"plot would be read as one of the images there; give an --out outside it (to resume a "
+                f"run kept there, move its folder out first)"
             )
     if cfg.export is not None and cfg.val is None:
         raise InputError("--export (Config.export) needs --val: it exports the best decoder on validation")
@@ -1086,9 +1087,11 @@ def train(cfg: Config) -> dict:
     task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
+    if step == 0 and end > 0 and cfg.val is not None and not state["history"]:
+        # the start is a candidate too (fine-tuning never keeps worse), checkpointed with it so that
+        # a run that fails before its first checkpoint can be resumed, not left with a lone best file
+        save(run, 0, validate=True, checkpoint=True, final=False)
     batches = iter(run.loader)
-    if step == 0 and end > 0:  # the start is a candidate too: fine-tuning must never keep worse
-        save(run, 0, validate=True, checkpoint=False, final=False)
     with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
         try:
             stopped = False
@@ -1103,7 +1106,7 @@ def train(cfg: Config) -> dict:
                 final = step == cfg.steps or done >= 1
                 due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
                 if (final or step == end or any(step % k == 0 for k in due)) and not finite(run.decoder):
-                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
+                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last))
                 if step % cfg.log_every == 0 and rank == 0:
                     log_step(run, step, loss, bar, task)
                 validate = step % cfg.val_every == 0 or final
@@ -1113,7 +1116,7 @@ def train(cfg: Config) -> dict:
                     saved = step if checkpoint else saved
             if stopped and step > saved:
                 if not finite(run.decoder):
-                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last, run.files.best))
+                    raise TrainingError(diverged(step, loss.item(), cfg, run.files.last))
                 save(run, step, validate=False, checkpoint=True, final=False)
             if stopped and step > first and rank == 0:
                 print(
@@ -1135,13 +1138,11 @@ def finite(decoder: Decoder) -> bool:
     return bool(torch.stack([torch.isfinite(p).all() for p in decoder.parameters()]).all())
 
 
-def diverged(step: int, loss: float, cfg: Config, checkpoint: Path, best: Path) -> str:
-    if checkpoint.exists():
-        kept = f"{checkpoint} is kept as it was: --resume it with a lower --lr"
-    elif best.exists():
-        kept = f"no checkpoint was written yet ({best} was): start again with another --out"
-    else:
-        kept = "nothing was saved"
+def diverged(step: int, loss: float, cfg: Config, checkpoint: Path) -> str:
+    """The message of a run whose weights are no longer finite (with --val, step 0 is checkpointed)."""
+    kept = f"{checkpoint} is kept as it was: --resume it with a lower --lr"
+    if not checkpoint.exists():
+        kept = "Nothing was saved"
     return (
         f"training diverged by step {step}: the decoder's weights are no longer finite (loss {loss:.3g}); "
         f"lower --lr (Config.lr, now {cfg.lr:g}). {kept}"
