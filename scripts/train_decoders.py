@@ -3,7 +3,7 @@
 Decoder X+1 ends with exactly the layers of decoder X, so those start trained. The schedule
 below is the one used for the committed decoders on a 2-core CPU (see decoders/README.md).
 
-    python scripts/train_decoders.py [--levels 1,2,3,4,5] [--out runs]
+    python scripts/train_decoders.py [--levels 1,2,3,4,5] [--out runs] [--data DIR] [--val DIR]
 """
 
 import argparse
@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
+from wct.cli import SHARED_DATA  # ../shared/data beside the checkout, from any directory
 from wct.errors import WCTError
 from wct.train import Config, train
 
-DATA = "../shared/data/train"
-VAL = "../shared/data/val"
 ROOT = Path(__file__).resolve().parents[1]
 # level: (steps, crop, lr, feature_from). Level 1 is solved by least squares, then fine-tuned.
 SCHEDULE = {
@@ -37,6 +36,12 @@ FINETUNE = {
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", default=None, help="default 1,2,3,4,5; with --finetune 3,4,5")
+    ap.add_argument(
+        "--data", default=str(SHARED_DATA / "train"), help="Training photos (default %(default)s)."
+    )
+    ap.add_argument(
+        "--val", default=str(SHARED_DATA / "val"), help="Validation photos (default %(default)s)."
+    )
     ap.add_argument(
         "--out", default=str(ROOT / "runs"), help="Folder for checkpoints and logs (default %(default)s)."
     )
@@ -65,8 +70,8 @@ if __name__ == "__main__":
         prev = Path(args.export) / f"relu{level - int(not args.finetune)}_1.safetensors"
         cfg = Config(
             level=level,
-            data=DATA,
-            val=VAL,
+            data=args.data,
+            val=args.val,
             crop=crop,
             batch=8,
             steps=steps,

@@ -121,8 +121,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = Config(
         level=5,
-        data="../shared/data/train",
-        val="../shared/data/val",
+        data=str(ROOT.parent / "shared/data/train"),  # beside the checkout, from any directory
+        val=str(ROOT.parent / "shared/data/val"),
         crop=args.crop,
         batch=8,
         steps=args.steps,

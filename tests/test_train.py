@@ -746,8 +746,8 @@ def test_train_decoders_script_reports_bad_data_in_one_line(tmp_path, monkeypatc
     from pathlib import Path
 
     script = str(Path(__file__).parents[1] / "scripts" / "train_decoders.py")
-    monkeypatch.chdir(tmp_path)  # ../shared/data/train does not exist from here
-    monkeypatch.setattr(sys, "argv", [script, "--levels", "2", "--out", "runs"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [script, "--levels", "2", "--out", "runs", "--data", "missing"])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(script, run_name="__main__")
     err = capsys.readouterr().err
