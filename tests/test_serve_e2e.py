@@ -101,7 +101,7 @@ def test_studio_in_headless_chromium(server, browser, tmp_path):
     wait = WebDriverWait(browser, 120, poll_frequency=0.1)
 
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
     for level in ("5", "4"):  # levels 3, 2, 1: quicker, and the deep decoders wash the photo out
         browser.find_element(By.CSS_SELECTOR, f"#levels input[value='{level}']").click()
@@ -198,7 +198,7 @@ def test_long_file_names_wrap_on_a_phone_and_are_named_once(server, browser, tmp
     landscape(96, 64).save(photo := tmp_path / f"photo_{stem}.png")
     (empty := tmp_path / f"empty_{stem}.png").write_bytes(b"")
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     browser.find_element(By.ID, "content-input").send_keys(str(photo))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#content .thumb"))
     browser.find_element(By.ID, "style-input").send_keys(str(empty))
@@ -215,7 +215,7 @@ def test_a_double_click_starts_one_render(server, browser, tmp_path):
     landscape(96, 64).save(photo := tmp_path / "photo.png")
     painting(64, 64).save(style := tmp_path / "style.png")
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     browser.find_element(By.ID, "content-input").send_keys(str(photo))
     browser.find_element(By.ID, "style-input").send_keys(str(style))
     wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
@@ -241,7 +241,7 @@ def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser):
     were indistinguishable), and Tab reaches every enabled control in the page's order."""
     wait = WebDriverWait(browser, 60, poll_frequency=0.1)
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     browser.execute_script("document.getElementById('mask-drop').hidden = false")  # as with 2 styles
     tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
     roles = ("button", "checkbox", "slider", "combobox", "link")
@@ -268,7 +268,7 @@ def test_a_server_out_of_reach_is_named_not_failed_to_fetch(server, browser, tmp
     wait = WebDriverWait(browser, 60, poll_frequency=0.1)
     painting(32, 32).save(style := tmp_path / "style.png")
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     browser.execute_cdp_cmd("Network.enable", {})
     offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
@@ -287,7 +287,7 @@ def test_a_bad_file_among_several_chosen_keeps_its_error(server, browser, tmp_pa
     (empty := tmp_path / "empty.png").write_bytes(b"")
     painting(32, 32, seed=2).save(last := tmp_path / "last.png")
     browser.get(server)
-    wait.until(lambda d: d.execute_script("return state.session"))
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
     browser.find_element(By.ID, "style-input").send_keys("\n".join(map(str, (first, bad, empty, last))))
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#styles li")) == 2)
     error = browser.find_element(By.ID, "error")
