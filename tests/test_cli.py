@@ -252,6 +252,7 @@ def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, w
     torch.testing.assert_close(soup, expected.half().float(), atol=1e-3, rtol=0)
 
     before = out.read_bytes()
+    (empty := tmp_path / "empty").mkdir()
     for args, text in [
         ((str(a), str(b), "-o", str(out)), "exists"),
         ((str(a), str(b), "-o", str(a), "--overwrite"), "input"),
@@ -260,6 +261,11 @@ def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, w
         ((str(a), str(b), "-o", str(tmp_path / "c.safetensors"), "--weights", "1,x"), "comma-separated"),
         ((str(a), str(decoder_path(2)), "-o", str(tmp_path / "c.safetensors")), "relu1_1 and relu2_1"),
         ((str(a), str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "c.safetensors")), "none"),
+        ((str(a), str(b), "-o", str(tmp_path / "c.safetensors"), "--val", str(a)), "not a directory"),
+        (
+            (str(a), str(b), "-o", str(tmp_path / "c.safetensors"), "--val", str(empty)),
+            "no readable image",
+        ),
     ]:
         r = wct_cli("average-decoders", *args)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
@@ -591,6 +597,8 @@ def test_demo_into_a_file_is_refused_and_the_file_kept(tmp_path, wct_cli, monkey
     mine.write_bytes(b"mine")
     assert_clean_error(wct_cli("demo", "-o", str(mine)), "is a file, not a directory")
     assert mine.read_bytes() == b"mine" and sorted(tmp_path.iterdir()) == [mine]
+    assert_clean_error(wct_cli("demo", "-o", str(tmp_path / "new.jpg")), "names an image: demo writes")
+    assert sorted(tmp_path.iterdir()) == [mine]  # no folder named new.jpg
 
 
 def test_existing_and_empty_outputs_are_refused_without_importing_torch(pair, tmp_path):

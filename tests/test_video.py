@@ -823,3 +823,12 @@ def test_a_frame_as_the_output_is_refused_for_what_it_is_not_for_overwrite(wct_c
     r = wct_cli("video", str(frames), str(tmp_path / "notes"), *common)
     assert r.returncode == 1 and "notes is a file: give a folder for the frames" in r.stderr, r.stderr
     assert (frames / "0.png").read_bytes() == before and (tmp_path / "notes").read_text() == "mine"
+
+
+def test_a_bad_size_is_refused_when_the_frames_are_opened_not_at_the_first_frame(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "0.png")
+    for bad in (-1, 0, 2.5):
+        with pytest.raises(InputError, match="size must be a whole positive number of pixels"):
+            read_frames(tmp_path, size=bad)
+    frames, _, count = read_frames(tmp_path, size=16.0)
+    assert count == 1 and next(frames).shape == (1, 3, 16, 16)

@@ -631,6 +631,10 @@ def demo(
     """Stylise a generated landscape with a generated painting (no images needed)."""
     names = ("content.png", "style.png", "stylized.png")
     check_options(device, alpha=alpha)
+    from PIL import Image
+
+    if not output.exists() and output.suffix.lower() in Image.registered_extensions():
+        raise OutputError(f"-o {output} names an image: demo writes {', '.join(names)} into a directory")
     for name in names:  # all three before any work (and torch), so a refusal writes none of them
         check_target(output / name, overwrite, ())
     from .demo import landscape, painting

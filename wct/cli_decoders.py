@@ -122,9 +122,11 @@ def average_decoders_command(
 
     images = None
     if val:
-        images = load_val_images(val) if val.is_dir() else []
-        if not images:
+        if not val.is_dir():
             raise InputError(f"--val {val} is not a directory of images")
+        images = load_val_images(val)
+        if not images:
+            raise InputError(f"--val {val} holds no readable image")
     encoder = load_encoder(device, vgg_weights)
     decoders = [load_decoder(None, encoder.mean.device, encoder.weights_id, f) for f in files]
     w = w or [1.0] * len(files)

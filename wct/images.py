@@ -362,6 +362,14 @@ def tensor_to_pil(x: Tensor) -> Image.Image:
     return Image.fromarray(a, "RGB")
 
 
+def check_size(size: int) -> int:
+    """`size` (a longer side in pixels) as an int, or an InputError if not a whole number >= 1."""
+    value = as_number(size, "size (pixels, or None)")
+    if not 1 <= value < math.inf or not value.is_integer():
+        raise InputError(f"size must be a whole positive number of pixels, got {size}")
+    return int(value)
+
+
 def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """(w, h) with the longer side at `size` (None keeps it), aspect ratio kept, at least 1 px;
     an InputError if that is over `made_pixel_limit` (the most Pillow opens from a file)."""
@@ -373,10 +381,7 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
                 "give a size to scale it down"
             )
         return width, height
-    value = as_number(size, "size (pixels, or None)")
-    if not 1 <= value < math.inf or not value.is_integer():
-        raise InputError(f"size must be a whole positive number of pixels, got {size}")
-    s = value / max(width, height)
+    s = check_size(size) / max(width, height)
     w, h = max(1, round(width * s)), max(1, round(height * s))
     if limit and w * h > limit:  # before a tensor of that size is allocated
         raise InputError(

@@ -41,6 +41,7 @@ from .images import (
     VIDEO_SUFFIXES,
     ImageLike,
     atomic_save,
+    check_size,
     load_image,
     missing_parents,
     publish,
@@ -337,6 +338,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
     before its duration). A video that ends well before that count (truncated, say) warns once its
     frames run out; one whose frames change size is an ImageError (ffmpeg would stretch them)."""
     path = Path(path)
+    if size is not None:
+        check_size(size)  # now, not at the first frame
     if path.is_dir():
         files = frame_files(path)
         if not files:
