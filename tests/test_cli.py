@@ -897,3 +897,15 @@ def test_version_and_short_help(wct_cli):
     for args in (("-h",), ("stylize", "-h"), ("train", "-h")):
         r = wct_cli(*args)
         assert r.returncode == 0 and "Usage: wct" in r.stdout, args
+
+
+def test_an_empty_input_path_is_refused_not_read_as_the_current_folder(pair, tmp_path, wct_cli, monkeypatch):
+    monkeypatch.chdir(pair)  # "" was ".": every photo here would have been stylised
+    style = str(pair / "style.jpg")
+    for args, name in (
+        (("stylize", "", style, "-o", f"{tmp_path}/out/"), "CONTENT"),
+        (("stylize", style, "", "-o", f"{tmp_path}/out/"), "STYLE"),
+        (("video", "", str(tmp_path / "v.mp4"), "--style", style), "SOURCE"),
+    ):
+        assert_clean_error(wct_cli(*args), f"{name} is an empty path: name the file or folder to read")
+    assert list(tmp_path.iterdir()) == []

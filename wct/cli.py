@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from .checks import check_alpha, check_device_name, check_precision, check_seed, parse_size
-from .errors import InputError, OutputError, WCTError
+from .errors import ImageError, InputError, OutputError, WCTError
 from .paths import VIDEO_SUFFIXES, check_preset_path, check_target, parse_style_spec
 from .progress import progress_bar
 
@@ -175,6 +175,19 @@ def out_arg(option: str, file: bool = True) -> Callable[[str | Path], Path]:
     return parse
 
 
+def in_arg(name: str) -> Callable[[str | Path], Path]:
+    """A parser for an input path as typed: an empty one (an unset shell variable, say) is refused,
+    not read as the current folder (Path('') is '.'). An ImageError, not a ValueError, so that typer
+    passes it on to be printed on one line."""
+
+    def parse(text: str | Path) -> Path:
+        if isinstance(text, str) and not text:
+            raise ImageError(f"{name} is an empty path: name the file or folder to read")
+        return Path(text)
+
+    return parse
+
+
 def file_or_folder(option: str, text: str) -> tuple[Path, bool]:
     """An output typed as `text` (`out_arg`'s checks), and whether it names a folder by ending in a
     slash, which the Path drops."""
@@ -259,9 +272,14 @@ def output_names(files: list[Path], root: Path) -> dict[Path, str]:
 
 @app.command()
 def stylize(
-    content: Path = typer.Argument(..., help="Content photo, or a directory of photos."),
+    content: Path = typer.Argument(
+        ..., parser=in_arg("CONTENT"), metavar="content", help="Content photo, or a directory of photos."
+    ),
     style: Path | None = typer.Argument(
-        None, help="Style image or .safetensors preset, or a directory of them (or use --style)."
+        None,
+        parser=in_arg("STYLE"),
+        metavar="style",
+        help="Style image or .safetensors preset, or a directory of them (or use --style).",
     ),
     out_text: str = typer.Option(
         ...,
@@ -487,7 +505,12 @@ def is_done(output: Path, record: dict[str, str]) -> bool:
 
 @app.command()
 def video(
-    source: Path = typer.Argument(..., help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames."),
+    source: Path = typer.Argument(
+        ...,
+        parser=in_arg("SOURCE"),
+        metavar="source",
+        help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames.",
+    ),
     output_text: str = typer.Argument(
         ..., metavar="output", help="Video file to write, or a folder for PNG frames (any name ending in /)."
     ),
