@@ -842,10 +842,10 @@ def test_bad_levels_tile_size_and_missing_style_options_answer_before_a_taken_ou
     """A bad --levels or --tile with a taken output said only "exists", then, once --overwrite was
     added, the option's error 3-6 s later (after torch loaded); a missing --style answered after
     torch too, where a missing STYLE answers at once."""
-    from wct.cli import TILE_LEAST
+    from wct.checks import MIN_SIDE
     from wct.pipeline import MULTIPLE
 
-    assert TILE_LEAST == MULTIPLE
+    assert MIN_SIDE == MULTIPLE
     content, style = str(pair / "content.png"), str(pair / "style.jpg")
     (tmp_path / "taken.png").write_bytes(b"mine")
     (tmp_path / "taken.safetensors").write_bytes(b"mine")

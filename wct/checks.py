@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .errors import InputError
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # wct.encoder.PRECISIONS maps them to autocast dtypes
+LEVELS = (1, 2, 3, 4, 5)  # WCT's levels: relu1_1..relu5_1
+MIN_SIDE = 16  # relu5_1 is 1/16 of the input: images are padded to multiples of it
 
 
 def as_number(value: object, what: str) -> float:
@@ -21,6 +23,31 @@ def as_number(value: object, what: str) -> float:
         except (TypeError, ValueError, RuntimeError):
             pass
     raise InputError(f"{what} must be a number, got {value!r}")
+
+
+def check_level(level: object) -> int:
+    """One level, 1 to 5 (an integer, not a bool)."""
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
+        raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
+    return int(level)
+
+
+def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
+    """Levels as a tuple of ints in 1..5; a single int is one level."""
+    if getattr(levels, "ndim", None) == 0:  # a 0-d array or tensor
+        levels = levels.item()
+    if isinstance(levels, numbers.Integral):
+        levels = (levels,)
+    if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
+        raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
+    levels = tuple(v.item() if getattr(v, "ndim", None) == 0 else v for v in levels)  # tensor elements
+    if not levels:
+        raise InputError("at least one level is needed")
+    for v in levels:
+        check_level(v)
+    if len(set(levels)) < len(levels):
+        raise InputError(f"each level runs at most once, got {levels}")
+    return tuple(int(v) for v in levels)
 
 
 def whole(value: object) -> bool:

@@ -20,7 +20,15 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from .checks import check_alpha, check_device_name, check_precision, check_seed, parse_size
+from .checks import (
+    MIN_SIDE,
+    check_alpha,
+    check_device_name,
+    check_levels,
+    check_precision,
+    check_seed,
+    parse_size,
+)
 from .errors import ImageError, InputError, OutputError, WCTError
 from .paths import VIDEO_SUFFIXES, check_preset_path, check_target, parse_style_spec
 from .progress import progress_bar
@@ -92,13 +100,13 @@ def numbers(
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
-    """'5,4,3' -> (5, 4, 3): distinct levels from 1 to 5, as `pipeline.check_levels` wants, checked
-    without torch (so before a taken output is refused)."""
+    """'5,4,3' -> (5, 4, 3), checked by `checks.check_levels` (distinct levels from 1 to 5; no torch,
+    so before a taken output is refused)."""
     want = "distinct numbers from 1 to 5, comma-separated"
-    levels = numbers(text, "--levels", want)
-    if len(set(levels)) < len(levels) or not set(levels) <= {1, 2, 3, 4, 5}:
-        raise InputError(f"--levels must be {want}, got {text!r}")
-    return tuple(levels)
+    try:
+        return check_levels(tuple(numbers(text, "--levels", want)))
+    except InputError:
+        raise InputError(f"--levels must be {want}, got {text!r}") from None
 
 
 def size_arg(value: int | None, name: str) -> int | None:
@@ -109,9 +117,6 @@ def size_arg(value: int | None, name: str) -> int | None:
     return value
 
 
-TILE_LEAST = 16  # wct.pipeline.MULTIPLE, here without torch: the smallest --tile
-
-
 def tile_arg(text: str) -> int | None:
     """--tile: 'auto' (None: tiles above wct.tiling.AUTO_TILE px), '0' (never) or a size in px."""
     if text.strip().lower() == "auto":
@@ -120,8 +125,8 @@ def tile_arg(text: str) -> int | None:
         value = int(text)
     except ValueError:
         raise InputError(f"--tile must be auto, 0 or a number of pixels, got {text!r}") from None
-    if value != 0 and value < TILE_LEAST:
-        raise InputError(f"--tile must be auto, 0 (no tiling) or at least {TILE_LEAST} px, got {value}")
+    if value != 0 and value < MIN_SIDE:
+        raise InputError(f"--tile must be auto, 0 (no tiling) or at least {MIN_SIDE} px, got {value}")
     return value
 
 

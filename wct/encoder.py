@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from . import checks
-from .checks import check_precision
+from .checks import LEVELS, check_level, check_precision
 from .errors import InputError, WeightsError
 from .images import write_atomic
 from .transform import all_finite
@@ -30,15 +29,12 @@ VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
 ENV_VAR = "WCT_VGG19_WEIGHTS"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-LEVELS = (1, 2, 3, 4, 5)
 PRECISIONS = dict(zip(checks.PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 def relu(level: int) -> str:
     """Name of the layer WCT level `level` works on (relu{level}_1)."""
-    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in LEVELS:
-        raise InputError(f"unknown level {level!r}: levels are 1 to 5 (relu1_1..relu5_1)")
-    return f"relu{level}_1"
+    return f"relu{check_level(level)}_1"
 
 
 def cfg(level: int) -> list:

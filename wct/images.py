@@ -35,14 +35,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from .checks import as_number
+from .checks import MIN_SIDE, as_number
 from .errors import ImageError, InputError, OutputError
 from .paths import VIDEO_SUFFIXES, check_target, write_error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
-MIN_SIDE = 16  # relu5_1 is 1/16 of the input
 SRGB = ImageCms.createProfile("sRGB")
 ImageLike = str | os.PathLike | Image.Image | Tensor
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-import numbers
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .checks import check_alpha, check_seed, texture_size, whole
+from .checks import check_alpha, check_levels, check_seed, texture_size, whole
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
@@ -54,24 +53,6 @@ class Style:
     def __repr__(self) -> str:  # the dataclass repr prints every tensor: 45,000 characters
         counts = ", ".join(f"relu{k}_1: {s.count} px" for k, s in sorted(self.stats.items()))
         return f"Style({counts})"
-
-
-def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
-    """Levels as a tuple of ints in 1..5; a single int is one level."""
-    if getattr(levels, "ndim", None) == 0:  # a 0-d array or tensor
-        levels = levels.item()
-    if isinstance(levels, numbers.Integral):
-        levels = (levels,)
-    if isinstance(levels, str | bytes) or not isinstance(levels, Iterable):
-        raise InputError(f"levels must be a sequence of levels 1..5, such as (5, 4, 3, 2, 1), got {levels!r}")
-    levels = tuple(v.item() if getattr(v, "ndim", None) == 0 else v for v in levels)  # tensor elements
-    if not levels:
-        raise InputError("at least one level is needed")
-    for v in levels:
-        relu(v)
-    if len(set(levels)) < len(levels):
-        raise InputError(f"each level runs at most once, got {levels}")
-    return tuple(int(v) for v in levels)
 
 
 def once(weights: Sequence[float] | None) -> Sequence[float] | None:
