@@ -591,7 +591,7 @@ def test_the_page_is_told_what_was_stretched_or_resized(session):
             r = client.post(f"/api/sessions/{sid}/preview", json=p | {"alpha": alpha})
             assert r.status_code == 200, r.text
             assert json.loads(r.headers["x-notes"]) == [
-                "the style is only 10x8 px: stretched to at least 16 px a side"
+                "tiny.png: the style is only 10x8 px: stretched to at least 16 px a side"
             ], where
     job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
     with client.stream("GET", f"/api/sessions/{sid}/jobs/{job}/events") as events:
@@ -612,6 +612,23 @@ def test_the_page_is_told_what_was_stretched_or_resized(session):
             last = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")][-1]
         assert last["notes"] == note
     client.delete(f"/api/sessions/{sid}")
+
+
+def test_each_styles_note_names_its_style(session):
+    """Two tiny styles at once: each note says which style it is about, and alike notes of two
+    styles both stay (they used to read the same, unnamed, and the second was dropped)."""
+    client, sid, content, _ = session
+    ids = []
+    for k, name in enumerate(("dots.png", "lines.png")):
+        tiny = png_bytes(painting(10, 8, seed=k))
+        ids.append(client.post(f"/api/sessions/{sid}/images?name={name}", content=tiny).json()["id"])
+    p = {"content": content, "styles": ids, "levels": [2, 1], "size": 64}
+    r = client.post(f"/api/sessions/{sid}/preview", json=p)
+    assert r.status_code == 200, r.text
+    assert json.loads(r.headers["x-notes"]) == [
+        f"{name}: the style is only 10x8 px: stretched to at least 16 px a side"
+        for name in ("dots.png", "lines.png")
+    ]
 
 
 def test_notes_collect_only_their_own_threads_warnings(recwarn):

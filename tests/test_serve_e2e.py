@@ -65,6 +65,7 @@ def browser():
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for get_log
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
     yield driver
     driver.quit()
@@ -260,6 +261,53 @@ def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser):
         webdriver.ActionChains(browser).send_keys(Keys.TAB).perform()
         reached.append(browser.execute_script("const e = document.activeElement; return e.id || e.value"))
     assert reached == order
+
+
+def test_the_page_loads_without_console_errors(server, browser):
+    """Nothing the page asks for is missing: browsers ask for /favicon.ico unless the page names
+    an icon, and its 404 was an error in the console."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+    time.sleep(0.5)  # the icon is asked for after the page has loaded
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_the_readouts_are_live_regions(server, browser):
+    """Screen readers announce each new preview timing and render message (#latency) as they do
+    the notes: all three readouts are polite live regions, the error an assertive one."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+    browser.execute_script("for (const id of ['notes', 'error']) document.getElementById(id).hidden = false")
+    root = browser.execute_cdp_cmd("DOM.getDocument", {})["root"]["nodeId"]
+    live = {}
+    for element in ("latency", "notes", "error"):
+        node = browser.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": f"#{element}"})
+        ax = browser.execute_cdp_cmd("Accessibility.getPartialAXTree", {**node, "fetchRelatives": False})
+        props = {p["name"]: p["value"].get("value") for p in ax["nodes"][0].get("properties", [])}
+        live[element] = props.get("live")
+    assert live == {"latency": "polite", "notes": "polite", "error": "assertive"}
+
+
+def test_removing_the_photo_or_the_last_style_clears_the_preview(server, browser, tmp_path):
+    """The preview, its timing and its notes are of the images shown: with the photo (or the last
+    style) removed they go, instead of showing a stylised photo that is no longer there."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    landscape(96, 64).save(photo := tmp_path / "photo.png")
+    painting(10, 8).save(tiny := tmp_path / "tiny.png")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+    hint = browser.find_element(By.ID, "latency").text
+    browser.find_element(By.ID, "style-input").send_keys(str(tiny))
+    for remove in ("#content .thumb button", "#styles .thumb button"):
+        browser.find_element(By.ID, "content-input").send_keys(str(photo))
+        wait.until(lambda d: previews(d) >= 1 and d.find_element(By.ID, "notes").is_displayed())
+        assert "tiny.png: the style is only 10x8 px" in browser.find_element(By.ID, "notes").text
+        browser.find_element(By.CSS_SELECTOR, remove).click()
+        wait.until(lambda d: previews(d) == 0)
+        assert browser.find_element(By.ID, "latency").text == hint
+        assert not browser.find_element(By.ID, "notes").is_displayed()
 
 
 def test_a_server_out_of_reach_is_named_not_failed_to_fetch(server, browser, tmp_path):

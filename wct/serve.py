@@ -477,7 +477,8 @@ class Engine:
                 im = image(session, sid)
                 with noted() as notes:
                     style = self.s.style(im, STYLE_SIZE if max(im.size) > STYLE_SIZE else None)
-                session.styles[sid], session.style_notes[sid] = style, notes
+                name = session.names.get(sid, "style")  # several styles: say which one
+                session.styles[sid], session.style_notes[sid] = style, [f"{name}: {n}" for n in notes]
         return [session.styles[sid] for sid in p.styles]
 
     def frame(self, session: Session, p: Params) -> tuple[bytes, list[str], float]:

@@ -103,7 +103,7 @@ function thumb(item, onRemove) {  // the remove button names what it removes
 function draw() {
   const content = $("content");
   content.replaceChildren();
-  if (state.content) content.append(thumb(state.content, () => { forget(state.content); state.content = null; draw(); }));
+  if (state.content) content.append(thumb(state.content, () => { forget(state.content); state.content = null; draw(); preview(); }));
   const several = state.styles.length > 1;
   $("mask-drop").hidden = !several;
   if (!several && state.mask) { forget(state.mask); state.mask = null; }
@@ -145,12 +145,24 @@ function params() {
   return p;
 }
 
+const HINT = $("latency").textContent;  // what the page says before the first preview
+
+// With no photo or no style the last preview goes, with what it said: it showed images since removed.
+function clearPreview() {
+  const img = $("preview");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.removeAttribute("src");
+  $("latency").textContent = HINT;
+  showNotes([]);
+  showError("", "preview");
+}
+
 const json = (body) => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
 // One preview in flight at a time; moves during it are folded into one more request.
 async function preview() {
-  if (!state.content || !state.styles.length) return;
   if (state.inflight) { state.again = true; return; }
+  if (!state.content || !state.styles.length) { clearPreview(); return; }
   state.inflight = true;
   const p = params();
   const t0 = performance.now();
