@@ -133,3 +133,13 @@ def test_a_cuda_device_beyond_the_gpus_present_is_an_input_error(monkeypatch):
     for bad in ("cuda:1", "cuda:3", torch.device("cuda", 2)):
         with pytest.raises(InputError, match="cuda:0 to cuda:0"):
             resolve_device(bad)
+
+
+def test_an_image_with_nan_or_inf_pixels_is_an_input_error(encoder):
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.rand(1, 3, 32, 32)
+        x[0, 1, 5, 7] = bad
+        with pytest.raises(InputError, match="NaN or Inf"):
+            encoder(x, 3)
+        with pytest.raises(InputError, match="NaN or Inf"):
+            encoder.extract(x.half(), ["relu1_1"])

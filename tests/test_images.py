@@ -372,11 +372,36 @@ def test_tensors_without_values_or_channels_last_are_clear_input_errors():
             load_image(x)
     with pytest.raises(InputError, match=r"got \(8, 9, 3\) \(channels last\? use x.permute\(2, 0, 1\)\)$"):
         load_image(torch.rand(8, 9, 3))
-    for a in (np.zeros((8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.float32)):
-        with pytest.raises(InputError, match=r"numpy arrays .* torch.from_numpy\(a\).permute\(2, 0, 1\)"):
-            load_image(a)
     x = torch.rand(8, 8, 3, requires_grad=True).permute(2, 0, 1)  # non-contiguous, with a graph
     torch.testing.assert_close(load_image(x), x.detach()[None])
+
+
+def test_numpy_arrays_are_images_as_pil_gives_them_and_checked_as_tensors():
+    import torch
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    want = load_image(Image.fromarray(a))
+    read_only = np.asarray(Image.fromarray(a))  # not writable: torch.from_numpy would warn
+    for x in (a, a / 255, (a / 255).astype(">f4"), read_only, a[::-1][::-1]):  # 0..255, [0, 1], ...
+        torch.testing.assert_close(load_image(x), want)
+    torch.testing.assert_close(load_image(a[..., 0]), want[:, :1].expand(1, 3, 20, 30))  # grey
+    assert load_image(a, 15).shape == (1, 3, 10, 15)
+    f = (a / 255).astype(np.float32)
+    x = load_image(f)
+    f[0, 0] = 0.5
+    assert x[0, :, 0, 0].tolist() == (a[0, 0] / 255).astype(np.float32).tolist()  # a copy, not a view
+    bad = {
+        r"got \(3, 8, 8\) \(channels first\? use torch.from_numpy\(a\)\)": np.zeros((3, 8, 8), np.float32),
+        r"\(H, W, 3\) RGB or \(H, W\) grey, got \(8, 8, 4\)$": np.zeros((8, 8, 4), np.uint8),
+        "uint8 in 0..255 or floats in .0, 1., got int64": np.zeros((8, 8, 3), np.int64),
+        "no pixels": np.zeros((0, 8, 3), np.uint8),
+        "NaN or Inf": np.full((8, 8, 3), np.nan),
+        r"in \[0, 1\]": np.full((8, 8, 3), 255.0),
+    }
+    for message, x in bad.items():
+        with pytest.raises(InputError, match=message):
+            load_image(x)
 
 
 def test_a_pil_image_whose_file_cannot_be_read_is_an_image_error(tmp_path):

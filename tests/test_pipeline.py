@@ -511,3 +511,17 @@ def test_a_batch_given_as_a_style_is_refused_as_such(stylizer):
     with pytest.raises(InputError, match="a style is one image, got a batch of 2"):
         stylizer.style(torch.rand(2, 3, 64, 64))
     assert stylizer.style(torch.rand(1, 3, 64, 64), levels=(1,))[1].count == 64 * 64
+
+
+def test_numpy_images_as_imageio_reads_them_work_wherever_pil_images_do(stylizer):
+    import numpy as np
+
+    a = (stripes(48, 64)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
+    im = Image.fromarray(a)
+    out = wct.stylize(a, a, levels=(2, 1), size=None)  # was an InputError, then a TypeError on alpha
+    assert out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(wct.stylize(im, im, levels=(2, 1), size=None)))
+    style = stylizer.style(a / 255, levels=(2, 1))
+    y = stylizer.stylize(a, style, levels=(2, 1))
+    assert y.shape == (1, 3, 48, 64)
+    torch.testing.assert_close(y, stylizer.stylize(im, style, levels=(2, 1)))

@@ -283,6 +283,8 @@ class Encoder(nn.Module):
             raise InputError(f"expected an image batch of shape (N, 3, H, W), got {got}")
         if not x.is_floating_point():
             raise InputError(f"expected a float image batch in [0, 1], got {x.dtype}")
+        if not all_finite(x):
+            raise InputError("the image batch contains NaN or Inf")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
         least = min_side(NAMES[last])

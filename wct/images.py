@@ -43,7 +43,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 SRGB = ImageCms.createProfile("sRGB")
-ImageLike = str | os.PathLike | Image.Image | Tensor
+ImageLike = str | os.PathLike | Image.Image | Tensor | np.ndarray
 
 # What Pillow's decoders raise on malformed data (found by scripts/fuzz_images.py).
 DECODE_ERRORS = (
@@ -320,9 +320,9 @@ def alpha_channel(
 ) -> Image.Image | None:
     """The alpha channel of a path or PIL image, resized to `size` (w, h); None if it has none.
 
-    Tensors carry no alpha. A fully opaque alpha channel counts as none.
+    Tensors and numpy arrays carry no alpha. A fully opaque alpha channel counts as none.
     """
-    if isinstance(image, Tensor):
+    if isinstance(image, Tensor | np.ndarray):
         return None
     if isinstance(image, Image.Image):
         im = image
@@ -402,10 +402,29 @@ def loaded(im: Image.Image) -> Image.Image:
     return im
 
 
+def array_to_tensor(a: np.ndarray) -> Tensor:
+    """An (H, W, 3) RGB or (H, W) grey numpy array (as imageio and Pillow give; OpenCV's are BGR)
+    as a (3, H, W) tensor of its own (a copy), uint8 or float, for `load_image` to check."""
+    if a.ndim not in (2, 3) or a.ndim == 3 and a.shape[2] != 3:
+        first = " (channels first? use torch.from_numpy(a))" if a.ndim == 3 and a.shape[0] == 3 else ""
+        raise InputError(f"numpy image arrays must be (H, W, 3) RGB or (H, W) grey, got {a.shape}{first}")
+    if 0 in a.shape:
+        raise InputError(f"the image array has no pixels: shape {a.shape}")
+    if a.dtype != np.uint8 and a.dtype.kind != "f":
+        raise InputError(f"numpy image arrays must be uint8 in 0..255 or floats in [0, 1], got {a.dtype}")
+    rgb = a if a.ndim == 3 else a[..., None].repeat(3, axis=2)
+    dtype = np.float64 if a.itemsize > 8 else a.dtype.newbyteorder("=")
+    a = np.array(rgb, dtype)  # writable, native byte order, positive strides: what torch takes
+    return torch.from_numpy(a).permute(2, 0, 1)
+
+
 def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None = None) -> Tensor:
-    """A path, PIL image or tensor as a (1, 3, H, W) tensor in [0, 1], longer side scaled to `size`.
-    Tensors hold values in [0, 1], or 0..255 if uint8 (as torchvision reads images)."""
+    """A path, PIL image, tensor or numpy array as a (1, 3, H, W) tensor in [0, 1], longer side
+    scaled to `size`. Tensors hold values in [0, 1], or 0..255 if uint8 (as torchvision reads
+    images); numpy arrays are (H, W, 3) RGB or (H, W) grey (see `array_to_tensor`), as tensors."""
     check_max_pixels(max_pixels)
+    if isinstance(image, np.ndarray):
+        image = array_to_tensor(image)  # then checked as tensors are
     if isinstance(image, Tensor):
         if image.is_meta or image.layout != torch.strided:
             kind = "meta" if image.is_meta else str(image.layout)
@@ -441,13 +460,8 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
         im = to_srgb(loaded(image))
     elif isinstance(image, (str, os.PathLike)):
         im = open_image(image, max_pixels)
-    elif isinstance(image, np.ndarray):
-        raise InputError(
-            "numpy arrays are not taken as images: pass torch.from_numpy(a).permute(2, 0, 1) for an "
-            "(H, W, 3) array (uint8, or floats in [0, 1]), or Image.fromarray(a) for a uint8 one"
-        )
     else:
-        raise InputError(f"expected a path, PIL image or tensor, got {type(image).__name__}")
+        raise InputError(f"expected a path, PIL image, tensor or numpy array, got {type(image).__name__}")
     w, h = scaled_size(im.width, im.height, size)
     if (w, h) != im.size:
         im = im.resize((w, h), Image.Resampling.LANCZOS)

@@ -265,8 +265,8 @@ class Stylizer:
     ) -> Tensor:
         """Stylise an (N, 3, H, W) batch in [0, 1] (uint8: 0..255), each image with its own
         statistics; returns the same shape, in [0, 1], as float32 on this Stylizer's device and
-        without gradients (any input dtype). A path or PIL image is read as a batch of one, at its
-        own size, without its alpha channel (`wct.stylize` puts it back).
+        without gradients (any input dtype). A path, PIL image or numpy array is read as a batch of
+        one, at its own size, without its alpha channel (`wct.stylize` puts it back).
 
         A style is a `Style` from `style` (computed once, for reuse) or anything `style` takes.
         Several styles are interpolated with `weights` (default equal), or, with `mask` (H, W)
@@ -393,8 +393,8 @@ def stylize(
     tile: int | None = None,
     precision: str = "fp32",
 ) -> Image.Image:
-    """Repaint `content` in the style of `style`; paths, PIL images or (3, H, W) tensors in [0, 1]
-    (uint8: 0..255).
+    """Repaint `content` in the style of `style`; paths, PIL images, (3, H, W) tensors in [0, 1]
+    (uint8: 0..255) or (H, W, 3) numpy arrays (see `images.load_image`).
 
     `size` scales the content's longer side (None keeps it); `style_size` likewise for the style.
     A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
