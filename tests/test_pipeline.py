@@ -505,6 +505,7 @@ def test_style_weights_may_be_a_generator_read_once(stylizer):
 def test_a_style_prints_in_one_short_line(stylizer):
     style = stylizer.style(gradient_image(64, 64), levels=(2, 1))
     assert repr(style) == "Style(relu1_1: 4096 px, relu2_1: 1024 px)"
+    assert repr(style[2]) == "FeatureStats(128 channels, 1024 px, torch.float64)"
 
 
 def test_a_batch_given_as_a_style_is_refused_as_such(stylizer):

@@ -60,6 +60,9 @@ class FeatureStats:
     def coloring(self) -> Tensor:
         return coloring_matrix(self.cov)
 
+    def __repr__(self) -> str:  # the dataclass repr prints every tensor: 12,600 characters at 512
+        return f"FeatureStats({self.total.shape[0]} channels, {self.count} px, {self.total.dtype})"
+
     def __add__(self, other: FeatureStats) -> FeatureStats:
         if not isinstance(other, FeatureStats):
             return NotImplemented
