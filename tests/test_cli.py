@@ -909,3 +909,66 @@ def test_an_empty_input_path_is_refused_not_read_as_the_current_folder(pair, tmp
     ):
         assert_clean_error(wct_cli(*args), f"{name} is an empty path: name the file or folder to read")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_refuses_an_empty_input_path_before_torch(pair, tmp_path):
+    """An empty STYLE, CONTENT, IMAGE, --style, --mask or bench folder (an unset shell variable) was
+    read as the current folder: `stylize --style ""` stylised with every image there; the others
+    failed after torch loaded with ". is a directory"."""
+    content, style, out = str(pair / "content.png"), str(pair / "style.jpg"), str(tmp_path / "o.png")
+    report, folder = str(tmp_path / "b"), f"{tmp_path}/"
+    cases = [
+        (["texture", "", "-o", out], "STYLE is an empty path: name the file or folder to read"),
+        (["style-stats", "", "-o", str(tmp_path / "p.safetensors")], "STYLE is an empty path"),
+        (["gatys", "", style, "-o", out, "--steps", "0"], "CONTENT is an empty path"),
+        (["gatys", content, "", "-o", out, "--steps", "0"], "STYLE is an empty path"),
+        (["invert", "", "-o", out, "--steps", "0"], "IMAGE is an empty path"),
+        (["stylize", content, "--style", "", "-o", folder, "--levels", "0"], "--style is an empty path"),
+        (["stylize", content, style, "--mask", "", "-o", out, "--levels", "0"], "--mask is an empty path"),
+        (["bench", "--contents", "", "--sizes", "x", "-o", report], "--contents is an empty path"),
+        (["bench", "--pair", f",{style}", "-o", report], "--pair takes CONTENT,STYLE"),
+    ]
+    assert_errors_before_torch(cases)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_outputs_differ_by_more_than_case(pair, tmp_path):
+    """a.jpg and A.png made a__style.png and A__style.png: one file on a case-insensitive file
+    system (macOS's default), so with --overwrite the second replaced the first."""
+    from wct.cli import jobs
+
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    for name in ("a.jpg", "A.png", "b.png"):
+        (contents / name).write_bytes((pair / "content.png").read_bytes())
+    outputs = [o.name for _, _, o in jobs(contents, pair / "style.jpg", tmp_path / "out", folder=True)]
+    assert sorted(outputs) == ["A.png__style.png", "a.jpg__style.png", "b__style.png"]
+    assert len({o.casefold() for o in outputs}) == 3
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
+def test_a_gatys_run_whose_terminal_closes_keeps_its_image_and_exits_129(pair, tmp_path):
+    """SIGHUP as an ssh session drops: the progress bar's last write to the closed terminal failed
+    (EIO) and replaced the interruption, so the image so far was lost, the history's error was
+    "OSError: [Errno 5] Input/output error" and the exit status 1."""
+    import json
+    import pty
+    import time
+
+    out, history = tmp_path / "g.png", tmp_path / "h.json"
+    args = ["gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32"]
+    args += ["--steps", "100000", "--history", str(history)]
+    pid, fd = pty.fork()  # the child's controlling terminal: closing `fd` hangs it up
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "wct", *args])
+    shown, deadline = b"", time.monotonic() + 120
+    while b"total" not in shown and time.monotonic() < deadline:  # a step's losses: the run is going
+        try:
+            shown += os.read(fd, 65536)
+        except OSError:  # the child ended
+            break
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129, shown.decode(errors="replace")[-2000:]
+    assert json.loads(history.read_text())["error"] == "interrupted"
+    assert "wct:interrupted" in Image.open(out).text

@@ -262,11 +262,11 @@ def inputs_in(folder: Path, out: Path, presets: bool = False) -> list[Path]:
 
 
 def output_names(files: list[Path], root: Path) -> dict[Path, str]:
-    """A distinct name for each file: its stem, or, where stems clash, its path under `root`
-    with '-' for '/' and its suffix kept."""
-    stems = [f.stem for f in files]
+    """A distinct name for each file: its stem, or, where stems clash (in any case: a.jpg and A.png
+    would share a file on macOS), its path under `root` with '-' for '/' and its suffix kept."""
+    stems = [f.stem.casefold() for f in files]
     out = {
-        f: f.stem if stems.count(f.stem) == 1 else f.relative_to(root).as_posix().replace("/", "-")
+        f: f.stem if stems.count(f.stem.casefold()) == 1 else f.relative_to(root).as_posix().replace("/", "-")
         for f in files
     }
     if len(set(out.values())) < len(files):
@@ -304,7 +304,12 @@ def stylize(
         metavar="<path>",
         help="Style image or preset, PATH or PATH:WEIGHT (repeatable: blend or --mask).",
     ),
-    mask: Path | None = typer.Option(None, help="Image whose distinct values label regions; i-th: style i."),
+    mask: Path | None = typer.Option(
+        None,
+        parser=in_arg("--mask"),
+        metavar="<path>",
+        help="Image whose distinct values label regions; i-th: style i.",
+    ),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the content's colours."),
     max_pixels: int | None = typer.Option(
         None,
@@ -583,7 +588,9 @@ def video(
 
 @app.command()
 def texture(
-    style: Path = typer.Argument(..., help="Style image or .safetensors preset."),
+    style: Path = typer.Argument(
+        ..., parser=in_arg("STYLE"), metavar="style", help="Style image or .safetensors preset."
+    ),
     output: Path = out_option(..., "Output image."),
     size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
     seed: int = typer.Option(0, help="Seed of the starting noise (same seed, same texture)."),
@@ -617,7 +624,9 @@ def texture(
 
 @app.command("style-stats")
 def style_stats(
-    style: Path = typer.Argument(..., help="Style image, or a .safetensors preset to copy."),
+    style: Path = typer.Argument(
+        ..., parser=in_arg("STYLE"), metavar="style", help="Style image, or a .safetensors preset to copy."
+    ),
     output: Path = out_option(..., "Preset file to write (.safetensors)."),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
     tile: str = TileOpt,
@@ -817,6 +826,7 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
     def on_signal(signum: int, frame: object) -> None:
         terminated.append(signum)
         signal.signal(signum, signal.SIG_DFL)  # a second one ends it at once
+        silence_lost_terminal()
         raise KeyboardInterrupt
 
     def interrupted() -> None:
@@ -859,6 +869,19 @@ def run(fn, args: list[str] | None = None, prog_name: str | None = None) -> None
     if code == 130:  # typer returns 130 for Ctrl-C
         interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def silence_lost_terminal() -> None:
+    """Point stdout and stderr at os.devnull where they can no longer be written (the terminal
+    closed: SIGHUP), so that a stopping run's last messages (its progress bar, "wrote ...") do not
+    fail with EIO before it has saved its work, as `wct gatys` saves the image so far."""
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"")
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def sleeping_threads() -> None:

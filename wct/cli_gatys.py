@@ -19,6 +19,7 @@ from .cli import (
     check_options,
     check_output,
     console,
+    in_arg,
     must_exist,
     must_exist_as,
     numbers,
@@ -198,8 +199,10 @@ def texture_arg(text: str | None) -> tuple[int, int] | None:
 
 @app.command("gatys")
 def gatys_command(
-    content: Path | None = typer.Argument(None, help="Content photo (omit with --no-content)."),
-    style: Path | None = typer.Argument(None, help="Style image."),
+    content: Path | None = typer.Argument(
+        None, parser=in_arg("CONTENT"), metavar="content", help="Content photo (omit with --no-content)."
+    ),
+    style: Path | None = typer.Argument(None, parser=in_arg("STYLE"), metavar="style", help="Style image."),
     output: Path = out_option(..., "Output image."),
     no_content: bool = typer.Option(False, "--no-content", help="Texture synthesis: STYLE only, from noise."),
     texture_size: str | None = typer.Option(
@@ -299,7 +302,9 @@ def gatys_command(
 
 @app.command()
 def invert(
-    image: Path = typer.Argument(..., help="Image whose features are inverted."),
+    image: Path = typer.Argument(
+        ..., parser=in_arg("IMAGE"), metavar="image", help="Image whose features are inverted."
+    ),
     output: Path = out_option(..., "Output image."),
     layer: str = typer.Option("relu3_1", help="VGG19 layer, e.g. relu1_1, relu3_1, relu4_2, relu5_1."),
     steps: int = typer.Option(300, help="Optimiser steps."),
@@ -365,9 +370,10 @@ def parse_pairs(texts: Sequence[str]) -> list[tuple[Path, Path]]:
     """--pair 'content,style' texts as existing file pairs."""
     out = []
     for t in texts:
-        parts = [Path(v.strip()) for v in t.split(",")]
-        if len(parts) != 2:
+        names = [v.strip() for v in t.split(",")]
+        if len(names) != 2 or not all(names):  # not '' as the current folder
             raise InputError(f"--pair takes CONTENT,STYLE, got {t!r}")
+        parts = [Path(v) for v in names]
         for p in parts:
             if not p.is_file():
                 raise InputError(f"{p} does not exist")
@@ -389,8 +395,15 @@ def given(ctx: typer.Context, name: str) -> bool:
 @app.command()
 def bench(
     ctx: typer.Context,
-    contents: Path = typer.Option(SHARED_DATA / "content", help="Folder of content photos."),
-    styles: Path = typer.Option(SHARED_DATA / "styles", help="Folder of style images."),
+    contents: Path = typer.Option(
+        SHARED_DATA / "content",
+        parser=in_arg("--contents"),
+        metavar="<path>",
+        help="Folder of content photos.",
+    ),
+    styles: Path = typer.Option(
+        SHARED_DATA / "styles", parser=in_arg("--styles"), metavar="<path>", help="Folder of style images."
+    ),
     pairs: int = typer.Option(4, help="Number of content x style pairs."),
     pair: list[str] = typer.Option(
         [], "--pair", help="CONTENT,STYLE files (repeatable); in place of --contents, --styles and --pairs."

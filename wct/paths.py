@@ -81,7 +81,10 @@ def parse_style_spec(text: str) -> tuple[Path, float | None]:
 
     Only a trailing ':NUMBER' is a weight, and not when the whole text names an existing file,
     so paths with colons ('C:/x.jpg', 'take:2/a.jpg', even a file named 'a.jpg:2') still work.
+    An empty text (an unset shell variable) is refused, not read as the current folder.
     """
+    if not text:
+        raise InputError("--style is an empty path: name the file or folder to read")
     if Path(text).exists():
         return Path(text), None
     m = _WEIGHTED.match(text)
