@@ -241,6 +241,8 @@ def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
 
 def test_check_target_refuses_every_output_that_would_lose_something(tmp_path):
     """One check for every writer (CLI, atomic_save, presets, videos, bench reports)."""
+    import os
+
     from wct.errors import OutputError
     from wct.images import atomic_save
     from wct.paths import check_target
@@ -248,8 +250,11 @@ def test_check_target_refuses_every_output_that_would_lose_something(tmp_path):
     mine, photo = tmp_path / "mine.txt", tmp_path / "photo.png"
     mine.write_text("my notes")
     Image.new("RGB", (8, 8)).save(photo)
+    other_name = tmp_path / "PHOTO.png"  # the input under another name: a hard link, or macOS's case
+    os.link(photo, other_name)
     for args, message in (
         ((photo, True, (photo,)), "refusing to write over the input"),
+        ((other_name, True, (photo,)), "refusing to write over the input"),
         ((tmp_path / "h.json", True, (), (tmp_path / "h.json",)), "is also the output image"),
         ((tmp_path, True), "is a directory"),
         ((mine / "o.png", True), f"{mine} is a file, not a directory"),

@@ -25,7 +25,7 @@ def check_target(
     `option`: "overwrite=True" from Python). A path that cannot even be looked up (a name too
     long...) is the OSError, which the CLI prints with the name shortened."""
     path = Path(path)
-    if any(path.resolve() == Path(p).resolve() for p in protect):
+    if any(same_file(path, p) for p in protect):
         raise OutputError(f"refusing to write over the input {path}")
     if any(path.resolve() == Path(p).resolve() for p in others):
         raise OutputError(f"{path} is also the output image: give another file name")
@@ -39,6 +39,17 @@ def check_target(
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists: pass {option} to replace it")
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same resolved path, or one existing file under two
+    names (a hard link, or another case on a case-insensitive disk such as macOS's)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
 
 
 def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
