@@ -1,5 +1,6 @@
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -558,8 +559,9 @@ def test_info_flags_a_decoder_for_other_encoder_weights(tmp_path, wct_cli, monke
 
 def test_average_decoders_prints_the_output_name_on_one_line(tmp_path, wct_cli):
     out = tmp_path / ("the averaged decoder of two long fine-tuning runs " * 2 + ".safetensors")
-    file = str(DECODER_DIR / "relu1_1.safetensors")
-    r = wct_cli("average-decoders", file, file, "-o", str(out))
+    file, copy = str(DECODER_DIR / "relu1_1.safetensors"), str(tmp_path / "copy.safetensors")
+    shutil.copy(file, copy)  # one file given twice is refused
+    r = wct_cli("average-decoders", file, copy, "-o", str(out))
     assert r.returncode == 0 and r.stdout == f"averaged 2 relu1_1 decoders -> {out}\n", r.stdout
 
 

@@ -519,9 +519,26 @@ def test_a_run_that_diverges_stops_with_an_error_and_saves_nothing_broken(data, 
         train(config(data, out, steps=8, val=None, lr=1e6, warmup=0, resume=True))
     assert [(out / f).read_bytes() for f in files] == kept
     with pytest.raises(TrainingError, match="Nothing was saved"):
-        train(config(data, tmp_path / "nan2", steps=4, lr=1e6, warmup=0, val=None))
+        train(config(data, tmp_path / "nan2" / "run", steps=4, lr=1e6, warmup=0, val=None))
+    assert not (tmp_path / "nan2").exists()  # the folders it made are removed, not left empty
+    (mine := tmp_path / "mine").mkdir()
+    with pytest.raises(TrainingError, match="Nothing was saved"):
+        train(config(data, mine, steps=4, lr=1e6, warmup=0, val=None))
+    assert mine.is_dir()  # the user's own folder stays
     with pytest.raises(TrainingError, match=r"last.pt is kept as it was: --resume"):  # step 0's, with --val
         train(config(data, tmp_path / "nan3", steps=8, lr=1e6, warmup=0, val_every=1, ckpt_every=100))
+
+
+@pytest.mark.parametrize("scored", [False, True])
+def test_a_run_that_diverges_between_checks_is_named_so_not_a_bad_image(data, tmp_path, scored):
+    # the feature loss encodes the decoder's output: non-finite, the encoder would refuse it as input
+    from wct.errors import TrainingError
+
+    kept = "last.pt is kept as it was: --resume" if scored else "Nothing was saved"
+    val = str(data) if scored else None
+    cfg = config(data, tmp_path / "run", val=val, lr=1e6, warmup=0, feature_from=0.0)
+    with pytest.raises(TrainingError, match=rf"diverged by step \d.*lower --lr.*{kept}"):
+        train(replace(cfg, ckpt_every=100, val_every=100))  # checked at the last step only
 
 
 def test_resuming_with_other_processes_or_amp_is_reported(data, tmp_path):
@@ -730,6 +747,17 @@ def test_the_progress_bar_counts_every_step_and_ends_full(data, tmp_path, monkey
     assert bars[0].tasks[0].completed == 6  # it stood at 0 until step 25, and a run ended short of full
 
 
+def test_resume_at_a_level_without_a_checkpoint_names_the_runs_out_holds(data, tmp_path, capsys):
+    from wct.train import check_out
+
+    out = tmp_path / "run"
+    train(config(data, out, stop_at=2, val=None))
+    capsys.readouterr()
+    check_out(config(data, out, level=3, resume=True), 0)  # a slip of --level: say so, then start anew
+    held = "(it holds relu2_1.last.pt: check --level)"
+    assert capsys.readouterr().out == f"no relu3_1.last.pt in {out} {held}: starting a new run\n"
+
+
 def test_resuming_a_checkpoint_of_another_level_is_one_clear_error(data, tmp_path):
     out = tmp_path / "run"
     train(config(data, out, stop_at=2, val=None))
@@ -779,6 +807,7 @@ def test_decoder_commands_name_the_option_of_a_bad_input(tmp_path, wct_cli):
         (("eval-decoders", "--data", d, "--decoder", d), f"--decoder {d} is a directory"),
         (("average-decoders", a, d, "-o", soup), f"decoder file {d} is a directory"),
         (("average-decoders", a, missing, "-o", soup), f"decoder file {missing} does not exist"),
+        (("average-decoders", a, a, "-o", soup), f"decoder file {a} is given twice"),  # a soup of one
         (("average-decoders", a, a, "-o", soup, "--val", missing), f"--val {missing} does not exist"),
         (("average-decoders", a, str(decoder_path(2)), "-o", soup, "--weights", "1,nan"), "--weights needs"),
         (("average-decoders", a, str(decoder_path(2)), "-o", soup, "--weights", "0,0"), "--weights needs"),
@@ -967,7 +996,7 @@ def test_ctrl_c_before_the_first_step_writes_nothing_new(data, tmp_path, monkeyp
         with pytest.raises(KeyboardInterrupt):
             train(cfg)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert list((tmp_path / "new").iterdir()) == []
+    assert not (tmp_path / "new").exists()
     assert "interrupted" not in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as it was
 
@@ -1002,6 +1031,33 @@ def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_stays(data, tmp_p
     assert sent == [2, "relu2_1.last.pt"]
     assert load_checkpoint(out / "relu2_1.last.pt")["state"]["step"] == 2  # loadable, as it was
     assert [p.name for p in out.iterdir()] == ["relu2_1.last.pt"]  # no temporary file left
+
+
+def test_ctrl_c_while_the_start_is_scored_checkpoints_it_to_resume(data, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import wct.train
+
+    real = wct.train.reconstruction_scores
+
+    def scores_then_ctrl_c(encoder, decoder, images):  # Ctrl-C during the first validation
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+        return real(encoder, decoder, images)
+
+    sent: list = []
+    monkeypatch.setattr(wct.train, "reconstruction_scores", scores_then_ctrl_c)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data, out, steps=4, ckpt_every=100, val_every=100))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "relu2_1.best.safetensors",
+        "relu2_1.curves.png",
+        "relu2_1.last.pt",
+    ]  # scored and checkpointed, not a lone best file that blocks --resume
+    assert load_checkpoint(out / "relu2_1.last.pt")["state"]["step"] == 0
+    assert "interrupted" not in capsys.readouterr().out  # no step was trained
+    assert train(config(data, out, steps=4, ckpt_every=100, val_every=100, resume=True))["step"] == 4
 
 
 def _ddp_interrupted_worker(rank: int, data: str, out: str, port: int) -> None:

@@ -86,7 +86,7 @@ def eval_decoders(
 
 def decoder_args(files: list[Path], option: str | None = None) -> list[Path]:
     """`files`, or an InputError naming a directory among them or, with `option` (such as
-    --decoder), a file given twice."""
+    --decoder, or "decoder file" for arguments), a file given twice."""
     for i, f in enumerate(files):
         if f.is_dir():
             raise InputError(
@@ -109,10 +109,10 @@ def average_decoders_command(
 ) -> None:
     """Average the weights of decoder runs (a model soup): often better than each run alone."""
     must_exist_as(*(("decoder file", f) for f in files), ("--val", val))
-    decoder_args(files)
     if out.suffix != ".safetensors":
         raise OutputError(f"--out {out} must end in .safetensors")
     check_target(out, overwrite, tuple(files))  # before torch loads
+    decoder_args(files, "decoder file")  # a file given twice would weigh double (--weights does that)
     w = numbers(weights, "--weights", "comma-separated numbers", float) if weights else None
     if w and (len(w) != len(files) or not all(math.isfinite(v) and v >= 0 for v in w) or not any(w)):
         raise InputError(f"--weights needs one finite weight >= 0 per file, not all 0: got {weights!r}")

@@ -677,7 +677,9 @@ def check_out(cfg: Config, rank: int) -> RunFiles:
             f"checkpoint ({last.name}) to resume: give another --out, or move them away"
         )
     if cfg.resume and not last.exists() and rank == 0:
-        print(f"no {last.name} in {out}: starting a new run", flush=True)
+        others = sorted(p.name for p in out.glob("relu?_1.last.pt"))  # another --level's run?
+        held = f" (it holds {', '.join(others)}: check --level)" if others else ""
+        print(f"no {last.name} in {out}{held}: starting a new run", flush=True)
     return files
 
 
@@ -821,6 +823,7 @@ class Run:
     bad: set[str]  # unreadable training files skipped so far
     t0: float  # since when time is not yet counted in state["seconds"]
     seen: int = 0  # images trained on since t0
+    made: tuple[Path, ...] = ()  # the folders of --out this process created, deepest first
 
 
 def build_models(cfg: Config, device: torch.device) -> tuple[Encoder, Decoder]:
@@ -848,8 +851,25 @@ def setup(cfg: Config) -> Run:
     agree(error, world, group)
     if world > 1:
         run.net = torch.nn.parallel.DistributedDataParallel(run.net)
-    Path(run.cfg.out).mkdir(parents=True, exist_ok=True)  # only now: a run refused in setup leaves nothing
+    out = Path(run.cfg.out)
+    run.made = tuple(p for p in (out, *out.parents) if not p.exists())
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run refused in setup leaves nothing
     return run
+
+
+@contextmanager
+def removed_if_empty(folders: tuple[Path, ...]) -> Iterator[None]:
+    """If the block fails, remove those of `folders` (deepest first) that are still empty: a run
+    that stops before it saves anything (diverged, Ctrl-C before its first step) leaves no --out."""
+    try:
+        yield
+    except BaseException:
+        for folder in folders:
+            try:
+                folder.rmdir()  # only an empty one
+            except OSError:
+                break
+        raise
 
 
 def prepare(cfg: Config, group: dist.ProcessGroup | None) -> Run:
@@ -1077,8 +1097,14 @@ def stop(caught: list[int]) -> None:
 def train(cfg: Config) -> dict:
     """Run (or resume) training; returns the final summary. Rank 0 writes all files. Ctrl-C or
     SIGTERM stops the run after the step in progress, checkpointed, then raises KeyboardInterrupt
-    (see `stop`)."""
+    (see `stop`). A run that fails or stops before it saves anything leaves no --out folder."""
     run = setup(cfg)
+    with removed_if_empty(run.made if run.rank == 0 else ()):
+        return train_run(run)
+
+
+def train_run(run: Run) -> dict:
+    """The steps of the run `setup` prepared, and its summary (see `train`)."""
     cfg, state, rank, world = run.cfg, run.state, run.rank, run.world
     run.decoder.train()
     step = saved = first = state["step"]  # saved: the step of the checkpoint in --out
@@ -1087,19 +1113,25 @@ def train(cfg: Config) -> dict:
     task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
     bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
-    if step == 0 and end > 0 and cfg.val is not None and not state["history"]:
-        # the start is a candidate too (fine-tuning never keeps worse), checkpointed with it so that
-        # a run that fails before its first checkpoint can be resumed, not left with a lone best file
-        save(run, 0, validate=True, checkpoint=True, final=False)
     batches = iter(run.loader)
     with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
         try:
             stopped = False
+            if step == 0 and end > 0 and cfg.val is not None and not state["history"]:
+                # the start is a candidate too (fine-tuning never keeps worse), checkpointed with it so
+                # a run that fails (or is stopped) before its first step can be resumed, not left with
+                # a lone best file
+                save(run, 0, validate=True, checkpoint=True, final=False)
             while step < end and done < 1:
                 batch, unreadable, stopped = next_batch(run, batches, caught)
                 if stopped:
                     break
-                loss = train_step(run, batch, unreadable, step, done)
+                try:
+                    loss = train_step(run, batch, unreadable, step, done)
+                except InputError:  # the feature loss refuses the image of a decoder gone non-finite
+                    if finite(run.decoder):
+                        raise
+                    raise TrainingError(diverged(step, math.nan, cfg, run.files.last)) from None
                 step += 1
                 bar.update(task, completed=step)
                 done = done_after(run, step)
