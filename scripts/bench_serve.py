@@ -139,7 +139,8 @@ def main() -> None:
     content, style = landscape(512, 384), painting(384, 384)
     base, server, app = start()
     api, ids = session(base, png(content), png(style))
-    preview = ids | {"size": args.size}  # 512 asked: the preview is at 256 px
+    # the studio previews at min(size, 256) px: at 256 whatever --size, as the report says
+    preview = ids | {"size": max(args.size, serve.PREVIEW_SIZE)}
 
     # 1. Computed previews (no prefetch): the first (alpha 0.3, not among `alphas`) loads the weights
     # and the style's statistics.

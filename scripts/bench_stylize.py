@@ -45,7 +45,10 @@ c, st = images({size})
 s.stylize(c, s.style(st), 0.6)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:  # out of memory, say: why, not a CalledProcessError traceback hiding it
+        why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        sys.exit(f"error: the {size}-px peak-RSS run failed: {why}")
     return int(out.stdout.strip().splitlines()[-1]) / 1024**2
 
 
@@ -64,12 +67,11 @@ def main() -> None:
         ap.error(f"--json {problem}")
     from wct.pipeline import Stylizer
 
+    content, style = images(args.size)  # the photos exist: before a minute of measuring
     torch.set_grad_enabled(False)
     s = Stylizer("cpu")
     vgg_flops, vgg_time = conv_throughput(s.encoder, args.runs)
     throughput = vgg_flops / vgg_time
-
-    content, style = images(args.size)
 
     def full():
         return s.stylize(content, s.style(style), 0.6, (5, 4, 3, 2, 1))

@@ -99,13 +99,31 @@ def child(size: str, tile: str, levels: tuple[int, ...] = (5, 4, 3, 2, 1)) -> di
     }
 
 
+class ChildFailed(Exception):
+    """A size's fresh process failed; the message says which and why."""
+
+
 def run_child(size: str, tile: str, threads: int) -> dict:
     """`size` is a key of SIZES, optionally with levels: '8k:2,1'."""
     size, _, levels = size.partition(":")
     cmd = [sys.executable, __file__, "--child", size, "--tile", tile, "--threads", str(threads)]
     cmd += ["--levels", levels] if levels else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:  # killed for memory at 8K, say: why, not a CalledProcessError traceback
+        why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise ChildFailed(f"the {size} run failed: {why}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_report(path: Path, text: str) -> None:
+    """`text` to `path` whole or not at all (a temporary file renamed into place)."""
+    from wct.errors import OutputError
+    from wct.images import write_atomic
+
+    try:
+        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+    except OutputError as e:
+        sys.exit(f"error: {e}")
 
 
 def check(check_tile: int) -> dict:
@@ -146,7 +164,7 @@ def markdown(report: dict) -> str:
         f"Machine: {report['machine']}, {report['threads']} torch thread(s); alpha {ALPHA}, "
         "style statistics precomputed, weights loaded before timing. Every size runs in a fresh "
         "process. The machine was shared with other jobs (load average in the table), so wall time "
-        "varies; CPU time (one thread) is the fairer measure of work.",
+        "varies; CPU time (of all the threads) is the fairer measure of work.",
         "",
     ]
     if c:
@@ -239,9 +257,15 @@ def main() -> None:
         p.error(f"--threads must be at least 1 and --check-tile 16, got {a.threads} and {a.check_tile}")
     torch.set_num_threads(a.threads)
     if a.report:
+        if a.report.suffix != ".json":  # its .md is written beside it, never over the report itself
+            p.error(f"--report {a.report} must be the .json report")
         if not a.report.is_file():
             p.error(f"--report {a.report} is not a file")
-        a.report.with_suffix(".md").write_text(markdown(json.loads(a.report.read_text())))
+        try:
+            text = markdown(json.loads(a.report.read_text()))
+        except (ValueError, KeyError, TypeError) as e:  # not JSON, or not this script's report
+            p.error(f"--report {a.report} is not a report of this script ({type(e).__name__}: {e})")
+        write_report(a.report.with_suffix(".md"), text)
         return
     if a.child:
         print(json.dumps(child(a.child, a.tile, tuple(int(v) for v in a.levels.split(",")))))
@@ -261,13 +285,16 @@ def main() -> None:
         "check": None if a.no_check else check(a.check_tile),
         "runs": [],
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
+    path = a.out.with_suffix(".json")
     for size in sizes:
-        report["runs"].append(run_child(size, "auto", a.threads))
+        try:
+            report["runs"].append(run_child(size, "auto", a.threads))
+        except ChildFailed as e:
+            sys.exit(f"error: {e}" + (f" (the sizes before it are in {path})" if report["runs"] else ""))
         print(json.dumps(report["runs"][-1]), flush=True)
-        a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")  # partial results too
-    a.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    a.out.with_suffix(".md").write_text(markdown(report))
+        write_report(path, json.dumps(report, indent=2) + "\n")  # partial results too
+    write_report(path, json.dumps(report, indent=2) + "\n")
+    write_report(a.out.with_suffix(".md"), markdown(report))
     print(markdown(report))
 
 

@@ -12,6 +12,7 @@ input. Reported for: no smoothing, statistics smoothing only, output filter only
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -73,8 +74,12 @@ def main() -> None:
     a = p.parse_args()
     if a.frames < 2 or a.threads < 1:  # flicker compares consecutive frames
         p.error(f"--frames must be at least 2 and --threads 1, got {a.frames} and {a.threads}")
-    if not 0 <= a.alpha <= 1 or not a.noise >= 0:
-        p.error(f"--alpha must be between 0 and 1 and --noise at least 0, got {a.alpha} and {a.noise}")
+    if not 0 <= a.alpha <= 1 or not 0 <= a.noise < math.inf:
+        p.error(
+            f"--alpha must be between 0 and 1 and --noise a finite number >= 0, got {a.alpha} and {a.noise}"
+        )
+    if a.size < 1 or not 0 <= a.step < math.inf:  # before the Stylizer loads, not a traceback after
+        p.error(f"--size must be at least 1 and --step a number of px >= 0, got {a.size} and {a.step}")
     from wct.bench import report_problem
 
     if problem := report_problem(a.out, a.overwrite):  # before the work

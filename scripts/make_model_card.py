@@ -16,8 +16,9 @@ from PIL import Image
 from wct.bench import machine
 from wct.decoder import load_decoder
 from wct.encoder import load_encoder
+from wct.errors import OutputError
 from wct.evaluate import PUBLISHED, TARGETS, load_val_images, reconstruction_scores
-from wct.images import list_images, tensor_to_pil
+from wct.images import list_images, tensor_to_pil, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared/data/val"
@@ -50,7 +51,9 @@ def main() -> None:
     images, files = load_val_images(VAL), list_images(VAL)
     if len(images) != len(files):  # a skipped image would shift the picture's index
         raise SystemExit(f"{len(files) - len(images)} of {len(files)} val images were skipped (see above)")
-    pick = next(i for i, p in enumerate(files) if PICTURE_IMAGE in p.name)
+    pick = next((i for i, p in enumerate(files) if PICTURE_IMAGE in p.name), None)
+    if pick is None:  # before minutes of scoring, not a StopIteration after loading
+        raise SystemExit(f"error: no {PICTURE_IMAGE} among the val images in {VAL} (the picture shows it)")
     rows, tiles, metas = [], [tensor_to_pil(images[pick])], {}
     for level in range(1, 6):
         dec = load_decoder(level, "cpu")
@@ -69,8 +72,6 @@ def main() -> None:
     sheet = Image.new("RGB", (w * 3 + 16, h * 2 + 8), "white")
     for i, t in enumerate(tiles):
         sheet.paste(t, ((i % 3) * (w + 8), (i // 3) * (h + 8)))
-    PICTURE.parent.mkdir(exist_ok=True)
-    sheet.save(PICTURE, optimize=True)
     table = "\n".join(
         [
             "| level | PSNR (dB) | SSIM | first bar (dB) | target (dB) | published WCT (dB) | steps | crop "
@@ -82,7 +83,11 @@ def main() -> None:
     card = (ROOT / "decoders/README.template.md").read_text()
     hardware = f"Scored on {machine('cpu')}, fp32; trained there (CPU) unless the last column says otherwise"
     card = card.replace("SCORES_TABLE", table).replace("HARDWARE", hardware)
-    CARD.write_text(card)
+    try:  # each whole or not at all: a temporary file renamed into place
+        write_atomic(PICTURE, lambda tmp: sheet.save(tmp, "PNG", optimize=True))
+        write_atomic(CARD, lambda tmp: Path(tmp).write_text(card))
+    except OutputError as e:
+        raise SystemExit(f"error: {e}") from None
     print(table)
 
 

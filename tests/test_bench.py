@@ -611,3 +611,219 @@ def test_bench_names_the_option_of_a_missing_folder(tmp_path, wct_cli):
         r = wct_cli("bench", *args, "-o", str(tmp_path / "out"))
         assert r.returncode == 1 and f"error: {said} {tmp_path}" in r.stderr and "does not exist" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def tiling_run(size: str) -> dict:
+    """A made-up bench_tiling record of one size (the measurements are not under test)."""
+    return {"size": size, "levels": "5,4,3,2,1", "width": 1024, "height": 576, "tiled": False, "tile": 512,
+            "seconds": 1.0, "cpu_seconds": 1.0, "cpu_seconds_per_mp": 1.7, "peak_rss_gb": 1.0,
+            "load_average": [0.0, 0.0]}  # fmt: skip
+
+
+def test_bench_tiling_writes_its_reports_whole_or_not_at_all(tmp_path, monkeypatch):
+    tiling = load_script("bench_tiling")
+    monkeypatch.setattr(tiling, "run_child", lambda size, tile, threads: tiling_run(size))
+    out = tmp_path / "tiling"
+    for suffix in (".json", ".md"):
+        out.with_suffix(suffix).write_text("an earlier report")
+    write_text = Path.write_text
+
+    def disk_full(path, text, *args, **kwargs):  # half the report, then no space left
+        write_text(path, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    threads = str(torch.get_num_threads())  # as they are: main sets them for the whole process
+    argv = ["bench_tiling.py", "--sizes", "1024", "--no-check", "--out", str(out), "--overwrite"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--threads", threads])
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", disk_full)
+        with pytest.raises(SystemExit) as e:
+            tiling.main()
+    assert "No space left" in str(e.value.code)
+    assert [p.read_text() for p in sorted(tmp_path.iterdir())] == ["an earlier report"] * 2  # no temp file
+    tiling.main()
+    assert json.loads(out.with_suffix(".json").read_text())["runs"] == [tiling_run("1024")]
+    assert "| 1024 | 5,4,3,2,1 | 1024x576 | no |" in out.with_suffix(".md").read_text()
+
+
+def test_bench_tiling_says_why_a_size_failed_and_keeps_the_sizes_before_it(tmp_path, monkeypatch):
+    import subprocess
+
+    tiling = load_script("bench_tiling")
+
+    def run(cmd, **kwargs):  # the fresh process of each size: 4K runs out of memory
+        size = cmd[cmd.index("--child") + 1]
+        if size == "4k":
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\n"
+                                               "RuntimeError: not enough memory")  # fmt: skip
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(tiling_run(size)) + "\n", "")
+
+    monkeypatch.setattr(tiling.subprocess, "run", run)
+    out = tmp_path / "tiling"
+    threads = str(torch.get_num_threads())
+    argv = ["bench_tiling.py", "--sizes", "1024,4k", "--no-check", "--out", str(out), "--threads", threads]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as e:
+        tiling.main()  # was a CalledProcessError traceback, the child's stderr never shown
+    assert e.value.code == (
+        f"error: the 4k run failed: RuntimeError: not enough memory (the sizes before it are in {out}.json)"
+    )
+    assert json.loads(out.with_suffix(".json").read_text())["runs"] == [tiling_run("1024")]
+
+
+def test_bench_tiling_report_refuses_a_file_that_is_not_its_json_report(tmp_path, monkeypatch, capsys):
+    tiling = load_script("bench_tiling")
+    threads = str(torch.get_num_threads())
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    (tmp_path / "broken.json").write_text('{"machine": "half a rep')
+    (tmp_path / "table.md").write_text("| size |")
+    for name, message in (
+        ("other.json", "is not a report of this script (KeyError"),
+        ("broken.json", "is not a report of this script (JSONDecodeError"),
+        ("table.md", "must be the .json report"),  # its .md is itself: never written over
+    ):
+        argv = ["bench_tiling.py", "--report", str(tmp_path / name), "--threads", threads]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as e:
+            tiling.main()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "other.json", "table.md"]
+    assert (tmp_path / "table.md").read_text() == "| size |"
+
+
+def test_bench_serve_times_previews_at_the_size_its_report_names(tmp_path, monkeypatch):
+    """With --size 64 the previews were 64 px while the report said 256x192 and compared them
+    with 256-px stylisations."""
+    from types import SimpleNamespace
+
+    script = load_script("bench_serve")
+
+    class Stop(Exception):
+        pass
+
+    asked = []
+
+    def call(url, data=None, method=None, json_body=None):
+        asked.append(json_body)
+        raise Stop  # the first preview's request is all this test needs
+
+    app = SimpleNamespace(state=SimpleNamespace(engine=SimpleNamespace(prefetch=True)))
+    monkeypatch.setattr(script, "start", lambda: ("http://studio", None, app))
+    monkeypatch.setattr(script, "session", lambda *a: ("http://studio/api/sessions/1", {"content": "c"}))
+    monkeypatch.setattr(script, "call", call)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # main sets them for the process
+    for size in ("64", "512"):
+        argv = ["bench_serve.py", "--size", size, "--json", str(tmp_path / "s.json")]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(Stop):
+            script.main()
+    assert [min(a["size"], script.serve.PREVIEW_SIZE) for a in asked] == [256, 256]
+
+
+def test_pick_pairs_never_picks_a_pair_twice(tmp_path):
+    """One content and two styles, --pairs 2: the same pair was run, and counted, twice."""
+    from wct.errors import InputError
+
+    for folder, names in (("one", "a"), ("two", "ab"), ("styles", "xy")):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (16, 16)).save(tmp_path / folder / f"{name}.png")
+    picked = bench.pick_pairs(tmp_path / "one", tmp_path / "styles", 2)
+    assert [(c.name, s.name) for c, s in picked] == [("a.png", "x.png"), ("a.png", "y.png")]
+    for n in (3, 4):  # up to every pair the folders hold
+        assert len(set(bench.pick_pairs(tmp_path / "two", tmp_path / "styles", n))) == n
+    with pytest.raises(InputError, match=r"must be 1 to 4 \(2 contents x 2 styles\), got 5"):
+        bench.pick_pairs(tmp_path / "two", tmp_path / "styles", 5)
+    with pytest.raises(InputError, match="got 0"):
+        bench.pick_pairs(tmp_path / "one", tmp_path / "styles", 0)
+
+
+def test_bench_stylize_says_why_before_measuring_or_after_a_failed_child(tmp_path, monkeypatch):
+    import subprocess
+
+    import wct.bench
+
+    script = load_script("bench_stylize")
+    monkeypatch.setattr(wct.bench, "conv_throughput", lambda *a: pytest.fail("measured before the photos"))
+    monkeypatch.setattr(script, "CONTENT", tmp_path / "missing.jpg")
+    monkeypatch.setattr(sys, "argv", ["bench_stylize.py", "--runs", "1"])
+    with pytest.raises(SystemExit) as e, torch.enable_grad():  # main() turns gradients off
+        script.main()
+    assert e.value.code.startswith(f"error: {tmp_path / 'missing.jpg'} does not exist")
+
+    def oom(cmd, **kwargs):  # the fresh 1024-px process runs out of memory
+        return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\nMemoryError")
+
+    monkeypatch.setattr(script.subprocess, "run", oom)
+    with pytest.raises(SystemExit) as e:  # was a CalledProcessError traceback, its stderr hidden
+        script.peak_rss_gb(1024)
+    assert e.value.code == "error: the 1024-px peak-RSS run failed: MemoryError"
+
+
+def test_make_model_card_writes_the_card_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    script = load_script("make_model_card")  # everything it measures stubbed: only the writing is tested
+    card, picture = tmp_path / "README.md", tmp_path / "reconstructions.png"
+    card.write_text("the last card")
+    monkeypatch.setattr(script, "CARD", card)
+    monkeypatch.setattr(script, "PICTURE", picture)
+    monkeypatch.setattr(script, "VAL", tmp_path)
+    monkeypatch.setattr(script, "load_encoder", lambda device: lambda x, level: x)
+    monkeypatch.setattr(script, "load_val_images", lambda val: [torch.rand(1, 3, 8, 8)])
+
+    class Decoder:
+        metadata = {"steps": "10"}
+
+        def __call__(self, x):
+            return x
+
+    monkeypatch.setattr(script, "load_decoder", lambda level, device: Decoder())
+    monkeypatch.setattr(script, "reconstruction_scores", lambda *a: {"psnr": 30.0, "ssim": 0.9})
+    monkeypatch.setattr(sys, "argv", ["make_model_card.py", "--overwrite"])
+    monkeypatch.setattr(script, "list_images", lambda val: [tmp_path / "kodim01.png"])
+    with pytest.raises(SystemExit) as e, torch.enable_grad():  # main() turns gradients off
+        script.main()  # was a StopIteration traceback
+    assert e.value.code == f"error: no kodim23 among the val images in {tmp_path} (the picture shows it)"
+    monkeypatch.setattr(script, "list_images", lambda val: [tmp_path / "kodim23.png"])
+    write_text = Path.write_text
+
+    def disk_full(path, text, *args, **kwargs):  # half the card, then no space left
+        write_text(path, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m, torch.enable_grad():
+        m.setattr(Path, "write_text", disk_full)
+        with pytest.raises(SystemExit) as e:
+            script.main()
+    assert "No space left" in str(e.value.code) and card.read_text() == "the last card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "reconstructions.png"]  # no temp file
+    with torch.enable_grad():
+        script.main()
+    assert "| relu5_1 | 30.00 | 0.9000 |" in card.read_text() and Image.open(picture).size == (40, 24)
+
+
+@pytest.mark.parametrize(("platform", "maxrss"), [("linux", 3 * 1024**2), ("darwin", 3 * 1024**3)])
+def test_peak_rss_is_in_mib_where_proc_is_missing(platform, maxrss, monkeypatch):
+    """Without /proc (macOS), ru_maxrss counts bytes, not KiB: 3 GiB was reported as 3 Mi MiB."""
+    import resource
+    from types import SimpleNamespace
+
+    class NoProc(type(Path())):
+        def read_text(self, *args, **kwargs):
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+
+    monkeypatch.setattr(bench, "Path", NoProc)
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=maxrss))
+    assert bench.peak_rss_mb() == 3 * 1024
+
+
+def test_a_report_name_too_long_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    long = tmp_path / ("a" * 300 + ".json")
+    assert bench.report_problem(long, False) == f"cannot write {long}: File name too long"
+    script = load_script("bench_train")  # and so for every script that checks its report with it
+    monkeypatch.setattr(script, "images_per_second", lambda *a: pytest.fail("measured before checking"))
+    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--out", str(long)])
+    with pytest.raises(SystemExit) as e:
+        script.main()  # was an OSError traceback
+    assert e.value.code == 2 and "File name too long" in capsys.readouterr().err

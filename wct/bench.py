@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -26,7 +27,7 @@ from . import gatys as g
 from .encoder import Encoder
 from .errors import InputError, OutputError
 from .images import list_images, load_image, tensor_to_pil
-from .paths import check_target
+from .paths import check_target, write_error
 from .pipeline import Stylizer
 
 T = TypeVar("T")
@@ -49,7 +50,8 @@ def peak_rss_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, but bytes on macOS
+    return rss / (1024**2 if sys.platform == "darwin" else 1024)
 
 
 @torch.no_grad()
@@ -62,13 +64,21 @@ def score(encoder: Encoder, image: Tensor, content: Tensor, style: Tensor, optio
 
 
 def pick_pairs(contents: Path, styles: Path, n: int) -> list[tuple[Path, Path]]:
-    """n (content, style) pairs spread evenly over the two sorted folders (deterministic)."""
+    """n distinct (content, style) pairs spread evenly over the two sorted folders (deterministic):
+    a pair given twice would run, and count in the medians, twice."""
     cs, ss = list_images(contents), list_images(styles)
     if not cs or not ss:
         raise InputError(f"no images found in {contents if not cs else styles}")
-    if n < 1:
-        raise InputError(f"the number of pairs must be >= 1, got {n}")
-    return [(cs[i * len(cs) // n % len(cs)], ss[(i * len(ss) // n + i) % len(ss)]) for i in range(n)]
+    if not 1 <= n <= len(cs) * len(ss):
+        most = f"{len(cs) * len(ss)} ({len(cs)} contents x {len(ss)} styles)"
+        raise InputError(f"the number of pairs must be 1 to {most}, got {n}")
+    taken: list[int] = []  # pairs as indices content * len(ss) + style
+    for i in range(n):
+        k = i * len(cs) // n % len(cs) * len(ss) + (i * len(ss) // n + i) % len(ss)
+        while k in taken:  # the spread met a pair again: the next one not taken
+            k = (k + 1) % (len(cs) * len(ss))
+        taken.append(k)
+    return [(cs[k // len(ss)], ss[k % len(ss)]) for k in taken]
 
 
 def quick_pair(folder: Path) -> list[tuple[Path, Path]]:
@@ -247,6 +257,8 @@ def report_problem(path: Path, overwrite: bool) -> str | None:
         check_target(path, overwrite)
     except OutputError as e:
         return str(e)
+    except OSError as e:  # a name too long...: as write_atomic would report it
+        return str(write_error(path, e))
     return None
 
 
