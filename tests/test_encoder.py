@@ -143,3 +143,17 @@ def test_an_image_with_nan_or_inf_pixels_is_an_input_error(encoder):
             encoder(x, 3)
         with pytest.raises(InputError, match="NaN or Inf"):
             encoder.extract(x.half(), ["relu1_1"])
+
+
+def test_pixels_far_outside_0_1_are_an_input_error_unless_asked_not_to_check(encoder):
+    """0..255 or ImageNet-normalised input (torchvision's convention) gave wrong features silently."""
+    x = torch.rand(1, 3, 32, 32)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    for bad in (x * 255, (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)):
+        with pytest.raises(InputError, match=r"takes RGB in \[0, 1\]"):
+            encoder(bad, 1)
+        with pytest.raises(InputError, match=r"takes RGB in \[0, 1\]"):
+            encoder.extract(bad.bfloat16(), ["relu1_1"])
+        assert torch.isfinite(encoder(bad, 1, check_range=False)).all()  # an image being optimised
+    overshoot = x * 1.4 - 0.2  # as resampling or a decoder in training leaves it
+    assert torch.equal(encoder(overshoot, 1), encoder(overshoot, 1, check_range=False))

@@ -29,6 +29,7 @@ VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_MD5 = "253f8cb515780f3b799900260a226db6"
 ENV_VAR = "WCT_VGG19_WEIGHTS"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+RANGE_SLACK = 0.5  # pixels this far outside [0, 1] are a mistake (resampling overshoots by ~0.1)
 PRECISIONS = dict(zip(checks.PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
@@ -272,8 +273,12 @@ class Encoder(nn.Module):
         """RGB [0, 1] -> BGR, 0-255, mean subtracted (Caffe VGG input)."""
         return (x.flip(1) - self.mean.to(x.dtype)) * 255
 
-    def extract(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
-        """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest."""
+    def extract(self, x: Tensor, layers: Sequence[str], check_range: bool = True) -> dict[str, Tensor]:
+        """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest.
+
+        Pixels far outside [0, 1] (0..255, or ImageNet-normalised as torchvision's models take)
+        are an InputError: they give wrong features silently. `check_range=False` is for images
+        being optimised or trained towards [0, 1] (Gatys, a decoder's feature loss)."""
         if isinstance(layers, str) or not layers:
             raise InputError(f"layers must be a non-empty list of layer names, got {layers!r}")
         for n in layers:
@@ -292,6 +297,13 @@ class Encoder(nn.Module):
             raise InputError(
                 f"{NAMES[last]} needs images of at least {least} px a side, got {tuple(x.shape[-2:])}"
             )
+        if check_range and x.numel():
+            lo, hi = (float(v) for v in torch.aminmax(x if x.dtype.itemsize > 1 else x.float()))
+            if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
+                raise InputError(
+                    f"the image batch spans {lo:.3g}..{hi:.3g}: the encoder takes RGB in [0, 1] "
+                    "(not 0..255, not ImageNet-normalised)"
+                )
         x = x.to(self.mean.device, self.mean.dtype)
         out = self._run(x, wanted, last, self.amp)
         if self.amp is not None and not all(all_finite(v) for v in out.values()):
@@ -313,9 +325,9 @@ class Encoder(nn.Module):
                     break
         return {k: v.float().contiguous() for k, v in out.items()}
 
-    def forward(self, x: Tensor, level: int) -> Tensor:
+    def forward(self, x: Tensor, level: int, check_range: bool = True) -> Tensor:
         name = relu(level)
-        return self.extract(x, [name])[name]
+        return self.extract(x, [name], check_range)[name]
 
 
 @lru_cache(maxsize=4)

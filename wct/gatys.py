@@ -148,7 +148,7 @@ def extract(
     encoder: Encoder, x: Tensor, layers: Sequence[str], means: Mapping[str, Tensor] | None
 ) -> dict[str, Tensor]:
     """encoder.extract(x, layers), each channel divided by its mean activation when `means` is given."""
-    feats = encoder.extract(x, layers)
+    feats = encoder.extract(x, layers, check_range=False)  # the image optimised may leave [0, 1]
     if means is None:
         return feats
     return {k: v / means[k].to(v).view(1, -1, 1, 1) for k, v in feats.items()}
@@ -400,7 +400,7 @@ def invert(
         target = encoder.extract(image, [layer])[layer]
 
     def losses(x: Tensor) -> dict[str, Tensor]:
-        c = content_loss(encoder.extract(x, [layer])[layer], target)
+        c = content_loss(encoder.extract(x, [layer], check_range=False)[layer], target)
         t = o.tv_weight * tv_loss(x)
         return {"content": c, "style": x.new_zeros(()), "tv": t, "total": c + t}
 

@@ -324,7 +324,7 @@ def reconstruction_loss(
     y = net(decoder.normalise(f))
     per_image = (y.float() - x).pow(2).mean((1, 2, 3))
     if feature_weight:
-        fy = encoder(y, decoder.level)
+        fy = encoder(y, decoder.level, check_range=False)  # a decoder in training may overshoot
         per_image = per_image + feature_weight * (fy.float() - f.float()).pow(2).mean((1, 2, 3)) / feature_var
     if loss == "psnr":
         return 10 * per_image.clamp_min(1e-10).log10().mean()
