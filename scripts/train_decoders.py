@@ -1,7 +1,10 @@
 """Train the five shipped decoders in sequence, each warm-started from the previous level.
 
 Decoder X+1 ends with exactly the layers of decoder X, so those start trained. The schedule
-below is the one used for the committed decoders on a 2-core CPU (see decoders/README.md).
+below is the first stage of the committed decoders, on a 2-core CPU: they then went through
+further CPU and H200 stages and weight averages (decoders/README.md lists each), and relu5_1 was
+rebuilt as a head on decoder 4 (scripts/train_relu5_head.py) after this schedule's level 5
+collapsed. Running it gives a start, not the shipped scores.
 
     python scripts/train_decoders.py [--levels 1,2,3,4,5] [--out runs] [--data DIR] [--val DIR]
 """
