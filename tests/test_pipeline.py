@@ -526,3 +526,27 @@ def test_numpy_images_as_imageio_reads_them_work_wherever_pil_images_do(stylizer
     y = stylizer.stylize(a, style, levels=(2, 1))
     assert y.shape == (1, 3, 48, 64)
     torch.testing.assert_close(y, stylizer.stylize(im, style, levels=(2, 1)))
+
+
+def test_each_level_encodes_the_previous_levels_output_in_the_order_given(stylizer, monkeypatch):
+    """The paper's cascade: the content is encoded once, at the first level; every later level
+    encodes the previous decoder's output (not the content again), in the order of `levels`."""
+    x = gradient_image(64, 64)
+    style = stylizer.style(stripes(64, 64), levels=(5, 3, 1))
+    encoded, decoded = [], []
+    real_encoder = stylizer.encoder.forward
+    monkeypatch.setattr(
+        stylizer.encoder,
+        "forward",
+        lambda img, level, *a: encoded.append((level, img.clone())) or real_encoder(img, level, *a),
+    )
+    for level in (5, 3, 1):
+        d = stylizer.decoder(level)
+        monkeypatch.setattr(
+            d, "forward", lambda f, d=d, real=d.forward: decoded.append(real(f)) or decoded[-1]
+        )
+    out = stylizer.stylize(x, style, 0.7, (5, 3, 1))
+    assert [level for level, _ in encoded] == [5, 3, 1]
+    assert torch.equal(encoded[0][1], x)
+    assert all(torch.equal(img, y) for (_, img), y in zip(encoded[1:], decoded[:-1], strict=True))
+    assert torch.equal(out, decoded[-1])
