@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import socket
 import statistics
@@ -39,7 +38,7 @@ LEVELS = (5, 4, 3, 2, 1)
 sys.path.insert(0, str(ROOT))
 
 from wct import serve  # noqa: E402
-from wct.bench import conv_throughput, count_flops, median_seconds, report_problem  # noqa: E402
+from wct.bench import conv_throughput, count_flops, machine, median_seconds, report_problem  # noqa: E402
 from wct.demo import landscape, painting  # noqa: E402
 from wct.errors import OutputError  # noqa: E402
 from wct.images import write_json  # noqa: E402
@@ -222,7 +221,7 @@ def main() -> None:
     r3 = lambda v: [round(x, 3) for x in v]  # noqa: E731
     result = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": machine("cpu"),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,

@@ -36,20 +36,20 @@ def images(size: int):
 
 def peak_rss_gb(size: int) -> float:
     code = f"""
-import resource, torch
+from wct.bench import peak_rss_mb
 from wct.pipeline import Stylizer
 import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_stylize import images
 s = Stylizer('cpu')
 c, st = images({size})
 s.stylize(c, s.style(st), 0.6)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_mb())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:  # out of memory, say: why, not a CalledProcessError traceback hiding it
         why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
         sys.exit(f"error: the {size}-px peak-RSS run failed: {why}")
-    return int(out.stdout.strip().splitlines()[-1]) / 1024**2
+    return float(out.stdout.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:
@@ -95,7 +95,7 @@ def main() -> None:
         "ratio_to_ideal": round(total_time / ideal, 3),
         "target_ratio": 1.3,
         "runs": args.runs,
-        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),  # GiB: ru_maxrss (KiB) / 1024**2
+        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),  # GiB: wct.bench.peak_rss_mb / 1024
         "target_peak_rss_gb": 4.0,
     }
     print(json.dumps(result, indent=2))

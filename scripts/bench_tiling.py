@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
@@ -66,6 +64,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def child(size: str, tile: str, levels: tuple[int, ...] = (5, 4, 3, 2, 1)) -> dict:
     """One stylisation in this (fresh) process: seconds and peak RSS."""
+    from wct.bench import peak_rss_mb
     from wct.pipeline import Stylizer
     from wct.tiling import AUTO_TILE, needs_tiling, stylize_any
 
@@ -81,7 +80,7 @@ def child(size: str, tile: str, levels: tuple[int, ...] = (5, 4, 3, 2, 1)) -> di
     y = stylize_any(s, x, st, ALPHA, levels, tile=t)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert y.shape == x.shape and torch.isfinite(y).all()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss_mb() * 1024**2
     return {
         "size": size,
         "levels": ",".join(map(str, levels)),
@@ -273,14 +272,13 @@ def main() -> None:
     sizes = parse_sizes(a.sizes)
     if any(not valid_size(size) for size in sizes):
         p.error(f"--sizes must be among {', '.join(SIZES)}, with levels or not (8k:2,1), got {a.sizes!r}")
-    from wct.bench import report_problem
+    from wct.bench import machine, report_problem
 
     for suffix in (".json", ".md"):  # before minutes of work
         if problem := report_problem(a.out.with_suffix(suffix), a.overwrite):
             p.error(f"--out {problem}")
-    cpu = platform.processor() or platform.machine()
     report = {
-        "machine": f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": machine("cpu"),
         "threads": a.threads,
         "check": None if a.no_check else check(a.check_tile),
         "runs": [],

@@ -827,3 +827,124 @@ def test_a_report_name_too_long_is_one_line_before_any_work(tmp_path, monkeypatc
     with pytest.raises(SystemExit) as e:
         script.main()  # was an OSError traceback
     assert e.value.code == 2 and "File name too long" in capsys.readouterr().err
+
+
+def bench_pairs(pair) -> list[str]:
+    """Two --pair options at 32 px, one WCT run, one Gatys step: the cheapest real benchmark."""
+    c, s = pair / "content.png", pair / "style.png"
+    return ["--pair", f"{c},{s}", "--pair", f"{s},{s}", "--sizes", "32", "--steps", "1", "--repeats", "1"]
+
+
+def test_bench_stopped_keeps_a_partial_report_of_the_pairs_done(pair, tmp_path, wct_cli, monkeypatch):
+    import os
+    import signal
+
+    run_pair, calls = bench.run_pair, []
+
+    def stopped_in_pair(n: int, stop):
+        def run(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                stop()
+            return run_pair(*args, **kwargs)
+
+        return run
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    out = tmp_path / "new" / "report"
+    monkeypatch.setattr(bench, "run_pair", stopped_in_pair(1, interrupt))
+    r = wct_cli("bench", *bench_pairs(pair), "-o", str(out))
+    assert r.returncode == 130 and "interrupted" in r.stderr
+    assert not (tmp_path / "new").exists()  # nothing measured: no folder of ours left behind
+
+    calls.clear()
+    monkeypatch.setattr(bench, "run_pair", stopped_in_pair(2, lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    r = wct_cli("bench", *bench_pairs(pair), "-o", str(out))
+    assert r.returncode == 143 and "terminated" in r.stderr, r.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert report["finished"] is False and report["error"] == "interrupted"
+    assert [p["content"] for p in report["pairs"]] == ["content.png"] and report["summary"][0]["pairs"] == 1
+    table = (out / "bench.md").read_text()
+    assert table.startswith("**Partial report**: the benchmark stopped (interrupted) after 1 of 2")
+    assert "| 32 | 1 |" in table and Image.open(out / "sheet.png").size == (1024, 256)
+
+    calls.clear()  # with --overwrite, a stopped run never replaces a report: it goes beside it
+    earlier = {f.name: f.read_bytes() for f in out.iterdir()}
+    r = wct_cli("bench", *bench_pairs(pair), "-o", str(out), "--overwrite")
+    assert r.returncode == 143
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.name in earlier} == earlier
+    assert sorted(f.name for f in out.iterdir()) == sorted(
+        [*earlier, "bench_interrupted.json", "bench_interrupted.md", "sheet_interrupted.png"]
+    )
+    assert json.loads((out / "bench_interrupted.json").read_text())["finished"] is False
+
+
+def test_bench_records_a_diverged_gatys_run_and_goes_on(pair, tmp_path, wct_cli, monkeypatch):
+    import wct.gatys
+
+    gatys, calls = wct.gatys.gatys, []
+
+    def diverges_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise wct.gatys.Diverged("the loss became nan at step 1: lower the weights", None)
+        return gatys(*args, **kwargs)
+
+    monkeypatch.setattr(wct.gatys, "gatys", diverges_first)
+    out = tmp_path / "report"
+    r = wct_cli("bench", *bench_pairs(pair), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "Gatys the loss became nan at step 1" in " ".join(r.stderr.split())
+    report = json.loads((out / "bench.json").read_text())
+    assert report["finished"] is True
+    first, second = report["pairs"]
+    assert first["gatys"]["diverged"].startswith("the loss became nan") and first["speedup"] is None
+    assert first["wct"]["seconds"] > 0 and second["gatys"]["diverged"] is None
+    (row,) = report["summary"]
+    assert row["pairs"] == 1 and row["diverged"] == 1  # left out of the medians
+    assert row["wct_seconds"] == second["wct"]["seconds"]
+    table = (out / "bench.md").read_text()
+    assert "| 32 | 1 (+1 diverged) |" in table
+    assert "- content.png + style.png, 32 px: the loss became nan at step 1" in table
+
+
+def test_bench_replaces_its_report_as_a_set_or_not_at_all(pair, tmp_path, wct_cli, monkeypatch):
+    out = tmp_path / "report"
+    assert wct_cli("bench", "--quick", "-o", str(out)).returncode == 0
+    earlier = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    class FullDisk:  # the sheet, the last file written, cannot be saved
+        mode, size = "RGB", (1024, 256)
+
+        def save(self, *args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bench, "contact_sheet", lambda rows: FullDisk())
+    r = wct_cli("bench", "--quick", "-o", str(out), "--overwrite")
+    assert r.returncode == 1 and "No space left on device" in r.stderr, r.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == earlier  # no new JSON beside the old sheet
+
+
+def test_bench_scripts_take_peak_rss_in_mib_from_wct_bench(monkeypatch):
+    """ru_maxrss counts KiB on Linux but bytes on macOS: the scripts read `bench.peak_rss_mb`."""
+    import subprocess
+
+    import wct.tiling
+
+    script, ran = load_script("bench_stylize"), []
+
+    def child(cmd, **kwargs):  # the fresh 1024-px process, which prints its peak
+        ran.append(cmd[-1])
+        return subprocess.CompletedProcess(cmd, 0, "3072.0\n", "")
+
+    monkeypatch.setattr(script.subprocess, "run", child)
+    assert script.peak_rss_gb(1024) == 3.0 and "print(peak_rss_mb())" in ran[0]
+
+    tiling = load_script("bench_tiling")
+    monkeypatch.setattr(bench, "peak_rss_mb", lambda: 3072.0)
+    monkeypatch.setattr(wct.tiling, "stylize_any", lambda s, x, *args, **kwargs: x)
+    monkeypatch.setattr(tiling, "style", lambda s: None)
+    monkeypatch.setattr(tiling, "content", lambda w, h: torch.rand(1, 3, 16, 16))
+    assert tiling.child("1024", "auto")["peak_rss_gb"] == 3 * 1024**3 / 1e9

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
+import signal
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
@@ -26,7 +30,7 @@ from torch import Tensor
 from . import gatys as g
 from .encoder import Encoder
 from .errors import InputError, OutputError
-from .images import list_images, load_image, tensor_to_pil
+from .images import list_images, load_image, tensor_to_pil, write_atomic
 from .paths import check_target, write_error
 from .pipeline import Stylizer
 
@@ -104,9 +108,10 @@ def run_pair(
     size: int,
     steps: int,
     repeats: int = 3,
-) -> tuple[dict, tuple[Tensor, Tensor, Tensor, Tensor]]:
+) -> tuple[dict, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
     """Measure one pair at one size (WCT at alpha 1, Gatys with its defaults and `steps`); returns
-    the record and the images: content, style, WCT's output and Gatys's."""
+    the record and the images: content, style, WCT's output and Gatys's. A Gatys run that diverges
+    is recorded as such (gatys.diverged: why, its history; no image), not raised."""
     o = g.Options(steps=steps).checked()
     enc = stylizer.encoder
     content = load_image(content_path, size).to(stylizer.device)
@@ -123,14 +128,6 @@ def run_pair(
         times.append(seconds)
     wct_rss = peak_rss_mb()
     wct_score = score(enc, y_wct, content, style, o)
-
-    peak_rss_reset()
-    gatys_time, result = timed(lambda: g.gatys(enc, content, style, **asdict(o)))
-    gatys_rss = peak_rss_mb()
-    gatys_score = score(enc, result.image, content, style, o)
-    match = first_match(result.history, wct_score["total"])
-    per_step = result.history[-1]["seconds"] / o.steps  # optimisation only
-    seconds_500 = gatys_time + (500 - o.steps) * per_step  # setup (targets, final scoring) once
     wct_time = statistics.median(times)
     record = {
         "content": content_path.name,
@@ -138,6 +135,22 @@ def run_pair(
         "size": size,
         "shape": list(content.shape[-2:]),
         "wct": {"seconds": wct_time, "all_seconds": times, "peak_rss_mb": wct_rss, **wct_score},
+    }
+
+    peak_rss_reset()
+    try:
+        gatys_time, result = timed(lambda: g.gatys(enc, content, style, **asdict(o)))
+    except g.Diverged as e:  # this pair has no Gatys figures; the other pairs still do
+        history = e.result.history if e.result else []
+        gatys = {"settings": asdict(o), "steps": o.steps, "diverged": str(e), "history": history}
+        none = dict.fromkeys(("speedup", "speedup_500_steps", "time_to_match_ratio"))
+        return record | {"gatys": gatys, **none}, (content, style, y_wct, None)
+    gatys_rss = peak_rss_mb()
+    gatys_score = score(enc, result.image, content, style, o)
+    match = first_match(result.history, wct_score["total"])
+    per_step = result.history[-1]["seconds"] / o.steps  # optimisation only
+    seconds_500 = gatys_time + (500 - o.steps) * per_step  # setup (targets, final scoring) once
+    record |= {
         "gatys": {
             "settings": asdict(o),
             "seconds": gatys_time,
@@ -149,6 +162,7 @@ def run_pair(
             "best_step": result.best["step"],
             "time_to_match_wct": None if match is None else match["seconds"],
             "steps_to_match_wct": None if match is None else match["step"],
+            "diverged": None,
             "history": result.history,
         },
         "speedup": gatys_time / wct_time,
@@ -159,10 +173,12 @@ def run_pair(
 
 
 def summarise(records: list[dict]) -> list[dict]:
-    """Medians per size over the pairs."""
+    """Medians per size over the pairs; those whose Gatys run diverged are left out of every one
+    (WCT's included, so that both columns stand for the same pairs) and counted apart."""
     rows = []
     for size in sorted({r["size"] for r in records}):
-        rs = [r for r in records if r["size"] == size]
+        measured = [r for r in records if r["size"] == size]
+        rs = [r for r in measured if not r["gatys"].get("diverged")]
 
         def med(fn: Callable[[dict], float | None], rs: list[dict] = rs) -> float | None:
             vals = [v for v in map(fn, rs) if v is not None]
@@ -172,7 +188,8 @@ def summarise(records: list[dict]) -> list[dict]:
             {
                 "size": size,
                 "pairs": len(rs),
-                "gatys_steps": rs[0]["gatys"]["steps"],
+                "diverged": len(measured) - len(rs),
+                "gatys_steps": measured[0]["gatys"]["steps"],
                 "wct_seconds": med(lambda r: r["wct"]["seconds"]),
                 "gatys_seconds": med(lambda r: r["gatys"]["seconds"]),
                 "gatys_seconds_500": med(lambda r: r["gatys"]["seconds_500_steps"]),
@@ -191,11 +208,15 @@ def summarise(records: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], machine: str) -> str:
+def markdown(rows: list[dict], machine: str, records: Sequence[dict] = (), partial: str | None = None) -> str:
+    """The table of `summarise`'s rows, each diverged Gatys run of `records` named under it, and
+    `partial` (why the benchmark stopped, how far it got) at the top of a report of a stopped run."""
+
     def f(v: float | None, fmt: str = ".3g") -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    lines = [
+    lines = [f"**Partial report**: {partial}.", ""] if partial else []
+    lines += [
         f"Measured on {machine}; medians over the pairs. Losses are the weighted terms Gatys minimises "
         "(style and content weights included: `wct.bench.score`), so the two columns compare alike.",
         "",
@@ -207,21 +228,32 @@ def markdown(rows: list[dict], machine: str) -> str:
     for r in rows:
         at_start = f", {r['matched_at_start']} by the content photo itself" if r["matched_at_start"] else ""
         match = f(r["time_to_match_ratio"]) + f" ({r['matched']}/{r['pairs']} matched{at_start})"
+        pairs = f"{r['pairs']} (+{r['diverged']} diverged)" if r.get("diverged") else str(r["pairs"])
+        speedup = f(r["speedup_500_steps"], ".0f") + ("x" if r["speedup_500_steps"] is not None else "")
         lines.append(
-            f"| {r['size']} | {r['pairs']} | {f(r['wct_seconds'])} | {f(r['gatys_seconds'])} "
-            f"({r['gatys_steps']}) | {f(r['gatys_seconds_500'])} | {f(r['speedup_500_steps'], '.0f')}x "
+            f"| {r['size']} | {pairs} | {f(r['wct_seconds'])} | {f(r['gatys_seconds'])} "
+            f"({r['gatys_steps']}) | {f(r['gatys_seconds_500'])} | {speedup} "
             f"| {match} | {f(r['wct_rss_mb'], '.0f')} | {f(r['gatys_rss_mb'], '.0f')} "
             f"| {f(r['wct_style'])} / {f(r['gatys_style'])} "
             f"| {f(r['wct_content'])} / {f(r['gatys_content'])} |"
         )
+    diverged = [r for r in records if r["gatys"].get("diverged")]
+    if diverged:
+        lines += ["", "Gatys diverged on these pairs, left out of the medians (WCT's too):", ""]
+        lines += [
+            f"- {r['content']} + {r['style']}, {r['size']} px: {r['gatys']['diverged']}" for r in diverged
+        ]
     return "\n".join(lines) + "\n"
 
 
-def contact_sheet(rows: Sequence[tuple[Tensor, ...]], cell: int = 256) -> Image.Image:
-    """One row per pair: content | style | WCT | Gatys, each fitted into a cell x cell square."""
+def contact_sheet(rows: Sequence[tuple[Tensor | None, ...]], cell: int = 256) -> Image.Image:
+    """One row per pair: content | style | WCT | Gatys, each fitted into a cell x cell square (left
+    blank where an image is None: a diverged Gatys run)."""
     sheet = Image.new("RGB", (cell * 4, cell * len(rows)), "white")
     for i, images in enumerate(rows):
         for j, x in enumerate(images):
+            if x is None:
+                continue
             im = tensor_to_pil(x)
             im.thumbnail((cell, cell), Image.Resampling.LANCZOS)
             sheet.paste(im, (j * cell + (cell - im.width) // 2, i * cell + (cell - im.height) // 2))
@@ -260,6 +292,42 @@ def report_problem(path: Path, overwrite: bool) -> str | None:
     except OSError as e:  # a name too long...: as write_atomic would report it
         return str(write_error(path, e))
     return None
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold back Ctrl-C, SIGTERM and SIGHUP until the block is done (where the OS can: POSIX)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def write_set(writes: Sequence[tuple[Path, Callable[[str], object]]]) -> None:
+    """Write a report's files as one: each `write(tmp)` (as `write_atomic` calls it) into a hidden
+    folder beside the first, then all renamed over their paths with signals held back, so that a
+    reader finds the earlier set or the new one, never a mix; OutputError if one cannot be written
+    (the earlier set then stays whole)."""
+    folder = writes[0][0].parent
+    try:
+        stage = Path(tempfile.mkdtemp(dir=folder, prefix=".report."))
+    except OSError as e:
+        raise write_error(writes[0][0], e) from None
+    try:
+        staged = [(write_atomic(stage / path.name, write), path) for path, write in writes]
+        with signals_held():
+            for tmp, path in staged:
+                try:
+                    os.replace(tmp, path)
+                except OSError as e:
+                    raise write_error(path, e) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def sync() -> None:

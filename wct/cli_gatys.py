@@ -453,36 +453,77 @@ def bench(
         todo = parse_pairs(pair)
     from . import bench as b
     from .gatys import Options
-    from .images import atomic_save, load_image, write_atomic, write_json
+    from .images import load_image, missing_parents, remove_made
     from .pipeline import Stylizer
 
     Options(steps=steps).checked()
+    stopped: BaseException | None = None
     with tempfile.TemporaryDirectory() as tmp:
         todo = b.quick_pair(Path(tmp)) if quick else todo or b.pick_pairs(contents, styles, pairs)
         o = Options()
         for path in dict.fromkeys(p for both in todo for p in both):  # Gatys needs 16 px a side
             x = load_image(path, min(size_list))
             check_sides(x, path, (*o.style_layers, o.content_layer), "--sizes")
+        made = missing_parents(files[0])
         try:  # now, not after the run; after the inputs are checked
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot write the report to {out}: {e.strerror or e}") from None
-        stylizer = Stylizer(device)
-        records, sheet_rows = [], []
-        with progress_bar(True, console) as bar:
-            task = bar.add_task("benchmark", total=len(todo) * len(size_list), info="")
-            for size in size_list:
-                for c, s in todo:
-                    bar.update(task, description=f"{size}px {c.name} + {s.name}")
-                    rec, images = b.run_pair(stylizer, c, s, size, steps, repeats)
-                    records.append(rec)
-                    if size == max(size_list):
-                        sheet_rows.append(tuple(x.cpu() for x in images))
-                    bar.advance(task)
+        records: list[dict] = []
+        sheet_rows: dict[int, list] = {}  # by size: the sheet shows the largest one measured
+        try:  # Ctrl-C, SIGTERM or a failure: the report of the pairs done, if any
+            stylizer = Stylizer(device)
+            with progress_bar(True, console) as bar:
+                task = bar.add_task("benchmark", total=len(todo) * len(size_list), info="")
+                for size in size_list:
+                    for c, s in todo:
+                        bar.update(task, description=f"{size}px {c.name} + {s.name}")
+                        rec, images = b.run_pair(stylizer, c, s, size, steps, repeats)
+                        records.append(rec)
+                        if rec["gatys"]["diverged"]:
+                            console.print(
+                                f"{size}px {c.name} + {s.name}: Gatys {rec['gatys']['diverged']}; "
+                                "left out of the medians",
+                                markup=False,
+                            )
+                        sheet_rows.setdefault(size, []).append(
+                            tuple(None if x is None else x.cpu() for x in images)
+                        )
+                        bar.advance(task)
+        except BaseException as e:
+            if not records:  # nothing to report: no folder of ours left behind
+                remove_made(made)
+                raise
+            stopped = e
     rows = b.summarise(records)
     machine = b.machine(stylizer.device)
-    write_json({"machine": machine, "summary": rows, "pairs": records}, files[0])
-    write_atomic(files[1], lambda tmp: Path(tmp).write_text(b.markdown(rows, machine)))
-    atomic_save(b.contact_sheet(sheet_rows), files[2], overwrite=True)
-    out_console.print(b.markdown(rows, machine), soft_wrap=True)  # table rows on one line each
+    report: dict = {"machine": machine, "finished": stopped is None}
+    partial = None
+    if stopped is not None:
+        report["error"] = stop_reason(stopped)
+        partial = (
+            f"the benchmark stopped ({report['error']}) after {len(records)} of "
+            f"{len(todo) * len(size_list)} measurements (pairs x sizes): the table holds those only"
+        )
+        if any(f.exists() for f in files):  # an earlier report is kept, as gatys keeps OUT
+            files = [f.with_stem(f"{f.stem}_interrupted") for f in files]
+    text = b.markdown(rows, machine, records, partial)
+    report |= {"summary": rows, "pairs": records}
+    sheet = b.contact_sheet(sheet_rows[max(sheet_rows)])
+    writes = [
+        (files[0], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1))),
+        (files[1], lambda tmp: Path(tmp).write_text(text)),
+        (files[2], lambda tmp: sheet.save(tmp, format="PNG")),
+    ]
+    try:
+        b.write_set(writes)
+    except WCTError as err:
+        if stopped is None:
+            raise
+        console.print(f"could not write the report so far: {err}", markup=False)  # never hide why it stopped
+        raise stopped from None
+    if stopped is not None:
+        console.print(f"wrote {', '.join(map(str, files))}: {partial}", markup=False)
+        raise stopped
+    out_console.print(text, soft_wrap=True)  # table rows on one line each
     console.print(f"wrote {', '.join(map(str, files))}")
