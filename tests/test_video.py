@@ -284,6 +284,22 @@ def test_an_avi_starts_with_its_first_frame(tmp_path):
     assert [int(r.split(",")[1]) for r in rows if not r.startswith("#")] == list(range(8))  # pts
 
 
+def test_an_avi_with_audio_keeps_its_frames_in_step(tmp_path):
+    """AAC's priming samples start before 0: the AVI muxer shifted the video, its second frame a slot late."""
+    import imageio_ffmpeg
+
+    clip_with_sound(tmp_path / "clip.mp4", frames=8, fps=10, seconds=0.8)
+    with FrameWriter(tmp_path / "out.avi", 10, audio=tmp_path / "clip.mp4") as writer:
+        for x in panning(8, 32):
+            writer.write(x)
+    assert writer.audio is not None and has_audio(tmp_path / "out.avi")
+    video = ("-i", str(tmp_path / "out.avi"), "-map", "0:v")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), *video, "-f", "framemd5", "-"]
+    rows = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    assert [int(r.split(",")[1]) for r in rows if not r.startswith("#")] == list(range(8))  # pts
+    assert len(list(read_frames(tmp_path / "out.avi")[0])) == 8
+
+
 def test_a_variable_rate_clip_keeps_its_duration(wct_cli, tmp_path):
     import imageio_ffmpeg
 
@@ -810,6 +826,33 @@ def test_an_mp4_cut_before_its_index_is_called_truncated(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match=r"cut.mp4 is incomplete or truncated: its MP4 index \(moov atom\)"):
         read_frames(tmp_path / "cut.mp4")
+
+
+def test_a_cut_avi_warns_with_the_frame_count_its_header_promises(tmp_path):
+    """ffmpeg estimates a cut AVI's duration from its size: 24 of 30 frames read as all of "about 24"."""
+    import imageio.v2 as imageio
+
+    rng = np.random.default_rng(0)
+    with imageio.get_writer(tmp_path / "clip.avi", fps=10, macro_block_size=2) as w:
+        for _ in range(30):  # noise: every frame costs about as many bytes as the next
+            w.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = (tmp_path / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 8 // 10])
+    frames, _, count = read_frames(tmp_path / "cut.avi")
+    with pytest.warns(UserWarning, match=r"cut.avi ended after \d+ of about 30 frames"):
+        assert count == 30 and 15 < len(list(frames)) < 28
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        frames, _, count = read_frames(tmp_path / "clip.avi")
+        assert len(list(frames)) == count == 30
+
+
+def test_a_web_page_saved_as_an_mp4_is_not_called_truncated(tmp_path):
+    """ffmpeg guesses MP4 from the name and misses its moov atom: not a cut download, not a video."""
+    page = tmp_path / "clip.mp4"
+    page.write_text("<!DOCTYPE html><html><head><title>403 Forbidden</title></head></html>\n")
+    with pytest.raises(ImageError, match=r"clip.mp4 is not a video ffmpeg can read"):
+        read_frames(page)
 
 
 def test_a_frame_as_the_output_is_refused_for_what_it_is_not_for_overwrite(wct_cli, tmp_path):

@@ -192,6 +192,8 @@ def add_audio(video: Path, source: Path, out: Path, seconds: float) -> None:
     for AVI, AAC otherwise). OutputError if ffmpeg fails."""
     cut = ("-t", f"{seconds:.6f}")
     args = ("-y", "-i", video, *cut, "-i", source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy")
+    if out.suffix.lower() == ".avi":  # AAC's priming starts before 0: shifted, the frames lost a slot
+        args += ("-avoid_negative_ts", "disabled")
     for codec in ("copy", AUDIO_ENCODERS.get(out.suffix.lower(), "aac")):
         r = _ffmpeg("-v", "error", *args, "-c:a", codec, out)
         if r.returncode == 0:
@@ -245,6 +247,39 @@ def expected_frames(nframes: object, duration: object, fps: float) -> int | None
     if known(nframes):
         return int(nframes)
     return round(duration * fps) if known(duration) else None
+
+
+def avi_frames(path: Path) -> int | None:
+    """The number of frames the header of an AVI file cut short (shorter than its RIFF chunk says)
+    promises (OpenDML's total, for a file of several RIFF parts), or None for another file, a whole
+    one or none said. ffmpeg estimates a cut AVI's duration from its size: only the frames left."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            if head[:4] != b"RIFF" or head[8:16] != b"AVI LIST" or head[20:24] != b"hdrl":
+                return None
+            if int.from_bytes(head[4:8], "little") + 8 <= path.stat().st_size:  # whole
+                return None
+            hdrl = f.read(min(int.from_bytes(head[16:20], "little") - 4, 1 << 20))
+    except OSError:
+        return None
+    found: dict[bytes, int] = {}
+
+    def walk(data: bytes) -> None:
+        i = 0
+        while i + 8 <= len(data):
+            kind, n = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+            body = data[i + 8 : i + 8 + n]
+            if kind == b"LIST":
+                walk(body[4:])
+            elif kind == b"avih" and len(body) >= 20:  # dwTotalFrames, after four other fields
+                found[kind] = int.from_bytes(body[16:20], "little")
+            elif kind == b"dmlh" and len(body) >= 4:
+                found[kind] = int.from_bytes(body[:4], "little")
+            i += 8 + n + n % 2
+
+    walk(hdrl)
+    return found.get(b"dmlh") or found.get(b"avih") or None
 
 
 def thousands_fps(path: Path) -> float | None:
@@ -333,10 +368,11 @@ def animated(path: Path) -> bool:
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
     side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
-    the container's count or, as most MP4s give none, its duration times the frame rate, or with an
-    audio track, which may outlast the frames, the frames counted, unless the file's streams end well
-    before its duration). A video that ends well before that count (truncated, say) warns once its
-    frames run out; one whose frames change size is an ImageError (ffmpeg would stretch them)."""
+    the container's count (an AVI's header's) or, as most MP4s give none, its duration times the
+    frame rate, or with an audio track, which may outlast the frames, the frames counted, unless the
+    file's streams end well before its duration). A video that ends well before that count
+    (truncated, say) warns once its frames run out; one whose frames change size is an ImageError
+    (ffmpeg would stretch them)."""
     path = Path(path)
     if size is not None:
         check_size(size)  # now, not at the first frame
@@ -365,7 +401,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         kinds = sorted(stream_kinds(path))
         if kinds and "Video" not in kinds:  # an audio file, say
             raise ImageError(f"{path} has no video stream ({', '.join(kinds).lower()} only)") from None
-        if not kinds and "moov atom not found" in _ffmpeg("-i", path).stderr:
+        probe = _ffmpeg("-i", path).stderr if not kinds else ""
+        if "moov atom not found" in probe and "misdetection possible" not in probe:  # not a web page
             raise ImageError(
                 f"{path} is incomplete or truncated: its MP4 index (moov atom) is missing, as in a file "
                 "whose copy, download or recording stopped early"
@@ -386,6 +423,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
             "size; convert it to one size first (with ffmpeg's scale and pad filters, say)"
         )
     nframes, duration = meta.get("nframes"), meta.get("duration")
+    nframes = avi_frames(path) or nframes
     if expected_frames(nframes, None, fps) is None and has_audio(path):
         # The container's duration may be its audio's: count the frames, unless the streams end
         # well before it (a truncated file), where the count would hide the frames lost.
