@@ -5,9 +5,11 @@ Measures (median of --runs):
   - the time of a full 5-level stylisation of a 512-px content with a 512-px style, and the FLOPs
     of every pass it runs (style encoding, five encodings, five decodings);
   - peak RSS of a 1024-px stylisation, in a fresh process.
-Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB.
+Target: time <= 1.3 x FLOPs / throughput, and peak RSS at 1024 px <= 4 GB. With --device cuda
+the 1024-px run also reports the GPU's peak allocated memory.
 
-    python scripts/bench_stylize.py [--runs 5] [--json docs/bench_stylize.json] [--overwrite]
+    python scripts/bench_stylize.py [--runs 5] [--device cpu] [--precision fp32]
+        [--json docs/bench_stylize.json] [--overwrite]
 """
 
 import argparse
@@ -34,28 +36,35 @@ def images(size: int):
     return load_image(CONTENT, size), load_image(STYLE, size)
 
 
-def peak_rss_gb(size: int) -> float:
+def peak_memory_gb(size: int, device: str, precision: str) -> tuple[float, float | None]:
+    """Peak RSS (GiB) of a fresh process stylising at `size` px, and its GPU's peak allocated
+    memory (GiB; None on the CPU)."""
     code = f"""
+import torch
 from wct.bench import peak_rss_mb
 from wct.pipeline import Stylizer
 import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_stylize import images
-s = Stylizer('cpu')
+s = Stylizer({device!r}, precision={precision!r})
 c, st = images({size})
 s.stylize(c, s.style(st), 0.6)
-print(peak_rss_mb())
+gpu = torch.cuda.max_memory_allocated() / 2**30 if s.device.type == 'cuda' else None
+print(peak_rss_mb() / 1024, gpu)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:  # out of memory, say: why, not a CalledProcessError traceback hiding it
         why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
         sys.exit(f"error: the {size}-px peak-RSS run failed: {why}")
-    return float(out.stdout.strip().splitlines()[-1]) / 1024
+    rss, gpu = out.stdout.strip().splitlines()[-1].split()
+    return float(rss), None if gpu == "None" else float(gpu)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="Timed runs of each measure (median).")
     ap.add_argument("--size", type=int, default=512, help="Longer side of content and style, px.")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto (default cpu).")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="As wct's --precision.")
     ap.add_argument("--json", type=Path, default=None, help="Write the report here (default: print only).")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
@@ -65,11 +74,15 @@ def main() -> None:
 
     if args.json and (problem := report_problem(args.json, args.overwrite)):
         ap.error(f"--json {problem}")
+    from wct.errors import WCTError
     from wct.pipeline import Stylizer
 
     content, style = images(args.size)  # the photos exist: before a minute of measuring
     torch.set_grad_enabled(False)
-    s = Stylizer("cpu")
+    try:
+        s = Stylizer(args.device, precision=args.precision)
+    except WCTError as e:  # no CUDA here, a precision the device cannot run...
+        sys.exit(f"error: {e}")
     vgg_flops, vgg_time = conv_throughput(s.encoder, args.runs)
     throughput = vgg_flops / vgg_time
 
@@ -81,8 +94,11 @@ def main() -> None:
     total_time = median_seconds(full, args.runs)
     transfer_only = median_seconds(lambda: s.stylize(content, stats, 0.6), args.runs)
     ideal = total_flops / throughput
+    rss, gpu = peak_memory_gb(1024, str(s.device), args.precision)
     result = {
-        "machine": machine("cpu"),
+        "machine": machine(s.device.type),
+        "device": str(s.device),
+        "precision": args.precision,
         "vgg19_relu5_1_512px_gflop": round(vgg_flops / 1e9, 1),
         "vgg19_relu5_1_512px_seconds": round(vgg_time, 3),
         "conv_throughput_gflops": round(throughput / 1e9, 1),
@@ -95,7 +111,8 @@ def main() -> None:
         "ratio_to_ideal": round(total_time / ideal, 3),
         "target_ratio": 1.3,
         "runs": args.runs,
-        "peak_rss_gb_1024px": round(peak_rss_gb(1024), 2),  # GiB: wct.bench.peak_rss_mb / 1024
+        "peak_rss_gb_1024px": round(rss, 2),  # GiB: wct.bench.peak_rss_mb / 1024
+        "peak_gpu_gb_1024px": None if gpu is None else round(gpu, 2),  # GiB allocated by torch
         "target_peak_rss_gb": 4.0,
     }
     print(json.dumps(result, indent=2))

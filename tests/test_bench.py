@@ -542,9 +542,9 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     import wct.pipeline
 
     class Stylizer:  # the measurements are not under test here: only how the report is written
-        encoder = None
+        encoder, device = None, torch.device("cpu")
 
-        def __init__(self, device):
+        def __init__(self, device, precision):
             pass
 
         def style(self, image):
@@ -558,7 +558,7 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     monkeypatch.setattr(wct.bench, "conv_throughput", lambda encoder, runs: (10**9, 0.01))
     monkeypatch.setattr(wct.bench, "count_flops", lambda fn: 10**8)
     monkeypatch.setattr(script, "images", lambda size: (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)))
-    monkeypatch.setattr(script, "peak_rss_gb", lambda size: 1.0)
+    monkeypatch.setattr(script, "peak_memory_gb", lambda size, device, precision: (1.0, None))
     report = tmp_path / "stylize.json"
     report.write_text("an earlier report")
     write_text = Path.write_text
@@ -580,6 +580,7 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     assert torch.is_grad_enabled()
     result = json.loads(report.read_text())
     assert result["runs"] == 1 and result["content_px"] == [32, 32] and result["peak_rss_gb_1024px"] == 1.0
+    assert result["device"] == "cpu" and result["precision"] == "fp32" and result["peak_gpu_gb_1024px"] is None
 
 
 def test_bench_train_checks_its_arguments_and_keeps_an_earlier_report(tmp_path, monkeypatch, capsys):
@@ -739,6 +740,18 @@ def test_pick_pairs_never_picks_a_pair_twice(tmp_path):
         bench.pick_pairs(tmp_path / "one", tmp_path / "styles", 0)
 
 
+def test_bench_stylize_refuses_a_device_it_cannot_use_in_one_line(monkeypatch):
+    import wct.bench
+
+    script = load_script("bench_stylize")
+    monkeypatch.setattr(wct.bench, "conv_throughput", lambda *a: pytest.fail("measured on no device"))
+    monkeypatch.setattr(script, "images", lambda size: (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)))
+    monkeypatch.setattr(sys, "argv", ["bench_stylize.py", "--device", "tpu"])
+    with pytest.raises(SystemExit) as e, torch.enable_grad():  # main() turns gradients off
+        script.main()
+    assert e.value.code == "error: unknown device 'tpu': use cpu, cuda or auto"
+
+
 def test_bench_stylize_says_why_before_measuring_or_after_a_failed_child(tmp_path, monkeypatch):
     import subprocess
 
@@ -757,7 +770,7 @@ def test_bench_stylize_says_why_before_measuring_or_after_a_failed_child(tmp_pat
 
     monkeypatch.setattr(script.subprocess, "run", oom)
     with pytest.raises(SystemExit) as e:  # was a CalledProcessError traceback, its stderr hidden
-        script.peak_rss_gb(1024)
+        script.peak_memory_gb(1024, "cpu", "fp32")
     assert e.value.code == "error: the 1024-px peak-RSS run failed: MemoryError"
 
 
