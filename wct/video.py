@@ -414,7 +414,10 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
                 f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files or a folder of "
                 f"frames can; convert it first (ffmpeg -i {path.name} {path.stem}.mp4)"
             ) from None
-        raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
+        why = re.findall(r"Error opening input files?: (.+)", probe)  # "Invalid data found ..."
+        raise ImageError(
+            f"{path} is not a video ffmpeg can read ({why[-1].strip() if why else e.__class__.__name__})"
+        ) from None
     changed = size_change(path)
     if changed is not None:  # ffmpeg would stretch every frame to the first one's size
         n, got, first = changed
