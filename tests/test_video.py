@@ -12,7 +12,7 @@ from PIL import Image
 from tests.conftest import cut_clip, gradient_image
 from wct.demo import landscape, painting
 from wct.errors import ImageError, InputError, OutputError
-from wct.images import tensor_to_pil
+from wct.images import load_image, tensor_to_pil
 from wct.transform import feature_stats
 from wct.video import (
     STRENGTH,
@@ -706,15 +706,21 @@ def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
         read_frames(tmp_path / "frames")
 
 
-@pytest.mark.parametrize("name", ["clip.webp", "clip.png"])
-def test_an_animated_image_as_the_source_says_to_convert_it(tmp_path, name):
-    """An animated WebP or PNG was called an image to stylise with `wct stylize`, which keeps only
-    its first frame."""
-    frames = [painting(32, 24), landscape(32, 24)]
-    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100)
-    with pytest.raises(ImageError, match=rf"{name} cannot be read as a video: .* convert it first") as e:
-        read_frames(tmp_path / name)
-    assert "wct stylize" not in str(e.value)
+@pytest.mark.parametrize("name", ["clip.webp", "clip.png", "clip.gif"])
+def test_an_animated_image_is_a_clip_at_its_mean_frame_rate(tmp_path, name):
+    """An animated GIF, WebP or PNG was refused ("convert it first" with an ffmpeg that may not be
+    on PATH); its frames are read by Pillow, at the mean of their durations."""
+    frames = [painting(32, 24), landscape(32, 24), painting(32, 24, seed=3)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=[100, 200, 300])
+    got, fps, count = read_frames(tmp_path / name, 16)
+    got = list(got)
+    assert count == len(got) == 3 and fps == pytest.approx(5.0)
+    assert all(x.shape == (1, 3, 12, 16) for x in got)
+    want = [load_image(f, 16) for f in frames]
+    tolerance = 0.1 if name.endswith(".gif") else 0.03  # GIF's palette, WebP's lossy frames
+    for x, y in zip(got, want, strict=True):
+        assert (x - y).abs().mean() < tolerance
+    assert not torch.equal(got[0], got[1])
     pages = tmp_path / ("pages.tif" if name.endswith(".webp") else "pages.mpo.jpg")
     if pages.suffix == ".tif":  # several pictures, but not a clip: an image to stylise
         frames[0].save(pages, save_all=True, append_images=frames[1:])

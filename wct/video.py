@@ -354,20 +354,44 @@ def rotation_quiet() -> Iterator[None]:
 
 
 def animated(path: Path) -> bool:
-    """Whether the image file `path` has several frames (an animated WebP or PNG, say): a clip that
+    """Whether the image file `path` has several frames (an animated GIF, WebP or PNG): a clip that
     `wct stylize` would cut to its first frame."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:  # not a phone's MPO JPEG or a multi-page TIFF: those are images
-            return im.format in ("PNG", "WEBP") and getattr(im, "is_animated", False)
+            return im.format in ("GIF", "PNG", "WEBP") and getattr(im, "is_animated", False)
     except Exception:  # not an image Pillow reads
         return False
 
 
+def animation_frames(path: Path, size: int | None) -> tuple[Iterator[Tensor], float, int]:
+    """The frames of an animated GIF, PNG or WebP (read by Pillow, which ffmpeg cannot do for all
+    three), at their mean rate: their own durations may vary, and a video has one rate."""
+    from PIL import Image, ImageSequence
+
+    try:
+        ms = []
+        with Image.open(path) as im:
+            for frame in ImageSequence.Iterator(im):
+                frame.load()  # WebP gives a frame's duration once it is decoded
+                ms.append(frame.info.get("duration") or 0)
+    except Exception as e:  # a frame Pillow cannot decode: one line, as for a video
+        raise ImageError(f"{path} is an animation Pillow cannot read: {e}") from None
+    mean = sum(ms) / len(ms)
+    fps = 1000 / mean if mean > 0 else DEFAULT_FPS
+
+    def frames() -> Iterator[Tensor]:
+        with Image.open(path) as im:
+            for frame in ImageSequence.Iterator(im):
+                yield load_image(frame.copy(), size)  # RGBA or palette frames made RGB, as files are
+
+    return frames(), fps, len(ms)
+
+
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
-    """Frames of a video file or a folder of images as (1, 3, H, W) tensors in [0, 1], longer
-    side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
+    """Frames of a video file, an animated GIF, PNG or WebP, or a folder of images as (1, 3, H, W)
+    tensors in [0, 1], longer side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
     the container's count (an AVI's header's) or, as most MP4s give none, its duration times the
     frame rate, or with an audio track, which may outlast the frames, the frames counted, unless the
     file's streams end well before its duration). A video that ends well before that count
@@ -387,6 +411,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         raise InputError(f"{path} does not exist")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes)")
+    if path.suffix.lower() in IMAGE_SUFFIXES and animated(path):
+        return animation_frames(path, size)
     import imageio.v2 as imageio
 
     try:
