@@ -950,10 +950,10 @@ def test_bench_scripts_take_peak_rss_in_mib_from_wct_bench(monkeypatch):
 
     def child(cmd, **kwargs):  # the fresh 1024-px process, which prints its peak
         ran.append(cmd[-1])
-        return subprocess.CompletedProcess(cmd, 0, "3072.0\n", "")
+        return subprocess.CompletedProcess(cmd, 0, "3.0 None\n", "")
 
     monkeypatch.setattr(script.subprocess, "run", child)
-    assert script.peak_rss_gb(1024) == 3.0 and "print(peak_rss_mb())" in ran[0]
+    assert script.peak_memory_gb(1024, "cpu", "fp32") == (3.0, None) and "peak_rss_mb() / 1024" in ran[0]
 
     tiling = load_script("bench_tiling")
     monkeypatch.setattr(bench, "peak_rss_mb", lambda: 3072.0)
