@@ -470,7 +470,7 @@ def stylize_job(
     m = None if opts.labels is None else controls.fit_labels(opts.labels, tuple(x.shape[-2:]), opts.size)
     y = stylize_any(stylizer, x, styles[s], opts.alpha, opts.levels, opts.tile, weights=opts.weights, mask=m)
     out = finish(x, y, opts.preserve_color, c, opts.max_pixels)  # RGBA content: alpha kept
-    atomic_save(out, o, overwrite=opts.overwrite, protect=tuple(inputs), text=made)
+    atomic_save(out, o, overwrite=opts.overwrite, protect=tuple(inputs), text=made, option="--overwrite")
     return True
 
 
@@ -618,7 +618,7 @@ def texture(
     s = Stylizer(device, vgg_weights, precision)
     st = s.style(style, style_size_, lv, tile_)
     y = s.texture(st, wh, seed, passes, lv, tile=tile_)
-    atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,))
+    atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,), option="--overwrite")
     console.print(f"wrote {output}")
 
 
@@ -682,7 +682,7 @@ def demo(
     s = Stylizer(device)
     y = s.stylize(pil_to_tensor(content), s.style(pil_to_tensor(style)), alpha)
     for name, im in zip(names, (content, style, tensor_to_pil(y)), strict=True):
-        atomic_save(im, output / name, overwrite=overwrite)
+        atomic_save(im, output / name, overwrite=overwrite, option="--overwrite")
     console.print(f"wrote {output}/content.png, style.png and stylized.png")
 
 

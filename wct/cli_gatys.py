@@ -106,7 +106,13 @@ def run_optimisation(
         if not console.is_terminal and (step % every == 0 or step == steps):
             console.print(f"step {step}/{steps}: {info}", highlight=False)
         if image is not None:
-            atomic_save(to_pil(image), snapshot_path(output, step), overwrite=overwrite, protect=inputs)
+            atomic_save(
+                to_pil(image),
+                snapshot_path(output, step),
+                overwrite=overwrite,
+                protect=inputs,
+                option="--overwrite",
+            )
 
     try:
         with bar:
@@ -128,7 +134,9 @@ def run_optimisation(
         record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
         write_json(record | {"history": result.history}, history)
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
-    atomic_save(to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text)
+    atomic_save(
+        to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text, option="--overwrite"
+    )
     return result
 
 
@@ -159,7 +167,9 @@ def save_interrupted(
     if output.exists():
         output = output.with_name(f"{output.stem}_interrupted{output.suffix}")
     try:
-        atomic_save(to_pil(result.image), output, overwrite=False, protect=inputs, text=text)
+        atomic_save(
+            to_pil(result.image), output, overwrite=False, protect=inputs, text=text, option="--overwrite"
+        )
     except (OSError, WCTError) as e:
         console.print(f"could not write the image so far: {e}", markup=False)
         return

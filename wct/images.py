@@ -506,16 +506,17 @@ def atomic_save(
     overwrite: bool = False,
     protect: tuple[str | os.PathLike, ...] = (),
     text: dict[str, str] | None = None,
+    option: str = "overwrite=True",
 ) -> Path:
     """Save via a temporary file and rename, so `path` is either absent or complete.
 
-    Refuses to replace an input (`protect`), and an existing file unless `overwrite` (and the rest
-    `check_target` refuses). An alpha channel is dropped, with a warning, for formats without one
-    (JPEG, BMP...). `text` goes into a PNG's text chunks (read back with `png_text`); other
-    formats do not keep it.
+    Refuses to replace an input (`protect`), and an existing file unless `overwrite` (the message
+    says to pass `option`: the CLI's is "--overwrite"), and the rest `check_target` refuses. An
+    alpha channel is dropped, with a warning, for formats without one (JPEG, BMP...). `text` goes
+    into a PNG's text chunks (read back with `png_text`); other formats do not keep it.
     """
     try:
-        path = check_target(path, overwrite, protect)
+        path = check_target(path, overwrite, protect, option=option)
     except OSError as e:  # a name too long...: as write_atomic reports it
         raise write_error(path, e) from None
     fmt = Image.registered_extensions().get(path.suffix.lower())

@@ -391,12 +391,12 @@ def animation_frames(path: Path, size: int | None) -> tuple[Iterator[Tensor], fl
 
 def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Tensor], float, int | None]:
     """Frames of a video file, an animated GIF, PNG or WebP, or a folder of images as (1, 3, H, W)
-    tensors in [0, 1], longer side scaled to `size`; also the frame rate and, when known, the number of frames (for a video,
-    the container's count (an AVI's header's) or, as most MP4s give none, its duration times the
-    frame rate, or with an audio track, which may outlast the frames, the frames counted, unless the
-    file's streams end well before its duration). A video that ends well before that count
-    (truncated, say) warns once its frames run out; one whose frames change size is an ImageError
-    (ffmpeg would stretch them)."""
+    tensors in [0, 1], longer side scaled to `size`; also the frame rate and, when known, the
+    number of frames (for a video, the container's count (an AVI's header's) or, as most MP4s give
+    none, its duration times the frame rate, or with an audio track, which may outlast the frames,
+    the frames counted, unless the file's streams end well before its duration). A video that ends
+    well before that count (truncated, say) warns once its frames run out; one whose frames change
+    size is an ImageError (ffmpeg would stretch them)."""
     path = Path(path)
     if size is not None:
         check_size(size)  # now, not at the first frame
