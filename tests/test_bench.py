@@ -580,7 +580,9 @@ def test_bench_stylize_writes_its_json_whole_or_not_at_all(tmp_path, monkeypatch
     assert torch.is_grad_enabled()
     result = json.loads(report.read_text())
     assert result["runs"] == 1 and result["content_px"] == [32, 32] and result["peak_rss_gb_1024px"] == 1.0
-    assert result["device"] == "cpu" and result["precision"] == "fp32" and result["peak_gpu_gb_1024px"] is None
+    assert (
+        result["device"] == "cpu" and result["precision"] == "fp32" and result["peak_gpu_gb_1024px"] is None
+    )
 
 
 def test_bench_train_checks_its_arguments_and_keeps_an_earlier_report(tmp_path, monkeypatch, capsys):

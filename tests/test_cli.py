@@ -974,3 +974,14 @@ def test_a_gatys_run_whose_terminal_closes_keeps_its_image_and_exits_129(pair, t
     assert os.waitstatus_to_exitcode(status) == 129, shown.decode(errors="replace")[-2000:]
     assert json.loads(history.read_text())["error"] == "interrupted"
     assert "wct:interrupted" in Image.open(out).text
+
+
+def test_a_texture_over_the_pixel_limit_is_refused_before_torch(pair, tmp_path):
+    """wct texture --size 20000x10000 was refused only after the model loaded and the style was
+    encoded (14 s)."""
+    style, out = str(pair / "style.jpg"), str(tmp_path / "t.png")
+    cases = [
+        (["texture", style, "-o", out, "--size", "20000x10000"], "a 20000x10000 texture is over the limit")
+    ]
+    assert_errors_before_torch(cases)
+    assert list(tmp_path.iterdir()) == []

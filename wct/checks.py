@@ -102,3 +102,18 @@ def texture_size(size: int | Sequence[int]) -> tuple[int, int]:
     ):
         raise InputError(f"size must be (width, height) in whole pixels, got {size!r}")
     return int(pair[0]), int(pair[1])
+
+
+def made_pixel_limit() -> int | None:
+    """The most pixels of an image wct makes (a texture, an upscaled photo): twice Pillow's
+    decompression-bomb limit, the size Pillow refuses to open (None if that is off)."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
+
+
+def check_texture_pixels(width: int, height: int) -> None:
+    """InputError for a texture over `made_pixel_limit`."""
+    limit = made_pixel_limit()
+    if limit and width * height > limit:
+        raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")

@@ -27,6 +27,7 @@ from .checks import (
     check_levels,
     check_precision,
     check_seed,
+    check_texture_pixels,
     parse_size,
 )
 from .errors import ImageError, InputError, OutputError, WCTError
@@ -607,6 +608,7 @@ def texture(
     must_exist(style)
     check_options(device, precision)
     wh = parse_size(size)
+    check_texture_pixels(*(max(v, MIN_SIDE) for v in wh))  # now, not after the style is encoded
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
     check_seed(seed, "--seed")

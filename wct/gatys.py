@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import as_number, check_seed, whole
+from .checks import as_number, check_seed, check_texture_pixels, whole
 from .encoder import NAMES, Encoder, check_layer, min_side, read_signed
 from .errors import InputError
-from .images import check_texture_pixels, load_image, resize
+from .images import load_image, resize
 
 MEANS_FILE = Path(__file__).with_name("vgg19_channel_means.safetensors")
 CONTENT_LAYER = "relu4_2"

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageChops, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from .checks import MIN_SIDE, as_number
+from .checks import MIN_SIDE, as_number, made_pixel_limit
 from .errors import ImageError, InputError, OutputError
 from .paths import VIDEO_SUFFIXES, check_target, write_error
 
@@ -119,19 +119,6 @@ def too_large(name: str, pixels: str, max_pixels: int | None) -> str:
         f"{limit / 1e6:.1f}M (a guard against decompression bombs); to allow it, pass a larger "
         f"max_pixels (--max-pixels on the command line), up to {2 * limit / 1e6:.1f}M"
     )
-
-
-def made_pixel_limit() -> int | None:
-    """The most pixels of an image wct makes (a texture, an upscaled photo): twice Pillow's
-    decompression-bomb limit, the size Pillow refuses to open (None if that is off)."""
-    return Image.MAX_IMAGE_PIXELS and 2 * Image.MAX_IMAGE_PIXELS
-
-
-def check_texture_pixels(width: int, height: int) -> None:
-    """InputError for a texture over `made_pixel_limit`."""
-    limit = made_pixel_limit()
-    if limit and width * height > limit:
-        raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
 
 
 def pixel_limit(max_pixels: int | None) -> int | None:

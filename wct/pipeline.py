@@ -16,7 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .checks import check_alpha, check_levels, check_seed, texture_size, whole
+from .checks import check_alpha, check_levels, check_seed, check_texture_pixels, texture_size, whole
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
@@ -27,7 +27,6 @@ from .images import (
     MIN_SIDE,
     ImageLike,
     alpha_channel,
-    check_texture_pixels,
     load_image,
     resize,
     stretch_small,
