@@ -310,24 +310,25 @@ def signals_held() -> Iterator[None]:
 
 def write_set(writes: Sequence[tuple[Path, Callable[[str], object]]]) -> None:
     """Write a report's files as one: each `write(tmp)` (as `write_atomic` calls it) into a hidden
-    folder beside the first, then all renamed over their paths with signals held back, so that a
-    reader finds the earlier set or the new one, never a mix; OutputError if one cannot be written
-    (the earlier set then stays whole)."""
+    folder beside the first, then all renamed over their paths, so that a reader finds the earlier
+    set or the new one, never a mix; OutputError if one cannot be written (the earlier set then
+    stays whole). Ctrl-C, SIGTERM and SIGHUP wait for the set (a second or so): a benchmark
+    stopped as it ends keeps its report."""
     folder = writes[0][0].parent
-    try:
-        stage = Path(tempfile.mkdtemp(dir=folder, prefix=".report."))
-    except OSError as e:
-        raise write_error(writes[0][0], e) from None
-    try:
-        staged = [(write_atomic(stage / path.name, write), path) for path, write in writes]
-        with signals_held():
+    with signals_held():
+        try:
+            stage = Path(tempfile.mkdtemp(dir=folder, prefix=".report."))
+        except OSError as e:
+            raise write_error(writes[0][0], e) from None
+        try:
+            staged = [(write_atomic(stage / path.name, write), path) for path, write in writes]
             for tmp, path in staged:
                 try:
                     os.replace(tmp, path)
                 except OSError as e:
                     raise write_error(path, e) from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def sync() -> None:

@@ -527,8 +527,9 @@ def bench(
     ]
     try:
         b.write_set(writes)
-    except WCTError as err:
-        if stopped is None:
+    except BaseException as err:
+        remove_made(made)  # those of our folders left empty
+        if stopped is None or not isinstance(err, WCTError):
             raise
         console.print(f"could not write the report so far: {err}", markup=False)  # never hide why it stopped
         raise stopped from None
