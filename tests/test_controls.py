@@ -18,6 +18,7 @@ from wct.controls import (
     parse_style_spec,
     preserve_color,
     read_mask,
+    resize_labels,
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
@@ -178,6 +179,18 @@ def test_mask_values_label_regions_in_sorted_order():
         fit_labels(labels, (20, 29), scale=30)  # compared at the size the content was scaled to
 
 
+def test_a_mask_downsampled_to_a_deep_level_takes_each_cells_centre():
+    """`nearest` took each 16-px cell's top-left pixel: a cell 15/16 in region 1 was region 0, so
+    at relu5_1 region 0 spilled up to 15 px right and down."""
+    labels = torch.zeros(48, 256, dtype=torch.long)
+    labels[:, 113:] = 1  # cell 7 (columns 112..127) lies almost all in region 1
+    labels[20:, :] = 2  # cell row 1 (rows 16..31) mostly in region 2
+    small = resize_labels(labels, (3, 16))
+    assert small[0].tolist() == [0] * 7 + [1] * 9
+    assert small[1:].eq(2).all()
+    assert resize_labels(labels, (96, 512)).equal(labels.repeat_interleave(2, 0).repeat_interleave(2, 1))
+
+
 def test_a_jpeg_mask_with_too_many_regions_says_why(tmp_path):
     """Few extra values (here 3 for 2 styles) from a JPEG mask still get the PNG hint."""
     path = tmp_path / "mask.jpg"
@@ -187,6 +200,15 @@ def test_a_jpeg_mask_with_too_many_regions_says_why(tmp_path):
             read_mask(mask, styles=2)
     with pytest.raises(InputError, match=r"style\(s\) were given$"):  # a PNG needs no hint
         read_mask(halves(16, 24, (0, 128, 255)), styles=2)
+
+
+def test_an_anti_aliased_png_mask_is_not_told_to_be_saved_as_png(tmp_path):
+    """A PNG mask with soft edges was told "save masks as PNG, JPEG adds values"."""
+    path = tmp_path / "soft.png"
+    Image.linear_gradient("L").resize((16, 64)).save(path)  # 64 grey levels: a soft edge
+    with pytest.raises(InputError, match="64 regions .*; paint masks with hard edges") as e:
+        read_mask(path, styles=2)
+    assert "JPEG adds values" not in str(e.value)
 
 
 def test_shapes_on_a_transparent_layer_are_regions_and_unused_styles_are_named(tmp_path):
@@ -559,6 +581,25 @@ def test_unusable_statistics_are_refused_when_saved_and_when_read(tmp_path):
     bad = write_signed(tensors, meta, tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError, match=r"style preset .*bad.safetensors is unusable: its relu3_1 sums"):
         load_style_stats(bad, "md5")
+
+
+def test_a_preset_whose_count_is_not_one_finite_number_is_a_weights_error(tmp_path):
+    """An empty or infinite count (a digest-valid file from another writer) raised a bare
+    IndexError or OverflowError, and one of several numbers was read as its first."""
+    from wct.controls import load_style_stats
+    from wct.encoder import write_signed
+    from wct.errors import WeightsError
+
+    good = feature_stats(torch.randn(64, 4, 4))
+    meta = {"format": "wct-style-stats", "version": "1", "encoder": "md5", "levels": "1"}
+    for count in (torch.tensor([16, 16]), torch.tensor([]), torch.tensor([float("inf")])):
+        tensors = {
+            "relu1_1.count": count,
+            **{f"relu1_1.{k}": getattr(good, k) for k in ("total", "outer", "shift")},
+        }
+        path = write_signed(tensors, meta, tmp_path / "p.safetensors")
+        with pytest.raises(WeightsError, match="p.safetensors is corrupt"):
+            load_style_stats(path, "md5")
 
 
 def test_a_weight_without_a_path_is_not_taken_for_an_existing_file():

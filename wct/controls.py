@@ -77,9 +77,12 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
     if styles is not None and len(values) > styles:
         suffix = "" if isinstance(image, Image.Image) else Path(image).suffix.lower()
         jpeg = "JPEG" in (im.format, Image.registered_extensions().get(suffix))  # even a few extra values
+        hint = "; save masks as PNG, JPEG adds values" if jpeg else ""
+        if not jpeg and len(values) > 16:  # a PNG with soft edges, or a JPEG read without its name
+            hint = "; paint masks with hard edges, as PNG: anti-aliasing, smoothing and JPEG add values"
         raise InputError(
             f"the mask has {len(values)} regions (distinct values) but only {styles} style(s) were given"
-            + ("; save masks as PNG, JPEG adds values" if jpeg or len(values) > 16 else "")
+            + hint
         )
     if styles is not None and len(values) < styles:
         first = len(values) + 1
@@ -92,10 +95,12 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
 
 
 def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
-    """(H, W) labels resized to `size` (h, w) by nearest neighbour: no new labels appear."""
+    """(H, W) labels resized to `size` (h, w) by nearest neighbour: no new labels appear. Each
+    cell takes the label at its centre ("nearest" takes its top-left pixel: at relu5_1 a region
+    would spill up to 15 px right and down)."""
     if tuple(labels.shape) == tuple(size):
         return labels
-    x = F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest")
+    x = F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest-exact")
     return x[0, 0].round().long()
 
 
@@ -295,8 +300,9 @@ def load_style_stats(path: str | os.PathLike, encoder_id: str) -> dict[int, Feat
     try:
         for level in (int(v) for v in meta["levels"].split(",") if v):
             count, total, outer, shift = (tensors[f"{relu(level)}.{name}"] for name in _FIELDS)
-            out[level] = FeatureStats(int(count[0]), total, outer, shift)
-    except (KeyError, ValueError):  # the digest covers the tensors, not the metadata
+            out[level] = FeatureStats(int(count.item()), total, outer, shift)
+    except (KeyError, ValueError, RuntimeError, OverflowError):  # the digest covers the tensors, not
+        # the metadata; RuntimeError, OverflowError: a count that is not one finite number
         raise WeightsError(
             f"style preset {path} is corrupt: its levels {meta.get('levels')!r} do not match its tensors"
         ) from None
