@@ -500,6 +500,8 @@ def test_style_weights_may_be_a_generator_read_once(stylizer):
     assert torch.equal(stylizer.stylize(x, two, 0.8, (2, 1), weights=(w for w in [1, 3])), want)
     assert wct.stylize(x[0], two, 0.8, (2, 1), size=None, weights=iter([1, 3])) == tensor_to_pil(want)
     assert wct.stylize(x[0], two, 0.8, (2, 1), size=None, tile=16, weights=iter([1, 3])).size == (48, 32)
+    want = stylizer.texture(two, (32, 32), passes=2, levels=(2, 1), weights=[1, 3])  # each pass reads them
+    assert torch.equal(stylizer.texture(two, (32, 32), passes=2, levels=(2, 1), weights=iter([1, 3])), want)
 
 
 def test_a_style_prints_in_one_short_line(stylizer):

@@ -343,7 +343,7 @@ class Stylizer:
                 f"the texture is only {width}x{height} px: made at {made[0]}x{made[1]} and scaled down",
                 stacklevel=3,  # past torch.no_grad's wrapper
             )
-        levels = check_levels(levels)
+        levels, weights = check_levels(levels), once(weights)  # a generator serves every pass
         styles = self.styles(style, levels, tile=tile)  # an image is encoded once, not at every pass
         g = torch.Generator().manual_seed(int(seed))
         x = torch.rand(1, 3, made[1], made[0], generator=g)
