@@ -963,3 +963,47 @@ def test_bench_scripts_take_peak_rss_in_mib_from_wct_bench(monkeypatch):
     monkeypatch.setattr(tiling, "style", lambda s: None)
     monkeypatch.setattr(tiling, "content", lambda w, h: torch.rand(1, 3, 16, 16))
     assert tiling.child("1024", "auto")["peak_rss_gb"] == 3 * 1024**3 / 1e9
+
+
+def test_a_stop_signal_while_the_report_set_is_written_waits_for_the_set(tmp_path):
+    """A signal mask holds signals from one thread only: torch's threads took SIGTERM and the
+    benchmark stopped halfway through its report set, losing it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    torch.ones(256, 256) @ torch.ones(256, 256)  # torch's worker threads exist
+
+    def slow(tmp: str) -> None:
+        time.sleep(0.6)
+        Path(tmp).write_text("the table")
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(Stopped):  # delivered once the set is in place
+            bench.write_set(
+                [
+                    (tmp_path / "bench.json", lambda tmp: Path(tmp).write_text("{}")),
+                    (tmp_path / "bench.md", slow),
+                ]
+            )
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
+    (tmp_path / "sheet.png").mkdir()  # in the way of the last rename: refused before the first
+    with pytest.raises(bench.OutputError, match="sheet.png is a directory"):
+        bench.write_set(
+            [
+                (tmp_path / "bench.json", lambda tmp: Path(tmp).write_text("new")),
+                (tmp_path / "sheet.png", slow),
+            ]
+        )
+    assert (tmp_path / "bench.json").read_text() == "{}"

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
@@ -294,27 +292,18 @@ def report_problem(path: Path, overwrite: bool) -> str | None:
     return None
 
 
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold back Ctrl-C, SIGTERM and SIGHUP until the block is done (where the OS can: POSIX)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
 def write_set(writes: Sequence[tuple[Path, Callable[[str], object]]]) -> None:
     """Write a report's files as one: each `write(tmp)` (as `write_atomic` calls it) into a hidden
     folder beside the first, then all renamed over their paths, so that a reader finds the earlier
     set or the new one, never a mix; OutputError if one cannot be written (the earlier set then
     stays whole). Ctrl-C, SIGTERM and SIGHUP wait for the set (a second or so): a benchmark
     stopped as it ends keeps its report."""
+    from .video import signals_held
+
     folder = writes[0][0].parent
+    taken = next((path for path, _ in writes if path.is_dir()), None)
+    if taken is not None:  # found now: its rename would fail after the others had been made
+        raise OutputError(f"{taken} is a directory: give another -o folder")
     with signals_held():
         try:
             stage = Path(tempfile.mkdtemp(dir=folder, prefix=".report."))

@@ -147,13 +147,15 @@ def scene_cut(previous: Tensor, x: Tensor, threshold: float = CUT) -> bool:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block runs, then deliver them (main thread only: elsewhere
-    Python runs no signal handlers)."""
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs, then deliver them (main thread only:
+    elsewhere Python runs no signal handlers; not a signal mask, which holds them from one thread
+    only, and torch's threads would take them)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    before = {s: signal.signal(s, lambda n, _: caught.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    held = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+    before = {s: signal.signal(s, lambda n, _: caught.append(n)) for s in held}
     try:
         yield
     finally:
