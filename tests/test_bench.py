@@ -894,6 +894,11 @@ def test_bench_stopped_keeps_a_partial_report_of_the_pairs_done(pair, tmp_path, 
         [*earlier, "bench_interrupted.json", "bench_interrupted.md", "sheet_interrupted.png"]
     )
     assert json.loads((out / "bench_interrupted.json").read_text())["finished"] is False
+    calls.clear()  # nor an earlier stopped run's report
+    earlier = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert wct_cli("bench", *bench_pairs(pair), "-o", str(out), "--overwrite").returncode == 143
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.name in earlier} == earlier
+    assert (out / "bench_interrupted2.json").is_file() and (out / "sheet_interrupted2.png").is_file()
 
 
 def test_bench_records_a_diverged_gatys_run_and_goes_on(pair, tmp_path, wct_cli, monkeypatch):

@@ -515,8 +515,11 @@ def bench(
             f"the benchmark stopped ({report['error']}) after {len(records)} of "
             f"{len(todo) * len(size_list)} measurements (pairs x sizes): the table holds those only"
         )
-        if any(f.exists() for f in files):  # an earlier report is kept, as gatys keeps OUT
-            files = [f.with_stem(f"{f.stem}_interrupted") for f in files]
+        stems, k = [f.stem for f in files], 0
+        while any(f.exists() for f in files):  # earlier reports are kept, as gatys keeps OUT
+            k += 1
+            tag = f"_interrupted{k if k > 1 else ''}"  # then _interrupted2, ...
+            files = [f.with_stem(f"{stem}{tag}") for f, stem in zip(files, stems, strict=True)]
     text = b.markdown(rows, machine, records, partial)
     report |= {"summary": rows, "pairs": records}
     sheet = b.contact_sheet(sheet_rows[max(sheet_rows)])
