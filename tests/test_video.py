@@ -19,6 +19,7 @@ from wct.video import (
     FrameWriter,
     Smoother,
     TemporalFilter,
+    avi_frames,
     ema_stats,
     flicker,
     has_audio,
@@ -694,10 +695,12 @@ def test_a_video_that_changes_frame_size_is_refused_not_stretched(wct_cli, tmp_p
 
 def test_an_image_or_an_empty_folder_as_the_source_says_what_to_do(tmp_path):
     painting(32, 32).save(tmp_path / "photo.jpg")
-    with pytest.raises(
-        ImageError, match=r"photo.jpg is an image, not a video: stylise it with `wct stylize`$"
-    ):
-        read_frames(tmp_path / "photo.jpg")  # was: convert it first (ffmpeg -i photo.jpg photo.mp4)
+    painting(32, 32).save(tmp_path / "still.gif")  # one frame: not an animation
+    for name in ("photo.jpg", "still.gif"):  # was: convert it first (ffmpeg -i photo.jpg photo.mp4)
+        with pytest.raises(
+            ImageError, match=rf"{name} is an image, not a video: stylise it with `wct stylize`$"
+        ):
+            read_frames(tmp_path / name)
     (tmp_path / "frames").mkdir()
     (tmp_path / "frames" / "clip.mov").write_bytes(b"not a frame")
     with pytest.raises(
@@ -851,6 +854,10 @@ def test_a_cut_avi_warns_with_the_frame_count_its_header_promises(tmp_path):
         warnings.simplefilter("error", UserWarning)
         frames, _, count = read_frames(tmp_path / "clip.avi")
         assert len(list(frames)) == count == 30
+    garbled = bytearray(data[: len(data) // 2])
+    garbled[16:20] = (2).to_bytes(4, "little")  # its header list's size: under the 4 bytes of "hdrl"
+    (tmp_path / "garbled.avi").write_bytes(garbled)
+    assert avi_frames(tmp_path / "garbled.avi") is None  # was a bare ValueError (read of -2 bytes)
 
 
 def test_a_web_page_saved_as_an_mp4_is_not_called_truncated(tmp_path):

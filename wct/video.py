@@ -262,7 +262,10 @@ def avi_frames(path: Path) -> int | None:
                 return None
             if int.from_bytes(head[4:8], "little") + 8 <= path.stat().st_size:  # whole
                 return None
-            hdrl = f.read(min(int.from_bytes(head[16:20], "little") - 4, 1 << 20))
+            n = int.from_bytes(head[16:20], "little") - 4  # the LIST's size, less its "hdrl"
+            if n <= 0:  # a header cut or garbled: nothing said
+                return None
+            hdrl = f.read(min(n, 1 << 20))
     except OSError:
         return None
     found: dict[bytes, int] = {}
@@ -435,7 +438,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
                 f"{path} is incomplete or truncated: its MP4 index (moov atom) is missing, as in a file "
                 "whose copy, download or recording stopped early"
             ) from None
-        if path.suffix.lower() in IMAGE_SUFFIXES - {".gif"} and not animated(path):
+        if path.suffix.lower() in IMAGE_SUFFIXES:  # a still one: animations were read above
             raise ImageError(f"{path} is an image, not a video: stylise it with `wct stylize`") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
