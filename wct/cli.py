@@ -520,7 +520,7 @@ def video(
         ...,
         parser=in_arg("SOURCE"),
         metavar="source",
-        help="Video file (mp4, mov, avi, mkv, webm) or a folder of frames.",
+        help="Video file (mp4, mov, avi, mkv, webm), animated GIF, PNG or WebP, or a folder of frames.",
     ),
     output_text: str = typer.Argument(
         ..., metavar="output", help="Video file to write, or a folder for PNG frames (any name ending in /)."

@@ -47,9 +47,10 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     if Path(a).resolve() == Path(b).resolve():
         return True
     try:
-        return os.path.samefile(a, b)
+        sa, sb = os.stat(a), os.stat(b)
     except OSError:  # either does not exist (yet)
         return False
+    return sa.st_ino != 0 and os.path.samestat(sa, sb)  # some network drives give every file inode 0
 
 
 def write_error(path: str | os.PathLike, e: OSError) -> OutputError:

@@ -328,7 +328,7 @@ class Stylizer:
         """Texture synthesis (WCT paper, sec. 4): uniform noise of `size` (width, height), made on
         the CPU from `seed` so every device starts alike, stylised with alpha 1 `passes` times.
         Large textures are made in tiles, as `stylize_any` does (`tile`: None auto, 0 never, N px);
-        the size is capped at `images.made_pixel_limit` (twice Pillow's decompression-bomb limit).
+        the size is capped at `checks.made_pixel_limit` (twice Pillow's decompression-bomb limit).
         A side under 16 px is made at 16 and the texture scaled down, with a warning."""
         from .tiling import stylize_any
 

@@ -442,8 +442,9 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
             raise ImageError(f"{path} is an image, not a video: stylise it with `wct stylize`") from None
         if not is_video(path):  # imageio's ffmpeg plugin turns some suffixes away (.gif, .m4v)
             raise ImageError(
-                f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files or a folder of "
-                f"frames can; convert it first (ffmpeg -i {path.name} {path.stem}.mp4)"
+                f"{path} cannot be read as a video: .avi, .mkv, .mov, .mp4, .webm files, animated GIF, "
+                f"PNG or WebP images or a folder of frames can; convert it first (ffmpeg -i {path.name} "
+                f"{path.stem}.mp4)"
             ) from None
         why = re.findall(r"Error opening input files?: (.+)", probe)  # "Invalid data found ..."
         raise ImageError(
