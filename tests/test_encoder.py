@@ -155,5 +155,8 @@ def test_pixels_far_outside_0_1_are_an_input_error_unless_asked_not_to_check(enc
         with pytest.raises(InputError, match=r"takes RGB in \[0, 1\]"):
             encoder.extract(bad.bfloat16(), ["relu1_1"])
         assert torch.isfinite(encoder(bad, 1, check_range=False)).all()  # an image being optimised
+    nan = x.clone()
+    nan[0, 0, 3, 3] = float("nan")  # an optimiser's diverged image: its caller's to detect (Diverged)
+    assert torch.isnan(encoder(nan, 1, check_range=False)).any()
     overshoot = x * 1.4 - 0.2  # as resampling or a decoder in training leaves it
     assert torch.equal(encoder(overshoot, 1), encoder(overshoot, 1, check_range=False))

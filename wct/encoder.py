@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -276,9 +277,10 @@ class Encoder(nn.Module):
     def extract(self, x: Tensor, layers: Sequence[str], check_range: bool = True) -> dict[str, Tensor]:
         """All requested layers (e.g. relu1_1, relu4_2) in one forward pass, stopping at the deepest.
 
-        Pixels far outside [0, 1] (0..255, or ImageNet-normalised as torchvision's models take)
-        are an InputError: they give wrong features silently. `check_range=False` is for images
-        being optimised or trained towards [0, 1] (Gatys, a decoder's feature loss)."""
+        NaN, Inf and pixels far outside [0, 1] (0..255, or ImageNet-normalised as torchvision's
+        models take) are an InputError: they give wrong features silently. `check_range=False`
+        skips these checks of values for images being optimised or trained towards [0, 1] (Gatys,
+        a decoder's feature loss), whose callers catch a divergence themselves."""
         if isinstance(layers, str) or not layers:
             raise InputError(f"layers must be a non-empty list of layer names, got {layers!r}")
         for n in layers:
@@ -288,8 +290,6 @@ class Encoder(nn.Module):
             raise InputError(f"expected an image batch of shape (N, 3, H, W), got {got}")
         if not x.is_floating_point():
             raise InputError(f"expected a float image batch in [0, 1], got {x.dtype}")
-        if not all_finite(x):
-            raise InputError("the image batch contains NaN or Inf")
         wanted = set(layers)
         last = max(self.index[n] for n in wanted)
         least = min_side(NAMES[last])
@@ -299,6 +299,8 @@ class Encoder(nn.Module):
             )
         if check_range and x.numel():
             lo, hi = (float(v) for v in torch.aminmax(x if x.dtype.itemsize > 1 else x.float()))
+            if not (math.isfinite(lo) and math.isfinite(hi)):  # aminmax propagates NaN
+                raise InputError("the image batch contains NaN or Inf")
             if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
                 raise InputError(
                     f"the image batch spans {lo:.3g}..{hi:.3g}: the encoder takes RGB in [0, 1] "
