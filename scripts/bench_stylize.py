@@ -64,7 +64,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="Timed runs of each measure (median).")
     ap.add_argument("--size", type=int, default=512, help="Longer side of content and style, px.")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto (default cpu).")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="As wct's --precision.")
+    ap.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="As wct's --precision."
+    )
     ap.add_argument("--json", type=Path, default=None, help="Write the report here (default: print only).")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
