@@ -31,6 +31,7 @@ from .errors import InputError, OutputError
 from .images import list_images, load_image, tensor_to_pil, write_atomic
 from .paths import check_target, write_error
 from .pipeline import Stylizer
+from .signals import signals_held
 
 T = TypeVar("T")
 
@@ -298,8 +299,6 @@ def write_set(writes: Sequence[tuple[Path, Callable[[str], object]]]) -> None:
     set or the new one, never a mix; OutputError if one cannot be written (the earlier set then
     stays whole). Ctrl-C, SIGTERM and SIGHUP wait for the set (a second or so): a benchmark
     stopped as it ends keeps its report."""
-    from .video import signals_held
-
     folder = writes[0][0].parent
     taken = next((path for path, _ in writes if path.is_dir()), None)
     if taken is not None:  # found now: its rename would fail after the others had been made

@@ -1126,12 +1126,7 @@ def train_run(run: Run) -> dict:
                 batch, unreadable, stopped = next_batch(run, batches, caught)
                 if stopped:
                     break
-                try:
-                    loss = train_step(run, batch, unreadable, step, done)
-                except InputError:  # the feature loss refuses the image of a decoder gone non-finite
-                    if finite(run.decoder):
-                        raise
-                    raise TrainingError(diverged(step, math.nan, cfg, run.files.last)) from None
+                loss = train_step(run, batch, unreadable, step, done)
                 step += 1
                 bar.update(task, completed=step)
                 done = done_after(run, step)

@@ -19,10 +19,8 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
@@ -52,6 +50,7 @@ from .images import (
 )
 from .paths import check_target, write_error
 from .pipeline import Style, Stylizer, check_levels
+from .signals import signals_held
 from .tiling import AUTO_TILE, needs_tiling, stylize_tiled
 from .transform import FeatureStats
 
@@ -143,26 +142,6 @@ def scene_cut(previous: Tensor, x: Tensor, threshold: float = CUT) -> bool:
         return True
     pool = torch.nn.functional.adaptive_avg_pool2d
     return (pool(x, 16) - pool(previous, 16)).abs().mean().item() > threshold
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs, then deliver them (main thread only:
-    elsewhere Python runs no signal handlers; not a signal mask, which holds them from one thread
-    only, and torch's threads would take them)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
-    before = {s: signal.signal(s, lambda n, _: caught.append(n)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        for s in caught:
-            signal.raise_signal(s)
 
 
 def _ffmpeg(*args: str | Path) -> subprocess.CompletedProcess:
