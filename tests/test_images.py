@@ -474,3 +474,42 @@ def test_a_folder_we_may_not_write_is_refused_before_any_work(tmp_path, monkeypa
     with pytest.raises(OutputError, match=f"cannot write .*: {shut} is not writable"):
         paths.check_target(shut / "new" / "out.png", False)
     assert paths.check_target(tmp_path / "out.png", False) == tmp_path / "out.png"
+
+
+def test_tensor_to_pil_converts_what_load_image_takes_and_refuses_the_rest(tmp_path):
+    import torch
+
+    from wct.images import atomic_save, tensor_to_pil
+
+    u = torch.randint(0, 256, (3, 5, 6), dtype=torch.uint8)  # as torchvision reads: was black and white
+    assert np.array_equal(np.asarray(tensor_to_pil(u)), u.permute(1, 2, 0).numpy())
+    x = torch.rand(1, 3, 5, 6)
+    assert np.array_equal(np.asarray(tensor_to_pil(x)), (x[0] * 255).round().byte().permute(1, 2, 0).numpy())
+    bad = {
+        r"got \(2, 3, 5, 6\) \(a batch": torch.rand(2, 3, 5, 6),  # was its first image only
+        "NaN or Inf": torch.full((3, 5, 6), float("nan")),  # was a black image
+        r"got \(5, 6, 3\)": torch.rand(5, 6, 3),  # was a TypeError
+        "got torch.int64": torch.zeros(3, 5, 6, dtype=torch.long),
+        "got ndarray": np.zeros((3, 5, 6)),  # was an AttributeError
+    }
+    for message, y in bad.items():
+        with pytest.raises(InputError, match=message):
+            tensor_to_pil(y)
+    with pytest.raises(InputError, match="takes a PIL image, got Tensor: convert it with tensor_to_pil"):
+        atomic_save(x, tmp_path / "x.png")  # was an AttributeError from Pillow's save
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_palette_with_alpha_made_in_memory_keeps_its_transparency(tmp_path):
+    from wct.images import alpha_channel
+
+    a = np.zeros((8, 8, 4), np.uint8)
+    a[..., 0], a[..., 3] = 200, 255
+    a[:, :4, 3] = 0
+    for p in (Image.fromarray(a, "RGBA").quantize(), Image.fromarray(a, "RGBA").convert("P")):
+        assert p.mode == "P" and "transparency" not in p.info  # the alpha is in the palette
+        alpha = alpha_channel(p, (8, 8))  # was None: the result lost the transparency the content showed
+        assert alpha is not None and np.array_equal(np.asarray(alpha), a[..., 3])
+        p.save(tmp_path / "p.png")  # as a file it has a transparent palette entry: the same alpha
+        assert np.array_equal(np.asarray(alpha_channel(tmp_path / "p.png", (8, 8))), a[..., 3])
+    assert alpha_channel(Image.new("RGB", (8, 8)).convert("P"), (8, 8)) is None

@@ -208,6 +208,9 @@ def test_bad_precisions_raise_typed_errors_and_slow_bf16_warns(monkeypatch):
         Stylizer("cpu", precision="fp8")
     with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
         Stylizer("cpu", precision="fp16")
+    for call in (wct.stylize, wct.texture):  # the cached Stylizer's key: was a TypeError (unhashable)
+        with pytest.raises(InputError, match=r"precision must be one of .*, not \['bf16'\]"):
+            call(stripes(32, 32)[0], stripes(32, 32)[0], precision=["bf16"])
     monkeypatch.setattr(wct.encoder, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no fast bf16 kernels"):
         Stylizer("cpu", precision="bf16")
@@ -417,6 +420,30 @@ def test_the_cached_stylizer_follows_the_weights_variables(var, tmp_path, monkey
     monkeypatch.setenv(var, str(tmp_path / "elsewhere"))  # no weights there
     with pytest.raises(WeightsError, match="elsewhere"):  # the cached one kept the old weights
         wct.stylize(style, style, levels=(1,), size=None)
+
+
+def test_the_cached_stylizer_is_loaded_again_only_where_a_relative_variable_names_other_files(
+    tmp_path, monkeypatch
+):
+    import wct.pipeline as P
+
+    monkeypatch.setattr(P, "Stylizer", lambda device, precision: object())
+    monkeypatch.setattr(P, "_STYLIZERS", {})
+    for var in ("WCT_DECODERS", "WCT_VGG19_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    first = P.stylizer("cpu")
+    monkeypatch.chdir(tmp_path / "b")  # a batch job's folders: each loaded the weights again, kept
+    assert P.stylizer("cpu") is first
+    monkeypatch.setenv("WCT_DECODERS", "decoders")
+    in_b = P.stylizer("cpu")
+    monkeypatch.chdir(tmp_path / "a")
+    in_a = P.stylizer("cpu")
+    assert in_a is not in_b  # a/decoders, not b/decoders
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path / "a" / "decoders"))
+    assert P.stylizer("cpu") is in_a and len(P._STYLIZERS) == 3  # the same files, named absolutely
 
 
 def test_fp32_cpu_networks_run_channels_last_and_hand_back_contiguous_results(stylizer, encoder):

@@ -298,8 +298,10 @@ def alpha_of(im: Image.Image) -> Image.Image:
 
 
 def has_alpha(im: Image.Image) -> bool:
-    """Whether the image has an alpha channel or a transparent palette entry."""
-    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    """Whether the image has an alpha channel or a transparent palette entry: a transparent colour,
+    or a palette with alpha (as `convert("P")` and `quantize()` of an RGBA image make in memory)."""
+    rgba_palette = im.mode == "P" and getattr(im.palette, "mode", None) == "RGBA"
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info or rgba_palette
 
 
 def alpha_channel(
@@ -340,12 +342,27 @@ def pil_to_tensor(im: Image.Image) -> Tensor:
 
 
 def tensor_to_pil(x: Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) in [0, 1] -> PIL RGB (rounded, clamped)."""
+    """(1, 3, H, W) or (3, H, W) floats in [0, 1] (rounded, clamped), or uint8 in 0..255 as
+    `load_image` takes them -> PIL RGB. Another shape, a batch of several images, another dtype,
+    no pixels, or NaN or Inf is an InputError (they gave a wrong, first-only or black image)."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"tensor_to_pil takes a (3, H, W) or (1, 3, H, W) tensor, got {type(x).__name__}")
     x = x.detach()
-    if x.ndim == 4:
+    if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
-    a = x.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(a, "RGB")
+    if x.ndim != 3 or x.shape[0] != 3 or 0 in x.shape:
+        batch = " (a batch: convert each image, y[i])" if x.ndim == 4 and x.shape[0] > 1 else ""
+        got = f"{tuple(x.shape)}{batch}"
+        raise InputError(f"tensor_to_pil takes a (3, H, W) or (1, 3, H, W) image, got {got}")
+    if x.dtype != torch.uint8:
+        if not x.is_floating_point():
+            raise InputError(f"tensor_to_pil takes floats in [0, 1] or uint8 in 0..255, got {x.dtype}")
+        x = x.float()  # bf16 would round 255 * x; float8 has no clamp
+        lo, hi = torch.aminmax(x)  # propagates NaN, without a full-size temporary
+        if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+            raise InputError("the image tensor contains NaN or Inf")
+        x = x.clamp(0, 1).mul(255).round().byte()
+    return Image.fromarray(x.permute(1, 2, 0).cpu().numpy(), "RGB")
 
 
 def check_size(size: int) -> int:
@@ -502,6 +519,9 @@ def atomic_save(
     alpha channel is dropped, with a warning, for formats without one (JPEG, BMP...). `text` goes
     into a PNG's text chunks (read back with `png_text`); other formats do not keep it.
     """
+    if not isinstance(im, Image.Image):  # a tensor reached Pillow's save as an AttributeError
+        hint = ": convert it with tensor_to_pil" if isinstance(im, Tensor) else ""
+        raise InputError(f"atomic_save takes a PIL image, got {type(im).__name__}{hint}")
     try:
         path = check_target(path, overwrite, protect, option=option)
     except OSError as e:  # a name too long...: as write_atomic reports it

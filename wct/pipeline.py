@@ -16,7 +16,15 @@ from PIL import Image
 from torch import Tensor
 
 from . import controls
-from .checks import check_alpha, check_levels, check_seed, check_texture_pixels, texture_size, whole
+from .checks import (
+    check_alpha,
+    check_levels,
+    check_precision,
+    check_seed,
+    check_texture_pixels,
+    texture_size,
+    whole,
+)
 from .controls import as_labels, fit_labels, is_preset, load_style_stats, pad_labels, resize_labels
 from .decoder import ENV_VAR as DECODERS_VAR
 from .decoder import Decoder, load_decoder
@@ -366,12 +374,14 @@ _STYLIZERS_LOCK = threading.Lock()  # threads calling stylize at once share one 
 
 
 def stylizer(device: str | torch.device | None = None, precision: str = "fp32") -> Stylizer:
-    """A cached Stylizer per device, precision, $WCT_DECODERS, $WCT_VGG19_WEIGHTS and working
-    directory (loading weights costs more than a small stylisation; a relative $WCT_DECODERS or
-    $WCT_VGG19_WEIGHTS names other files from another directory)."""
+    """A cached Stylizer per device, precision, and files $WCT_DECODERS and $WCT_VGG19_WEIGHTS name
+    (loading weights costs more than a small stylisation). A relative variable is resolved against
+    the working directory, so it names other files from another one; no other change of directory
+    loads the weights again (each copy held ~120 MB for the life of the process)."""
     dev = resolve_device(device)
+    check_precision(precision)  # a key: a list was a TypeError (unhashable)
     files = (os.environ.get(DECODERS_VAR), os.environ.get(WEIGHTS_VAR))
-    key = (str(dev), precision, *files, str(Path.cwd()))
+    key = (str(dev), precision, *(v and os.path.abspath(os.path.expanduser(v)) for v in files))
     with _STYLIZERS_LOCK:
         if key not in _STYLIZERS:
             _STYLIZERS[key] = Stylizer(dev, precision=precision)
