@@ -643,3 +643,19 @@ def test_a_single_style_weight_warns_that_it_does_nothing(files):
         warnings.simplefilter("error")
         parse_styles(None, [red])
         parse_styles(None, [f"{red}:0.5", blue])
+
+
+def test_complex_and_float8_mask_tensors_are_checked_like_the_others():
+    # A complex mask lost its imaginary part with only a torch warning; a float8 one raised
+    # NotImplementedError ("round").
+    from wct.controls import check_mask
+
+    labels = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="complex64"):
+            check_mask(labels.to(torch.complex64) + 1j)
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        assert torch.equal(check_mask(labels.to(dtype)), labels)
+        with pytest.raises(InputError, match=f"whole-number.*{dtype}"):
+            check_mask((labels * 0.5).to(dtype))

@@ -367,3 +367,85 @@ def test_float8_features_are_refused_by_the_transform_and_checked_by_all_finite(
                 call(*args)
         assert all_finite(f.to(dtype))  # the decoders check their features with it
         assert not all_finite(torch.tensor([1.0, float("nan")]).to(dtype))
+
+
+def conditioned(c: int, n: int, rank: int, seed: int) -> torch.Tensor:
+    """(C, N) float64 features of covariance rank `rank` (<= min(C, N - 1)), its nonzero
+    eigenvalues within a factor 100 of each other: far from the eigenvalue cut."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(c, rank, generator=g, dtype=torch.float64))
+    v = torch.randn(n, rank, generator=g, dtype=torch.float64)
+    v, _ = torch.linalg.qr(v - v.mean(0))  # centred: the columns span no constant direction
+    sv = torch.linspace(1, 10, rank, dtype=torch.float64)
+    return (u * sv) @ v.T + torch.randn(c, 1, generator=g, dtype=torch.float64) * 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    c=st.integers(1, 12),
+    n=st.integers(2, 60),
+    rank=st.integers(1, 12),
+    alpha=st.floats(0, 1),
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+)
+def test_wct_is_the_papers_zca_transform_at_any_scale_and_rank(c, n, rank, alpha, scale, seed):
+    """Li et al.'s WCT whitens with E D^-1/2 Eᵀ (ZCA) and blends with the content itself, so: a
+    rescaled, shifted content gives the same result (no absolute eps or + I ridge), rotating content
+    and style alike rotates the result (not PCA whitening D^-1/2 Eᵀ), and a content coloured with its
+    own statistics is unchanged at any alpha (not blended with the centred content), N < C too."""
+    f = conditioned(c, n, min(rank, c, n - 1), seed)
+    s = conditioned(c, 3 * c + 20, c, seed + 1) * 2 + 1
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(c, c, generator=g, dtype=torch.float64))  # a rotation
+
+    def spread(x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean(1, keepdim=True)).abs().max()
+
+    tol = 1e-6 * (spread(s) + spread(f))
+    assert (wct(f * scale + 7, s) - wct(f, s)).abs().max() < tol
+    assert (wct(q @ f, q @ s, alpha) - q @ wct(f, s, alpha)).abs().max() < tol
+    assert (wct(f, f, alpha) - f).abs().max() < 1e-6 * spread(f)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    c=st.integers(1, 8),
+    h=st.integers(1, 8),
+    w=st.integers(1, 8),
+    regions=st.integers(1, 3),
+    alpha=st.floats(0, 1),
+    flat=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_masked_transform_is_wct_of_each_region_alone(c, h, w, regions, alpha, flat, dtype, seed):
+    """Region i of the labels gets exactly what WCT of its own pixels with style i gives, in every
+    dtype: one-pixel, empty and flat regions included, finite throughout."""
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(c, h, w, generator=g) * 4 + 2
+    if flat:
+        f[:, : h // 2] = 1.5  # a flat band: a region inside it has zero covariance
+    labels = torch.randint(0, regions, (h, w), generator=g)
+    styles = [torch.randn(c, 20, generator=g) * (i + 1) + i for i in range(regions)]
+    f, styles = f.to(dtype), [s.to(dtype) for s in styles]
+    out = transform(f, styles, alpha, labels=labels)
+    assert out.dtype == dtype and out.shape == f.shape and torch.isfinite(out).all()
+    for i in range(regions):
+        region = labels == i
+        if region.any():
+            torch.testing.assert_close(out[:, region], wct(f[:, region], styles[i], alpha), rtol=0, atol=0)
+
+
+def test_complex_and_float8_labels_are_checked_like_the_others():
+    # Complex labels raised NotImplementedError ("min_all"), float8 ones too ("round").
+    f = correlated(4, 6, 30).reshape(4, 2, 3)
+    styles = [correlated(4, 30, 31), correlated(4, 30, 32)]
+    labels = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    with pytest.raises(InputError, match="whole numbers"):
+        transform(f, styles, 1.0, labels=labels.to(torch.complex64))
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        out = transform(f, styles, 1.0, labels=labels.to(dtype))
+        torch.testing.assert_close(out, transform(f, styles, 1.0, labels=labels), rtol=0, atol=0)
+        with pytest.raises(InputError, match="whole numbers"):
+            transform(f, styles, 1.0, labels=(labels * 0.5).to(dtype))

@@ -122,9 +122,13 @@ def check_mask(mask: Tensor | np.ndarray) -> Tensor:
         mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("=")))
     if not isinstance(mask, Tensor):
         raise InputError(f"a mask is an image, a path to one, or (H, W) labels, got {type(mask).__name__}")
+    got = f"{mask.dtype} {tuple(mask.shape)}"
+    if mask.is_complex():  # .long() would drop the imaginary part with only a torch warning
+        raise InputError(f"a mask tensor is (H, W) whole-number region labels 0..k-1, got {got}")
+    if mask.is_floating_point() and mask.dtype.itemsize == 1:
+        mask = mask.float()  # float8: round is not implemented for it
     whole = not mask.is_floating_point() or torch.equal(mask, mask.round())
     if mask.ndim != 2 or 0 in mask.shape or not whole:
-        got = f"{mask.dtype} {tuple(mask.shape)}"
         raise InputError(f"a mask tensor is (H, W) whole-number region labels 0..k-1, got {got}")
     return mask.long().cpu()
 

@@ -204,7 +204,11 @@ def _labels(f: Tensor, labels: Tensor, regions: int) -> Tensor:
         raise InputError(f"labels must be a tensor, got {type(labels).__name__}")
     if labels.shape != f.shape[1:]:
         raise InputError(f"labels {tuple(labels.shape)} do not match features {tuple(f.shape)}")
+    if labels.is_complex():
+        raise InputError(f"labels must be whole numbers, got {labels.dtype}")
     lab = labels.reshape(-1).to(f.device)
+    if lab.is_floating_point() and lab.dtype.itemsize == 1:
+        lab = lab.float()  # float8: round, min and max are not implemented for it
     if lab.is_floating_point() and not torch.equal(lab, lab.round()):
         raise InputError("labels must be whole numbers: region i gets style i")
     if lab.numel() and (lab.min() < 0 or lab.max() >= regions):
