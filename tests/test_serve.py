@@ -946,3 +946,88 @@ def test_one_result_can_be_deleted_by_its_own_session_only(client):
     assert client.get(kept["url"]).status_code == 200
     for sid in (a, b):
         client.delete(f"/api/sessions/{sid}")
+
+
+def test_a_script_can_ask_for_a_results_headers_with_head(client):
+    """HEAD (`curl -I`, `requests.head`) answers every read as GET does, without the body: a
+    result's size and file name, the gallery, a job's state; it was 405 but for the page's files."""
+    sid, p = studio_session(client)
+    job = client.post(f"/api/sessions/{sid}/render", json=p).json()["job"]
+    wait_for(client.app.state.sessions.items[sid].jobs[job], "done")
+    done = client.get(f"/api/sessions/{sid}/jobs/{job}").json()["result"]
+    for url in (done["url"], f"/api/sessions/{sid}/results", f"/api/sessions/{sid}/jobs/{job}"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == 200 and head.content == b"", (url, head.status_code)
+        assert head.headers["content-length"] == str(len(got.content))
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert client.head(done["url"]).headers["content-disposition"].startswith("attachment; filename=")
+    assert client.head(f"/api/sessions/{sid}/results/{serve.token()}").status_code == 404
+    client.delete(f"/api/sessions/{sid}")
+
+
+BUSY_SERVER = """
+import sys, torch
+from wct import serve
+from wct.cli import main
+
+def busy(self):  # the weights load forever: the worker stays in the model, in torch's threads
+    while True:
+        torch.nn.functional.conv2d(torch.randn(1, 16, 64, 64), torch.randn(16, 16, 3, 3))
+
+serve.Engine.s = property(busy)
+main(["serve", "--port", sys.argv[1]])
+"""
+
+
+def serving(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals as a terminal sends them")
+def test_ctrl_c_again_quits_at_once_without_aborting(tmp_path):
+    """The second Ctrl-C, while `wct serve` waits for the model to end its level, quits at once
+    with 130, as the first would have; a normal exit with the worker in the model aborted in
+    torch's C++ runtime ("terminate called without an active exception", SIGABRT)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (script := tmp_path / "busy_server.py").write_text(BUSY_SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+
+    def wait_for_line(text: str) -> None:
+        deadline = time.monotonic() + 120
+        while not any(text in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.05)
+
+    try:
+        deadline = time.monotonic() + 120
+        while not serving(port):  # then uvicorn's signal handlers are in place
+            assert proc.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        wait_for_line("Ctrl-C again: now")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130, lines
+    finally:
+        proc.kill()
+    time.sleep(0.2)  # the reader's last lines
+    assert "terminate called" not in "".join(lines) and "Traceback" not in "".join(lines), lines

@@ -23,6 +23,7 @@ import asyncio
 import io
 import itertools
 import json
+import os
 import re
 import secrets
 import threading
@@ -823,7 +824,7 @@ def create_app(
             raise HTTPException(404, "unknown job")
         return job
 
-    @app.get("/api/sessions/{sid}/jobs/{jid}")
+    @app.api_route("/api/sessions/{sid}/jobs/{jid}", methods=["GET", "HEAD"])
     def job_state(sid: str, jid: str) -> dict:
         return find_job(sid, jid).state()
 
@@ -858,11 +859,11 @@ def create_app(
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    @app.get("/api/sessions/{sid}/results")
+    @app.api_route("/api/sessions/{sid}/results", methods=["GET", "HEAD"])
     def results(sid: str) -> list[dict]:
         return list(sessions.get(sid).gallery)  # a copy: the worker may add one meanwhile
 
-    @app.get("/api/sessions/{sid}/results/{rid}")
+    @app.api_route("/api/sessions/{sid}/results/{rid}", methods=["GET", "HEAD"])
     def result(sid: str, rid: str) -> Response:
         data = sessions.get(sid).results.get(rid)
         if data is None:
@@ -898,7 +899,14 @@ def run_server(
         worker.join(1)
         if worker.is_alive():
             print("stopping when the model ends its current level (Ctrl-C again: now)", flush=True)
-            worker.join(SHUTDOWN_WAIT)
+            try:
+                worker.join(SHUTDOWN_WAIT)
+                ended = not worker.is_alive()
+            except KeyboardInterrupt:  # Ctrl-C again (after which is_alive says False: CPython 3.11)
+                ended = False
+            if not ended:  # an exit with the worker in the model aborts: skip the runtime's cleanup
+                print("interrupted", flush=True)
+                os._exit(130)
 
 
 def studio_server(app: FastAPI, **config: Any) -> Any:
