@@ -888,3 +888,92 @@ def test_a_bad_size_is_refused_when_the_frames_are_opened_not_at_the_first_frame
             read_frames(tmp_path, size=bad)
     frames, _, count = read_frames(tmp_path, size=16.0)
     assert count == 1 and next(frames).shape == (1, 3, 16, 16)
+
+
+def ffmpeg(*args) -> None:
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def flash_and_beep(path, seconds: float = 3.0) -> None:
+    """A black 10 fps clip with one white frame at 1.5 s and a beep at 1.5 s (in step)."""
+    video = f"color=black:s=48x32:r=10:d={seconds},drawbox=c=white:t=fill:enable='between(t,1.5,1.55)'"
+    audio = f"aevalsrc='if(between(t,1.5,1.6),sin(2*PI*1000*t),0)':d={seconds}:s=44100"
+    ffmpeg("-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio, "-pix_fmt", "yuv420p", "-c:a", "aac", path)
+
+
+def test_a_clip_trimmed_without_re_encoding_is_not_called_truncated(tmp_path):
+    """`ffmpeg -ss 1 -i clip.mp4 -c copy` keeps the frames before 1 s, hidden by an edit list: counted,
+    its 30 frames were promised, and its 20 read were "truncated or damaged?"."""
+    flash_and_beep(tmp_path / "clip.mp4")
+    ffmpeg("-ss", "1", "-i", tmp_path / "clip.mp4", "-c", "copy", tmp_path / "trimmed.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        frames, _, count = read_frames(tmp_path / "trimmed.mp4")
+        assert len(list(frames)) == count == 20
+
+
+def test_an_avi_keeps_the_audio_of_a_trimmed_or_delayed_clip_in_step(tmp_path):
+    """AVI stores no start times: a copied track played from 0, 1 s early for a clip trimmed by an
+    edit list (its hidden audio too) and 0.5 s early for one whose audio starts late."""
+    import imageio_ffmpeg
+
+    flash_and_beep(tmp_path / "clip.mp4")
+    ffmpeg("-ss", "1", "-i", tmp_path / "clip.mp4", "-c", "copy", tmp_path / "trimmed.mov")
+    v = "color=black:s=48x32:r=10:d=3,drawbox=c=white:t=fill:enable='between(t,1.5,1.55)'"
+    a = "aevalsrc='if(between(t,1.0,1.1),sin(2*PI*1000*t),0)':d=2:s=44100"  # played from 0.5 s
+    delayed = ("-f", "lavfi", "-i", v, "-itsoffset", "0.5", "-f", "lavfi", "-i", a, "-pix_fmt", "yuv420p")
+    ffmpeg(*delayed, "-c:a", "aac", tmp_path / "delayed.mp4")
+    for source, flash in (("trimmed.mov", 0.5), ("delayed.mp4", 1.5)):
+        frames, fps, _ = read_frames(tmp_path / source)
+        with FrameWriter(tmp_path / "out.avi", fps, overwrite=True, audio=tmp_path / source) as writer:
+            for x in frames:
+                writer.write(x)
+        shown = [x.mean().item() for x in read_frames(tmp_path / "out.avi")[0]]
+        assert shown.index(max(shown)) / fps == pytest.approx(flash)
+        probe = ("-i", str(tmp_path / "out.avi"), "-map", "0:a", "-af", "silencedetect=d=0.05", "-f", "null")
+        log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), *probe, "-"], capture_output=True, text=True)
+        beep = float(re.search(r"silence_end: ([\d.]+)", log.stderr)[1])
+        assert beep == pytest.approx(flash, abs=0.04), source  # MP3's encoder delay: 0.03 s
+
+
+def test_an_anamorphic_clip_is_read_as_players_show_it(tmp_path):
+    """A clip of pixels twice as wide as high (DV, DVD, HDV) came out half as wide as it is shown."""
+    source = ("-f", "lavfi", "-i", "testsrc=size=32x48:rate=8", "-frames:v", "4", "-pix_fmt", "yuv420p")
+    ffmpeg(*source, "-vf", "setsar=2", tmp_path / "wide.mp4")
+    ffmpeg("-display_rotation", "90", "-i", tmp_path / "wide.mp4", "-c", "copy", tmp_path / "phone.mp4")
+    for name, shape in (("wide.mp4", (48, 64)), ("phone.mp4", (64, 48))):
+        frames, _, count = read_frames(tmp_path / name)
+        assert count == 4 and [x.shape[-2:] for x in frames] == [shape] * 4, name
+
+
+def test_an_apngs_still_default_image_and_a_gifs_short_delays(tmp_path):
+    """An APNG's default image outside its animation was read as a frame lasting 0 ms (3 frames at
+    15 fps for 2 at 10); GIF delays of 0 and 10 ms, played at 100 ms, gave 24 and 100 fps."""
+    still, *shown = (Image.new("RGB", (16, 12), c) for c in ("red", "green", "blue"))
+    still.save(tmp_path / "clip.png", save_all=True, append_images=shown, duration=100, default_image=True)
+    frames, fps, count = read_frames(tmp_path / "clip.png")
+    frames = list(frames)
+    assert count == len(frames) == 2 and fps == pytest.approx(10)
+    assert frames[0][0, :, 0, 0].tolist() == pytest.approx([0, 128 / 255, 0], abs=0.01)  # green first
+    for ms in (0, 10):
+        still.save(tmp_path / "clip.gif", save_all=True, append_images=shown, duration=ms)
+        assert read_frames(tmp_path / "clip.gif")[1] == pytest.approx(10)
+
+
+def test_a_video_stream_without_frames_says_so(tmp_path):
+    """An MKV cut after its header was "not a video ffmpeg can read (OSError)"."""
+    clip_with_sound(tmp_path / "clip.mkv", frames=4, fps=10, seconds=0.4)
+    data = (tmp_path / "clip.mkv").read_bytes()
+    (tmp_path / "empty.mkv").write_bytes(data[: data.find(b"\x1f\x43\xb6\x75") + 20])  # to its first cluster
+    with pytest.raises(ImageError, match=r"empty.mkv has no frames: its video stream is empty"):
+        read_frames(tmp_path / "empty.mkv")
+
+
+def test_a_frame_name_with_a_superscript_digit_sorts(tmp_path):
+    """The name "1²2.png" split into 1, "²" and 2, and int("²") was a bare ValueError."""
+    for i, name in enumerate(("3.png", "1²2.png", "1.png")):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / name)
+    frames, _, count = read_frames(tmp_path)
+    assert count == 3 and [round(x[0, 0].mean().item() * 255) for x in frames] == [80, 40, 0]

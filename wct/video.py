@@ -14,6 +14,7 @@ Both restart at a scene cut (`scene_cut`), so nothing of one shot carries into t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -170,13 +171,18 @@ def add_audio(video: Path, source: Path, out: Path, seconds: float) -> None:
     """Write the frames of `video` (copied, not re-encoded) with the audio of `source` into `out`,
     the audio cut to `seconds` (the video's length: a shorter audio must not cut the frames). The
     audio is copied as it is when `out`'s container takes it, else re-encoded (Opus for WebM, MP3
-    for AVI, AAC otherwise). OutputError if ffmpeg fails."""
+    for AVI, AAC otherwise); into an AVI, only an AVI's audio is copied. OutputError if ffmpeg fails."""
     cut = ("-t", f"{seconds:.6f}")
     args = ("-y", "-i", video, *cut, "-i", source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy")
-    if out.suffix.lower() == ".avi":  # AAC's priming starts before 0: shifted, the frames lost a slot
+    avi = out.suffix.lower() == ".avi"
+    if avi:  # AAC's priming starts before 0: shifted, the frames lost a slot
         args += ("-avoid_negative_ts", "disabled")
-    for codec in ("copy", AUDIO_ENCODERS.get(out.suffix.lower(), "aac")):
-        r = _ffmpeg("-v", "error", *args, "-c:a", codec, out)
+    # AVI stores no start times: a track copied from another container would play from 0, out of
+    # step where it starts late or is trimmed by an edit list; decoded, it is padded to start at 0.
+    copy = ("copy",) if not avi or source.suffix.lower() == ".avi" else ()
+    for codec in (*copy, AUDIO_ENCODERS.get(out.suffix.lower(), "aac")):
+        pad = ("-af", "aresample=async=1:first_pts=0") if avi and codec != "copy" else ()
+        r = _ffmpeg("-v", "error", *args, "-c:a", codec, *pad, out)
         if r.returncode == 0:
             return
     lines = r.stderr.strip().splitlines()
@@ -184,8 +190,9 @@ def add_audio(video: Path, source: Path, out: Path, seconds: float) -> None:
 
 
 def natural_key(path: Path) -> list:
-    """Sort key putting frame_2.png before frame_10.png: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    """Sort key putting frame_2.png before frame_10.png: digit runs compare as numbers ("²", a
+    digit to str.isdigit, stays text)."""
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -351,15 +358,23 @@ def animated(path: Path) -> bool:
 
 def animation_frames(path: Path, size: int | None) -> tuple[Iterator[Tensor], float, int]:
     """The frames of an animated GIF, PNG or WebP (read by Pillow, which ffmpeg cannot do for all
-    three), at their mean rate: their own durations may vary, and a video has one rate."""
+    three), at their mean rate: their own durations may vary, and a video has one rate. An APNG's
+    default image that is not part of its animation (a still for viewers without APNG) is skipped;
+    a GIF's delays under 20 ms count as 100 ms, as browsers and ffmpeg play them."""
     from PIL import Image, ImageSequence
+
+    def animation(im: Image.Image) -> Iterator[Image.Image]:
+        skip = im.format == "PNG" and bool(im.info.get("default_image"))
+        return itertools.islice(ImageSequence.Iterator(im), int(skip), None)
 
     try:
         ms = []
         with Image.open(path) as im:
-            for frame in ImageSequence.Iterator(im):
+            for frame in animation(im):
                 frame.load()  # WebP gives a frame's duration once it is decoded
                 ms.append(frame.info.get("duration") or 0)
+            if im.format == "GIF":
+                ms = [100 if d < 20 else d for d in ms]
     except Exception as e:  # a frame Pillow cannot decode: one line, as for a video
         raise ImageError(f"{path} is an animation Pillow cannot read: {e}") from None
     mean = sum(ms) / len(ms)
@@ -367,7 +382,7 @@ def animation_frames(path: Path, size: int | None) -> tuple[Iterator[Tensor], fl
 
     def frames() -> Iterator[Tensor]:
         with Image.open(path) as im:
-            for frame in ImageSequence.Iterator(im):
+            for frame in animation(im):
                 yield load_image(frame.copy(), size)  # RGBA or palette frames made RGB, as files are
 
     return frames(), fps, len(ms)
@@ -425,6 +440,8 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
                 f"PNG or WebP images or a folder of frames can; convert it first (ffmpeg -i {path.name} "
                 f"{path.stem}.mp4)"
             ) from None
+        if "Video" in kinds and counted_frames(path)[0] == 0:  # a header, cut before any frame
+            raise ImageError(f"{path} has no frames: its video stream is empty (cut short?)") from None
         why = re.findall(r"Error opening input files?: (.+)", probe)  # "Invalid data found ..."
         raise ImageError(
             f"{path} is not a video ffmpeg can read ({why[-1].strip() if why else e.__class__.__name__})"
@@ -444,13 +461,18 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         promised = expected_frames(None, duration, fps)
         counted, seconds = counted_frames(path)
         if promised is None or seconds is None or seconds * fps + 1 >= 0.98 * promised:
-            nframes = counted
+            # Copied, a clip trimmed without re-encoding keeps the frames its edit list hides: no
+            # more than its duration holds.
+            nframes = counted if promised is None or counted is None else min(counted, promised)
     count = expected_frames(nframes, duration, fps)
 
     # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
     # otherwise come at its nominal rate, with repeated frames, and play slow against its audio.
-    # As a fraction: imageio's own `fps` rounds it to two decimals.
+    # As a fraction: imageio's own `fps` rounds it to two decimals. Pixels that are not square
+    # (anamorphic DV, DVD or HDV) are stretched to square ones, as players show them.
     rate = str(Fraction(fps).limit_denominator())
+    square = "scale='if(gt(sar,1),round(iw*sar),iw)':'if(lt(sar,1),round(ih/sar),ih)',setsar=1"
+    params = ["-r", rate, "-vf", square]
 
     def frames() -> Iterator[Tensor]:
         """Started here, at the first next(): an iterator never iterated holds no ffmpeg process,
@@ -459,7 +481,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
 
         try:
             with rotation_quiet():
-                reader = imageio.get_reader(path, format="FFMPEG", output_params=["-r", rate])
+                reader = imageio.get_reader(path, format="FFMPEG", output_params=params)
         except Exception as e:
             raise ImageError(f"{path} is not a video ffmpeg can read ({e.__class__.__name__})") from None
         n = 0
