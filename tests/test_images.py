@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 
 from tests.test_reliability import png_claiming
 from wct.controls import read_mask
@@ -513,3 +513,82 @@ def test_a_palette_with_alpha_made_in_memory_keeps_its_transparency(tmp_path):
         p.save(tmp_path / "p.png")  # as a file it has a transparent palette entry: the same alpha
         assert np.array_equal(np.asarray(alpha_channel(tmp_path / "p.png", (8, 8))), a[..., 3])
     assert alpha_channel(Image.new("RGB", (8, 8)).convert("P"), (8, 8)) is None
+
+
+def test_image_bytes_and_binary_files_are_read_as_their_path_is(tmp_path, monkeypatch):
+    """An upload's bytes or file object: upright by its EXIF orientation, profile converted,
+    held to the pixel limit, garbage a one-line ImageError (were an InputError: not a path)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to show it
+    path = saved(tmp_path, Image.new("RGB", (40, 20), (0, 255, 0)), "photo.jpg", SWAPPED, exif=exif)
+    data = Path(path).read_bytes()
+    want = load_image(path)
+    assert want.shape == (1, 3, 40, 20)  # upright
+    assert np.abs(want[0, :, 0, 0].numpy() * 255 - (255, 0, 0)).max() <= 3  # green as its profile says
+    with open(path, "rb") as f:
+        for image in (data, bytearray(data), memoryview(data), io.BytesIO(data), f):
+            assert np.array_equal(load_image(image).numpy(), want.numpy()), type(image)
+    with Image.open(path) as im:  # a PIL image is taken as it is, as the docstring says
+        assert load_image(im).shape == (1, 3, 20, 40)
+        assert load_image(ImageOps.exif_transpose(im)).shape == (1, 3, 40, 20)
+    with pytest.raises(ImageError, match="^the file is not an image in a format Pillow reads$"):
+        load_image(b"not an image" * 10)
+    with pytest.raises(ImageError, match=r"^the file is empty \(0 bytes\)$"):
+        load_image(io.BytesIO().getvalue())
+    with pytest.raises(ImageError, match="^the file is too large to open safely: 40x20 = 800 pixels"):
+        load_image(io.BytesIO(data), max_pixels=500)
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageError, match="too large to open"):
+        load_image(png_claiming(3000, 3000))
+    with open(path, "rb") as closed:
+        pass
+    with pytest.raises(ImageError, match="^the file is closed"):
+        load_image(closed)
+    with open(path) as text, pytest.raises(InputError, match="open image files with 'rb'"):
+        load_image(text)
+
+
+def test_a_binary_file_that_cannot_be_read_twice_is_refused(tmp_path):
+    """The content is read again for its alpha channel (`stylize`): a pipe would be empty by then."""
+    from wct.images import alpha_channel
+
+    a = np.full((8, 8, 4), 255, np.uint8)
+    a[:4, :, 3] = 0
+    buf = io.BytesIO()
+    Image.fromarray(a, "RGBA").save(buf, "PNG")
+    assert load_image(buf).shape == (1, 3, 8, 8)
+    assert np.array_equal(np.asarray(alpha_channel(buf, (8, 8))), a[..., 3])  # from the start again
+    assert np.array_equal(np.asarray(alpha_channel(buf.getvalue(), (8, 8))), a[..., 3])
+
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            return 0
+
+    with pytest.raises(InputError, match="must be seekable: pass their bytes"):
+        load_image(Pipe())
+
+
+@pytest.mark.parametrize("mode", ["LA", "PA", "RGBA"])
+def test_alpha_is_dropped_with_a_warning_for_formats_without_it(tmp_path, mode):
+    from wct.images import atomic_save
+
+    im = Image.new("RGBA", (8, 8), (200, 200, 200, 100)).convert(mode)
+    with pytest.warns(UserWarning, match="JPEG has no alpha channel"):  # LA, PA: "cannot write mode"
+        out = atomic_save(im, tmp_path / "out.jpg")
+    with Image.open(out) as back:
+        assert back.mode == ("L" if mode == "LA" else "RGB")
+        assert np.abs(pixels(back.convert("RGB")) - 200).max() <= 2
+
+
+def test_a_lab_image_opens_without_a_false_profile_warning(tmp_path):
+    """Pillow's Lab images carry a Lab profile, which Pillow's own conversion to RGB applies."""
+    lab = Image.new("RGB", (8, 8), (30, 120, 200)).convert("LAB")
+    assert lab.info.get("icc_profile")
+    lab.save(tmp_path / "lab.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "colour profile cannot be used: read as sRGB"
+        for image in (lab, tmp_path / "lab.tif"):
+            assert np.abs(load_image(image)[0, :, 0, 0].numpy() * 255 - (30, 120, 200)).max() <= 8

@@ -7,7 +7,8 @@ One behaviour per kind of input (tests/test_reliability.py, docs/reliability.md)
   decompression-bomb limit of 89.5M, checked from the header before decoding; Pillow's otherwise);
 - grayscale, palette, CMYK, 16-bit, float and alpha images: converted to 8-bit RGB (alpha
   composited on white for the network, and put back on the output by `alpha_channel` / `with_alpha`);
-- EXIF orientation: applied, so the pixels are upright;
+- EXIF orientation: applied to files (paths, bytes, binary file objects), so the pixels are
+  upright; a PIL image is taken as it is (`load_image`);
 - embedded ICC profiles (Display P3, Adobe RGB, CMYK...): converted to sRGB (`to_srgb`); masks,
   whose values are labels, keep them (`to_rgb`);
 - animated GIF/WebP/PNG: the first frame, with a warning;
@@ -43,7 +44,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 SRGB = ImageCms.createProfile("sRGB")
-ImageLike = str | os.PathLike | Image.Image | Tensor | np.ndarray
+ImageBytes = bytes | bytearray | memoryview  # an image file's bytes, read as the file would be
+ImageLike = str | os.PathLike | ImageBytes | IO[bytes] | Image.Image | Tensor | np.ndarray
 
 # What Pillow's decoders raise on malformed data (found by scripts/fuzz_images.py).
 DECODE_ERRORS = (
@@ -127,17 +129,25 @@ def pixel_limit(max_pixels: int | None) -> int | None:
 
 
 def decode(
-    source: str | os.PathLike | IO[bytes],
+    source: str | os.PathLike | ImageBytes | IO[bytes],
     max_pixels: int | None = None,
     formats: Sequence[str] | None = None,
     name: str | None = None,
 ) -> Image.Image:
-    """The first frame of an image file (a path, or a binary file object such as an upload's
-    bytes), upright, in its own mode; any failure is an ImageError naming it as `name` (the path,
+    """The first frame of an image file (a path, its bytes, or a binary file object such as an
+    upload), upright, in its own mode; any failure is an ImageError naming it as `name` (the path,
     or "the file"). `formats`: the Pillow formats accepted (None: all it reads). `max_pixels`
     replaces Pillow's limit (None keeps it) up to twice it, which Pillow refuses to open."""
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
     name = name or (str(path) if path else "the file")
+    if isinstance(source, ImageBytes):
+        if not memoryview(source).nbytes:
+            raise ImageError(f"{name} is empty (0 bytes)")
+        source = io.BytesIO(bytes(source))  # bytes: no copy; a memoryview of any layout
+    elif isinstance(source, io.TextIOBase):  # Pillow would compare its text with byte signatures
+        raise InputError(f"{name} is open in text mode: open image files with 'rb'")
+    elif getattr(source, "closed", False):
+        raise ImageError(f"{name} is closed: it cannot be read")
     if path is not None:
         if path.is_dir():
             raise ImageError(f"{name} is a directory, not an image")
@@ -183,13 +193,17 @@ def decode(
     return im
 
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
-    """Open, decode and orient an image file as sRGB; any failure is an ImageError naming the file."""
+def open_image(
+    path: str | os.PathLike | ImageBytes | IO[bytes], max_pixels: int | None = None
+) -> Image.Image:
+    """Open, decode and orient an image file (a path, its bytes or a binary file object) as sRGB;
+    any failure is an ImageError naming the file (the path, or "the file")."""
     im = decode(path, max_pixels)
+    name = str(path) if isinstance(path, str | os.PathLike) else "the file"
     try:
-        return to_srgb(im, str(path))
+        return to_srgb(im, name)
     except DECODE_ERRORS as e:
-        raise ImageError(f"{path} cannot be converted to RGB ({reason(e)})") from None
+        raise ImageError(f"{name} cannot be converted to RGB ({reason(e)})") from None
 
 
 INT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -240,7 +254,7 @@ def to_srgb(im: Image.Image, name: str = "the image") -> Image.Image:
     Perceptual intent: CMYK (LUT) profiles map their gamut smoothly; matrix ones (P3) are colorimetric.
     """
     icc = im.info.get("icc_profile")
-    if not icc:
+    if not icc or im.mode == "LAB":  # Pillow converts Lab to sRGB itself; its profile is Lab's
         return to_rgb(im)
     rgb = None if im.mode == "CMYK" else to_rgb(im)
     try:
@@ -307,7 +321,8 @@ def has_alpha(im: Image.Image) -> bool:
 def alpha_channel(
     image: ImageLike, size: tuple[int, int], max_pixels: int | None = None
 ) -> Image.Image | None:
-    """The alpha channel of a path or PIL image, resized to `size` (w, h); None if it has none.
+    """The alpha channel of an image file (a path, its bytes or a binary file object) or a PIL
+    image, resized to `size` (w, h); None if it has none.
 
     Tensors and numpy arrays carry no alpha. A fully opaque alpha channel counts as none.
     """
@@ -422,10 +437,25 @@ def array_to_tensor(a: np.ndarray) -> Tensor:
     return torch.from_numpy(a).permute(2, 0, 1)
 
 
+def unseekable(f: object) -> bool:
+    """Whether `f` is an open file object that cannot go back to its start (a pipe, a socket, a
+    web response): read once, it is gone."""
+    with suppress(AttributeError, OSError, ValueError):  # no seekable(): Pillow tries; closed: decode says so
+        return hasattr(f, "read") and not f.seekable()
+    return False
+
+
 def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None = None) -> Tensor:
-    """A path, PIL image, tensor or numpy array as a (1, 3, H, W) tensor in [0, 1], longer side
-    scaled to `size`. Tensors hold values in [0, 1], or 0..255 if uint8 (as torchvision reads
-    images); numpy arrays are (H, W, 3) RGB or (H, W) grey (see `array_to_tensor`), as tensors."""
+    """A path, an image file's bytes (bytes, bytearray, memoryview), a seekable binary file object
+    (io.BytesIO, open(path, "rb"), an upload), a PIL image, a tensor or a numpy array as a
+    (1, 3, H, W) tensor in [0, 1], longer side scaled to `size`.
+
+    Bytes and file objects are read as a path is (`open_image`: `max_pixels`, EXIF orientation
+    applied so the pixels are upright, colour profile converted to sRGB). A PIL image is taken as
+    it is: its colour profile is converted, but its EXIF orientation is not applied (an
+    Image.open(path) photo tagged as rotated stays as stored: use ImageOps.exif_transpose(im)).
+    Tensors hold values in [0, 1], or 0..255 if uint8 (as torchvision reads images); numpy arrays
+    are (H, W, 3) RGB or (H, W) grey (see `array_to_tensor`), as tensors."""
     check_max_pixels(max_pixels)
     if isinstance(image, np.ndarray):
         image = array_to_tensor(image)  # then checked as tensors are
@@ -462,10 +492,15 @@ def load_image(image: ImageLike, size: int | None = None, max_pixels: int | None
         if image.width < 1 or image.height < 1:
             raise ImageError(f"the image has no pixels ({image.width}x{image.height})")
         im = to_srgb(loaded(image))
-    elif isinstance(image, (str, os.PathLike)):
+    elif isinstance(image, str | os.PathLike | ImageBytes) or hasattr(image, "read"):
+        if unseekable(image):  # `stylize` reads it again for its alpha channel
+            raise InputError("image file objects must be seekable: pass their bytes, f.read(), instead")
         im = open_image(image, max_pixels)
     else:
-        raise InputError(f"expected a path, PIL image, tensor or numpy array, got {type(image).__name__}")
+        raise InputError(
+            f"expected a path, an image file's bytes or binary file object, a PIL image, a tensor or "
+            f"a numpy array, got {type(image).__name__}"
+        )
     w, h = scaled_size(im.width, im.height, size)
     if (w, h) != im.size:
         im = im.resize((w, h), Image.Resampling.LANCZOS)
@@ -529,9 +564,9 @@ def atomic_save(
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"unknown image format for {path}: use .png, .jpg or .webp")
-    if im.mode == "RGBA" and fmt not in ALPHA_FORMATS:
+    if im.mode in ("RGBA", "LA", "PA") and fmt not in ALPHA_FORMATS:
         warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
-        im = im.convert("RGB")
+        im = im.convert("L" if im.mode == "LA" else "RGB")
 
     def save(tmp: str) -> None:
         extra: dict = dict(
