@@ -35,6 +35,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (5, 4, 3, 2, 1)
+FIRST_ALPHA = 0.3  # the first preview's, which loads the weights and the style: not timed
+# The timed previews' alphas: slider positions 0.05..0.95 spread out, each once and none the first's
+# (the studio keeps every computed position, so a repeat would time its cache, not the model).
+ALPHAS = [a for a in (round(0.05 + (i * 0.35) % 0.95, 2) for i in range(19)) if a != FIRST_ALPHA]
 sys.path.insert(0, str(ROOT))
 
 from wct import serve  # noqa: E402
@@ -94,6 +98,11 @@ def render(api: str, params: dict) -> tuple[float, bytes]:
     return time.perf_counter() - t0, data
 
 
+def cli_env() -> dict[str, str]:
+    """The environment of the CLI runs: this checkout's wct, on as many threads as the studio here."""
+    return os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
 def cpu() -> float:
     """CPU seconds of this process (all threads: the server's worker and torch's) and its children."""
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -117,7 +126,9 @@ def main() -> None:
         "--alpha", type=float, default=0.6, help="Style strength of the full-size render, 0 to 1."
     )
     ap.add_argument("--repeats", type=int, default=3, help="Full-size renders timed per route (median).")
-    ap.add_argument("--previews", type=int, default=8, help="Slider positions timed as previews.")
+    ap.add_argument(
+        "--previews", type=int, default=8, help=f"Slider positions timed as previews, 1 to {len(ALPHAS)}."
+    )
     ap.add_argument(
         "--json",
         type=Path,
@@ -128,6 +139,8 @@ def main() -> None:
     args = ap.parse_args()
     if not 16 <= args.size <= serve.MAX_SIZE or min(args.repeats, args.previews) < 1:
         ap.error(f"--size must be 16 to {serve.MAX_SIZE} px, --repeats and --previews at least 1")
+    if args.previews > len(ALPHAS):
+        ap.error(f"--previews must be 1 to {len(ALPHAS)} (distinct slider positions), got {args.previews}")
     if not 0 <= args.alpha <= 1:
         ap.error(f"--alpha must be between 0 and 1, got {args.alpha}")
     if problem := report_problem(args.json, args.overwrite):  # before minutes of work
@@ -141,11 +154,11 @@ def main() -> None:
     # the studio previews at min(size, 256) px: at 256 whatever --size, as the report says
     preview = ids | {"size": max(args.size, serve.PREVIEW_SIZE)}
 
-    # 1. Computed previews (no prefetch): the first (alpha 0.3, not among `alphas`) loads the weights
-    # and the style's statistics.
+    # 1. Computed previews (no prefetch): the first (FIRST_ALPHA, not among `alphas`) loads the
+    # weights and the style's statistics.
     app.state.engine.prefetch = False
-    first = timed(lambda: call(f"{api}/preview", json_body=preview | {"alpha": 0.3}))
-    alphas = [round(0.05 + (i * 0.35) % 0.95, 2) for i in range(args.previews)]
+    first = timed(lambda: call(f"{api}/preview", json_body=preview | {"alpha": FIRST_ALPHA}))
+    alphas = ALPHAS[: args.previews]
     rtt, model, rtt_cpu = [], [], []
     for a in alphas:
         c0, t0 = cpu(), time.perf_counter()
@@ -186,7 +199,7 @@ def main() -> None:
         style.save(s)
         cmd = [sys.executable, "-m", "wct", "stylize", str(c), str(s), "-o", str(out), "--overwrite"]
         cmd += ["--alpha", str(args.alpha), "--size", str(args.size), "--device", "cpu"]
-        env = os.environ | {"PYTHONPATH": str(ROOT)}
+        env = cli_env()
         job = {"alpha": args.alpha, "size": args.size}
         for _ in range(args.repeats):
             c0, t0 = cpu(), time.perf_counter()
@@ -211,7 +224,7 @@ def main() -> None:
     s = app.state.engine.s
     st = s.style(style)
     prep = serve.prepare(content, serve.PREVIEW_SIZE, None, [st], LEVELS)
-    cascade = lambda a=0.6: s.cascade(prep.x, [st], a, LEVELS, first=prep.first)  # noqa: E731
+    cascade = lambda a=0.6: s.cascade(prep.x, [st], a, LEVELS, first=prep.first, hw=prep.hw)  # noqa: E731
     cascade(0.3)  # fills the first-level memo
     preview_flops = count_flops(cascade)
     preview_s = median_seconds(cascade, args.repeats + 2)

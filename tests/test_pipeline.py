@@ -579,3 +579,59 @@ def test_each_level_encodes_the_previous_levels_output_in_the_order_given(styliz
     assert torch.equal(encoded[0][1], x)
     assert all(torch.equal(img, y) for (_, img), y in zip(encoded[1:], decoded[:-1], strict=True))
     assert torch.equal(out, decoded[-1])
+
+
+def test_the_contents_statistics_leave_out_the_padding(stylizer, monkeypatch):
+    """The content is padded to multiples of 16 for the decoders; at relu{L}_1 (stride s) only the
+    ceil(h/s) x ceil(w/s) cells covering the image count in its statistics, not the padded rows'
+    duplicated border (a 68-row image's 12 padded rows moved one relu3_1 level by 32 dB), while
+    every cell is still transformed. The first level's memo keeps those statistics."""
+    import wct.pipeline as P
+
+    x = gradient_image(68, 100)  # padded to 80 x 112
+    style = stylizer.style(stripes(64, 64), levels=(5, 3, 1))
+    mask = (torch.arange(100)[None, :] > 40).long().expand(68, 100)
+    seen, real = [], P.region_stats
+    monkeypatch.setattr(P, "region_stats", lambda f, lab, n: seen.append((f, lab)) or real(f, lab, n))
+    y = stylizer.stylize(x, [style, style], 1.0, (5, 3, 1), mask=mask)
+    assert y.shape == x.shape
+    cells = [(5, 7), (17, 25), (68, 100)]  # ceil(68 / s) x ceil(100 / s) at strides 16, 4 and 1
+    assert [f.shape[1:] for f, _ in seen] == [lab.shape for _, lab in seen] == cells
+
+    styles, xp, hw, _ = P.prepare_inputs(x, [style], (3,), None, None)
+    first: dict = {}
+    stylizer.cascade(xp, styles, 0.5, (3,), first=first, hw=hw)
+    f, _, own = first[3]
+    assert f.shape[-2:] == (20, 28)
+    want = transform.feature_stats(f[:, :17, :25])
+    assert own[0].count == 17 * 25
+    torch.testing.assert_close(own[0].mean, want.mean)
+    torch.testing.assert_close(own[0].cov, want.cov)
+    again = stylizer.cascade(xp, styles, 0.5, (3,), first=first, hw=hw)  # from the memo
+    torch.testing.assert_close(again, stylizer.cascade(xp, styles, 0.5, (3,), hw=hw))
+
+
+def test_texture_takes_weights_for_several_styles(stylizer):
+    two = [stylizer.style(gradient_image(40, 40, seed=s), levels=(2, 1)) for s in (4, 5)]
+    want = stylizer.texture(two, (32, 32), passes=1, levels=(2, 1), weights=[1, 3])
+    got = wct.texture(two, (32, 32), passes=1, levels=(2, 1), weights=iter([1, 3]))
+    assert got == tensor_to_pil(want)
+    assert got != wct.texture(two, (32, 32), passes=1, levels=(2, 1))  # equal weights
+    for bad, message in (([1], "2 styles but 1 weights"), ([1, -1], "non-negative"), ("ab", "numbers")):
+        with pytest.raises(InputError, match=message):
+            wct.texture(two, (32, 32), passes=1, levels=(2, 1), weights=bad)
+
+
+def test_the_cached_stylizer_is_one_per_gpu_with_or_without_its_index(monkeypatch):
+    """The device "cuda" is the current CUDA device: with "cuda:0" it loaded a second copy."""
+    import wct.pipeline as P
+
+    monkeypatch.setattr(P, "resolve_device", lambda device: torch.device(device))  # no GPU here
+    monkeypatch.setattr(P, "Stylizer", lambda device, precision: object())
+    monkeypatch.setattr(P, "_STYLIZERS", {})
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert P.stylizer("cuda") is P.stylizer("cuda:0") is P.stylizer(torch.device("cuda", 0))
+    assert P.stylizer("cuda:1") is not P.stylizer("cuda")
+    assert P.device_key(torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert P.stylizer("cuda") is P.stylizer("cuda:1")

@@ -442,7 +442,7 @@ def test_renders_can_be_cancelled_queued_or_running(stylizer, monkeypatch):
     levels_done, started, go = [], threading.Event(), threading.Event()
     cascade = stylizer.cascade
 
-    def held_cascade(*args):  # the real cascade, held after its first level until `go`
+    def held_cascade(*args, **kwargs):  # the real cascade, held after its first level until `go`
         *rest, progress = args
 
         def step(f: float) -> None:
@@ -452,7 +452,7 @@ def test_renders_can_be_cancelled_queued_or_running(stylizer, monkeypatch):
                 go.wait(30)
             progress(f)
 
-        return cascade(*rest, step)
+        return cascade(*rest, step, **kwargs)
 
     monkeypatch.setattr(stylizer, "cascade", held_cascade)
     try:

@@ -261,3 +261,19 @@ def test_a_low_contrast_mask_region_far_from_the_first_tile_matches_untiled(styl
     y0 = stylizer.stylize(x, [style, other], 1.0, (1,), mask=mask)
     y1 = stylize_tiled(stylizer, x, [style, other], 1.0, (1,), tile=64, mask=mask)
     assert psnr(y0[..., 96:, 120:152], y1[..., 96:, 120:152]) >= 60
+
+
+def test_a_size_off_the_16_px_grid_leaves_the_padding_out_of_the_statistics_as_untiled(stylizer, style):
+    """Only the cells covering the unpadded image count in the statistics, tile cores cut at the
+    image's edge as the untiled map is (a 68-row image has 12 padded rows)."""
+    other = stylizer.style(gradient_image(80, 80, seed=9).flip(1))
+    x = gradient_image(68, 100, seed=3)  # padded to 80 x 112: tiles of 48 end in the padding
+    mask = (torch.arange(100)[None, :] > 60).long().expand(68, 100)
+    levels, seen = (3, 2, 1), {}
+    y0 = stylizer.stylize(x, [style, other], 1.0, levels, mask=mask)
+    hook = lambda level, stats: seen.setdefault(level, stats)  # noqa: E731
+    y1 = stylize_tiled(stylizer, x, [style, other], 1.0, levels, tile=48, mask=mask, hook=hook)
+    assert [sum(st.count for st in seen[v]) for v in levels] == [17 * 25, 34 * 50, 68 * 100]
+    assert psnr(y0, y1) >= 50
+    y0 = stylizer.stylize(x, style, 0.8, levels)
+    assert psnr(y0, stylize_tiled(stylizer, x, style, 0.8, levels, tile=48)) >= 50

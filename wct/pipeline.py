@@ -78,6 +78,12 @@ def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[
     return x, (h, w)
 
 
+def valid_cells(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Rows and columns of a feature map `stride` times smaller than the padded image that cover
+    the unpadded (h, w) `hw`: only these count in the content's statistics."""
+    return -(-hw[0] // stride), -(-hw[1] // stride)
+
+
 def prepare_inputs(
     content: Tensor,
     style: Style | Sequence[Style],
@@ -288,7 +294,7 @@ class Stylizer:
 
         def one(image: Tensor) -> Tensor:
             styles, x, hw, labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
-            y = self.cascade(x, styles, alpha, levels, weights, labels)
+            y = self.cascade(x, styles, alpha, levels, weights, labels, hw=hw)
             return unpad(y, hw, tuple(image.shape[-2:]))
 
         return per_image(content, one)
@@ -304,17 +310,22 @@ class Stylizer:
         labels: Tensor | None = None,
         first: dict | None = None,
         progress: Callable[[float], None] | None = None,
+        hw: tuple[int, int] | None = None,
     ) -> Tensor:
         """The coarse-to-fine loop on inputs checked by `prepare_inputs`: encode, transform, decode,
-        re-encode the result at the next level. `first`, when given, keeps the first level's
-        features and statistics (with their whitening) across calls on the same `x`: a caller that
-        only changes alpha, such as the studio's slider, skips that encoder pass and eigensolve."""
+        re-encode the result at the next level. `hw`, `prepare_inputs`' unpadded size, keeps the
+        padding out of the content's statistics (None: the whole map counts); every cell is
+        transformed. `first`, when given, keeps the first level's features and statistics (with
+        their whitening) across calls on the same `x`: a caller that only changes alpha, such as
+        the studio's slider, skips that encoder pass and eigensolve."""
         for i, level in enumerate(levels):
             memo = first if first is not None and i == 0 else {}
             if level not in memo:
                 f = self.encoder(x.to(self.device), level)[0]
                 lab = None if labels is None else resize_labels(labels, tuple(f.shape[-2:]))
-                memo[level] = (f, lab, region_stats(f, lab, len(styles)))
+                r, c = f.shape[-2:] if hw is None else valid_cells(hw, 2 ** (level - 1))
+                own = region_stats(f[:, :r, :c], None if lab is None else lab[:r, :c], len(styles))
+                memo[level] = (f, lab, own)
             f, lab, own = memo[level]
             f = transform(f, [st[level] for st in styles], alpha, weights, lab, own)
             x = self.decoder(level)(f[None])
@@ -373,6 +384,14 @@ _STYLIZERS: dict[tuple[str | None, ...], Stylizer] = {}
 _STYLIZERS_LOCK = threading.Lock()  # threads calling stylize at once share one load
 
 
+def device_key(dev: torch.device) -> str:
+    """`dev` as the cached Stylizer's key: a CUDA device without an index is the current one, so
+    "cuda" and "cuda:0" share one copy of the weights on one GPU."""
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
 def stylizer(device: str | torch.device | None = None, precision: str = "fp32") -> Stylizer:
     """A cached Stylizer per device, precision, and files $WCT_DECODERS and $WCT_VGG19_WEIGHTS name
     (loading weights costs more than a small stylisation). A relative variable is resolved against
@@ -381,7 +400,7 @@ def stylizer(device: str | torch.device | None = None, precision: str = "fp32") 
     dev = resolve_device(device)
     check_precision(precision)  # a key: a list was a TypeError (unhashable)
     files = (os.environ.get(DECODERS_VAR), os.environ.get(WEIGHTS_VAR))
-    key = (str(dev), precision, *(v and os.path.abspath(os.path.expanduser(v)) for v in files))
+    key = (device_key(dev), precision, *(v and os.path.abspath(os.path.expanduser(v)) for v in files))
     with _STYLIZERS_LOCK:
         if key not in _STYLIZERS:
             _STYLIZERS[key] = Stylizer(dev, precision=precision)
@@ -427,7 +446,7 @@ def stylize(
 
 
 def texture(
-    style: ImageLike | Style,
+    style: ImageLike | Style | Sequence[ImageLike | Style],
     size: tuple[int, int] = (512, 512),
     seed: int = 0,
     passes: int = 3,
@@ -436,11 +455,12 @@ def texture(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     tile: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> Image.Image:
     """A texture of `size` (width, height) in the style of `style`, from seeded noise; large ones
-    in tiles (`tile` as for `stylize`)."""
+    in tiles (`tile` as for `stylize`). Several styles are interpolated with `weights` (default
+    equal)."""
     levels = check_levels(levels)
     s = stylizer(device, precision)
-    return tensor_to_pil(
-        s.texture(s.styles(style, levels, style_size, tile), size, seed, passes, levels, tile=tile)
-    )
+    styles = s.styles(style, levels, style_size, tile)
+    return tensor_to_pil(s.texture(styles, size, seed, passes, levels, weights, tile))

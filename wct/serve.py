@@ -538,7 +538,9 @@ class Engine:
                 session.previews = {key: prep}  # one content at a time
         first = prep.first if preview else None
         with noted() as notes:
-            y = self.s.cascade(prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress)
+            y = self.s.cascade(
+                prep.x, styles, p.alpha, levels, p.weights, prep.labels, first, progress, hw=prep.hw
+            )
         y = unpad(y, prep.hw, tuple(prep.content.shape[-2:]))
         out = finish(prep.content, y, p.preserve_color, content)
         ids = [p.content, *p.styles, *([p.mask] if p.mask else [])]

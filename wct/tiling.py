@@ -24,7 +24,17 @@ from .decoder import Decoder
 from .encoder import cfg, relu
 from .errors import InputError
 from .images import ImageLike, load_image
-from .pipeline import MULTIPLE, Style, Stylizer, check_levels, once, per_image, prepare_inputs, unpad
+from .pipeline import (
+    MULTIPLE,
+    Style,
+    Stylizer,
+    check_levels,
+    once,
+    per_image,
+    prepare_inputs,
+    unpad,
+    valid_cells,
+)
 from .transform import FeatureStats, affine_maps, apply_maps, feature_stats, region_stats
 
 StatsHook = Callable[[int, list[FeatureStats]], list[FeatureStats]]
@@ -144,20 +154,24 @@ def tiled_stats(
     labels: Tensor | None,
     regions: int,
     feats: Tensor | None,
+    hw: tuple[int, int] | None = None,
 ) -> list[FeatureStats]:
     """Pass 1: exact whole-image statistics of relu{level}_1, one per region of `labels` (at the
-    features' size; `regions` of them) or one without, accumulated over the tile cores; fills the
-    cache `feats` when given."""
+    features' size; `regions` of them) or one without, accumulated over the tile cores' cells that
+    cover the unpadded (h, w) `hw` (None: all of them); fills the cache `feats` when given."""
     stride = 2 ** (level - 1)
+    rows, cols = valid_cells(hw or tuple(x.shape[-2:]), stride)
     total: list[FeatureStats] | None = None
     shift = None
     for t in grid:
         core = encode_tile(stylizer, x, level, t).float().cpu()
         if feats is not None:
             feats[(slice(None), *t.cells(stride))] = core
+        kept = Tile(t.y0, min(t.y1, rows * stride), t.x0, min(t.x1, cols * stride))  # no padding
+        core = core[(slice(None), *kept.cells_in(t, stride))]
         if shift is None:
             shift = core.reshape(core.shape[0], -1).double().mean(1)
-        lab = labels[t.cells(stride)] if labels is not None else None
+        lab = labels[kept.cells(stride)] if labels is not None else None
         part = region_stats(core, lab, regions, shift)
         total = part if total is None else [a + b for a, b in zip(total, part, strict=True)]
         del core
@@ -210,10 +224,12 @@ def stylize_level(
     blend: int = BLEND,
     cache_bytes: int = CACHE_BYTES,
     hook: StatsHook | None = None,
+    hw: tuple[int, int] | None = None,
 ) -> Tensor:
     """One level on a padded (1, 3, H, W) image (sides multiples of 16), tile by tile; returns the
     decoded (1, 3, H, W) image on the CPU. `labels` (H, W) masks regions, region i takes style i.
-    `hook(level, stats)` may replace the content's statistics (e.g. smoothed over video frames)."""
+    `hook(level, stats)` may replace the content's statistics (e.g. smoothed over video frames).
+    `hw`: the unpadded size, whose cells alone count in the statistics (None: the whole image)."""
     _, _, h, w = x.shape
     stride = 2 ** (level - 1)
     stylizer.decoder(level)  # loaded before any work: a missing decoder fails at once
@@ -227,7 +243,7 @@ def stylize_level(
     cache = c * (h // stride) * (w // stride) * 4 <= cache_bytes  # keep the features between passes
     feats = torch.empty(c, h // stride, w // stride) if cache else None
     flab = resize_labels(labels, (h // stride, w // stride)) if labels is not None else None
-    total = tiled_stats(stylizer, x, level, grid, flab, len(styles), feats)
+    total = tiled_stats(stylizer, x, level, grid, flab, len(styles), feats, hw)
     if hook is not None:
         total = hook(level, total)
     maps = affine_maps(total, list(styles), alpha, weights, labels is not None)
@@ -264,7 +280,7 @@ def stylize_tiled(
         for level in levels:
             stats = [st[level] for st in styles]
             x = stylize_level(
-                stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook
+                stylizer, x, level, stats, alpha, tile, weights, labels, blend, cache_bytes, hook, hw
             )
             x = x.clamp_(0, 1)
         return unpad(x, hw, tuple(image.shape[-2:]))
