@@ -228,6 +228,10 @@ def test_upload_and_pixel_limits(stylizer):
     big = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     r = client.post(f"/api/sessions/{sid}/images", content=png_bytes(Image.fromarray(big)))
     assert r.status_code == 413 and "limit" in r.json()["detail"]
+    r = client.post(f"/api/sessions/{sid}/images?name=big%20 photo.png", content=r.request.content)
+    assert r.status_code == 413 and r.json()["detail"].startswith("big photo.png: the file is larger than")
+    r = client.post(f"/api/sessions/{sid}/preview", content=b"{" + b" " * 5000 + b"}")  # not an upload
+    assert r.status_code == 413 and r.json()["detail"].startswith("the request is larger than")
     r = client.post(f"/api/sessions/{sid}/images", content=png_bytes(Image.new("RGB", (200, 100))))
     assert r.status_code == 415 and "more than the limit of 10000" in r.json()["detail"]
 
@@ -391,6 +395,8 @@ def test_a_cancelled_render_gives_its_place_in_the_queue_up_at_once(stylizer):
         ({"levels": []}, "at least one level is needed"),  # not pydantic's "list should have at least 1 item"
         ({"size": 99999}, "size"),
         ({"styles": []}, "styles"),
+        ({"styles": ["x"] * 9}, "at most 8 styles, got 9"),  # not "list should have at most 8 items"
+        ({"levels": [1] * 6}, "at most 5 levels, got 6"),
     ],
 )
 def test_bad_parameters_get_one_line_messages(session, change, fragment):
@@ -567,6 +573,26 @@ def test_render_refuses_at_once_what_would_fail_and_removal_drops_cached_frames(
     client.delete(f"/api/sessions/{sid}/images/{content}")
     r = client.post(f"/api/sessions/{sid}/preview", json=p)  # was cached: must not outlive the photo
     assert r.status_code == 400 and "unknown image" in r.json()["detail"]
+
+
+def test_an_uploads_thumbnail_is_a_small_png_for_its_own_session_only(session):
+    """The page shows an upload the browser cannot (TIFF) as the server's PNG of it, at most 128 px;
+    16-bit grey scaled to 8 bits, not clipped white."""
+    client, sid, _, _ = session
+    tiff = png_bytes(landscape(300, 200), "TIFF")
+    grey = png_bytes(Image.fromarray(np.full((20, 30), 32896, np.uint16)))  # 128 in 8 bits
+    ids = [client.post(f"/api/sessions/{sid}/images", content=data).json()["id"] for data in (tiff, grey)]
+    urls = [f"/api/sessions/{sid}/images/{iid}/thumbnail" for iid in ids]
+    r = client.get(urls[0])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(r.content)).size == (128, 85)
+    assert client.head(urls[0]).headers["content-length"] == str(len(r.content))
+    assert np.asarray(Image.open(io.BytesIO(client.get(urls[1]).content))).max() == 128
+    other = client.post("/api/sessions").json()["id"]
+    assert client.get(f"/api/sessions/{other}/images/{ids[0]}/thumbnail").status_code == 404
+    client.delete(f"/api/sessions/{sid}/images/{ids[0]}")
+    assert client.get(urls[0]).json()["detail"] == "unknown image"
+    client.delete(f"/api/sessions/{other}")
 
 
 def test_an_oversized_image_is_named_as_such(stylizer):

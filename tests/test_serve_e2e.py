@@ -236,21 +236,28 @@ def test_a_double_click_starts_one_render(server, browser, tmp_path):
     assert browser.execute_script("return window.renders") == 1
 
 
-def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser):
-    """What a screen reader announces for each control of the page (Chromium's accessibility tree)
-    is never empty and never the same for two controls (three file pickers all labelled "choose"
-    were indistinguishable), and Tab reaches every enabled control in the page's order."""
-    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
-    browser.get(server)
-    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
-    browser.execute_script("document.getElementById('mask-drop').hidden = false")  # as with 2 styles
-    tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
-    roles = ("button", "checkbox", "slider", "combobox", "link")
-    names = [
+def accessible_names(driver) -> list[str]:
+    """What a screen reader announces for each control and image (Chromium's accessibility tree)."""
+    tree = driver.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
+    roles = ("button", "checkbox", "slider", "combobox", "link", "image", "img")
+    return [
         n.get("name", {}).get("value", "").strip()
         for n in tree
         if not n.get("ignored") and n.get("role", {}).get("value") in roles
     ]
+
+
+def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser, tmp_path):
+    """What a screen reader announces for each control of the page (Chromium's accessibility tree)
+    is never empty and never the same for two controls (three file pickers all labelled "choose"
+    were indistinguishable), and Tab reaches every enabled control in the page's order. With the
+    same painting uploaded twice and two renders at the same alpha, each of their thumbnails,
+    remove buttons, weights, gallery images, links and delete buttons still has a name of its own."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+    browser.execute_script("document.getElementById('mask-drop').hidden = false")  # as with 2 styles
+    names = accessible_names(browser)
     assert "choose a content photo" in names and "choose a mask image" in names
     assert all(names) and len(set(names)) == len(names), names
 
@@ -261,6 +268,25 @@ def test_every_control_has_its_own_name_and_is_reached_by_tab(server, browser):
         webdriver.ActionChains(browser).send_keys(Keys.TAB).perform()
         reached.append(browser.execute_script("const e = document.activeElement; return e.id || e.value"))
     assert reached == order
+
+    landscape(96, 64).save(photo := tmp_path / "photo.png")
+    painting(64, 64).save(style := tmp_path / "style.png")
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    for _ in range(2):
+        browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#styles li")) == 2)
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
+    for figures in (1, 2):
+        wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
+        browser.find_element(By.ID, "render").click()
+        wait.until(lambda d, n=figures: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == n)
+    wait.until(lambda d: d.execute_script("return [...document.images].every((i) => i.complete)"))
+    names = accessible_names(browser)
+    assert "remove style.png" in names and "remove style.png (2)" in names
+    assert "weight of style.png" in names and "weight of style.png (2)" in names
+    assert sum(n.startswith("delete") for n in names) == 2
+    assert sum(n.startswith("download") for n in names) == 2  # and "Download PNG (...)"
+    assert all(names) and len(set(names)) == len(names), names
 
 
 def test_the_page_loads_without_console_errors(server, browser):
@@ -343,3 +369,120 @@ def test_a_bad_file_among_several_chosen_keeps_its_error(server, browser, tmp_pa
         "notes.png: the file is not an image in an accepted format (PNG, JPEG, WEBP, BMP, GIF, TIFF)"
         " \u00b7 empty.png: the file is empty"
     )
+
+
+def focused(driver) -> str:
+    """The focused element's id or accessible label ("BODY" when the focus was lost)."""
+    return driver.execute_script(
+        "const e = document.activeElement; return e.id || e.getAttribute('aria-label') || e.tagName"
+    )
+
+
+def test_the_focus_is_never_dropped_after_an_action(server, browser, tmp_path):
+    """A keyboard user's focus never falls to the page's body: removing a thumbnail focuses the
+    next one's remove button (or the zone's file picker), Render hands it to Cancel while it
+    renders and gets it back at the end (cancelled or done), and deleting a render focuses the
+    next one's delete button, then the gallery's heading."""
+    wait = WebDriverWait(browser, 120, poll_frequency=0.05)
+    landscape(96, 64).save(photo := tmp_path / "photo.png")
+    painting(48, 48, seed=1).save(a := tmp_path / "a.png")
+    painting(48, 48, seed=2).save(b := tmp_path / "b.png")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+
+    def press(name: str) -> None:  # Enter on the control (by id or label), as with the keyboard
+        by = (By.CSS_SELECTOR, f"[aria-label='{name}']") if " " in name else (By.ID, name)
+        browser.find_element(*by).send_keys(Keys.ENTER)
+
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    browser.find_element(By.ID, "style-input").send_keys(f"{a}\n{b}")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#styles li")) == 2)
+    for label, then in (("remove a.png", "remove b.png"), ("remove b.png", "style-input")):
+        press(label)
+        wait.until(lambda d, then=then: focused(d) == then)
+    press("remove photo.png")
+    wait.until(lambda d: focused(d) == "content-input")
+
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    browser.find_element(By.ID, "style-input").send_keys(str(a))
+    for level in ("5", "4"):
+        browser.find_element(By.CSS_SELECTOR, f"#levels input[value='{level}']").click()
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("2048")  # seconds a level
+    wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
+    press("render")
+    wait.until(lambda d: focused(d) == "cancel")
+    press("cancel")
+    wait.until(lambda d: d.find_element(By.ID, "latency").text == "render cancelled")
+    assert focused(browser) == "render"
+
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
+    for figures in (1, 2):
+        press("render")
+        wait.until(lambda d, n=figures: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == n)
+        wait.until(lambda d: d.find_element(By.ID, "render").is_enabled())
+        assert focused(browser) == "render"
+    press("delete render 2 (alpha 0.6)")
+    wait.until(lambda d: focused(d) == "delete render 1 (alpha 0.6)")
+    press("delete render 1 (alpha 0.6)")
+    wait.until(lambda d: focused(d) == "gallery-heading")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#gallery figure")
+
+
+def test_a_tiff_upload_gets_a_thumbnail_the_browser_can_show(server, browser, tmp_path):
+    """Chromium shows no TIFF: the thumbnail falls back to the server's PNG of the upload."""
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    landscape(96, 64).save(photo := tmp_path / "photo.tif")
+    browser.get(server)
+    wait.until(lambda d: d.execute_script("return typeof state !== 'undefined' && state.session"))
+    browser.find_element(By.ID, "content-input").send_keys(str(photo))
+    shown = (
+        "const i = document.querySelector('#content .thumb img'); return i && i.complete && i.naturalWidth"
+    )
+    assert wait.until(lambda d: d.execute_script(shown)) == 96
+
+
+def test_a_refused_session_is_named_and_tried_again(server, browser, tmp_path):
+    """With every session taken the page says why (429 "busy"), and its next action tries again
+    instead of uploading to a session named "null" ("unknown or expired session")."""
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    painting(32, 32).save(style := tmp_path / "style.png")
+
+    def start() -> str:
+        request = urllib.request.Request(f"{server}/api/sessions", method="POST")
+        return json.load(urllib.request.urlopen(request))["id"]
+
+    taken = [start() for _ in range(serve.MAX_SESSIONS)]
+    busy = f"cannot start a session: busy: {serve.MAX_SESSIONS} sessions are open, end one or try later"
+    browser.get(server)
+    wait.until(lambda d: d.find_element(By.ID, "error").text == busy)
+    browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: d.find_element(By.ID, "error").text == f"style.png: {busy}")
+    urllib.request.urlopen(urllib.request.Request(f"{server}/api/sessions/{taken[0]}", method="DELETE"))
+    browser.find_element(By.ID, "style-input").send_keys(str(style))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#styles .thumb"))
+    assert browser.execute_script("return state.session") not in (None, *taken)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two CSS colours given as rgb(...)."""
+
+    def luminance(css: str) -> float:
+        c = np.array([float(v) for v in css[css.index("(") + 1 : -1].split(",")[:3]]) / 255
+        c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(c @ [0.2126, 0.7152, 0.0722])
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_control_outlines_stand_out_at_3_to_1(server, browser):
+    """WCAG 1.4.11: a button's, the levels' and a drop zone's border is at least 3:1 against the
+    white inside it and the page around it (#d2d2d7 was 1.5:1)."""
+    browser.get(server)
+    page = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    for element in ("end", "levels", "content-drop"):
+        border = browser.execute_script(
+            "return getComputedStyle(document.getElementById(arguments[0])).borderTopColor", element
+        )
+        assert min(contrast(border, "rgb(255, 255, 255)"), contrast(border, page)) >= 3, (element, border)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from queue import PriorityQueue
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,6 +65,7 @@ from .pipeline import Style, Stylizer, check_levels, finish, fit_mask, prepare_i
 from .transform import check_weights
 
 PREVIEW_SIZE = 256  # longer side of the live preview
+THUMBNAIL_SIZE = 128  # longer side of an upload's thumbnail, for files the browser cannot show (TIFF)
 ALPHA_STEP = 0.05  # the page's slider step: every position is a frame the worker may prefetch
 STYLE_SIZE = 512  # styles larger than this are read at 512 px (like --style-size 512)
 MAX_UPLOAD = 16 * 2**20  # bytes
@@ -91,6 +92,11 @@ CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+
+def upload_label(name: str) -> str:
+    """How errors name an upload: its name with runs of spaces as one, at most 80 characters."""
+    return " ".join(name.split())[:80] or "image"
 
 
 def token() -> str:
@@ -584,6 +590,9 @@ def png(im: Image.Image, fast: bool = False) -> bytes:
 # ---------------------------------------------------------------- HTTP
 
 
+UPLOAD = re.compile(r"/api/sessions/[^/]+/images")  # the path an upload is POSTed to
+
+
 class LimitBody:
     """ASGI guard: refuse bodies over `limit` bytes (413) and bodies of unknown length (411)."""
 
@@ -598,7 +607,11 @@ class LimitBody:
             if length is None and b"transfer-encoding" in headers:
                 error = (411, "send the upload with a Content-Length")
             elif length is not None and (not length.isdigit() or int(length) > self.limit):
-                error = (413, f"the request is larger than the limit of {self.limit // 2**20} MiB")
+                what = "the request"
+                if scope["method"] == "POST" and UPLOAD.fullmatch(scope["path"]):  # name the file
+                    query = parse_qs(scope["query_string"].decode("latin-1"))
+                    what = f"{upload_label(query.get('name', [''])[0])}: the file"
+                error = (413, f"{what} is larger than the limit of {self.limit // 2**20} MiB")
             if error:
                 await JSONResponse({"detail": error[1]}, error[0])(scope, receive, send)
                 return
@@ -672,6 +685,9 @@ def create_app(
             detail = "send the parameters as a JSON object (Content-Type: application/json)"
             return JSONResponse({"detail": detail}, 422)
         where = ".".join(str(v) for v in first.get("loc", ())[1:]) or "request"
+        if first.get("type") == "too_long":  # not "List should have at most 8 items after validation, not 9"
+            most, got = first["ctx"]["max_length"], first["ctx"]["actual_length"]
+            return JSONResponse({"detail": f"at most {most} {where}, got {got}"}, 422)
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
 
     async def on_worker(fn: Callable[[], Any], first: bool = False) -> Any:
@@ -700,14 +716,14 @@ def create_app(
     async def upload(sid: str, request: Request, name: str = "") -> dict:
         s = sessions.get(sid)
         room(s)
-        label = (" ".join(name.split())[:80] or "image") + ": "
+        label = upload_label(name) + ": "
         data = bytearray()
         try:
             async for chunk in request.stream():
                 data += chunk
                 if len(data) > max_upload:
                     limit = f"the file is larger than the limit of {max_upload // 2**20} MiB"
-                    raise HTTPException(413, limit)
+                    raise HTTPException(413, label + limit)
         except ClientDisconnect:  # the page was closed or reloaded meanwhile: nobody hears the answer
             raise HTTPException(400, label + "the upload was interrupted") from None
         if request.headers.get("content-type", "").startswith("multipart/"):
@@ -731,6 +747,17 @@ def create_app(
             "name": label[:-2],
             "notes": s.image_notes[iid],
         }
+
+    @app.api_route("/api/sessions/{sid}/images/{iid}/thumbnail", methods=["GET", "HEAD"])
+    def thumbnail(sid: str, iid: str) -> Response:
+        """An upload as a PNG at most THUMBNAIL_SIZE px, for the page to show a file it cannot (TIFF)."""
+        s = sessions.get(sid)
+        try:
+            im = eight_bit(image(s, iid)).copy()
+        except InputError:
+            raise HTTPException(404, "unknown image") from None
+        im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        return Response(png(im, fast=True), media_type="image/png")
 
     @app.delete("/api/sessions/{sid}/images/{iid}", status_code=204)
     def remove_image(sid: str, iid: str) -> Response:

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, content: null, styles: [], mask: null, inflight: false, again: false, job: null };
+const state = { session: null, starting: null, content: null, styles: [], mask: null, inflight: false, again: false, job: null, renders: 0 };
 
 // An error stays until the next success of the same kind (upload, preview or render).
 function showError(message, kind = "other") {
@@ -28,6 +28,7 @@ async function reach(url, options = {}) {
 }
 
 async function api(path, options = {}) {
+  if (!state.session) await startSession();  // the last try was refused (429: too many sessions)
   const response = await reach(`/api/sessions/${state.session}${path}`, options);
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
@@ -37,10 +38,18 @@ async function api(path, options = {}) {
   return response;
 }
 
-async function startSession() {
-  const response = await reach("/api/sessions", { method: "POST" });
-  if (!response.ok) throw new Error((await response.json()).detail);
-  state.session = (await response.json()).id;
+// One try at a time: actions that come meanwhile wait for it.
+function startSession() {
+  state.starting ||= (async () => {
+    try {
+      const response = await reach("/api/sessions", { method: "POST" });
+      if (!response.ok) throw new Error(`cannot start a session: ${(await response.json()).detail}`);
+      state.session = (await response.json()).id;
+    } finally {
+      state.starting = null;
+    }
+  })();
+  return state.starting;
 }
 
 function endSession(keepalive = false) {
@@ -51,7 +60,8 @@ function endSession(keepalive = false) {
 async function upload(file) {
   const response = await api(`/images?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
   const info = await response.json();
-  return { ...info, url: URL.createObjectURL(file), weight: 1 };
+  const thumbnail = `/api/sessions/${state.session}/images/${info.id}/thumbnail`;
+  return { ...info, url: URL.createObjectURL(file), thumbnail, weight: 1 };
 }
 
 function forget(item) {
@@ -63,6 +73,15 @@ function forget(item) {
 // An upload's name as wct/serve.py labels it: runs of spaces as one, at most 80 characters.
 const label = (name) => Array.from(name.split(/\s+/).filter(Boolean).join(" ")).slice(0, 80).join("") || "image";
 
+// A name no other image on the page has, so that its controls say which: "style.png (2)".
+function unique(name) {
+  const taken = new Set([state.content, ...state.styles, state.mask].filter(Boolean).map((item) => item.name));
+  let n = 1;
+  let out = name;
+  while (taken.has(out)) out = `${name} (${++n})`;
+  return out;
+}
+
 // Every refused file of the batch stays named (a later file's success must not hide it).
 async function addFiles(kind, files) {
   let added = 0;
@@ -70,8 +89,10 @@ async function addFiles(kind, files) {
   for (const file of files) {
     try {
       const item = await upload(file);
+      if (kind !== "style") { forget(state[kind]); state[kind] = null; }
+      item.name = unique(item.name);
       if (kind === "style") state.styles.push(item);
-      else { forget(state[kind]); state[kind] = item; }
+      else state[kind] = item;
       added += 1;
     } catch (e) {
       const name = label(file.name);  // the server's errors about the file start with it
@@ -87,7 +108,8 @@ function thumb(item, onRemove) {  // the remove button names what it removes
   const box = document.createElement("div");
   box.className = "thumb";
   const img = document.createElement("img");
-  img.src = item.url;
+  img.addEventListener("error", () => { img.src = item.thumbnail; }, { once: true });
+  img.src = item.url;  // the file itself; one the browser cannot show (TIFF): the server's PNG of it
   img.alt = item.name;
   const name = document.createElement("span");
   name.textContent = `${item.name} (${item.width}x${item.height})`;
@@ -100,21 +122,28 @@ function thumb(item, onRemove) {  // the remove button names what it removes
   return box;
 }
 
+// After a removal the focus goes to the next thumbnail's remove button (else the last one), or
+// to the zone's file picker when none is left.
+function refocus(list, index, input) {
+  const buttons = $(list).querySelectorAll(".thumb button");
+  (buttons[Math.min(index, buttons.length - 1)] || $(input)).focus();
+}
+
 function draw() {
   const content = $("content");
   content.replaceChildren();
-  if (state.content) content.append(thumb(state.content, () => { forget(state.content); state.content = null; draw(); preview(); }));
+  if (state.content) content.append(thumb(state.content, () => { forget(state.content); state.content = null; draw(); preview(); refocus("content", 0, "content-input"); }));
   const several = state.styles.length > 1;
   $("mask-drop").hidden = !several;
   if (!several && state.mask) { forget(state.mask); state.mask = null; }
   const mask = $("mask");
   mask.replaceChildren();
-  if (state.mask) mask.append(thumb(state.mask, () => { forget(state.mask); state.mask = null; draw(); preview(); }));
+  if (state.mask) mask.append(thumb(state.mask, () => { forget(state.mask); state.mask = null; draw(); preview(); refocus("mask", 0, "mask-input"); }));
   const list = $("styles");
   list.replaceChildren();
   state.styles.forEach((item, i) => {
     const li = document.createElement("li");
-    li.append(thumb(item, () => { forget(item); state.styles.splice(i, 1); draw(); preview(); }));
+    li.append(thumb(item, () => { forget(item); state.styles.splice(i, 1); draw(); preview(); refocus("styles", i, "style-input"); }));
     if (several && !state.mask) {
       const weight = document.createElement("input");
       Object.assign(weight, { type: "range", min: 0, max: 1, step: 0.05, value: item.weight, title: `weight of ${item.name}` });
@@ -188,18 +217,22 @@ async function preview() {
   }
 }
 
+// Focus on the button that goes (Render while rendering, Cancel after), or already lost, moves
+// to the one that comes: Cancel once the server has named the job, Render at the end.
 function rendering(job) {
+  const lost = [document.body, $("render"), $("cancel"), null].includes(document.activeElement);
   state.job = job;
-  $("progress").hidden = $("cancel").hidden = !job;
-  $("cancel").disabled = false;
+  $("progress").hidden = !job;
+  $("cancel").hidden = !job || job === "starting";  // nothing to cancel before the server names the job
+  $("cancel").removeAttribute("aria-disabled");
   $("render").disabled = Boolean(job) || !(state.content && state.styles.length);
+  if (lost && job !== "starting") (job ? $("cancel") : $("render")).focus();
 }
 
 async function render() {
   if (state.job) return;  // one render at a time: a double click must not start two
   $("progress").value = 0;
   rendering("starting");
-  $("cancel").hidden = true;  // nothing to cancel before the server names the job
   try {
     const { job } = await (await api("/render", json(params()))).json();
     rendering(job);
@@ -228,8 +261,8 @@ async function render() {
 }
 
 async function cancelRender() {
-  if (!state.job) return;
-  $("cancel").disabled = true;  // the render stops at its next level; its events say when
+  if (!state.job || $("cancel").hasAttribute("aria-disabled")) return;
+  $("cancel").setAttribute("aria-disabled", "true");  // stops at its next level; keeps the focus till then
   try { await api(`/jobs/${state.job}`, { method: "DELETE" }); } catch (e) { showError(e.message, "render"); }
 }
 
@@ -242,28 +275,35 @@ function addResult(result) {
   link.hidden = false;
   const figure = document.createElement("figure");
   figure.dataset.id = result.id;
+  const n = ++state.renders;  // this page's renders are numbered: their controls say which
   const img = document.createElement("img");
   img.src = result.url;
-  img.alt = "result";
+  img.alt = `render ${n}`;
   const caption = document.createElement("figcaption");
   const a = document.createElement("a");
   a.href = result.url;
   a.download = link.download;
   a.textContent = "download";
+  a.setAttribute("aria-label", `download render ${n}`);
   const remove = document.createElement("button");
   remove.type = "button";
   remove.textContent = "delete";
-  remove.setAttribute("aria-label", `delete the render at alpha ${result.alpha}`);
+  remove.setAttribute("aria-label", `delete render ${n} (alpha ${result.alpha})`);
   remove.addEventListener("click", () => deleteResult(figure));
-  caption.append(`alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a, " ", remove);
+  caption.append(`#${n}: alpha ${result.alpha}, levels ${result.levels.join(",")}, ${result.styles.join(" + ")} `, a, " ", remove);
   figure.append(img, caption);
   $("gallery").prepend(figure);
   $("latency").textContent = `rendered in ${result.seconds} s`;
 }
 
+// Focus inside the render that goes moves to the next one's delete button (else the previous
+// one's), or to the gallery's heading when none is left.
 function dropFigure(figure) {
   if ($("download").dataset.id === figure.dataset.id) $("download").hidden = true;
+  const next = figure.nextElementSibling || figure.previousElementSibling;
+  const focused = figure.contains(document.activeElement);
   figure.remove();
+  if (focused) (next ? next.querySelector("button") : $("gallery-heading")).focus();
 }
 
 // Delete one render of this session on the server, then here (also when the server had dropped it).
@@ -311,4 +351,4 @@ function wire() {
 }
 
 wire();
-startSession().catch((e) => showError(`cannot start a session: ${e.message}`));
+startSession().catch((e) => showError(e.message));  // the next action tries again
