@@ -189,6 +189,11 @@ def test_a_decoder_folder_under_home_is_found(tmp_path, monkeypatch):
         WeightsError, match=r"relu2_1.safetensors not found \(WCT_DECODERS=~\): run only the levels"
     ):
         load_decoder(2, "cpu")
+    save_decoder(Decoder(2), tmp_path / "relu2_1.final.safetensors", {"encoder": VGG19_MD5})  # no --val
+    with pytest.raises(
+        WeightsError, match=r"\(it holds relu2_1.final.safetensors, a run's last decoder: copy"
+    ):
+        load_decoder(2, "cpu")
     save_decoder(Decoder(2), tmp_path / "relu2_1.best.safetensors", {"encoder": VGG19_MD5})  # a run's --out
     with pytest.raises(
         WeightsError, match=r"there \(it holds relu2_1.best.safetensors: point WCT_DECODERS at"

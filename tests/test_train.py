@@ -298,6 +298,29 @@ def test_scale_shrinks_photos_before_cropping(tmp_path):
     assert max(shrunk) > 150 and min(shrunk) >= 60  # up to 64 / 0.3 photo pixels, never fewer than 64
 
 
+def test_a_thin_strip_is_cropped_before_it_is_enlarged(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from wct.train import Crops
+
+    ramp = (torch.arange(3000) * 255 // 2999).to(torch.uint8)[:, None].repeat(1, 2)  # 2 x 3000, by row
+    Image.fromarray(torch.stack([ramp] * 3, -1).numpy()).save(tmp_path / "strip.png")
+    sizes = []
+    resize = Image.Image.resize
+
+    def recorded(im, size, *args, **kw):
+        sizes.append(size)
+        return resize(im, size, *args, **kw)
+
+    monkeypatch.setattr(Image.Image, "resize", recorded)
+    crops = [Crops(tmp_path, 64)[(0, seed)].pixels for seed in range(5)]
+    assert max(w * h for w, h in sizes) == 64 * 64  # not 64 x 96000 px (1.5 GB at a crop of 256)
+    for x in crops:
+        rows = x[0, :, 0].int()
+        assert x.shape == (3, 64, 64) and bool((x == x[:, :, :1]).all())  # each row one value
+        assert rows[-1] - rows[0] in (0, 1) and bool((rows.diff() >= 0).all())  # 64 of 96000 rows
+
+
 def test_rotate_turns_crops_into_all_eight_orientations(tmp_path):
     from PIL import Image
 
@@ -728,6 +751,16 @@ def test_a_warmup_as_long_as_the_run_still_reaches_the_peak_and_decays(data, tmp
     assert lr_at(0, config(data, tmp_path / "w", steps=1, warmup=100)) == pytest.approx(cfg.lr)
 
 
+def test_a_timed_run_of_fewer_steps_than_the_warmup_still_peaks_and_decays(data, tmp_path):
+    from wct.train import lr_at
+
+    cfg = config(data, tmp_path / "w", steps=100000, minutes=5.0, warmup=100)
+    lrs = [lr_at(step, cfg, step / 40) for step in range(40)]  # slow steps: 40 in the budget
+    assert lrs[0] == pytest.approx(cfg.lr / 100)  # the warm-up starts as in steps
+    assert max(lrs) > 0.8 * cfg.lr and lrs[-1] < 0.05 * cfg.lr  # was still warming up, at 0.4 lr
+    assert all(b <= a * 1.1 for a, b in zip(lrs[10:], lrs[11:], strict=False))  # no jump on the way
+
+
 def test_the_progress_bar_counts_every_step_and_ends_full(data, tmp_path, monkeypatch):
     import io
 
@@ -745,6 +778,33 @@ def test_the_progress_bar_counts_every_step_and_ends_full(data, tmp_path, monkey
     monkeypatch.setattr(wct.train, "progress_bar", terminal_bar)
     train(config(data, tmp_path / "run", steps=6, val=None))  # shorter than one log interval (25)
     assert bars[0].tasks[0].completed == 6  # it stood at 0 until step 25, and a run ended short of full
+
+
+def test_the_progress_bar_of_a_timed_run_counts_to_the_step_it_ends_at(data, tmp_path, monkeypatch, capsys):
+    import io
+
+    from rich.console import Console
+
+    import wct.train
+    from wct.progress import progress_bar
+
+    bars = []
+
+    def terminal_bar(enabled: bool):
+        bars.append(progress_bar(True, Console(file=io.StringIO(), force_terminal=True)))
+        return bars[-1]
+
+    monkeypatch.setattr(wct.train, "progress_bar", terminal_bar)
+    cfg = config(data, tmp_path / "t", level=1, steps=100000, minutes=0.03, val=None, log_every=1)
+    summary = train(cfg)
+    task = bars[0].tasks[0]
+    assert 0 < summary["step"] < 100000
+    assert task.completed == task.total == summary["step"]  # not 100000, which --steps only caps
+    monkeypatch.setattr(wct.train, "progress_bar", progress_bar)  # no terminal: log lines
+    capsys.readouterr()
+    train(replace(cfg, out=str(tmp_path / "u")))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step 1/")]
+    assert lines and lines[0].startswith("step 1/~") and "/~100000" not in lines[0]
 
 
 def test_resume_at_a_level_without_a_checkpoint_names_the_runs_out_holds(data, tmp_path, capsys):

@@ -129,8 +129,13 @@ def load_decoder(
     level = None if level is None else int(level)  # 2.0 and numpy's 2 too
     if path is None and os.environ.get(ENV_VAR) and not decoder_path(level).is_file():
         run = decoder_path(level).with_suffix(".best.safetensors")  # a training run's --out, not --export
+        final = run.with_name(f"{relu(level)}.final.safetensors")  # a run without --val: no --export
         hint = (
-            f" (it holds {run.name}: point {ENV_VAR} at the run's --export folder)" if run.is_file() else ""
+            f" (it holds {run.name}: point {ENV_VAR} at the run's --export folder)"
+            if run.is_file()
+            else f" (it holds {final.name}, a run's last decoder: copy it there as {relu(level)}.safetensors)"
+            if final.is_file()
+            else ""
         )
         raise WeightsError(
             f"decoder file {decoder_path(level)} not found ({ENV_VAR}={os.environ[ENV_VAR]}): "

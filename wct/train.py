@@ -148,12 +148,16 @@ class Crops(Dataset):
         short = min(im.size)
         s = self.scale ** rng.random() if self.scale < 1 else 1.0
         s = max(s, self.crop / short)
-        if s != 1.0:
-            size = (max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s)))
-            im = im.resize(size, Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC)
-        x0 = rng.randint(0, im.width - self.crop)
-        y0 = rng.randint(0, im.height - self.crop)
-        im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
+        size = (max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s)))
+        x0 = rng.randint(0, size[0] - self.crop)
+        y0 = rng.randint(0, size[1] - self.crop)
+        if s != 1.0:  # only the crop's part of the photo is resized: a 1 x 3000 px strip was 1.5 GB
+            sx, sy = size[0] / im.width, size[1] / im.height
+            box = (x0 / sx, y0 / sy, (x0 + self.crop) / sx, (y0 + self.crop) / sy)
+            resample = Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC
+            im = im.resize((self.crop, self.crop), resample, box=box)
+        else:
+            im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
         x = pil_to_tensor(im)
         x = x.flip(2) if rng.random() < 0.5 else x
         return x.rot90(rng.randrange(4), (1, 2)) if self.rotate else x
@@ -305,6 +309,14 @@ def progress(step: int, seconds: float, cfg: Config) -> float:
     return max(p, seconds / (60 * cfg.minutes)) if cfg.minutes else p
 
 
+def expected_steps(step: int, done: float, cfg: Config) -> int:
+    """The steps the run will have taken when it ends: `steps`, or in a timed run the pace so far
+    carried to the end of the budget, so that the progress bar's count and time left follow the clock."""
+    if not cfg.minutes or done <= 0:
+        return cfg.steps
+    return min(cfg.steps, max(step, round(step / done)))
+
+
 def reconstruction_loss(
     encoder: Encoder,
     decoder: Decoder,
@@ -339,11 +351,16 @@ def feature_variance(decoder: Decoder) -> float:
 
 def lr_at(step: int, cfg: Config, done: float | None = None) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to 2% over the rest of the run (a
-    warm-up as long as the run is cut to its first quarter, or the lr would never peak nor decay)."""
+    warm-up as long as the run is cut to its first quarter, or the lr would never peak nor decay).
+    In a timed run (`done`: the fraction of its time spent) the decay follows the clock, and the
+    warm-up ends a quarter of the way in at the latest: slow steps could all fall within it."""
     warmup = cfg.warmup if cfg.warmup < cfg.steps else cfg.steps // 4
+    if done is not None:
+        ramp = 1.0 if step >= warmup else max((step + 1) / warmup, done / 0.25)
+        return min(1.0, ramp) * cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, cfg.steps - warmup) if done is None else done
+    t = (step - warmup) / max(1, cfg.steps - warmup)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
@@ -978,7 +995,8 @@ def log_step(run: Run, step: int, loss: Tensor, bar: Progress, task: TaskID) -> 
     info = f"loss {loss.item():.5f} lr {run.opt.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
     bar.update(task, completed=step, info=info)
     if not bar.live.is_started:
-        print(f"step {step}/{run.cfg.steps} {info}", flush=True)
+        total = next(t.total for t in bar.tasks if t.id == task)
+        print(f"step {step}/{'~' if run.cfg.minutes else ''}{total:.0f} {info}", flush=True)
 
 
 def rescore_best(run: Run) -> float:
@@ -1109,10 +1127,10 @@ def train_run(run: Run) -> dict:
     run.decoder.train()
     step = saved = first = state["step"]  # saved: the step of the checkpoint in --out
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
-    bar = progress_bar(rank == 0 and sys.stdout.isatty())
-    task = bar.add_task(relu(cfg.level), total=cfg.steps, completed=step, info="")
-    bar.start()
     done = progress(step, state["seconds"], cfg)  # updated after every step; drives lr and the end
+    bar = progress_bar(rank == 0 and sys.stdout.isatty())
+    task = bar.add_task(relu(cfg.level), total=expected_steps(step, done, cfg), completed=step, info="")
+    bar.start()
     batches = iter(run.loader)
     with stop_requests() as caught:  # checked between steps: a checkpoint never holds half a step
         try:
@@ -1128,9 +1146,11 @@ def train_run(run: Run) -> dict:
                     break
                 loss = train_step(run, batch, unreadable, step, done)
                 step += 1
-                bar.update(task, completed=step)
                 done = done_after(run, step)
                 final = step == cfg.steps or done >= 1
+                if cfg.minutes and (final or step % cfg.log_every == 0):  # not every step: a new
+                    bar.update(task, total=expected_steps(step, done, cfg))  # total resets the ETA
+                bar.update(task, completed=step)
                 due = (cfg.log_every, cfg.val_every, cfg.ckpt_every)
                 if (final or step == end or any(step % k == 0 for k in due)) and not finite(run.decoder):
                     raise TrainingError(diverged(step, loss.item(), cfg, run.files.last))
