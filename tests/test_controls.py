@@ -659,3 +659,23 @@ def test_complex_and_float8_mask_tensors_are_checked_like_the_others():
         assert torch.equal(check_mask(labels.to(dtype)), labels)
         with pytest.raises(InputError, match=f"whole-number.*{dtype}"):
             check_mask((labels * 0.5).to(dtype))
+
+
+def test_a_mask_as_bytes_or_a_file_object_is_read_as_its_path_is(tmp_path):
+    """Masks take what images take (a web backend's upload): the same labels; a JPEG's bytes
+    with too many values still get the PNG hint from their format."""
+    import io
+
+    from wct.controls import as_labels
+
+    path = tmp_path / "mask.png"
+    halves(16, 24, (0, 255)).save(path)
+    expected = as_labels(path, 2)
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        for mask in (data, bytearray(data), memoryview(data), io.BytesIO(data), f):
+            assert torch.equal(as_labels(mask, 2), expected)
+    jpeg = io.BytesIO()
+    halves(16, 24, (0, 128, 255)).save(jpeg, "JPEG", quality=100)
+    with pytest.raises(InputError, match="3 regions .*; save masks as PNG"):
+        as_labels(jpeg.getvalue(), 2)

@@ -449,3 +449,28 @@ def test_complex_and_float8_labels_are_checked_like_the_others():
         torch.testing.assert_close(out, transform(f, styles, 1.0, labels=labels), rtol=0, atol=0)
         with pytest.raises(InputError, match="whole numbers"):
             transform(f, styles, 1.0, labels=(labels * 0.5).to(dtype))
+
+
+def test_an_eigensolver_failure_is_an_input_error_and_the_basis_signs_and_order_do_not_matter(monkeypatch):
+    """The SVD/eigh failures peer implementations crash on are one typed error; and the ZCA square
+    roots E D^±1/2 Eᵀ do not depend on the eigenvectors' signs or order (what --temporal relies on)."""
+    import wct.transform as T
+
+    f, s = correlated(6, 40, 1), correlated(6, 50, 2)
+    expected = wct(f, s, 0.7)
+    real = T.eigh
+
+    def flipped(cov):  # the same decomposition, vectors negated in turn and listed in reverse
+        values, vectors = real(cov)
+        signs = torch.tensor([(-1.0) ** i for i in range(len(values))], dtype=vectors.dtype)
+        return values.flip(0), (vectors * signs).flip(1)
+
+    monkeypatch.setattr(T, "eigh", flipped)
+    torch.testing.assert_close(wct(f, s, 0.7), expected, rtol=1e-5, atol=1e-5)
+
+    def fails(cov):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(T, "eigh", fails)
+    with pytest.raises(InputError, match="too ill-conditioned to decompose"):
+        wct(f, s, 0.7)

@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from .encoder import LEVELS, channels, read_signed, relu, write_signed
 from .errors import InputError, WeightsError
-from .images import INT_GREY, alpha_of, decode, has_alpha, scaled_size, to_rgb
+from .images import INT_GREY, ImageBytes, alpha_of, decode, has_alpha, scaled_size, to_rgb
 from .paths import check_preset_path, parse_style_spec
 from .transform import FeatureStats, normalise_weights
 
@@ -57,8 +58,11 @@ def parse_styles(
 # ---------------------------------------------------------------- masks
 
 
-def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None) -> Tensor:
-    """A mask image as (H, W) int64 region labels 0..k-1, its distinct values sorted ascending.
+def read_mask(
+    image: str | os.PathLike | ImageBytes | IO[bytes] | Image.Image, styles: int | None = None
+) -> Tensor:
+    """A mask image (a path, its bytes, a binary file object or a PIL image) as (H, W) int64 region
+    labels 0..k-1, its distinct values sorted ascending.
 
     Grey levels and colours both work (colours sort by (R, G, B)); 16- and 32-bit grey masks keep
     their own values (labels 0, 1, 2 saved from an integer array). Fully transparent pixels are a
@@ -75,7 +79,7 @@ def read_mask(image: str | os.PathLike | Image.Image, styles: int | None = None)
         codes[np.asarray(alpha_of(im)) == 0] = np.iinfo(np.int64).min  # below any value, 32-bit too
     values, labels = np.unique(codes, return_inverse=True)
     if styles is not None and len(values) > styles:
-        suffix = "" if isinstance(image, Image.Image) else Path(image).suffix.lower()
+        suffix = Path(image).suffix.lower() if isinstance(image, str | os.PathLike) else ""
         jpeg = "JPEG" in (im.format, Image.registered_extensions().get(suffix))  # even a few extra values
         hint = "; save masks as PNG, JPEG adds values" if jpeg else ""
         if not jpeg and len(values) > 16:  # a PNG with soft edges, or a JPEG read without its name
@@ -134,9 +138,9 @@ def check_mask(mask: Tensor | np.ndarray) -> Tensor:
 
 
 def as_labels(mask: object, styles: int | None = None) -> Tensor:
-    """A mask as (H, W) int64 labels: an image or a path to one (`read_mask`, checked against
-    `styles`), or a tensor or array of labels (`check_mask`)."""
-    if isinstance(mask, str | os.PathLike | Image.Image):
+    """A mask as (H, W) int64 labels: an image, a path to one, its bytes or a binary file object
+    (`read_mask`, checked against `styles`), or a tensor or array of labels (`check_mask`)."""
+    if isinstance(mask, str | os.PathLike | ImageBytes | Image.Image) or hasattr(mask, "read"):
         return read_mask(mask, styles)
     return check_mask(mask)  # type: ignore[arg-type]
 

@@ -166,8 +166,10 @@ def decode(
                 raise ImageError(too_large(name, f"{w}x{h} = {w * h}", max_pixels))
             frames = getattr(im, "n_frames", 1)
             im.seek(0)
+            fmt = im.format
             im = ImageOps.exif_transpose(im)
             im.load()
+            im.format = fmt  # the copy forgets it: a JPEG's bytes are still named one (masks)
     except ImageError:
         raise
     except PermissionError:
