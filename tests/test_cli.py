@@ -988,3 +988,96 @@ def test_a_texture_over_the_pixel_limit_is_refused_before_torch(pair, tmp_path):
     ]
     assert_errors_before_torch(cases)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_gatys_run_never_loses_its_image_to_an_earlier_stopped_one(
+    pair, tmp_path, wct_cli, monkeypatch
+):
+    """With OUT and OUT_interrupted both there from earlier runs, a run given --overwrite and
+    stopped after 138 steps printed "could not write the image so far: OUT_interrupted.png exists:
+    pass --overwrite to replace it" and lost them. It goes to OUT_interrupted2, as bench's reports."""
+    import wct.gatys
+
+    calls, tv_loss = [], wct.gatys.tv_loss
+
+    def interrupted_in_step_3(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return tv_loss(x)
+
+    monkeypatch.setattr(wct.gatys, "tv_loss", interrupted_in_step_3)
+    out = tmp_path / "g.png"
+    earlier = {p: p.write_bytes(b"earlier") for p in (out, tmp_path / "g_interrupted.png")}
+    args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
+    r = wct_cli(*args, "--steps", "5", "--overwrite")
+    assert r.returncode == 130 and "could not write" not in r.stderr, r.stderr
+    assert all(p.read_bytes() == b"earlier" for p in earlier)  # both kept
+    with Image.open(tmp_path / "g_interrupted2.png") as im:
+        assert im.text["wct:interrupted"] == "1"
+
+
+def test_style_weights_and_max_pixels_are_refused_before_a_taken_output_and_torch(pair, tmp_path):
+    """Zero, negative or infinite --style weights, weights with --mask and --max-pixels 0 were
+    refused only after torch loaded, and after a taken output: two errors in turn. So was
+    style-stats's --style-size for a preset after a taken preset."""
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    taken, taken_preset = str(tmp_path / "taken.png"), str(tmp_path / "taken.safetensors")
+    preset = str(tmp_path / "style.safetensors")
+    for p in (taken, taken_preset, preset):
+        Path(p).write_bytes(b"mine")
+    run = ["stylize", content, "-o", taken]
+    cases = [
+        ([*run, "--style", f"{style}:0", "--style", f"{style}:0"], "style weights must not all be zero"),
+        ([*run, "--style", f"{style}:1e400", "--style", style], "must be finite, non-negative numbers"),
+        ([*run, "--style", f"{style}:1", "--style", style, "--mask", content], "and --mask do not combine"),
+        ([*run, style, "--max-pixels", "0"], "--max-pixels must be a whole positive number"),
+        (["style-stats", preset, "-o", taken_preset, "--style-size", "64"], "--style-size does not apply"),
+    ]
+    assert_errors_before_torch(cases)
+    assert all(Path(p).read_bytes() == b"mine" for p in (taken, taken_preset, preset))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs symbolic links")
+def test_a_broken_link_in_the_output_path_is_refused_before_any_work(pair, tmp_path):
+    """-o gone/x.png, gone a link to nothing, passed the checks: a 500-step gatys run then ended
+    "cannot write gone/x.png: a parent of it is a file" and lost its image. An output that is itself
+    a link to nothing is the user's, so it is replaced only with --overwrite."""
+    (tmp_path / "gone").symlink_to(tmp_path / "nothing")
+    (tmp_path / "link.png").symlink_to(tmp_path / "nothing.png")
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    under, link = str(tmp_path / "gone" / "x.png"), str(tmp_path / "link.png")
+    cases = [
+        (["gatys", content, style, "-o", under, "--steps", "1"], "gone is a broken link"),
+        (["stylize", content, style, "-o", under], "gone is a broken link"),
+        (["stylize", content, style, "-o", link], "link.png exists: pass --overwrite"),
+    ]
+    assert_errors_before_torch(cases)
+    assert (tmp_path / "link.png").is_symlink() and not (tmp_path / "nothing").exists()
+
+
+def test_an_output_format_pillow_cannot_write_in_rgb_is_refused_before_any_work(pair, tmp_path):
+    """-o x.xbm (Pillow writes XBM in mode 1 only) or x.h5 (a stub handler) passed the checks, so
+    a gatys run ended "cannot write x.xbm: cannot write mode RGB as XBM" and lost its image."""
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    xbm, h5 = str(tmp_path / "x.xbm"), str(tmp_path / "x.h5")
+    cases = [
+        (["gatys", content, style, "-o", xbm, "--steps", "1"], "cannot write mode RGB as XBM"),
+        (["invert", content, "-o", h5, "--steps", "1"], "HDF5 save handler not installed"),
+        (["texture", style, "-o", xbm], "Pillow cannot write"),
+        (["stylize", content, style, "-o", h5], "Pillow cannot write"),
+    ]
+    assert_errors_before_torch(cases)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_into_a_folder_it_cannot_make_is_refused_before_any_pair_is_stylised(pair, tmp_path, wct_cli):
+    """-o afile/out/ with a folder of photos stylised every pair, then failed to save each one."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes((pair / "content.png").read_bytes())
+    (tmp_path / "afile").write_text("mine")
+    r = wct_cli("stylize", str(photos), str(pair / "style.jpg"), "-o", str(tmp_path / "afile" / "out") + "/")
+    assert r.returncode == 1 and "afile is a file, not a directory" in r.stderr, r.stderr
+    assert "failed" not in r.stderr and "stylizing" not in r.stderr  # one error, before the batch
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -3,6 +3,7 @@ bad option is the first error, and the library runs the same ones."""
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,19 @@ def check_alpha(alpha: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise InputError(f"alpha must be between 0 and 1, got {alpha}")
     return value
+
+
+def check_style_weights(weights: Sequence[float | None], masked: bool = False) -> None:
+    """The weights of `--style PATH:WEIGHT` (None where none is given: it counts 1), refused as
+    controls.parse_styles refuses them, before torch loads: with a mask, negative, not finite, or
+    all zero."""
+    if masked and any(v is not None for v in weights):
+        raise InputError("--style PATH:WEIGHT and --mask do not combine: a mask gives each region one style")
+    w = [1.0 if v is None else v for v in weights]
+    if any(not math.isfinite(v) or v < 0 for v in w):
+        raise InputError(f"style weights must be finite, non-negative numbers, got {w}")
+    if w and sum(w) <= 0:
+        raise InputError(f"style weights must not all be zero, got {w}")
 
 
 def check_precision(precision: str) -> str:

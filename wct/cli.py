@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -27,11 +28,12 @@ from .checks import (
     check_levels,
     check_precision,
     check_seed,
+    check_style_weights,
     check_texture_pixels,
     parse_size,
 )
 from .errors import ImageError, InputError, OutputError, WCTError
-from .paths import VIDEO_SUFFIXES, check_preset_path, check_target, parse_style_spec
+from .paths import VIDEO_SUFFIXES, check_parents, check_preset_path, check_target, parse_style_spec
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -325,9 +327,14 @@ def stylize(
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
     output, folder = file_or_folder("-o", out_text)
-    named = [style] if style is not None else [parse_style_spec(t)[0] for t in style_opts]
+    specs = [parse_style_spec(t) for t in style_opts]
+    named = [style] if style is not None else [p for p, _ in specs]
     must_exist(content, *named, mask)
     check_options(device, precision, alpha)
+    if style is None:  # with both, parse_styles refuses them
+        check_style_weights([w for _, w in specs], mask is not None)
+    if max_pixels is not None and max_pixels < 1:  # as check_max_pixels words it, without torch
+        raise InputError(f"--max-pixels must be a whole positive number of pixels, got {max_pixels}")
     tile_, lv = tile_arg(tile), parse_levels(levels)
     size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
     one_pair = content.is_file() and all(p.is_file() for p in named) and (style is None or not style_opts)
@@ -362,6 +369,8 @@ def stylize(
     inputs = {p.resolve() for c, s, _ in todo for p in (c, s, *extra)}
     if not batch:  # before any work, not after it
         check_output(todo[0][2], overwrite, tuple(inputs))
+    else:  # a folder no output can be written to, now rather than after each pair's work
+        check_parents(todo[0][2])
 
     stylizer = Stylizer(device, vgg_weights, precision)
     record = provenance(opts, stylizer)
@@ -640,14 +649,14 @@ def style_stats(
     must_exist(style)
     check_options(device)
     tile_, style_size_ = tile_arg(tile), size_arg(style_size, "--style-size")
-    check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
-    check_target(output, overwrite, (style,))  # all before torch loads
     preset = style.suffix.lower() == ".safetensors"
     if preset and style_size:
         raise InputError(
             f"--style-size does not apply to {style}: a preset's statistics are already computed, "
             "at the size it records"
         )
+    check_preset_path(output, overwrite=True)  # the suffix; check_target does the rest
+    check_target(output, overwrite, (style,))  # all before torch loads
     from .encoder import read_signed
     from .pipeline import Stylizer
 
@@ -736,7 +745,7 @@ def total_steps(meta: dict[str, str]) -> str:
 
 
 def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
-    """`check_target`, and an image suffix."""
+    """`check_target`, and the suffix of an image format Pillow writes RGB images in."""
     from PIL import Image
 
     check_target(output, overwrite, inputs)
@@ -747,6 +756,12 @@ def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...]) -> Non
         raise OutputError(f"unknown image format for {output}: use .png, .jpg or .webp")
     if fmt not in Image.SAVE:
         raise OutputError(f"Pillow cannot write {fmt} images ({output}): use .png, .jpg or .webp")
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF"):  # the usual ones: known to
+        return
+    try:  # the others tried now, not after the work: a stub (HDF5...) or one without RGB (XBM...)
+        Image.new("RGB", (MIN_SIDE, MIN_SIDE)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError) as e:
+        raise OutputError(f"Pillow cannot write {output} as {fmt} ({e}): use .png, .jpg or .webp") from None
 
 
 # The decoder commands, then the Gatys ones: imported here, after the helpers they use and before

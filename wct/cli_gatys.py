@@ -4,6 +4,7 @@ against Gatys)."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,13 +160,16 @@ def save_interrupted(
 ) -> None:
     """On Ctrl-C or divergence, write the image with the lowest loss among the steps done (its PNG
     text says so), so that a long run is not lost; never hide the error if it cannot be written. An
-    existing OUT (given --overwrite) is kept: a stopped run goes to OUT_interrupted beside it."""
+    existing OUT (given --overwrite) is kept: a stopped run goes to OUT_interrupted beside it, or
+    to OUT_interrupted2, 3... past those of earlier stopped runs, as bench's reports do."""
     from .images import atomic_save
 
     step, done = result.best["step"], result.history[-1]["step"]
     text = {"wct:settings": json.dumps(settings), "wct:step": str(step), "wct:interrupted": str(done)}
-    if output.exists():
-        output = output.with_name(f"{output.stem}_interrupted{output.suffix}")
+    stem, k = output.stem, 1
+    while os.path.lexists(output):  # as check_target: a link to nothing is the user's too
+        output = output.with_name(f"{stem}_interrupted{k if k > 1 else ''}{output.suffix}")
+        k += 1
     try:
         atomic_save(
             to_pil(result.image), output, overwrite=False, protect=inputs, text=text, option="--overwrite"

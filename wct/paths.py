@@ -31,14 +31,23 @@ def check_target(
         raise OutputError(f"{path} is also the output image: give another file name")
     if path.is_dir():
         raise OutputError(f"{path} is a directory: give a file name")
-    parent = next((p for p in path.parents if p.exists()), None)
+    check_parents(path)
+    if os.path.lexists(path) and not overwrite:  # a link to nothing too: the user's
+        raise OutputError(f"{path} exists: pass {option} to replace it")
+    return path
+
+
+def check_parents(path: str | os.PathLike) -> None:
+    """An OutputError, before any work, if no file could be made at `path` for its folders: the
+    nearest that exists is a file, a link to nothing (mkdir cannot make a folder through it) or a
+    folder we may not write."""
+    parent = next((p for p in Path(path).parents if os.path.lexists(p)), None)
+    if parent is not None and not parent.exists():
+        raise OutputError(f"cannot write {path}: {parent} is a broken link (to {os.readlink(parent)})")
     if parent is not None and not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a directory")
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):  # found now, not after the work
         raise OutputError(f"cannot write {path}: {parent} is not writable")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists: pass {option} to replace it")
-    return path
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
