@@ -29,8 +29,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="Write the report here (default: print only).")
     ap.add_argument("--overwrite", action="store_true", help="Replace an existing --json report.")
     args = ap.parse_args()
-    if args.runs < 1 or args.size < 1:  # before minutes of work, not a traceback after them
-        ap.error(f"--runs and --size must be at least 1, got {args.runs} and {args.size}")
+    if args.runs < 1 or args.size < 32:  # before minutes of work, not an error after them
+        ap.error(  # SSIM needs 11 px a side, and the pairs' photos are up to 1.6 times wider than high
+            f"--runs must be at least 1 and --size 32, got {args.runs} and {args.size}"
+        )
     from wct.bench import machine, median_seconds, report_problem
 
     if args.json and (problem := report_problem(args.json, args.overwrite)):

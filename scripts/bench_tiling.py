@@ -270,7 +270,7 @@ def main() -> None:
         print(json.dumps(child(a.child, a.tile, tuple(int(v) for v in a.levels.split(",")))))
         return
     sizes = parse_sizes(a.sizes)
-    if any(not valid_size(size) for size in sizes):
+    if not sizes or any(not valid_size(size) for size in sizes):  # none: a report of no runs
         p.error(f"--sizes must be among {', '.join(SIZES)}, with levels or not (8k:2,1), got {a.sizes!r}")
     from wct.bench import machine, report_problem
 

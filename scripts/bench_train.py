@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 
 from wct.bench import machine, report_problem
-from wct.decoder import Decoder
-from wct.encoder import load_encoder, resolve_device
+from wct.encoder import resolve_device
 from wct.errors import InputError, OutputError
 from wct.images import write_json
-from wct.train import reconstruction_loss
+from wct.train import Config, build_models, reconstruction_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def images_per_second(
     level: int, crop: int, batch: int, steps: int, device: torch.device, amp: bool
 ) -> float:
-    encoder = load_encoder(device)
-    decoder = Decoder(level).to(device)
+    encoder, decoder = build_models(Config(level=level), device)  # as `wct train`: channels-last on CUDA
     opt = torch.optim.Adam(decoder.parameters(), lr=1e-4)
     x = torch.rand(batch, 3, crop, crop, device=device)
+    if device.type == "cuda":  # as `wct train` feeds its batches
+        x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     for i in range(steps + 1):  # the first step is a warm-up
         if i == 1:

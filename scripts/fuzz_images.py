@@ -124,21 +124,24 @@ def main() -> None:
     t0 = time.time()
     stderr = os.dup(2)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # libtiff prints its complaints to fd 2
-    with tempfile.TemporaryDirectory() as d:
-        for i in range(args.n):
-            name = names[i % len(names)]
-            path = Path(d) / f"input.{name.split('.')[-1]}"
-            data = mutate(corpus[name], rng)
-            if name.endswith("png") and rng.random() < 0.7:
-                data = fix_png_crcs(data)
-            path.write_bytes(data)
-            result = outcome(path)
-            key = "BUG" if result.startswith("BUG") else result
-            counts[key] += 1
-            by_format[name][key] += 1
-            if key == "BUG":
-                bugs.append(f"input {i} ({name}, --seed {args.seed}): {result}")
-    os.dup2(stderr, 2)
+    try:  # and fd 2 comes back however the loop ends: Ctrl-C, a full disk... are not silent
+        with tempfile.TemporaryDirectory() as d:
+            for i in range(args.n):
+                name = names[i % len(names)]
+                path = Path(d) / f"input.{name.split('.')[-1]}"
+                data = mutate(corpus[name], rng)
+                if name.endswith("png") and rng.random() < 0.7:
+                    data = fix_png_crcs(data)
+                path.write_bytes(data)
+                result = outcome(path)
+                key = "BUG" if result.startswith("BUG") else result
+                counts[key] += 1
+                by_format[name][key] += 1
+                if key == "BUG":
+                    bugs.append(f"input {i} ({name}, --seed {args.seed}): {result}")
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
     print(f"{args.n} mutated inputs in {time.time() - t0:.1f} s (seed {args.seed})")
     for key, n in counts.most_common():
         print(f"  {key:12s} {n}")

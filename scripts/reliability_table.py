@@ -125,6 +125,19 @@ def size_mode(p: Path) -> str:
         return f"output {im.mode} {im.width}x{im.height}"
 
 
+PIL_SAVE = Image.Image.save
+
+
+def disk_full(self: Image.Image, fp, *args, **kwargs) -> None:
+    """`Image.save` on a full disk: half a file, then ENOSPC. Saves to memory (the CLI's check of
+    the format, before the work) are not on the disk, and succeed."""
+    if not isinstance(fp, (str, os.PathLike)):  # atomic_save writes a temporary file by its name
+        return PIL_SAVE(self, fp, *args, **kwargs)
+    with open(fp, "wb") as f:
+        f.write(b"\x89PNG half an image")
+    raise OSError(28, "No space left on device")
+
+
 def inputs(t: Table, tmp: Path) -> None:
     content, style = write_pair(tmp / "pair")
     out = tmp / "out"
@@ -296,11 +309,6 @@ def nothing_lost(t: Table, tmp: Path) -> None:
     t.row(
         "existing output, no `--overwrite`", f"{response(code, lines)}; unchanged: {o.read_bytes() == before}"
     )
-
-    def disk_full(self, fp, *a, **k):  # atomic_save writes a temporary file by its name
-        with open(fp, "wb") if isinstance(fp, (str, os.PathLike)) else contextlib.nullcontext(fp) as f:
-            f.write(b"\x89PNG half an image")
-        raise OSError(28, "No space left on device")
 
     with mock.patch.object(Image.Image, "save", disk_full):
         code, lines = cli(*run, "-o", o, "--overwrite")

@@ -5,21 +5,21 @@ folder, `.gpu`: the encoder weights, a few validation photos, the decoders to st
 many training photos as fit, resized to short side 320 as WebP in a seeded random order (so any
 prefix holds every source). The encoder travels as int8 with one fp16 scale per output channel
 (12.9 MB instead of 25.9), the decoders named by `--q8` with one per 3x3 kernel (relu5_1: 16.9 MB
-instead of 26.9; -0.03 dB before any training). Photos fill `--budget-mb`
-less the tracked files that travel; those named by `--leave-out` (docs, the decoder files) are not
-counted, so move them out of the tree for the call, as `pack` reminds you (by default docs/ and the
-`--q8` decoders' own files; a level whose decoder is in neither place starts from scratch). Name
-`.gpu` in `carry` in EVERY call: the device tool removes a carried folder that a later call does
-not name, under the running jobs. On the GPU, `start` launches one `python -m wct.train` per level
-in the background, all with the same wall-time budget (the schedule follows time), and `wait` polls
-their logs until they end, packing the best decoders into $OUT in pieces of at most 15 MB as it
-goes. Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on the full val set,
-writes that score into its metadata and exports it to decoders/ if it beats the one there. `start
---seeds 0 1 2` trains one run per seed from the same decoder, for `wct average-decoders` to
-average; `wait --soups` averages them with their start there and sends that back in fp16, each run
-as int8 while room allows (`adopt` takes either, and takes the start's int8 rounding back out of a
-soup). `pack --skip N` carries the photos after the N an earlier call carried, so calls in turn
-see every photo.
+instead of 26.9; -0.03 dB before any training). Photos fill `--budget-mb` less the files that
+travel (tracked, or untracked and not ignored); those named by `--leave-out` (docs, the decoder
+files) are not counted, so move them out of the tree for the call, as `pack` reminds you (by
+default docs/ and the `--q8` decoders' own files; a level whose decoder is in neither place starts
+from scratch). Name `.gpu` in `carry` in EVERY call: the device tool removes a carried folder that
+a later call does not name, under the running jobs. On the GPU, `start` launches one `python -m
+wct.train` per level in the background, all with the same wall-time budget (the schedule follows
+time), and `wait` polls their logs until they end, packing the best decoders into $OUT in pieces of
+at most 15 MB as it goes. Back here, `cat part_* | tar x`, then `adopt` scores each best decoder on
+the full val set, writes that score into its metadata and exports it to decoders/ if it beats the
+one there. `start --seeds 0 1 2` trains one run per seed from the same decoder, for `wct
+average-decoders` to average; `wait --soups` averages them with their start there and sends that
+back in fp16, each run as int8 while room allows (`adopt` takes either, and takes the start's int8
+rounding back out of a soup). `pack --skip N` carries the photos after the N an earlier call
+carried, so calls in turn see every photo.
 
     python scripts/train_gpu.py pack --q8 4 5       # then move out what it names
     python scripts/train_gpu.py start --minutes 7     # on the GPU machine
@@ -131,8 +131,10 @@ def encoder_file() -> Path:
 
 
 def travelling_bytes(leave_out: list[str]) -> int:
-    """Bytes of the tracked files in the tree, less those matching `leave_out` (moved out for the call)."""
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    """Bytes of the files in the tree that travel (tracked, and untracked but not ignored), less those
+    matching `leave_out` (moved out for the call)."""
+    ls = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    out = subprocess.run(ls, cwd=ROOT, capture_output=True, check=True).stdout
     names = [n for n in out.decode().split("\0") if n]
     keep = [ROOT / n for n in names if not any(fnmatch.fnmatch(n, pat) for pat in leave_out)]
     return sum(f.stat().st_size for f in keep if f.is_file())
@@ -162,6 +164,51 @@ def pack_photos(
     return written
 
 
+def pack_into(
+    folder: Path,
+    files: list[Path],
+    val_files: list[Path],
+    quality: int,
+    q8: list[int],
+    short_side: int,
+    budget_mb: float,
+    leave_out: list[str],
+    skip: int,
+) -> tuple[int, int]:
+    """Write a pack (see `pack`) into the new `folder`: the photos packed and the bytes that
+    travel besides them."""
+    from safetensors.torch import save_file
+
+    from wct.encoder import VGG19_MD5, default_weights_path, read_weights
+
+    for sub in ("train", "val", "init"):
+        (folder / sub).mkdir(parents=True)
+    for level in q8:
+        quantize(ROOT / f"decoders/relu{level}_1.safetensors", folder / f"init/relu{level}_1.safetensors.q8")
+    weights, _ = read_weights(default_weights_path())
+    meta = {"source_md5": VGG19_MD5}
+    save_file(to_int8(weights, per_kernel=False), folder / "vgg19.q8.safetensors", metadata=meta)
+    for f in val_files:
+        (folder / "val" / f.name).write_bytes(f.read_bytes())
+    fixed = travelling_bytes([*leave_out, f"{folder.name}/*"]) + folder_bytes(folder)  # folder: once
+    room = int(budget_mb * 2**20) - fixed
+    if room <= 0:
+        sys.exit(
+            f"error: {fixed / 2**20:.1f} MiB travel before any photo; raise --budget-mb or --leave-out more"
+        )
+    n = pack_photos(files, folder / "train", room, short_side, quality, skip)
+    if not n:  # a run on no photos would fail on the GPU, after its start-up
+        why = f"--skip {skip} leaves none of the {len(files)}" if skip >= len(files) else "none fits"
+        sys.exit(f"error: no photo packed ({why}); lower --skip, raise --budget-mb or --leave-out more")
+    # one file: the device tool refused a 63.4 MiB tree holding 1,854 loose photos (it seems to
+    # count each small file's disk blocks) and took the same photos zipped
+    with zipfile.ZipFile(folder / "train.zip", "w", zipfile.ZIP_STORED) as z:
+        for f in sorted((folder / "train").iterdir()):
+            z.write(f, f.name)
+    shutil.rmtree(folder / "train")
+    return n, fixed
+
+
 def pack(
     train: Path,
     val: Path,
@@ -173,37 +220,20 @@ def pack(
     leave_out: list[str],
     skip: int = 0,
 ) -> None:
-    from safetensors.torch import save_file
-
-    from wct.encoder import VGG19_MD5, default_weights_path, read_weights
     from wct.images import list_images
 
     files, val_files = list_images(train), list_images(val)[::val_every]
     if not files or not val_files:  # before the last pack is removed
         sys.exit(f"error: no photos in {train if not files else val}: check --train and --val")
+    stage = GPU.with_name(".gpu.new")  # the last pack stays whole until this one is
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        n, fixed = pack_into(stage, files, val_files, quality, q8, short_side, budget_mb, leave_out, skip)
+    except BaseException:  # refused, failed or stopped: no half pack is left to travel
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     shutil.rmtree(GPU, ignore_errors=True)  # written only by pack: a stale photo or decoder must not travel
-    for sub in ("train", "val", "init"):
-        (GPU / sub).mkdir(parents=True)
-    for level in q8:
-        quantize(ROOT / f"decoders/relu{level}_1.safetensors", GPU / f"init/relu{level}_1.safetensors.q8")
-    weights, _ = read_weights(default_weights_path())
-    meta = {"source_md5": VGG19_MD5}
-    save_file(to_int8(weights, per_kernel=False), GPU / "vgg19.q8.safetensors", metadata=meta)
-    for f in val_files:
-        (GPU / "val" / f.name).write_bytes(f.read_bytes())
-    fixed = travelling_bytes(leave_out) + folder_bytes(GPU)
-    room = int(budget_mb * 2**20) - fixed
-    if room <= 0:
-        sys.exit(
-            f"error: {fixed / 2**20:.1f} MiB travel before any photo; raise --budget-mb or --leave-out more"
-        )
-    n = pack_photos(files, GPU / "train", room, short_side, quality, skip)
-    # one file: the device tool refused a 63.4 MiB tree holding 1,854 loose photos (it seems to
-    # count each small file's disk blocks) and took the same photos zipped
-    with zipfile.ZipFile(GPU / "train.zip", "w", zipfile.ZIP_STORED) as z:
-        for f in sorted((GPU / "train").iterdir()):
-            z.write(f, f.name)
-    shutil.rmtree(GPU / "train")
+    stage.rename(GPU)
     print(
         f"packed {n} of {len(files)} photos (from the {skip}th of the order: next call --skip {skip + n}); "
         f"{(fixed + (GPU / 'train.zip').stat().st_size) / 2**20:.1f} MiB travel"
@@ -411,14 +441,17 @@ def adopt(files: list[Path], val: Path, data: str, hardware: str) -> None:
             f = f.with_suffix("")
         decoder = load_decoder(None, "cpu", path=f)  # in eval mode, no grad
         meta = dict(decoder.metadata)
-        if unround_start(decoder):
+        if "start_unrounded" not in meta and unround_start(decoder):  # once: not again on a file adopt wrote
             meta["start_unrounded"] = "the int8 copy of the start replaced by the tracked file"
             print(f, "its start's int8 rounding taken back out", flush=True)
         s = reconstruction_scores(encoder, decoder, images)
         meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
         meta.update(val_data=os.path.relpath(val, ROOT), training_data=data)
         meta.setdefault("hardware", hardware)
-        scored = f.with_name(f.name.replace(".best.", ".scored."))
+        # beside f, never over it (a soup's name has no ".best.")
+        scored = f.with_name(
+            f.name.replace(".best.", ".scored.") if ".best." in f.name else f"{f.stem}.scored{f.suffix}"
+        )
         save_decoder(decoder, scored, meta)
         print(f, f"{s['psnr']:.3f} dB", flush=True)
         export(scored, ROOT / "decoders" / f"relu{decoder.level}_1.safetensors")

@@ -7,6 +7,7 @@ import importlib.util
 import re
 import runpy
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ OVERWRITE = [
     ("bench_precision", ["--size", "32", "--runs", "1", "--json", "{out}"], "p.json"),
     ("bench_serve", ["--size", "64", "--repeats", "1", "--previews", "1", "--json", "{out}"], "s.json"),
     ("bench_video", ["--frames", "2", "--size", "32", "--out", "{out}"], "v.json"),
-    ("bench_tiling", ["--sizes", "", "--no-check", "--out", "{dir}/tiling"], "tiling.md"),
+    ("bench_tiling", ["--sizes", "1024", "--no-check", "--out", "{dir}/tiling"], "tiling.md"),
     ("make_gallery", ["--size", "16", "--out", "{dir}"], "video.jpg"),  # the last one it writes
     ("make_results", ["--out", "{out}"], "results.png"),
     ("reliability_table", ["--skip-slow", "--out", "{out}"], "reliability.md"),
@@ -90,11 +91,14 @@ def test_an_existing_output_is_kept_without_overwrite(name, args, existing, tmp_
 
 
 BAD = [
-    ("bench_precision", ["--runs", "0"], "--runs and --size must be at least 1"),
+    ("bench_precision", ["--runs", "0"], "--runs must be at least 1 and --size 32"),
+    ("bench_precision", ["--size", "16"], "--runs must be at least 1 and --size 32, got 3 and 16"),
     ("bench_precision", ["--device", "foo", "--size", "32"], "error: unknown device 'foo'"),
     ("bench_serve", ["--repeats", "0", "--json", "{dir}/s.json"], "--repeats and --previews at least 1"),
     ("bench_serve", ["--size", "0", "--json", "{dir}/s.json"], "--size must be 16 to"),
+    ("bench_serve", ["--previews", "19", "--json", "{dir}/s.json"], "--previews must be 1 to 18"),
     ("bench_tiling", ["--sizes", "5k", "--no-check", "--out", "{dir}/t"], "--sizes must be among 1024, 2k"),
+    ("bench_tiling", ["--sizes", ",", "--no-check", "--out", "{dir}/t"], "--sizes must be among 1024, 2k"),
     ("bench_tiling", ["--threads", "0", "--out", "{dir}/t"], "--threads must be at least 1"),
     ("bench_tiling", ["--report", "{dir}/none.json"], "--report {dir}/none.json is not a file"),
     ("bench_train", ["--crop", "8", "--out", "{dir}/t.json"], "--crop must be at least 16"),
@@ -141,6 +145,64 @@ def test_bench_tiling_passes_a_size_with_levels_whole_to_its_child(tmp_path, mon
     monkeypatch.setattr(sys, "argv", [*argv, "--threads", threads])
     tiling.main()
     assert asked == ["1024", "8k:2,1"]  # not "8k:2" and then a size "1"
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module, its main not run."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_serve_times_each_preview_uncached_and_the_cli_on_the_studios_threads():
+    bench = load_script("bench_serve")
+    # a position timed before (the first preview's included) comes from the studio's cache in 0 ms
+    assert len(set(bench.ALPHAS)) == len(bench.ALPHAS) == 18 and bench.FIRST_ALPHA not in bench.ALPHAS
+    torch.set_num_threads(1)  # as main sets them for the studio (2 here); the fixture restores them
+    code = "import torch; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=bench.cli_env(), capture_output=True, text=True)
+    assert out.stdout.strip() == "1"  # not every core the machine has, against the studio's 2
+
+
+def test_bench_train_times_the_models_wct_train_builds(monkeypatch):
+    import wct.train
+
+    built, real = [], wct.train.build_models  # channels-last on CUDA, as the training runs are
+    monkeypatch.setattr(
+        wct.train, "build_models", lambda cfg, device: built.append(cfg.level) or real(cfg, device)
+    )
+    bench = load_script("bench_train")
+    assert bench.images_per_second(1, 16, 1, 1, torch.device("cpu"), False) > 0 and built == [1]
+
+
+def test_the_reliability_tables_full_disk_is_met_where_the_output_is_written(tmp_path):
+    from unittest import mock
+
+    from PIL import Image
+
+    table = load_script("reliability_table")
+    content, style = table.write_pair(tmp_path)
+    out = tmp_path / "o.png"
+    out.write_bytes(b"last output")
+    with mock.patch.object(Image.Image, "save", table.disk_full):
+        code, lines = table.cli(
+            "stylize", "--levels", "1", "--size", "32", content, style, "-o", out, "--overwrite"
+        )
+    # not at the CLI's check of the format, in memory, which would blame the format (a .png)
+    assert code == 1 and lines == [f"error: cannot write {out}: No space left on device"], lines
+    assert out.read_bytes() == b"last output"
+
+
+def test_fuzz_images_stopped_midway_still_says_why():
+    # the fuzz sends fd 2 to /dev/null while it runs (libtiff's complaints): it must come back
+    code = (
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); import fuzz_images\n"
+        "def ctrl_c(path): raise KeyboardInterrupt\n"
+        "fuzz_images.outcome = ctrl_c; sys.argv = ['fuzz_images.py', '--n', '3']; fuzz_images.main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr, out.stderr
 
 
 def description(help_text: str) -> str:

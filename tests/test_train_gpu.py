@@ -169,6 +169,19 @@ def test_left_out_tracked_files_are_not_counted_as_travelling():
     assert everything - rest == sum(f.stat().st_size for f in decoders)
 
 
+def test_untracked_files_count_as_travelling_and_ignored_ones_do_not(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu, "ROOT", tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/.gpu/\n")
+    subprocess.run(["git", "add", ".gitignore"], cwd=tmp_path, check=True)
+    (tmp_path / "scratch.png").write_bytes(b"x" * 1000)  # not added: it travels all the same
+    (tmp_path / ".gpu").mkdir()
+    (tmp_path / ".gpu" / "train.zip").write_bytes(b"x" * 5000)  # ignored: counted apart, when carried
+    assert gpu.travelling_bytes([]) == len("/.gpu/\n") + 1000
+    assert gpu.travelling_bytes(["*.png"]) == len("/.gpu/\n")
+
+
 def test_skip_carries_the_photos_an_earlier_call_did_not(tmp_path):
     gpu = load_script()
     src = tmp_path / "src"
@@ -319,3 +332,71 @@ def test_start_and_wait_without_their_files_say_what_to_run_first(tmp_path, monk
         gpu.unpack_photos()
     with pytest.raises(SystemExit, match=r"pids is missing: `start` the runs on this machine first"):
         gpu.wait(1, None)
+
+
+def test_a_refused_or_empty_pack_keeps_the_last_pack_whole(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu, "GPU", tmp_path / ".gpu")
+    monkeypatch.setattr(gpu, "travelling_bytes", lambda leave_out: 0)
+    (tmp_path / ".gpu").mkdir()
+    (tmp_path / ".gpu" / "train.zip").write_bytes(b"the last pack")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (60, 40)).save(photos / "p.png")
+    with pytest.raises(SystemExit, match=r"MiB travel before any photo; raise --budget-mb"):
+        gpu.pack(photos, photos, 1, 75, [], 320, 1.0, [])  # the int8 encoder alone is 12.4 MiB
+    assert (tmp_path / ".gpu" / "train.zip").read_bytes() == b"the last pack"  # was removed first
+    with pytest.raises(SystemExit, match=r"no photo packed \(--skip 1 leaves none of the 1\)"):
+        gpu.pack(photos, photos, 1, 75, [], 320, 200.0, [], skip=1)  # was a pack of no photos
+    assert (tmp_path / ".gpu" / "train.zip").read_bytes() == b"the last pack"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gpu", "photos"]  # nothing half-written
+
+    gpu.pack(photos, photos, 1, 75, [], 320, 200.0, [])
+    assert zipfile_names(tmp_path / ".gpu" / "train.zip") == ["0000.webp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gpu", "photos"]
+
+
+def zipfile_names(path: Path) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return z.namelist()
+
+
+def test_adopt_scores_a_soup_beside_it_and_takes_its_start_out_once(tmp_path, monkeypatch):
+    import wct.encoder
+    import wct.evaluate
+    import wct.train
+
+    gpu = load_script()
+    root, init = tmp_path / "root", tmp_path / "init"
+    monkeypatch.setattr(gpu, "ROOT", root)
+    monkeypatch.setattr(gpu, "INIT", init)
+    torch.manual_seed(0)
+    start = nudged(Decoder(2), 0.05)
+    tracked = root / "decoders" / "relu2_1.safetensors"
+    save_decoder(start, tracked, {"encoder": VGG19_MD5})
+    gpu.quantize(tracked, tmp_path / "start.q8")
+    gpu.dequantize(tmp_path / "start.q8", init / "relu2_1.safetensors")  # what the GPU starts from
+    files = [init / "relu2_1.safetensors", tmp_path / "run.safetensors"]
+    save_decoder(nudged(load_decoder(2, "cpu", path=files[0]), 0.01), files[1], {"encoder": VGG19_MD5})
+    decoders = [load_decoder(2, "cpu", path=f) for f in files]
+    soup = tmp_path / "relu2_1.soup.safetensors"  # as `wait --soups` sends it back
+    save_decoder(average_decoders(decoders), soup, soup_metadata(files, decoders, [1.0, 1.0]))
+    sent = soup.read_bytes()
+    monkeypatch.setattr(wct.encoder, "load_encoder", lambda device: None)  # scoring is not the point
+    monkeypatch.setattr(wct.evaluate, "load_val_images", lambda val: [])
+    scores = {"psnr": 20.0, "ssim": 0.5, "images": 0}
+    monkeypatch.setattr(wct.evaluate, "reconstruction_scores", lambda encoder, decoder, images: scores)
+    exported: list[Path] = []
+    monkeypatch.setattr(wct.train, "export", lambda best, target: exported.append(best))
+
+    gpu.adopt([soup], tmp_path, "data", "GPU")
+    scored = tmp_path / "relu2_1.soup.scored.safetensors"
+    assert soup.read_bytes() == sent and exported == [scored]  # was written over the soup itself
+    once = load_decoder(2, "cpu", path=scored)
+    assert "start_unrounded" in once.metadata
+    gpu.adopt([scored], tmp_path, "data", "GPU")  # adopted again: the offset was added twice
+    twice = load_decoder(2, "cpu", path=tmp_path / "relu2_1.soup.scored.scored.safetensors")
+    for name, w in once.state_dict().items():
+        assert torch.equal(twice.state_dict()[name], w), name
