@@ -592,3 +592,18 @@ def test_a_lab_image_opens_without_a_false_profile_warning(tmp_path):
         warnings.simplefilter("error")  # was "colour profile cannot be used: read as sRGB"
         for image in (lab, tmp_path / "lab.tif"):
             assert np.abs(load_image(image)[0, :, 0, 0].numpy() * 255 - (30, 120, 200)).max() <= 8
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tga", ".ico", ".webp"])
+def test_formats_with_alpha_keep_it_without_a_warning(tmp_path, suffix):
+    """TGA and ICO keep transparency (they were warned about, and lost it); a PA image, which
+    Pillow's PNG writer refuses, is written as RGBA."""
+    from wct.images import atomic_save
+
+    for mode in ("RGBA", "PA"):
+        im = Image.new("RGBA", (8, 8), (200, 100, 0, 100)).convert(mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = atomic_save(im, tmp_path / f"{mode}{suffix}")
+        with Image.open(out) as back:
+            assert back.mode == "RGBA" and np.abs(pixels(back)[..., 3].astype(int) - 100).max() <= 1

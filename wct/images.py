@@ -41,7 +41,7 @@ from .errors import ImageError, InputError, OutputError
 from .paths import VIDEO_SUFFIXES, check_target, write_error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}  # output formats that keep an alpha channel
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "ICO", "TGA", "JPEG2000", "AVIF"}  # output formats with alpha
 SIZED_FORMATS = {"ICO", "ICNS"}  # output formats that may store another size (ICO <= 256 px)
 SRGB = ImageCms.createProfile("sRGB")
 ImageBytes = bytes | bytearray | memoryview  # an image file's bytes, read as the file would be
@@ -566,7 +566,9 @@ def atomic_save(
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"unknown image format for {path}: use .png, .jpg or .webp")
-    if im.mode in ("RGBA", "LA", "PA") and fmt not in ALPHA_FORMATS:
+    if im.mode == "PA":  # few writers take it (not PNG's): as RGBA, its colours and alpha kept
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA") and fmt not in ALPHA_FORMATS:
         warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
         im = im.convert("L" if im.mode == "LA" else "RGB")
 
