@@ -800,6 +800,7 @@ def test_video_and_style_stats_check_options_and_a_taken_output_before_torch(pai
         (["video", frames, taken, "--style", style, "--device", "gpu"], "unknown device 'gpu'"),
         (["video", frames, taken, "--style", style, "--precision", "fp8"], "precision must be one of"),
         (["video", frames, style, "--style", style, "--overwrite"], "refusing to write over the input"),
+        (["video", frames, f"{taken}/frames/", "--style", style], "taken.mp4 is a file, not a directory"),
     ]
     (tmp_path / "taken.safetensors").write_bytes(b"mine")
     preset = str(tmp_path / "taken.safetensors")

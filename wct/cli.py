@@ -561,6 +561,7 @@ def video(
     size_, style_size_ = size_arg(size, "--size"), size_arg(style_size, "--style-size")
     if fps is not None and not 0 < fps < math.inf:
         raise InputError(f"--fps must be a positive, finite number, got {fps}")
+    check_parents(output)  # a file or broken link in the way of its folders: named, before torch
     if not folder and output.is_file():  # a taken file: refused before torch loads, as by FrameWriter
         # Only a video name may be replaced: FrameWriter refuses any other file, --overwrite or not.
         check_target(output, overwrite or output.suffix.lower() not in VIDEO_SUFFIXES, (source, style))
