@@ -1082,3 +1082,127 @@ def test_a_batch_into_a_folder_it_cannot_make_is_refused_before_any_pair_is_styl
     assert r.returncode == 1 and "afile is a file, not a directory" in r.stderr, r.stderr
     assert "failed" not in r.stderr and "stylizing" not in r.stderr  # one error, before the batch
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_gatys_and_invert_options_are_refused_before_a_taken_output_and_torch(pair, tmp_path):
+    """Only --steps and --save-every were: a bad --optimizer, --gram, --init, layer, --lr, --size
+    or --texture-size (gatys), --layer or --tv-weight (invert) came after a taken output, and
+    after torch loaded."""
+    content, style = str(pair / "content.png"), str(pair / "style.jpg")
+    (tmp_path / "taken.png").write_bytes(b"mine")
+    gatys, invert = ["gatys", content, style, "-o", str(tmp_path / "taken.png")], ["invert", content, "-o"]
+    cases = [
+        ([*gatys, "--optimizer", "sgd"], "unknown optimizer (--optimizer) 'sgd'"),
+        ([*gatys, "--gram", "odd"], "unknown gram (--gram) 'odd'"),
+        ([*gatys, "--init", "zeros"], "unknown init (--init) 'zeros'"),
+        ([*gatys, "--style-layers", "relu1_1,conv2_1"], "style_layers (--style-layers) takes distinct ReLU"),
+        ([*gatys, "--content-layer", "relu9_1"], "content_layer (--content-layer) takes one ReLU layer"),
+        ([*gatys, "--lr", "0"], "lr (--lr) must be > 0"),
+        ([*gatys, "--size", "-1"], "--size must be a positive number of pixels"),
+        ([*gatys, "--size", "8"], "--size must be at least 16 px (relu5_1 needs it)"),
+        ([*gatys, "--texture-size", "5"], "--texture-size is for --no-content"),
+        (["gatys", "--no-content", style, "-o", str(tmp_path / "taken.png"), "--texture-size", "0x9"],
+         "--texture-size must be WIDTHxHEIGHT"),
+        ([*invert, str(tmp_path / "taken.png"), "--layer", "relu9_1"], "unknown VGG19 layer 'relu9_1'"),
+        ([*invert, str(tmp_path / "taken.png"), "--tv-weight", "-1"], "tv_weight (--tv-weight) must be"),
+    ]  # fmt: skip
+    assert_errors_before_torch(cases)
+    assert (tmp_path / "taken.png").read_bytes() == b"mine"
+
+
+def test_a_stopped_gatys_run_keeps_the_history_of_the_image_it_keeps(pair, tmp_path, wct_cli, monkeypatch):
+    """Given --overwrite, a stopped run keeps an existing OUT (its image goes to OUT_interrupted)
+    but replaced that image's history with its own partial one: its history goes beside its image."""
+    import json
+
+    import wct.gatys
+
+    calls, tv_loss = [], wct.gatys.tv_loss
+
+    def interrupted_in_step_3(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return tv_loss(x)
+
+    out, history = tmp_path / "g.png", tmp_path / "h.json"
+    args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
+    args += ("--history", str(history))
+    assert wct_cli(*args, "--steps", "2").returncode == 0
+    before = {p: p.read_bytes() for p in (out, history)}
+    monkeypatch.setattr(wct.gatys, "tv_loss", interrupted_in_step_3)
+    for tag in ("_interrupted", "_interrupted2"):
+        calls.clear()
+        r = wct_cli(*args, "--steps", "5", "--overwrite")
+        assert r.returncode == 130 and f"to {tmp_path / f'h{tag}.json'}" in " ".join(r.stderr.split())
+        assert all(p.read_bytes() == b for p, b in before.items())  # the first run's pair, kept
+        assert json.loads(history.read_text())["finished"] is True
+        stopped = json.loads((tmp_path / f"h{tag}.json").read_text())
+        with Image.open(tmp_path / f"g{tag}.png") as im:
+            assert im.text["wct:step"] == str(stopped["best_step"]) and stopped["error"] == "interrupted"
+        before |= {p: p.read_bytes() for p in (tmp_path / f"g{tag}.png", tmp_path / f"h{tag}.json")}
+    assert len(list(tmp_path.iterdir())) == 6
+
+
+def test_a_gatys_image_is_kept_when_its_history_cannot_be_written(pair, tmp_path, wct_cli, monkeypatch):
+    """The history was written before the image: when that failed, the image was never saved."""
+    import json
+
+    import wct.images
+    from wct.errors import OutputError
+
+    out, history = tmp_path / "g.png", tmp_path / "h.json"
+    args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
+    args += ("--steps", "1", "--history", str(history))
+
+    def fails(*a, **k):
+        raise OutputError("cannot write it: disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(wct.images, "write_json", fails)
+        r = wct_cli(*args)
+    assert_clean_error(r, "cannot write it: disk full")
+    with Image.open(out) as im:
+        assert im.text["wct:step"] in ("0", "1") and not history.exists()
+    out.unlink()
+    monkeypatch.setattr(wct.images, "atomic_save", fails)  # and a failed image keeps the history
+    assert_clean_error(wct_cli(*args), "cannot write it: disk full")
+    assert json.loads(history.read_text())["finished"] is True and not out.exists()
+
+
+def test_gatys_snapshots_carry_their_settings_and_step(pair, tmp_path, wct_cli):
+    """Unlike the final image they had no PNG text, so stale ones of another run (kept with
+    --overwrite) could not be told apart."""
+    import json
+
+    out = tmp_path / "g.png"
+    args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
+    assert wct_cli(*args, "--steps", "2", "--save-every", "1").returncode == 0
+    with Image.open(out) as im:
+        settings = json.loads(im.text["wct:settings"])
+    for step in (1, 2):
+        with Image.open(tmp_path / f"g_step000{step}.png") as im:
+            assert json.loads(im.text["wct:settings"]) == settings and im.text["wct:step"] == str(step)
+
+
+def test_a_huge_step_count_checks_only_the_snapshots_there_are(pair, tmp_path, wct_cli, monkeypatch):
+    """Every snapshot name was made and checked before the run: --steps 100000000 --save-every 1
+    hung for minutes before starting. A stale snapshot among them is still refused."""
+    import wct.cli_gatys
+
+    checked, check_target = [], wct.cli_gatys.check_target
+    monkeypatch.setattr(wct.cli_gatys, "check_target", lambda p, *a: checked.append(p) or check_target(p, *a))
+    out = tmp_path / "g.png"
+    for stale in ("g_step0000.png", "g_step12.png", "g_step0004.png", "g_step123456.png", "g_step0003.png"):
+        (tmp_path / stale).write_bytes(b"an earlier run's")
+    args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
+    r = wct_cli(*args, "--steps", "100000", "--save-every", "3")
+    assert_clean_error(r, "g_step0003.png exists: pass --overwrite")
+    assert [p.name for p in checked] == ["g_step0003.png"]  # the first, and the one there
+    (tmp_path / "g_step0003.png").unlink()
+    (tmp_path / "g_step99999.png").write_bytes(b"an earlier run's")
+    checked.clear()
+    r = wct_cli(*args, "--steps", "100000", "--save-every", "3", "--history", str(tmp_path / "h.json"))
+    assert_clean_error(r, "g_step99999.png exists: pass --overwrite")
+    assert [p.name for p in checked] == ["g_step0003.png", "g_step0012.png", "g_step99999.png"]
+    assert not out.exists()

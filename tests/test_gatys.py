@@ -513,3 +513,23 @@ def test_uint8_images_are_read_as_0_to_255_as_load_image_reads_them(encoder, pai
     for bad in (torch.int16, torch.int64, torch.bool):
         with pytest.raises(InputError, match=f"floats in \\[0, 1\\] or uint8 in 0..255, got {bad}"):
             G.gatys(encoder, content.to(bad), style / 255, steps=1)
+
+
+def test_the_options_and_layers_are_checked_without_torch_as_the_encoder_names_them():
+    """The CLI checks the options (layers included) before torch loads: wct.checks knows the
+    encoder's layers, and the smallest sides they need, without it."""
+    import subprocess
+    import sys
+
+    from wct import checks, encoder
+
+    assert tuple(encoder.NAMES) == checks.VGG19_NAMES
+    assert [checks.min_side(n) for n in checks.VGG19_NAMES] == [encoder.min_side(n) for n in encoder.NAMES]
+    assert G.Options is checks.Options and G.STYLE_LAYERS == checks.STYLE_LAYERS
+    code = (
+        "import sys\nfrom wct.checks import Options\n"
+        "Options(style_layers=('relu1_1', 'relu5_1'), content_layer='relu3_2').checked()\n"
+        "print('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.stdout.strip() == "False", r.stderr

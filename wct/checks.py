@@ -7,12 +7,27 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from .errors import InputError
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # wct.encoder.PRECISIONS maps them to autocast dtypes
 LEVELS = (1, 2, 3, 4, 5)  # WCT's levels: relu1_1..relu5_1
 MIN_SIDE = 16  # relu5_1 is 1/16 of the input: images are padded to multiples of it
+
+
+def _vgg19_names() -> tuple[str, ...]:
+    """The encoder's layers as wct.encoder.NAMES names them, known here without torch: VGG19's
+    blocks of 2, 2, 4 and 4 convs (each a conv then its ReLU) and a pool after each, then conv5_1."""
+    names = []
+    for block, convs in enumerate((2, 2, 4, 4, 1), 1):
+        names += [f"{kind}{block}_{k}" for k in range(1, convs + 1) for kind in ("conv", "relu")]
+        names += [f"pool{block}"] if block < 5 else []
+    return tuple(names)
+
+
+VGG19_NAMES = _vgg19_names()
+RELUS = tuple(n for n in VGG19_NAMES if n.startswith("relu"))
 
 
 def as_number(value: object, what: str) -> float:
@@ -49,6 +64,17 @@ def check_levels(levels: Sequence[int] | int) -> tuple[int, ...]:
     if len(set(levels)) < len(levels):
         raise InputError(f"each level runs at most once, got {levels}")
     return tuple(int(v) for v in levels)
+
+
+def check_layer(name: str) -> str:
+    if name not in VGG19_NAMES:
+        raise InputError(f"unknown VGG19 layer {name!r}; known: {', '.join(VGG19_NAMES)}")
+    return name
+
+
+def min_side(layer: str) -> int:
+    """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools up to it, itself included)."""
+    return 2 ** sum(n.startswith("pool") for n in VGG19_NAMES[: VGG19_NAMES.index(check_layer(layer)) + 1])
 
 
 def whole(value: object) -> bool:
@@ -131,3 +157,138 @@ def check_texture_pixels(width: int, height: int) -> None:
     limit = made_pixel_limit()
     if limit and width * height > limit:
         raise InputError(f"a {width}x{height} texture is over the limit of {limit:,} pixels")
+
+
+# The options of the Gatys et al. (2016) baseline (wct.gatys), checked without torch.
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+TV_NORMALISED = 10.0  # 2-6% of the final loss at the default weights: removes pixel noise
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+GRAMS = ("plain", "centered", "both")
+ADAM_MAX_LR = 1e3  # Adam moves a pixel (in [0, 1]) by up to about lr a step; torch's overflows near 3e37
+
+
+# Default weights per feature scale. Normalised: style 100 (at 1, the value of the authors'
+# reference, 500 L-BFGS steps left photos barely changed), plus a light total-variation prior;
+# raw Caffe VGG19: this package's earlier weights.
+DEFAULT_WEIGHTS = {
+    True: {"style_weight": 100.0, "tv_weight": TV_NORMALISED},
+    False: {"style_weight": 0.05, "tv_weight": 1e6},
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings of `gatys`; `invert` uses steps, optimizer, tv_weight, seed, lr and save_every.
+
+    style_weight and tv_weight default (None) to DEFAULT_WEIGHTS[normalise]. A style weight of 0
+    needs a content weight above 0, and content (with neither, the images would not count)."""
+
+    steps: int = 500
+    optimizer: str = "lbfgs"
+    init: str | None = None
+    content_weight: float = 1.0
+    style_weight: float | None = None
+    tv_weight: float | None = None
+    gram: str = "plain"
+    seed: int = 0
+    lr: float | None = None
+    save_every: int = 0
+    normalise: bool = True
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    content_layer: str = CONTENT_LAYER
+
+    def checked(self, has_content: bool = True) -> Options:
+        """The options validated, with the defaults that depend on others filled in (init, lr,
+        weights). Cheap: the CLI calls it before loading anything. InputError names the bad one."""
+        opt = _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        init = _choice(self.init or ("content" if has_content else "noise"), INITS, "init")
+        if init == "content" and not has_content:
+            raise InputError(f"{_named('init')} 'content' needs a content image: use 'noise' or 'style'")
+        if not isinstance(self.normalise, bool):
+            raise InputError(f"normalise must be True or False, got {self.normalise!r}")
+        defaults = DEFAULT_WEIGHTS[self.normalise]
+        style_weight = defaults["style_weight"] if self.style_weight is None else self.style_weight
+        tv_weight = defaults["tv_weight"] if self.tv_weight is None else self.tv_weight
+        content_weight = _weight(self.content_weight, "content_weight")
+        if _weight(style_weight, "style_weight") == 0 and (content_weight == 0 or not has_content):
+            what = f"and {_named('content_weight')} are both 0" if has_content else "is 0 without content"
+            raise InputError(f"{_named('style_weight')} {what}: the result would ignore the images")
+        return Options(
+            steps=_count(self.steps, "steps", 1),
+            optimizer=opt,
+            init=init,
+            content_weight=content_weight,
+            style_weight=_weight(style_weight, "style_weight"),
+            tv_weight=_weight(tv_weight, "tv_weight"),
+            gram=_choice(self.gram, GRAMS, "gram"),
+            seed=check_seed(self.seed, _named("seed")),
+            lr=_lr(self.lr, opt),
+            save_every=_count(self.save_every, "save_every"),
+            normalise=self.normalise,
+            style_layers=_layers(self.style_layers, "style_layers"),
+            content_layer=_layer(self.content_layer, "content_layer"),
+        )
+
+
+def _named(name: str) -> str:
+    """An option as both the API and the CLI spell it: 'style_weight (--style-weight)'."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def _choice(value: object, options: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value.lower() not in options:
+        raise InputError(f"unknown {_named(name)} {value!r}: use one of {', '.join(options)}")
+    return value.lower()
+
+
+def _count(value: object, name: str, least: int = 0) -> int:
+    """An integer (numpy's too, as for sizes) >= least, as a Python int."""
+    if not whole(value) or value < least:
+        raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def _weight(value: object, name: str) -> float:
+    try:
+        v = as_number(value, name)  # numpy's scalars too
+    except InputError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _layers(value: object, name: str) -> tuple[str, ...]:
+    """ReLU layer names (the normalised VGG's constants are per ReLU channel), without repeats."""
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or not all(isinstance(v, str) and v in RELUS for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise InputError(f"{_named(name)} takes distinct ReLU layers ({', '.join(RELUS)}), got {value!r}")
+    return value
+
+
+def _layer(value: object, name: str) -> str:
+    """One ReLU layer name, as `_layers` checks it."""
+    try:
+        return _layers((value,), name)[0]
+    except InputError:
+        raise InputError(f"{_named(name)} takes one ReLU layer ({', '.join(RELUS)}), got {value!r}") from None
+
+
+def _lr(value: float | None, opt: str) -> float:
+    if value is None:
+        return 1.0 if opt == "lbfgs" else 0.05
+    v = _weight(value, "lr")
+    if v == 0:
+        raise InputError(f"{_named('lr')} must be > 0")
+    if opt == "adam" and v > ADAM_MAX_LR:
+        raise InputError(
+            f"{_named('lr')} must be at most {ADAM_MAX_LR:g} with adam, which moves each pixel (0 to 1) "
+            f"by up to about lr a step, got {v:g}: try 0.05"
+        )
+    return v

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from .checks import CONTENT_LAYER, VGG19_NAMES, Options, check_layer, min_side
 from .cli import (
     SHARED_DATA,
     DeviceOpt,
@@ -43,18 +45,31 @@ def snapshot_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
 
 
+def snapshots_to_check(output: Path, steps: int, save_every: int) -> list[Path]:
+    """The snapshots OUT_stepN of a run to check before it: the first (its folder and format stand
+    for all) and those already there, found by listing the folder: making every name took minutes
+    with --steps 100000000 --save-every 1."""
+    if not save_every or save_every > steps:
+        return []
+    name = re.compile(rf"{re.escape(output.stem)}_step(\d+){re.escape(output.suffix)}", re.IGNORECASE)
+    try:
+        there = {int(m[1]) for n in os.listdir(output.parent) if (m := name.fullmatch(n))}
+    except OSError:  # no folder yet: check_target says whether one can be made
+        there = set()
+    return [
+        snapshot_path(output, k)
+        for k in sorted({save_every, *there})
+        if 0 < k <= steps and k % save_every == 0
+    ]
+
+
 def optimise_outputs(
     output: Path, history: Path | None, steps: int, save_every: int, overwrite: bool, inputs: tuple[Path, ...]
 ) -> None:
-    """Fail before any work (and torch) if --steps or --save-every is out of range, or if the
-    image, a snapshot OUT_stepN or the history could not be written."""
-    if steps < 1 or save_every < 0:  # as Options.checked words it
-        name, least, value = ("steps", 1, steps) if steps < 1 else ("save_every", 0, save_every)
-        raise InputError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {least}, got {value}")
+    """Fail before any work (and torch) if the image, a snapshot OUT_stepN or the history could not
+    be written; --steps and --save-every are checked (Options.checked) before."""
     check_output(output, overwrite, inputs)
-    snapshots = (
-        [snapshot_path(output, k) for k in range(save_every, steps + 1, save_every)] if save_every else []
-    )
+    snapshots = snapshots_to_check(output, steps, save_every)
     for p in snapshots:
         check_target(p, overwrite, inputs)
     if history:
@@ -75,10 +90,10 @@ def run_optimisation(
 ):
     """Run `optimise(callback)` (gatys or invert) under a loss bar showing `terms` (label: entry
     key; default content, style, tv, total); write the image (the one with the lowest loss) with
-    its settings and step in its PNG text, snapshots every `save_every` steps, and the history
-    (settings, the image's step, entries) as JSON. A failed or interrupted run still writes the
-    history it has, and why it stopped ("error"). Images keep the alpha channel of `alpha_of`, as
-    stylize's do."""
+    its settings and step in its PNG text, snapshots every `save_every` steps (with theirs), and the
+    history (settings, the image's step, entries) as JSON. A failed or interrupted run still writes
+    the history it has, and why it stopped ("error"), beside its image (`stopped_paths`). Images
+    keep the alpha channel of `alpha_of`, as stylize's do."""
     import functools
 
     from .gatys import Diverged, Interrupted
@@ -112,6 +127,7 @@ def run_optimisation(
                 snapshot_path(output, step),
                 overwrite=overwrite,
                 protect=inputs,
+                text={"wct:settings": json.dumps(settings), "wct:step": str(step)},
                 option="--overwrite",
             )
 
@@ -120,25 +136,55 @@ def run_optimisation(
             result = optimise(callback)
     except BaseException as e:
         kept = e.result if isinstance(e, (Interrupted, Diverged)) else None  # the best of the steps done
-        if history and entries:
-            try:
-                record = {"settings": settings, "finished": False, "error": stop_reason(e)}
-                record |= {"best_step": kept.best_step} if kept else {}
-                write_json(record | {"history": entries}, history)
-                console.print(f"wrote the history up to step {entries[-1]['step']} to {history}")
-            except (OSError, WCTError) as err:  # never hide the error that stopped the run
-                console.print(f"could not write the history: {err}", markup=False)
+        image_to, history_to = stopped_paths(output, history)
+        if history_to and entries:
+            record = {"settings": settings, "finished": False, "error": stop_reason(e)}
+            record |= {"best_step": kept.best_step} if kept else {}
+            if keep_history(record | {"history": entries}, history_to):
+                console.print(f"wrote the history up to step {entries[-1]['step']} to {history_to}")
         if kept is not None and (isinstance(e, Interrupted) or kept.best_step > 0):  # not just the start
-            save_interrupted(kept, output, settings, to_pil, inputs, steps)
+            save_interrupted(kept, image_to, settings, to_pil, inputs, steps)
         raise
-    if history:  # before the image: a failed save must not lose the run's record
-        record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
-        write_json(record | {"history": result.history}, history)
+    record = {"settings": settings, "finished": True, "best_step": result.best["step"]}
     text = {"wct:settings": json.dumps(settings), "wct:step": str(result.best["step"])}
-    atomic_save(
-        to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text, option="--overwrite"
-    )
+    try:  # the image first: a failed history must not lose it, nor a failed image the history
+        atomic_save(
+            to_pil(result.image), output, overwrite=overwrite, protect=inputs, text=text, option="--overwrite"
+        )
+    except BaseException:
+        if history:
+            keep_history(record | {"history": result.history}, history)
+        raise
+    if history:
+        write_json(record | {"history": result.history}, history)
     return result
+
+
+def keep_history(record: dict, history: Path) -> bool:
+    """Write the history of a run that failed, saying so if it cannot be, never hiding the error
+    that stopped the run; whether it was written."""
+    from .images import write_json
+
+    try:
+        write_json(record, history)
+    except (OSError, WCTError) as err:
+        console.print(f"could not write the history: {err}", markup=False)
+        return False
+    return True
+
+
+def stopped_paths(output: Path, history: Path | None) -> tuple[Path, Path | None]:
+    """Where a stopped run writes its image and history: OUT and HISTORY, but an existing OUT (given
+    --overwrite) is kept, with the history that goes with it: then OUT_interrupted and
+    HISTORY_interrupted beside them, or OUT_interrupted2, 3... past those of earlier stopped runs,
+    as bench's reports do."""
+    image, record, k = output, history, 1
+    while os.path.lexists(image) or (k > 1 and record and os.path.lexists(record)):  # a link to nothing too
+        tag = f"_interrupted{k if k > 1 else ''}"
+        image = output.with_name(f"{output.stem}{tag}{output.suffix}")
+        record = history and history.with_name(f"{history.stem}{tag}{history.suffix}")
+        k += 1
+    return image, record
 
 
 def stop_reason(e: BaseException) -> str:
@@ -159,17 +205,12 @@ def save_interrupted(
     steps: int,
 ) -> None:
     """On Ctrl-C or divergence, write the image with the lowest loss among the steps done (its PNG
-    text says so), so that a long run is not lost; never hide the error if it cannot be written. An
-    existing OUT (given --overwrite) is kept: a stopped run goes to OUT_interrupted beside it, or
-    to OUT_interrupted2, 3... past those of earlier stopped runs, as bench's reports do."""
+    text says so) to `output` (from `stopped_paths`), so that a long run is not lost; never hide
+    the error if it cannot be written."""
     from .images import atomic_save
 
     step, done = result.best["step"], result.history[-1]["step"]
     text = {"wct:settings": json.dumps(settings), "wct:step": str(step), "wct:interrupted": str(done)}
-    stem, k = output.stem, 1
-    while os.path.lexists(output):  # as check_target: a link to nothing is the user's too
-        output = output.with_name(f"{stem}_interrupted{k if k > 1 else ''}{output.suffix}")
-        k += 1
     try:
         atomic_save(
             to_pil(result.image), output, overwrite=False, protect=inputs, text=text, option="--overwrite"
@@ -189,9 +230,7 @@ def wrote(output: Path, best: dict, steps: int, also: str = "") -> None:
 def check_sides(x, path: Path | None, layers: tuple[str, ...], option: str = "--size") -> None:
     """InputError, before the run and its progress bar, if an image loaded at `option` (the size
     it names) is too small for the deepest of `layers`."""
-    from .encoder import NAMES, min_side
-
-    deepest = max(layers, key=NAMES.index)
+    deepest = max(layers, key=VGG19_NAMES.index)
     if x is not None and min(x.shape[-2:]) < min_side(deepest):
         h, w = x.shape[-2:]
         raise InputError(
@@ -256,13 +295,6 @@ def gatys_command(
                 f"{p} is a style preset: gatys matches an image's Gram matrices, so give the image"
             )
     check_options(device)
-    optimise_outputs(output, history, steps, save_every, overwrite, tuple(p for p in (content, style) if p))
-    from dataclasses import asdict
-
-    from .encoder import NAMES, load_encoder, min_side
-    from .gatys import CONTENT_LAYER, Options, gatys
-    from .images import load_image
-
     if no_content:
         if style is not None:
             raise InputError("with --no-content give only STYLE")
@@ -278,13 +310,20 @@ def gatys_command(
     weights = (content_weight, style_weight, tv_weight)
     o = Options(
         steps, optimizer, init, *weights, gram, seed, lr, save_every, normalise, layers, content_layer.strip()
-    ).checked(content is not None)  # before anything slow
-    deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=NAMES.index)
+    ).checked(content is not None)  # before a taken output and torch: a bad option is the first error
+    deepest = max((*o.style_layers, o.content_layer) if content else o.style_layers, key=VGG19_NAMES.index)
     for name, value in (("--size", size_), ("--texture-size", min(wh) if wh else None)):
         if value is not None and value < min_side(deepest):
             raise InputError(
                 f"{name} must be at least {min_side(deepest)} px ({deepest} needs it), got {value}"
             )
+    optimise_outputs(output, history, steps, save_every, overwrite, inputs)
+    from dataclasses import asdict
+
+    from .encoder import load_encoder
+    from .gatys import gatys
+    from .images import load_image
+
     if content is None and content_weight != 1.0:
         warnings.warn("--content-weight has no effect with --no-content", stacklevel=1)
     if content is None and o.content_layer != CONTENT_LAYER:
@@ -336,22 +375,22 @@ def invert(
     """Reconstruct IMAGE from one layer's features alone, from noise: what does the layer keep?"""
     must_exist(image)
     check_options(device)
+    check_layer(layer)  # before a taken output and torch: a bad option is the first error
+    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
+    size_ = size_arg(size, "--size")
     optimise_outputs(output, history, steps, save_every, overwrite, (image,))
-    from .encoder import check_layer, load_encoder
-    from .gatys import Options
+    from .encoder import load_encoder
     from .gatys import invert as invert_fn
     from .images import load_image
 
-    check_layer(layer)
-    o = Options(steps, optimizer, tv_weight=tv_weight, seed=seed, lr=lr, save_every=save_every).checked()
-    x = load_image(image, size_arg(size, "--size"))
+    x = load_image(image, size_)
     check_sides(x, image, (layer,))
     encoder = load_encoder(device, vgg_weights)
     settings = {
         "method": "invert",
         "image": image.name,
         "layer": layer,
-        "size": size_arg(size, "--size"),
+        "size": size_,
         "steps": steps,
         "optimizer": o.optimizer,
         "tv_weight": tv_weight,
@@ -466,7 +505,6 @@ def bench(
             must_exist_as(("--contents", contents), ("--styles", styles))
         todo = parse_pairs(pair)
     from . import bench as b
-    from .gatys import Options
     from .images import load_image, missing_parents, remove_made
     from .pipeline import Stylizer
 

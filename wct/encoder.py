@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from . import checks
-from .checks import LEVELS, check_level, check_precision
+from .checks import LEVELS, check_layer, check_level, check_precision, min_side
 from .errors import InputError, WeightsError
 from .images import write_atomic
 from .transform import all_finite
@@ -69,17 +69,6 @@ def layer_names(layers: Sequence = CFG) -> list[str]:
 
 
 NAMES = layer_names()
-
-
-def check_layer(name: str) -> str:
-    if name not in NAMES:
-        raise InputError(f"unknown VGG19 layer {name!r}; known: {', '.join(NAMES)}")
-    return name
-
-
-def min_side(layer: str) -> int:
-    """The smallest input side that leaves `layer` at least 1x1: 2 ** (pools up to it, itself included)."""
-    return 2 ** sum(name.startswith("pool") for name in NAMES[: NAMES.index(check_layer(layer)) + 1])
 
 
 def default_weights_path() -> Path | None:
