@@ -9,6 +9,9 @@ Measures, on a public-domain photo (NASA's astronaut, scikit-image) in Van Gogh'
     8K (7680x4320).
 Targets (issue 5): PSNR >= 40 dB, across-border difference <= within-tile, peak RSS <= 6 GB at
 4K, time per megapixel at 4K <= 1.2 x that at 1024 px.
+After each size the sizes so far are written as a partial report ("finished": false, a first line
+in the .md), beside an earlier report as NAME_interrupted.json and .md (then _interrupted2...),
+never over it; finished, the run writes NAME.json and .md and removes its partial report.
 
     python scripts/bench_tiling.py [--sizes 1024,4k,8k] [--threads 2] [--out docs/bench_tiling] [--overwrite]
 """
@@ -55,11 +58,6 @@ def style(stylizer):
     from wct.images import load_image
 
     return stylizer.style(load_image(STYLE if STYLE.exists() else painting(512, 512), 512))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a - b) ** 2).mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
 
 
 def child(size: str, tile: str, levels: tuple[int, ...] = (5, 4, 3, 2, 1)) -> dict:
@@ -125,9 +123,28 @@ def write_report(path: Path, text: str) -> None:
         sys.exit(f"error: {e}")
 
 
+def write_reports(paths: list[Path], report: dict) -> None:
+    """`report` as its .json and .md, `paths`, written as one set (`wct.bench.write_set`): a reader
+    finds the earlier pair or the new one, never a mix."""
+    from wct.bench import write_set
+    from wct.errors import OutputError
+
+    text = markdown(report)
+    try:
+        write_set(
+            [
+                (paths[0], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n")),
+                (paths[1], lambda tmp: Path(tmp).write_text(text)),
+            ]
+        )
+    except OutputError as e:
+        sys.exit(f"error: {e}")
+
+
 def check(check_tile: int) -> dict:
     """Untiled vs tiled at 1024 px on each check photo: PSNR and the seam metric of both; the
     first photo's numbers at the top level, every photo's and their means under "photos"."""
+    from wct.evaluate import psnr  # 100 dB for identical images: JSON has no infinity
     from wct.pipeline import Stylizer
     from wct.tiling import seam_metric, stylize_tiled
 
@@ -159,7 +176,15 @@ def markdown(report: dict) -> str:
     from wct.tiling import tiles
 
     c = report["check"]
-    lines = [
+    lines = []
+    if report.get("finished") is False:  # reports before this field were all finished
+        why = f" ({report['error']})" if report.get("error") else ""
+        lines += [
+            f"**Partial report**: {len(report['runs'])} of {len(report['sizes'])} sizes measured{why}; "
+            "the table holds those only.",
+            "",
+        ]
+    lines += [
         f"Machine: {report['machine']}, {report['threads']} torch thread(s); alpha {ALPHA}, "
         "style statistics precomputed, weights loaded before timing. Every size runs in a fresh "
         "process. The machine was shared with other jobs (load average in the table), so wall time "
@@ -273,26 +298,36 @@ def main() -> None:
     if not sizes or any(not valid_size(size) for size in sizes):  # none: a report of no runs
         p.error(f"--sizes must be among {', '.join(SIZES)}, with levels or not (8k:2,1), got {a.sizes!r}")
     from wct.bench import machine, report_problem
+    from wct.paths import stopped_paths
 
-    for suffix in (".json", ".md"):  # before minutes of work
-        if problem := report_problem(a.out.with_suffix(suffix), a.overwrite):
+    paths = [a.out.with_suffix(suffix) for suffix in (".json", ".md")]
+    for path in paths:  # before minutes of work
+        if problem := report_problem(path, a.overwrite):
             p.error(f"--out {problem}")
     report = {
         "machine": machine("cpu"),
         "threads": a.threads,
+        "sizes": sizes,
+        "finished": False,
         "check": None if a.no_check else check(a.check_tile),
         "runs": [],
     }
-    path = a.out.with_suffix(".json")
+    partial = stopped_paths(paths)  # the sizes so far, marked partial: beside an earlier report
     for size in sizes:
         try:
             report["runs"].append(run_child(size, "auto", a.threads))
         except ChildFailed as e:
-            sys.exit(f"error: {e}" + (f" (the sizes before it are in {path})" if report["runs"] else ""))
+            if not report["runs"]:
+                sys.exit(f"error: {e}")
+            write_reports(partial, report | {"error": str(e)})
+            sys.exit(f"error: {e} (the sizes before it are in {partial[0]})")
         print(json.dumps(report["runs"][-1]), flush=True)
-        write_report(path, json.dumps(report, indent=2) + "\n")  # partial results too
-    write_report(path, json.dumps(report, indent=2) + "\n")
-    write_report(a.out.with_suffix(".md"), markdown(report))
+        if len(report["runs"]) < len(sizes):  # a run stopped later keeps these
+            write_reports(partial, report)
+    report["finished"] = True
+    write_reports(paths, report)
+    for path in set(partial) - set(paths):  # this run's own partial report, now replaced
+        path.unlink(missing_ok=True)
     print(markdown(report))
 
 

@@ -80,7 +80,7 @@ def main() -> None:
         )
     if a.size < 1 or not 0 <= a.step < math.inf:  # before the Stylizer loads, not a traceback after
         p.error(f"--size must be at least 1 and --step a number of px >= 0, got {a.size} and {a.step}")
-    from wct.bench import report_problem
+    from wct.bench import machine, report_problem
 
     if problem := report_problem(a.out, a.overwrite):  # before the work
         p.error(f"--out {problem}")
@@ -113,6 +113,7 @@ def main() -> None:
         for n in names:
             print(f"{n:20s} flicker {results[n]['flicker']:.3f}", flush=True)
     report = {
+        "machine": machine("cpu"),  # its torch threads, --threads, included
         "frames": a.frames,
         "size": a.size,
         "pan_px_per_frame": a.step,

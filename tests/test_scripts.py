@@ -270,3 +270,27 @@ def test_default_paths_do_not_depend_on_the_current_directory(name, tmp_path, mo
             elif isinstance(action.default, str | Path) and set(Path(action.default).parts[:1]) & checkout:
                 relative.append(f"{action.option_strings[0]} {action.default}")
     assert not relative, f"{name}: defaults relative to the current directory: {relative}"
+
+
+def test_bench_video_names_the_machine_and_threads_it_ran_on(tmp_path, monkeypatch):
+    """Its report had no machine or thread count, which its times depend on."""
+    import json
+
+    import wct.pipeline
+    import wct.video
+
+    class Stylizer:  # the measurements are not under test here: only what the report names
+        def __init__(self, device):
+            pass
+
+        def style(self, image):
+            return None
+
+    monkeypatch.setattr(wct.pipeline, "Stylizer", Stylizer)
+    monkeypatch.setattr(wct.video, "stylize_frames", lambda s, frames, *args, **kwargs: frames)
+    bench = load_script("bench_video")
+    out = tmp_path / "video.json"
+    monkeypatch.setattr(sys, "argv", ["bench_video.py", "--frames", "2", "--size", "32", "--out", str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    assert "cores, 1 threads" in report["machine"] and report["frames"] == 2  # --threads 1, the default

@@ -31,7 +31,7 @@ from .cli import (
     size_arg,
 )
 from .errors import InputError, OutputError, WCTError
-from .paths import check_json_target, check_target
+from .paths import check_json_target, check_target, stopped_paths
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ def run_optimisation(
             result = optimise(callback)
     except BaseException as e:
         kept = e.result if isinstance(e, (Interrupted, Diverged)) else None  # the best of the steps done
-        image_to, history_to = stopped_paths(output, history)
+        kept_out = os.path.lexists(output)  # an existing OUT is kept with its history; else both replaced
+        image_to, history_to = stopped_paths([output, history]) if kept_out else (output, history)
         if history_to and entries:
             record = {"settings": settings, "finished": False, "error": stop_reason(e)}
             record |= {"best_step": kept.best_step} if kept else {}
@@ -171,20 +172,6 @@ def keep_history(record: dict, history: Path) -> bool:
         console.print(f"could not write the history: {err}", markup=False)
         return False
     return True
-
-
-def stopped_paths(output: Path, history: Path | None) -> tuple[Path, Path | None]:
-    """Where a stopped run writes its image and history: OUT and HISTORY, but an existing OUT (given
-    --overwrite) is kept, with the history that goes with it: then OUT_interrupted and
-    HISTORY_interrupted beside them, or OUT_interrupted2, 3... past those of earlier stopped runs,
-    as bench's reports do."""
-    image, record, k = output, history, 1
-    while os.path.lexists(image) or (k > 1 and record and os.path.lexists(record)):  # a link to nothing too
-        tag = f"_interrupted{k if k > 1 else ''}"
-        image = output.with_name(f"{output.stem}{tag}{output.suffix}")
-        record = history and history.with_name(f"{history.stem}{tag}{history.suffix}")
-        k += 1
-    return image, record
 
 
 def stop_reason(e: BaseException) -> str:
@@ -557,11 +544,7 @@ def bench(
             f"the benchmark stopped ({report['error']}) after {len(records)} of "
             f"{len(todo) * len(size_list)} measurements (pairs x sizes): the table holds those only"
         )
-        stems, k = [f.stem for f in files], 0
-        while any(f.exists() for f in files):  # earlier reports are kept, as gatys keeps OUT
-            k += 1
-            tag = f"_interrupted{k if k > 1 else ''}"  # then _interrupted2, ...
-            files = [f.with_stem(f"{stem}{tag}") for f, stem in zip(files, stems, strict=True)]
+        files = stopped_paths(files)  # earlier reports are kept, as gatys keeps OUT
     text = b.markdown(rows, machine, records, partial)
     report |= {"summary": rows, "pairs": records}
     sheet = b.contact_sheet(sheet_rows[max(sheet_rows)])

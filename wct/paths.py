@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .errors import InputError, OutputError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # those wct.video reads and writes
+
+
+def stopped_paths(paths: Sequence[Path | None]) -> list[Path | None]:
+    """Where a stopped run writes its partial files `paths` (None: not written): as they are if none
+    exists (a link to nothing counts), else each with `_interrupted` added to its stem, then
+    `_interrupted2`, 3...: the first set none of whose files exists, so that nothing earlier is
+    replaced by a partial result, and the files of one run keep one name."""
+    out, k = list(paths), 0
+    while any(p is not None and os.path.lexists(p) for p in out):
+        k += 1
+        tag = f"_interrupted{k if k > 1 else ''}"
+        out = [p and p.with_stem(f"{p.stem}{tag}") for p in paths]
+    return out
 
 
 def check_target(
