@@ -1256,3 +1256,124 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_be_resumed(data, tmp_p
     assert summary["step"] == 20
     history = load_checkpoint(tmp_path / "run" / "relu2_1.last.pt")["state"]["history"]
     assert [h["step"] for h in history if "psnr" in h] == [0, 10, 20]  # step 0 scored once, not again
+
+
+def test_export_scores_the_decoder_there_on_this_runs_val_if_it_records_a_score_on_other_images(
+    data, tmp_path, capsys
+):
+    from pathlib import Path
+
+    from wct.decoder import Decoder, save_decoder
+    from wct.encoder import VGG19_MD5
+
+    poor = tmp_path / "poor.safetensors"  # untrained: far worse than the shipped decoder
+    save_decoder(Decoder(1), poor, {"encoder": VGG19_MD5})
+    target = tmp_path / "dec" / "relu1_1.safetensors"
+    target.parent.mkdir()
+    shipped = load_decoder(1, "cpu")  # recorded with a low score on other images
+    save_decoder(shipped, target, {**shipped.metadata, "val_psnr": "1.0", "val_data": "elsewhere/val"})
+    before = target.read_bytes()
+    cfg = config(data, tmp_path / "a", level=1, steps=1, lr=1e-9, warmup=0, init_from=str(poor))
+    summary = train(replace(cfg, export=str(target.parent)))
+    assert summary["exported"] is False and target.read_bytes() == before
+    said = capsys.readouterr().out
+    val = Path(data).resolve()
+    assert f"on the same 7 images of {val} (it records 1.0 dB on elsewhere/val)" in said, said
+    # recorded on this run's images, the recorded score is the one compared, as before
+    save_decoder(
+        shipped, target, {**shipped.metadata, "val_psnr": "1.0", "val_data": str(val), "val_images": "7"}
+    )
+    summary = train(replace(cfg, out=str(tmp_path / "b"), export=str(target.parent)))
+    assert summary["exported"] and f"{target} (" in (said := capsys.readouterr().out)
+    assert "replacing one of 1.0 dB\n" in said
+
+
+def test_runs_record_where_their_files_were_what_ran_them_and_compare_paths_resolved_on_resume(
+    data, tmp_path, monkeypatch
+):
+    import json
+    import re
+    from datetime import datetime, timedelta
+
+    import wct
+
+    a, b = tmp_path.resolve() / "a", tmp_path.resolve() / "b"
+    for i, d in enumerate((a, b)):  # two folders named alike
+        (d / "photos").mkdir(parents=True)
+        for j in range(3):
+            landscape(48, 40, seed=10 * i + j).save(d / "photos" / f"{j}.png")
+    (b / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    monkeypatch.chdir(a)
+    cfg = config("photos", "run", val="photos", steps=6, stop_at=2)
+    train(cfg)
+    best = load_decoder(2, "cpu", path=a / "run" / "relu2_1.best.safetensors").metadata
+    assert (best["training_data"], best["val_data"]) == (str(a / "photos"),) * 2
+    assert changed_settings({"data": "photos"}, {"data": str(a / "photos")}) == ""  # an older checkpoint's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the same folders, typed in full: no change
+        full = str(a / "photos")
+        train(replace(cfg, data=full, val=full, out=str(a / "run"), stop_at=4, resume=True))
+    assert not [w for w in caught if "changed settings" in str(w.message)]
+    monkeypatch.chdir(b)  # the same name from another folder: another folder
+    with pytest.warns(UserWarning, match=re.escape(f"(data {a / 'photos'} -> {b / 'photos'};")):
+        summary = train(replace(cfg, out=str(a / "run"), val=None, stop_at=None, resume=True))
+    meta = load_decoder(2, "cpu", path=summary["decoder"]).metadata  # the last step's, no --val
+    config_recorded = json.loads(meta["config"])
+    assert meta["training_data"] == config_recorded["data"] == str(b / "photos")
+    assert config_recorded["out"] == str(a / "run")
+    assert (meta["training_files"], meta["unreadable_files"]) == ("4", "1")
+    assert (meta["wct_version"], meta["torch_version"]) == (wct.__version__, torch.__version__)
+    assert datetime.fromisoformat(meta["date"]).utcoffset() == timedelta(0)
+
+
+def test_a_resumed_run_compares_its_best_with_later_steps_on_the_same_images(data, tmp_path, monkeypatch):
+    import wct.train as wt
+
+    real = wt.reconstruction_scores
+
+    def easy_subset(encoder, decoder, images):  # the first 2 --val images score far higher than all 7
+        s = real(encoder, decoder, images)
+        return {**s, "psnr": s["psnr"] + (100 if len(images) == 2 else 0)}
+
+    monkeypatch.setattr(wt, "reconstruction_scores", easy_subset)
+    cfg = config(data, tmp_path / "run", level=1, steps=2, val_every=1, val_images=2, lr=0.5, warmup=0)
+    assert train(cfg)["best_step"] == 0  # the least-squares start, then an lr that ruins it
+    with pytest.warns(UserWarning, match="steps 2 -> 4"):  # its best was rescored on all 7 at its end
+        summary = train(replace(cfg, steps=4, resume=True))
+    meta = load_decoder(1, "cpu", path=summary["decoder"]).metadata
+    assert summary["best_step"] == 0 and (meta["steps"], meta["val_images"]) == ("0", "7")
+
+
+def _ddp_cli_worker(rank: int, data: str, out: str, port: int) -> None:
+    """`wct train` as process `rank` of two (as torchrun starts it), its output in stdout{rank}.txt."""
+    import sys
+
+    from wct.cli import main
+
+    join_as(rank, 2, port)
+    args = ["train", "--level", "2", "--data", data, "--crop", "32", "--batch", "2", "--steps", "2"]
+    sys.stdout = open(f"{out}/stdout{rank}.txt", "w")  # noqa: SIM115
+    try:
+        main([*args, "--out", f"{out}/run", "--device", "cpu", "--workers", "0"])
+    except SystemExit as e:
+        print(f"exit {e.code or 0}")
+    finally:
+        sys.stdout.close()
+
+
+def test_under_torchrun_only_the_first_process_prints_the_summary(data, tmp_path):
+    import json
+
+    assert not run_two(_ddp_cli_worker, str(data), str(tmp_path), free_port())
+    first, second = ((tmp_path / f"stdout{r}.txt").read_text().splitlines() for r in (0, 1))
+    assert second == ["exit 0"], second
+    assert first[-1] == "exit 0" and json.loads(first[-2])["step"] == 2, first
+
+
+def test_the_cli_names_the_step_of_the_kept_decoder(data, tmp_path, wct_cli):
+    out = tmp_path / "run"
+    common = ("--level", "1", "--data", str(data), "--val", str(data), "--crop", "32", "--batch", "2")
+    ruined = ("--steps", "2", "--lr", "0.5", "--warmup", "0", "--val-every", "1")  # keeps its start
+    r = wct_cli("train", *common, *ruined, "--out", str(out), "--device", "cpu", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert f"step 0: {out / 'relu1_1.best.safetensors'} (val PSNR" in r.stdout, r.stdout

@@ -198,10 +198,13 @@ def train_command(
 
     cfg = Config(**{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
     summary = train(cfg)
+    if summary["rank"] != 0:  # under torchrun, process 0 reports the run
+        return
     if "decoder" in summary:
         psnr = summary["best_psnr"] if val else None  # without --val: the last step's, unscored
         score = f"val PSNR {psnr:.2f} dB" if psnr is not None else "not scored: no --val"
-        out_console.print(f"step {summary['step']}: {summary['decoder']} ({score})", soft_wrap=True)
+        kept = summary["best_step"] if psnr is not None else summary["step"]  # the step the decoder is of
+        out_console.print(f"step {kept}: {summary['decoder']} ({score})", soft_wrap=True)
     out_console.print(json.dumps(summary), soft_wrap=True, markup=False, highlight=False)
 
 

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.functional import pil_to_tensor
 
-from . import errors
+from . import __version__, errors
 from .checks import as_number, whole
 from .decoder import Decoder, check_encoder, fill, load_decoder, read_decoder, save_decoder
 from .encoder import (
@@ -370,7 +371,24 @@ def changed_settings(before: dict, now: dict) -> str:
     keys = ("level", "data", "crop", "scale", "rotate", "batch", "steps", "minutes", "lr", "warmup")
     keys += ("feature_weight", "feature_from", "loss", "seed", "amp", "processes", "val", "val_images")
     keys += ("init_from",)  # ignored once a checkpoint exists
-    return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and before[k] != now[k])
+
+    def differs(k: str) -> bool:  # paths compared resolved: older checkpoints recorded them as typed
+        if k in ("data", "val", "init_from"):
+            return absolute(before[k]) != absolute(now[k])
+        return before[k] != now[k]
+
+    return "; ".join(f"{k} {before[k]} -> {now[k]}" for k in keys if k in before and differs(k))
+
+
+def absolute(path: str | os.PathLike | None) -> str | None:
+    """`path` resolved, as runs record it (a relative one against the current folder); None stays None."""
+    return None if path is None else str(Path(path).resolve())
+
+
+def recorded(cfg: Config) -> dict:
+    """`cfg` as checkpoints and decoder metadata record it: its paths resolved, so that they say
+    where the files were, whatever folder the run was started from."""
+    return {**asdict(cfg), **{f: absolute(getattr(cfg, f)) for f in ("data", "out", *PATH_OPTIONS)}}
 
 
 def warm_start(decoder: Decoder, path: str | Path, encoder_id: str | None = None) -> int:
@@ -416,10 +434,11 @@ def adopt_best(state: dict, best: Path) -> None:
     try:
         meta = read_decoder(best)[1] if best.exists() else {}
         step, psnr = int(meta.get("steps", -1)), float(meta.get("val_psnr", "nan"))
+        on = {"val": meta.get("val_data"), "images": int(meta.get("val_images", -1))}
     except (WCTError, ValueError):
         return  # unreadable: replaced at the next validation, as before
     if step > state["step"] and psnr > state["best_psnr"]:
-        state["best_psnr"], state["best_step"] = psnr, step
+        state.update(best_psnr=psnr, best_step=step, best_on=on)
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
@@ -735,7 +754,7 @@ def resume(
     adopt_best(state, files.best)
     if rank == 0:
         print(f"resuming {files.last} at step {state['step']}", flush=True)
-        changed = changed_settings(ck.get("config", {}), {**asdict(cfg), "processes": world})
+        changed = changed_settings(ck.get("config", {}), {**recorded(cfg), "processes": world})
         if changed:
             warnings.warn(
                 f"resuming with changed settings ({changed}): the run no longer matches an uninterrupted one",
@@ -779,10 +798,12 @@ def finish(
     world: int,
     *,
     ended: bool,
+    val: list[Tensor] | None = None,
 ) -> dict:
     """The run's summary, once the processes have pooled the unreadable files they skipped and
     stopped. Rank 0 warns of those files, writes the last step's decoder of a run without --val,
-    and exports the best one with --export when the run `ended` (not after a chunk)."""
+    and exports the best one with --export when the run `ended` (not after a chunk), comparing it on
+    `val` (the --val images) with one there scored on other images."""
     if world > 1:
         every = [None] * world
         dist.all_gather_object(every, sorted(bad))  # each rank skipped the files it drew
@@ -792,6 +813,7 @@ def finish(
     summary = {
         "step": step,
         "best_psnr": state["best_psnr"] if state["best_psnr"] >= 0 else None,  # None: never validated
+        "best_step": state.get("best_step"),
         "bad_files": len(bad),
         "files": n_files,
         "rank": rank,
@@ -807,12 +829,14 @@ def finish(
             stacklevel=1,
         )
     if rank == 0 and not cfg.val:  # nothing validated: the decoder of the last step, unscored
-        save_decoder(decoder, files.final, metadata(cfg, state, step, {}, encoder, world))
+        meta = metadata(cfg, state, step, {}, encoder, world, (n_files, len(bad)))
+        save_decoder(decoder, files.final, meta)
         summary["decoder"] = str(files.final)
     elif rank == 0 and files.best.exists():
         summary["decoder"] = str(files.best)
     if rank == 0 and cfg.export and files.best.exists() and ended:
-        summary["exported"] = export(files.best, Path(cfg.export) / f"{relu(cfg.level)}.safetensors")
+        target = Path(cfg.export) / f"{relu(cfg.level)}.safetensors"
+        summary["exported"] = export(files.best, target, encoder, val)
     return summary
 
 
@@ -999,20 +1023,23 @@ def log_step(run: Run, step: int, loss: Tensor, bar: Progress, task: TaskID) -> 
         print(f"step {step}/{'~' if run.cfg.minutes else ''}{total:.0f} {info}", flush=True)
 
 
-def rescore_best(run: Run) -> float:
-    """The kept decoder scored on all of --val, as the final one is (earlier validations may
-    use the first `val_images`); its file records the new scores."""
+def rescore_best(run: Run, val: list[Tensor]) -> float:
+    """The kept decoder scored on `val`, the images the decoder of this step is scored on (it may
+    have been scored on others: the first `val_images` of --val, or at the end of the run all of
+    it); scored on all of --val, its file records the new scores."""
     best = run.files.best
     kept = load_decoder(run.cfg.level, run.device, run.encoder.weights_id, path=best)
-    scores = reconstruction_scores(run.encoder, kept, run.val_all)
-    update = {"val_psnr": round(scores["psnr"], 3), "val_ssim": round(scores["ssim"], 4)}
-    save_decoder(kept, best, {**kept.metadata, **update, "val_images": scores["images"]})
+    scores = reconstruction_scores(run.encoder, kept, val)
+    if len(val) == len(run.val_all):
+        update = {"val_psnr": round(scores["psnr"], 3), "val_ssim": round(scores["ssim"], 4)}
+        update.update(val_data=absolute(run.cfg.val), val_images=scores["images"])
+        save_decoder(kept, best, {**kept.metadata, **update})
     return scores["psnr"]
 
 
 def validate_and_save(run: Run, step: int, final: bool) -> None:
     """Score the decoder on --val (its first `val_images` until the `final` step) and keep it if it
-    beats the best so far."""
+    beats the best so far, scored on the same images (state["best_on"] records which)."""
     cfg, state, decoder, best = run.cfg, run.state, run.decoder, run.files.best
     entry = {"step": step}
     val = run.val_all if final else run.val_all[: cfg.val_images]
@@ -1020,18 +1047,20 @@ def validate_and_save(run: Run, step: int, final: bool) -> None:
         decoder.eval()
         entry.update(reconstruction_scores(run.encoder, decoder, val))
         decoder.train()
-        subset = cfg.val_images is not None and cfg.val_images < len(run.val_all)
-        if final and subset and best.exists() and state.get("best_step") != step:
-            state["best_psnr"] = rescore_best(run)
+        scored_on = {"val": absolute(cfg.val), "images": entry["images"]}
+        if best.exists() and state.get("best_on") != scored_on:
+            state["best_psnr"], state["best_on"] = rescore_best(run, val), scored_on
+            which = "all" if len(val) == len(run.val_all) else "the first"
             print(
-                f"best so far (step {state['best_step']}) rescored on all {len(val)} --val images: "
+                f"best so far (step {state.get('best_step')}) rescored on {which} {len(val)} --val images: "
                 f"{state['best_psnr']:.2f} dB",
                 flush=True,
             )
         if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
-            state["best_psnr"], state["best_step"] = entry["psnr"], step
+            state.update(best_psnr=entry["psnr"], best_step=step, best_on=scored_on)
             seconds = state["seconds"] + time.time() - run.t0
-            meta = metadata(cfg, {**state, "seconds": seconds}, step, entry, run.encoder, run.world)
+            files = (run.n_files, len(run.bad))
+            meta = metadata(cfg, {**state, "seconds": seconds}, step, entry, run.encoder, run.world, files)
             save_decoder(decoder, best, meta)
         print(f"step {step}: val PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", flush=True)
         state["history"].append(entry)
@@ -1048,7 +1077,7 @@ def save_checkpoint(run: Run, step: int) -> None:
             "decoder": run.decoder.state_dict(),
             "optimizer": run.opt.state_dict(),
             "state": state,
-            "config": {**asdict(run.cfg), "processes": run.world},
+            "config": {**recorded(run.cfg), "processes": run.world},
         },
         run.files.last,
     )
@@ -1176,7 +1205,18 @@ def train_run(run: Run) -> dict:
         stop(caught)
     ended = step >= cfg.steps or done >= 1  # not just a chunk of the run
     return finish(
-        cfg, run.files, run.encoder, run.decoder, state, step, run.bad, run.n_files, rank, world, ended=ended
+        cfg,
+        run.files,
+        run.encoder,
+        run.decoder,
+        state,
+        step,
+        run.bad,
+        run.n_files,
+        rank,
+        world,
+        ended=ended,
+        val=run.val_all,
     )
 
 
@@ -1201,26 +1241,39 @@ def hardware(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
-def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder, processes: int = 1) -> dict:
-    """What a saved decoder records of its run (`processes`: under torchrun, each took --batch images
-    a step)."""
+def metadata(
+    cfg: Config,
+    state: dict,
+    step: int,
+    scores: dict,
+    encoder: Encoder,
+    processes: int = 1,
+    files: tuple[int, int] | None = None,
+) -> dict:
+    """What a saved decoder records of its run, its paths resolved (`processes`: under torchrun, each
+    took --batch images a step; `files`: the training files found and those skipped as unreadable
+    so far)."""
     return {
         "encoder": encoder.weights_id,
         "hardware": hardware(next(encoder.parameters()).device),
-        "training_data": str(cfg.data),
+        "training_data": absolute(cfg.data),
+        **({"training_files": files[0], "unreadable_files": files[1]} if files else {}),
         "steps": step,
         **(
             {
                 "val_psnr": round(scores["psnr"], 3),
                 "val_ssim": round(scores["ssim"], 4),
-                "val_data": str(cfg.val),
+                "val_data": absolute(cfg.val),
                 "val_images": scores["images"],
             }
             if scores
             else {}
         ),
         "train_seconds": round(state["seconds"], 1),
-        "config": {**{k: v for k, v in asdict(cfg).items() if k != "stop_at"}, "processes": processes},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wct_version": __version__,
+        "torch_version": torch.__version__,
+        "config": {**{k: v for k, v in recorded(cfg).items() if k != "stop_at"}, "processes": processes},
         **(
             {"prior_steps": state["prior"]["steps"], "prior_train_seconds": state["prior"]["seconds"]}
             if "prior" in state
@@ -1229,9 +1282,22 @@ def metadata(cfg: Config, state: dict, step: int, scores: dict, encoder: Encoder
     }
 
 
-def export(best: Path, target: Path) -> bool:
+def same_images(old: dict[str, str], new: dict[str, str]) -> bool:
+    """Whether two decoders' metadata record scores on the same validation images: the same folder
+    (resolved: older files recorded it as typed) and, where both record it, the same image count."""
+    where = [absolute(d.get("val_data")) for d in (old, new)]
+    if None in where or where[0] != where[1]:
+        return False
+    return "val_images" not in old or "val_images" not in new or old["val_images"] == new["val_images"]
+
+
+def export(
+    best: Path, target: Path, encoder: Encoder | None = None, images: list[Tensor] | None = None
+) -> bool:
     """Copy the best decoder to `target` unless the one there scores higher on validation, or
-    records no score to compare (an unreadable file there is replaced)."""
+    records no score to compare (an unreadable file there is replaced). With `encoder` and the
+    `images` the best one was scored on, one there that records a score on other images is scored
+    on these first (as the run's validation scores), and kept if it cannot be."""
     new, replaced = read_decoder(best)[1], ""
     if target.exists():
         try:
@@ -1241,16 +1307,28 @@ def export(best: Path, target: Path) -> bool:
         if old is not None and "val_psnr" not in old:
             print(f"kept {target}: it records no val PSNR to beat; move it away to export {best}", flush=True)
             return False
-        if old is not None and float(old["val_psnr"]) >= float(new["val_psnr"]):
-            print(f"kept {target}: {old['val_psnr']} dB >= {new['val_psnr']} dB", flush=True)
-            return False
-        if old is not None:  # said, as the file is gone once replaced
-            replaced = f", replacing one of {old['val_psnr']} dB"
-            where = [
-                Path(str(d.get("val_data"))).resolve() for d in (old, new)
-            ]  # as recorded: maybe relative
-            if where[0] != where[1]:
-                replaced += f" scored on {old.get('val_data')} (this one on {new.get('val_data')})"
+        if old is not None:
+            score, where = old["val_psnr"], ""
+            if not same_images(old, new) and encoder is not None and images:
+                try:
+                    there = load_decoder(int(new["level"]), encoder.mean.device, encoder.weights_id, target)
+                except WCTError as e:
+                    print(
+                        f"kept {target}: it cannot be scored on --val ({e}); move it away to export {best}",
+                        flush=True,
+                    )
+                    return False
+                score = round(reconstruction_scores(encoder, there, images)["psnr"], 3)
+                where = (
+                    f" on the same {len(images)} images of {new.get('val_data')} (it records "
+                    f"{old['val_psnr']} dB on {old.get('val_data')})"
+                )
+            elif not same_images(old, new):
+                where = f" scored on {old.get('val_data')} (this one on {new.get('val_data')})"
+            if float(score) >= float(new["val_psnr"]):
+                print(f"kept {target}: {score} dB >= {new['val_psnr']} dB{where}", flush=True)
+                return False
+            replaced = f", replacing one of {score} dB{where}"  # said, as the file is gone once replaced
     write_atomic(target, lambda tmp: shutil.copyfile(best, tmp))
     load_decoder(int(new["level"]), "cpu", path=target)
     print(f"exported {target} ({new['val_psnr']} dB){replaced}", flush=True)
