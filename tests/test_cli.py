@@ -223,7 +223,7 @@ def test_info_and_eval_decoders(pair, tmp_path, wct_cli, monkeypatch):
     assert_clean_error(wct_cli("eval-decoders", "--data", str(val), "--decoder", str(val / "x.png")), "x.png")
 
 
-def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, wct_cli):
+def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, wct_cli, monkeypatch):
     import json
 
     import torch
@@ -242,8 +242,10 @@ def test_average_decoders_writes_a_scored_soup_and_refuses_bad_input(tmp_path, w
     landscape(100, 80).save(val / "x.png")
     out = tmp_path / "soup.safetensors"
 
-    r = wct_cli("average-decoders", str(a), str(b), "-o", str(out), "--weights", "3,1", "--val", str(val))
+    monkeypatch.chdir(tmp_path)  # a relative --val is recorded resolved, as runs record theirs
+    r = wct_cli("average-decoders", str(a), str(b), "-o", str(out), "--weights", "3,1", "--val", "val")
     assert r.returncode == 0, r.stderr
+    assert read_decoder(out)[1]["val_data"] == str(val.resolve())
     assert "val PSNR" in r.stdout and "1 images" in r.stdout
     meta = read_decoder(out)[1]
     assert meta["level"] == "1" and float(meta["val_psnr"]) > 30 and meta["val_images"] == "1"

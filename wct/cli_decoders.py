@@ -136,7 +136,7 @@ def average_decoders_command(
     if images:
         s = reconstruction_scores(encoder, mean, images)
         meta.update(val_psnr=f"{s['psnr']:.3f}", val_ssim=f"{s['ssim']:.4f}", val_images=str(s["images"]))
-        meta["val_data"] = str(val)
+        meta["val_data"] = str(val.resolve())  # as runs record it: where, from any folder
         line += f": val PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f} on {s['images']} images"
     save_decoder(mean, out, meta)
     out_console.print(f"{line} -> {out}", soft_wrap=True)  # the file name on one line
