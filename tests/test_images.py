@@ -607,3 +607,18 @@ def test_formats_with_alpha_keep_it_without_a_warning(tmp_path, suffix):
             out = atomic_save(im, tmp_path / f"{mode}{suffix}")
         with Image.open(out) as back:
             assert back.mode == "RGBA" and np.abs(pixels(back)[..., 3].astype(int) - 100).max() <= 1
+
+
+def test_an_empty_path_is_said_to_be_empty_not_a_directory():
+    for read in (load_image, decode, read_mask):
+        with pytest.raises(ImageError, match="the image path is empty"):  # was ". is a directory"
+            read("")
+
+
+def test_an_animated_images_warning_points_at_the_code_that_loaded_it(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="animated") as caught:
+        load_image(path)
+    assert [w.filename for w in caught] == [__file__]  # was wct/images.py

@@ -635,3 +635,48 @@ def test_the_cached_stylizer_is_one_per_gpu_with_or_without_its_index(monkeypatc
     assert P.device_key(torch.device("cpu")) == "cpu"
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     assert P.stylizer("cuda") is P.stylizer("cuda:1")
+
+
+def test_a_weights_file_or_preset_path_that_is_not_a_path_is_an_input_error(stylizer):
+    with pytest.raises(InputError, match="vgg_weights must be a path"):  # was a bare TypeError
+        wct.Stylizer("cpu", vgg_weights=5)
+    style = stylizer.style(stripes(32, 32), levels=(1,))
+    with pytest.raises(InputError, match="save_style's path must be a path"):
+        stylizer.save_style(style, 5)
+
+
+def test_a_mask_image_is_read_once_for_a_whole_batch(stylizer, tmp_path, monkeypatch):
+    import warnings
+
+    from wct import controls
+
+    path = tmp_path / "mask.png"
+    Image.new("L", (32, 32)).save(path)  # one region for two styles: a warning each time it is read
+    two = [stylizer.style(stripes(32, 32), levels=(1,)), stylizer.style(gradient_image(32, 32), levels=(1,))]
+    reads = []
+    real = controls.read_mask
+    monkeypatch.setattr(controls, "read_mask", lambda *a: reads.append(1) or real(*a))
+    batch = torch.cat([gradient_image(32, 32, seed=s) for s in range(3)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = stylizer.stylize(batch, two, 0.8, (1,), mask=path)
+    assert len(reads) == 1 and [str(w.message) for w in caught] == [
+        "the mask has 1 region(s) but 2 styles were given: style 2 is not used"
+    ]
+    torch.testing.assert_close(y, stylizer.stylize(batch, two[0], 0.8, (1,)))
+
+
+def test_warnings_point_at_the_code_that_called_wct(stylizer, tmp_path):
+    tiny, style = gradient_image(8, 12), stylizer.style(stripes(32, 32), levels=(1,))
+    preset = stylizer.save_style(style, tmp_path / "p.safetensors")
+    calls = {  # each pointed inside wct: pipeline.py, torch's no_grad wrapper
+        "the content is only 12x8": lambda: stylizer.stylize(tiny, style, 0.8, (1,)),
+        "the style is only 12x8": lambda: stylizer.style(tiny, levels=(1,)),
+        "the content is only 12x8 ": lambda: wct.stylize(tiny[0], style, 0.8, (1,), size=None),
+        "is a preset": lambda: stylizer.style(preset, 64, levels=(1,)),
+        "is a preset ": lambda: wct.stylize(tiny[0], preset, 0.8, (1,), size=32, style_size=64),
+    }
+    for match, call in calls.items():
+        with pytest.warns(UserWarning, match=match.strip()) as caught:
+            call()
+        assert [w.filename for w in caught if match.strip() in str(w.message)] == [__file__]

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import struct
+import sys
 import tempfile
 import threading
 import warnings
@@ -76,6 +77,24 @@ def warnings_as(action: str, category: type[Warning] = Warning) -> Iterator[None
     with FILTERS, warnings.catch_warnings():
         warnings.simplefilter(action, category)
         yield
+
+
+# wct's command lines and studio call the library as user code does: warnings point at them
+CALLERS = {"wct.cli", "wct.cli_decoders", "wct.cli_gatys", "wct.serve"}
+
+
+def warn_caller(message: str) -> None:
+    """A UserWarning pointing at the code that called wct, however deep inside wct it is raised:
+    past wct's library frames and torch.no_grad's wrapper (a fixed stacklevel points inside wct
+    on some paths). The studio shows warnings from wct's modules (`serve.noted`), itself included."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        inside = module.startswith("wct.") and module not in CALLERS or module == "torch.utils._contextlib"
+        if not inside:
+            break
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
 
 
 def reason(e: BaseException) -> str:
@@ -149,6 +168,8 @@ def decode(
     elif getattr(source, "closed", False):
         raise ImageError(f"{name} is closed: it cannot be read")
     if path is not None:
+        if not os.fspath(source):  # Path("") is "." ("is a directory")
+            raise ImageError("the image path is empty: give the path of an image file")
         if path.is_dir():
             raise ImageError(f"{name} is a directory, not an image")
         if not path.exists():
@@ -191,7 +212,7 @@ def decode(
     if im.width < 1 or im.height < 1:
         raise ImageError(f"{name} has no pixels")
     if frames > 1:
-        warnings.warn(f"{name} is animated ({frames} frames): using its first frame", stacklevel=3)
+        warn_caller(f"{name} is animated ({frames} frames): using its first frame")
     return im
 
 
@@ -270,9 +291,8 @@ def to_srgb(im: Image.Image, name: str = "the image") -> Image.Image:
             src, profile, SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode="RGB"
         )
     except (ImageCms.PyCMSError, OSError, TypeError, ValueError) as e:
-        warnings.warn(
-            f"{name} has a colour profile that cannot be used ({reason(e)}): its colours are read as sRGB",
-            stacklevel=2,
+        warn_caller(
+            f"{name} has a colour profile that cannot be used ({reason(e)}): its colours are read as sRGB"
         )
         rgb = to_rgb(im) if rgb is None else rgb
         rgb.info.pop("icc_profile", None)  # warned about once
@@ -520,9 +540,7 @@ def stretch_small(x: Tensor, what: str = "image", min_side: int = MIN_SIDE) -> T
     if h >= min_side and w >= min_side:
         return x
     back = " and back" if what != "style" else ""  # a style's statistics are all that is kept of it
-    warnings.warn(
-        f"the {what} is only {w}x{h} px: stretched to at least {min_side} px a side{back}", stacklevel=2
-    )
+    warn_caller(f"the {what} is only {w}x{h} px: stretched to at least {min_side} px a side{back}")
     return F.interpolate(x, (max(h, min_side), max(w, min_side)), mode="bicubic", align_corners=False).clamp(
         0, 1
     )
@@ -569,7 +587,7 @@ def atomic_save(
     if im.mode == "PA":  # few writers take it (not PNG's): as RGBA, its colours and alpha kept
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA") and fmt not in ALPHA_FORMATS:
-        warnings.warn(f"{fmt} has no alpha channel: {path} is written without transparency", stacklevel=2)
+        warn_caller(f"{fmt} has no alpha channel: {path} is written without transparency")
         im = im.convert("L" if im.mode == "LA" else "RGB")
 
     def save(tmp: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from .images import (
     resize,
     stretch_small,
     tensor_to_pil,
+    warn_caller,
     with_alpha,
 )
 from .transform import FeatureStats, check_weights, feature_stats, region_stats, transform
@@ -187,6 +187,10 @@ class Stylizer:
         vgg_weights: str | Path | None = None,
         precision: str = "fp32",
     ):
+        if vgg_weights is not None and not isinstance(vgg_weights, str | os.PathLike):
+            raise InputError(
+                f"vgg_weights must be a path to the VGG19 weights, got {type(vgg_weights).__name__}"
+            )
         self.device = resolve_device(device)
         self.amp = precision_dtype(precision, self.device)
         if self.device.type == "cpu":
@@ -222,10 +226,9 @@ class Stylizer:
         levels = check_levels(levels)
         if is_preset(image):
             if size is not None:
-                warnings.warn(
+                warn_caller(
                     f"{image} is a preset: its statistics were taken when it was saved, so the style "
-                    "size does not apply",
-                    stacklevel=2,
+                    "size does not apply"
                 )
             stats = load_style_stats(image, self.encoder.weights_id)  # type: ignore[arg-type]
             missing = [v for v in levels if v not in stats]
@@ -252,9 +255,7 @@ class Stylizer:
         """One style or several as a list of `Style`s; images (anything `style` takes) are encoded."""
         items = list(style) if isinstance(style, (list, tuple)) else [style]
         if size is not None and any(isinstance(st, Style) for st in items):
-            warnings.warn(
-                "a Style's statistics are computed already: the style size does not apply", stacklevel=3
-            )
+            warn_caller("a Style's statistics are computed already: the style size does not apply")
         return [st if isinstance(st, Style) else self.style(st, size, levels, tile) for st in items]
 
     def save_style(
@@ -264,6 +265,10 @@ class Stylizer:
         existing file is an OutputError unless `overwrite`)."""
         if not isinstance(style, Style):
             raise InputError(f"save_style takes a Style (from Stylizer.style), got {type(style).__name__}")
+        if not isinstance(path, str | os.PathLike):
+            raise InputError(
+                f"save_style's path must be a path to a .safetensors file, got {type(path).__name__}"
+            )
         return controls.save_style_stats(style.stats, path, self.encoder.weights_id, metadata, overwrite)
 
     @torch.no_grad()
@@ -291,6 +296,8 @@ class Stylizer:
         levels = check_levels(levels)
         style = self.styles(style, levels)
         weights = once(weights)
+        if mask is not None:  # a mask image is read (and warns) once, not for every image of a batch
+            mask = as_labels(mask, len(style))
 
         def one(image: Tensor) -> Tensor:
             styles, x, hw, labels = prepare_inputs(image.to(self.device), style, levels, weights, mask)
@@ -358,9 +365,8 @@ class Stylizer:
         made = (max(width, MIN_SIDE), max(height, MIN_SIDE))  # relu5_1 is 1/16 of its input
         check_texture_pixels(*made)
         if made != (width, height):
-            warnings.warn(
-                f"the texture is only {width}x{height} px: made at {made[0]}x{made[1]} and scaled down",
-                stacklevel=3,  # past torch.no_grad's wrapper
+            warn_caller(
+                f"the texture is only {width}x{height} px: made at {made[0]}x{made[1]} and scaled down"
             )
         levels, weights = check_levels(levels), once(weights)  # a generator serves every pass
         styles = self.styles(style, levels, tile=tile)  # an image is encoded once, not at every pass
