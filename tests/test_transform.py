@@ -271,9 +271,9 @@ def test_weights_shifts_and_content_statistics_of_the_wrong_kind_are_input_error
     for own in ([], region_stats(f, labels, 3)[:2]):
         with pytest.raises(InputError, match="content statistics"):
             transform(f, [f, f, f], 1.0, labels=labels, own=own)
-    for weights in (0.5, torch.tensor(0.5), "1"):
+    for weights in (0.5, torch.tensor(0.5), "1", {1: 2, 3: 4}, {1, 3}):  # a dict was read as its keys
         with pytest.raises(InputError, match="sequence of numbers"):
-            transform(f, [f], 1.0, weights)
+            transform(f, [f, f], 1.0, weights)
     for weights, text in (([], "must not be empty"), ([float("inf"), 1], "finite, non-negative")):
         with pytest.raises(InputError, match=text):
             transform(f, [f], 1.0, weights)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -337,7 +337,7 @@ def normalise_weights(weights: Sequence[float], what: str = "style weights") -> 
     """Non-negative, finite weights scaled to sum to 1; an InputError naming `what` otherwise
     (all zero included)."""
     scalar = isinstance(weights, str | bytes) or getattr(weights, "ndim", 1) == 0  # 0-d arrays too
-    if scalar or not isinstance(weights, Iterable):
+    if scalar or isinstance(weights, Mapping | Set) or not isinstance(weights, Iterable):  # a dict: its keys
         raise InputError(f"{what} are a sequence of numbers, got {weights!r}")
     w = [as_number(v, f"each of the {what}") for v in weights]
     if not w:
