@@ -3,6 +3,7 @@
 import re
 import subprocess
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from wct.video import (
     avi_frames,
     ema_stats,
     flicker,
+    frame_files,
     has_audio,
     read_frames,
     scene_cut,
@@ -977,3 +979,77 @@ def test_a_frame_name_with_a_superscript_digit_sorts(tmp_path):
         Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / name)
     frames, _, count = read_frames(tmp_path)
     assert count == 3 and [round(x[0, 0].mean().item() * 255) for x in frames] == [80, 40, 0]
+
+
+def test_a_finished_video_is_on_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """Not fsynced, a power cut could leave an empty new file where the old output was."""
+    import os
+
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino) or fsync(fd))
+    for name in ("out.mp4", "frames"):
+        with FrameWriter(tmp_path / name, 12) as writer:
+            for x in panning(2, 32):
+                writer.write(x[..., :24, :])
+    assert (tmp_path / "out.mp4").stat().st_ino in synced  # the file renamed, inode kept
+    assert {f.stat().st_ino for f in (tmp_path / "frames").iterdir()} <= set(synced)  # PNGs: write_atomic
+
+
+def test_temporal_frames_refilled_in_place_are_not_taken_for_one_still_frame(stylizer):
+    """stylize_frames kept the caller's tensor as the previous frame: refilled in place for each
+    frame, no change was seen between frames, so no scene cut, and the filter held the old output."""
+    a, b = gradient_image(24, 32, seed=1), gradient_image(24, 32, seed=2).flip(-1)
+    clip = [a, a, b, b]
+    style = stylizer.style(gradient_image(32, 32, seed=7), levels=(1,))
+    want = list(stylize_frames(stylizer, iter(clip), style, 0.8, (1,), temporal=True))
+    buffer = torch.empty_like(a)
+
+    def refilled():
+        for x in clip:
+            buffer.copy_(x)
+            yield buffer
+
+    got = list(stylize_frames(stylizer, refilled(), style, 0.8, (1,), temporal=True))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(want, got, strict=True))
+
+
+def test_frame_names_equal_in_natural_order_come_by_name_whatever_the_listing(tmp_path, monkeypatch):
+    """1.png and 01.png sort equal by number: they came in the order the filesystem listed them."""
+    from pathlib import Path
+
+    for name in ("1.png", "01.png", "2.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    listed = Path.iterdir
+    for backwards in (False, True):
+        monkeypatch.setattr(Path, "iterdir", lambda p, b=backwards: iter(sorted(listed(p), reverse=b)))
+        assert [f.name for f in frame_files(tmp_path)] == ["01.png", "1.png", "2.png"]
+
+
+def test_the_frame_count_is_the_frames_read_for_late_video_and_high_rates(tmp_path):
+    """A video starting 1/6 s after its audio read 35 frames of "30" (the read fills the start);
+    3 frames at 240 fps, a duration of "0.01 s", were "2"; 4 at 1000 fps, "0.00 s", had no count."""
+    late = ("-itsoffset", "0.1667", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=30:duration=1")
+    sound = ("-f", "lavfi", "-i", "sine=duration=1.5", "-c:a", "aac")
+    ffmpeg(*late, *sound, "-pix_fmt", "yuv420p", tmp_path / "late.mp4")
+    for rate, n in ((240, 3), (1000, 4), (1000, 15)):  # 15 ms given as "0.02 s": not truncated
+        source = ("-f", "lavfi", "-i", f"testsrc=size=32x24:rate={rate}", "-frames:v", n)
+        ffmpeg(*source, "-pix_fmt", "yuv420p", tmp_path / f"{rate}_{n}.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for name, want in (("late.mp4", 35), ("240_3.mp4", 3), ("1000_4.mp4", 4), ("1000_15.mp4", 15)):
+            frames, _, count = read_frames(tmp_path / name)
+            assert count == len(list(frames)) == want, name
+
+
+def test_rates_below_one_fps_are_read_and_written_exactly(tmp_path):
+    """ffmpeg prints 1/60 fps as 0.02: read at 1/50, 3 frames became 4; 1/3 fps as 0.33: 1% long."""
+    for rate, n in (("1/60", 3), ("1/3", 4)):
+        source = ("-f", "lavfi", "-i", f"testsrc=size=32x24:rate={rate}", "-frames:v", n)
+        ffmpeg(*source, "-pix_fmt", "yuv420p", tmp_path / "slow.mp4")
+        frames, fps, count = read_frames(tmp_path / "slow.mp4")
+        assert fps == pytest.approx(float(Fraction(rate)), rel=1e-12) and count == len(list(frames)) == n
+        with FrameWriter(tmp_path / "out.mp4", fps, overwrite=True) as writer:
+            for x in read_frames(tmp_path / "slow.mp4")[0]:
+                writer.write(x)
+        assert read_frames(tmp_path / "out.mp4")[1] == pytest.approx(float(Fraction(rate)), rel=1e-12)
+        assert duration(tmp_path / "out.mp4") == pytest.approx(duration(tmp_path / "slow.mp4"))

@@ -197,9 +197,10 @@ def natural_key(path: Path) -> list:
 
 def frame_files(folder: Path) -> list[Path]:
     """The images directly in `folder` (not in subfolders, where earlier outputs may sit), in
-    natural order; hidden files (macOS's ._frame.png copies) are skipped, as by `list_images`."""
+    natural order (names equal to it, 1.png and 01.png, by name); hidden files (macOS's ._frame.png
+    copies) are skipped, as by `list_images`."""
     found = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    return sorted((p for p in found if p.is_file()), key=natural_key)
+    return sorted((p for p in found if p.is_file()), key=lambda p: (natural_key(p), p.name))
 
 
 def check_frame_sizes(folder: Path, size: int | None) -> None:
@@ -279,6 +280,29 @@ def thousands_fps(path: Path) -> float | None:
     video = re.search(r"Stream #\d+:\d+.*?: Video: .*", _ffmpeg("-i", path).stderr)
     rate = re.search(r" (\d+)k fps", video[0]) if video else None
     return 1000.0 * int(rate[1]) if rate else None
+
+
+def stream_rate(path: Path, printed: float) -> float | None:
+    """The exact frame rate of the video `path` (1/60), from the fraction ffmpeg's filters get
+    (its showinfo's "frame_rate: 1/60"), if it is the rate ffmpeg `printed` with two decimals
+    (0.02; four below 0.005): not a variable-rate clip's nominal rate, its mean being printed."""
+    first = ("-map", "0:v:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-")
+    info = _ffmpeg("-v", "verbose", "-i", path, *first).stderr
+    rate = re.search(r"config in time_base: \S+, frame_rate: (\d+)/(\d+)", info)
+    if rate is None or not int(rate[1]) or not int(rate[2]):
+        return None
+    exact = int(rate[1]) / int(rate[2])
+    return exact if math.isclose(round(exact, 2 if round(exact * 100) else 4), printed) else None
+
+
+def video_lead(path: Path) -> float:
+    """Seconds the video stream of `path` starts after the file (after its audio), which the read
+    fills with its first frame; 0 if ffmpeg does not say."""
+    info = _ffmpeg("-i", path).stderr
+    start = re.search(r"Duration: .*?, start: (-?[\d.]+)", info)
+    video = re.search(r"Stream #\d+:\d+.*?: Video: .*", info)
+    late = re.search(r", start (-?[\d.]+)", video[0]) if video else None
+    return max(0.0, float(late[1]) - float(start[1])) if start and late else 0.0
 
 
 def exact_rate(fps: float) -> float:
@@ -421,7 +445,10 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
             meta = reader.get_meta_data()
         finally:
             reader.close()
-        fps = exact_rate(float(meta.get("fps") or thousands_fps(path) or DEFAULT_FPS))
+        printed = float(meta.get("fps") or 0)
+        fps = exact_rate(printed or thousands_fps(path) or DEFAULT_FPS)
+        if printed % 1:  # two decimals: 1/60 fps is printed 0.02, and read so repeats frames
+            fps = stream_rate(path, printed) or fps
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         kinds = sorted(stream_kinds(path))
         if kinds and "Video" not in kinds:  # an audio file, say
@@ -455,15 +482,21 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
         )
     nframes, duration = meta.get("nframes"), meta.get("duration")
     nframes = avi_frames(path) or nframes
-    if expected_frames(nframes, None, fps) is None and has_audio(path):
+    # ffmpeg gives the duration to 0.01 s: at 100 fps or more, half a frame or more.
+    slack = 0.005 * fps if fps >= 100 else 0.0
+    if expected_frames(nframes, None, fps) is None and (slack or has_audio(path)):
         # The container's duration may be its audio's: count the frames, unless the streams end
         # well before it (a truncated file), where the count would hide the frames lost.
         promised = expected_frames(None, duration, fps)
         counted, seconds = counted_frames(path)
-        if promised is None or seconds is None or seconds * fps + 1 >= 0.98 * promised:
+        held = max(seconds * fps, counted) + 1 + slack if seconds is not None else None
+        if promised is None or held is None or held >= 0.98 * promised:
+            if counted is not None:  # a video starting after its audio is read from the audio's start
+                counted += round(video_lead(path) * fps)
             # Copied, a clip trimmed without re-encoding keeps the frames its edit list hides: no
             # more than its duration holds.
-            nframes = counted if promised is None or counted is None else min(counted, promised)
+            most = None if promised is None else round(duration * fps + slack)
+            nframes = counted if most is None or counted is None else min(counted, most)
     count = expected_frames(nframes, duration, fps)
 
     # Decoded at the mean rate the output is written at: a variable-rate (phone) clip would
@@ -683,6 +716,9 @@ class FrameWriter:
                 self._tmp.unlink()
             remove_made(self._made)
         elif self._video or not self.path.exists():
+            if self._video:  # on disk before the rename, as write_atomic's files (and the PNG frames)
+                with open(self._tmp, "rb") as f:
+                    os.fsync(f.fileno())
             publish(self._tmp, self.path)
         else:
             with signals_held():  # stopped half way, it would leave neither the old frames nor the new
@@ -752,6 +788,8 @@ def stylize_frames(
     previous: Tensor | None = None
     for frame in frames:
         x = load_image(frame)  # a float32 tensor is only checked (uint8: 0..255), not copied
+        if temporal:  # kept for the next frame: a caller may refill its tensor in place
+            x = x.clone()
         if temporal and previous is not None and scene_cut(previous, x):  # the last shot's state goes
             if hook is not None:
                 hook.state.clear()
