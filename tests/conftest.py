@@ -79,3 +79,24 @@ def wct_cli(capfd):
         return subprocess.CompletedProcess(args, e.value.code or 0, out, err)
 
     return call
+
+
+@pytest.fixture
+def stop_gatys(monkeypatch):
+    """Call it to make the next gatys or invert run stop as Ctrl-C stops it, in its third loss
+    evaluation (after the first step); call it again to arm it for another run."""
+    import wct.gatys
+
+    tv_loss, calls = wct.gatys.tv_loss, []
+
+    def in_step_3(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return tv_loss(x)
+
+    def arm() -> None:
+        calls.clear()
+        monkeypatch.setattr(wct.gatys, "tv_loss", in_step_3)
+
+    return arm

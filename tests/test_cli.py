@@ -994,22 +994,12 @@ def test_a_texture_over_the_pixel_limit_is_refused_before_torch(pair, tmp_path):
 
 
 def test_a_stopped_gatys_run_never_loses_its_image_to_an_earlier_stopped_one(
-    pair, tmp_path, wct_cli, monkeypatch
+    pair, tmp_path, wct_cli, stop_gatys
 ):
     """With OUT and OUT_interrupted both there from earlier runs, a run given --overwrite and
     stopped after 138 steps printed "could not write the image so far: OUT_interrupted.png exists:
     pass --overwrite to replace it" and lost them. It goes to OUT_interrupted2, as bench's reports."""
-    import wct.gatys
-
-    calls, tv_loss = [], wct.gatys.tv_loss
-
-    def interrupted_in_step_3(x):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return tv_loss(x)
-
-    monkeypatch.setattr(wct.gatys, "tv_loss", interrupted_in_step_3)
+    stop_gatys()
     out = tmp_path / "g.png"
     earlier = {p: p.write_bytes(b"earlier") for p in (out, tmp_path / "g_interrupted.png")}
     args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
@@ -1112,29 +1102,18 @@ def test_gatys_and_invert_options_are_refused_before_a_taken_output_and_torch(pa
     assert (tmp_path / "taken.png").read_bytes() == b"mine"
 
 
-def test_a_stopped_gatys_run_keeps_the_history_of_the_image_it_keeps(pair, tmp_path, wct_cli, monkeypatch):
+def test_a_stopped_gatys_run_keeps_the_history_of_the_image_it_keeps(pair, tmp_path, wct_cli, stop_gatys):
     """Given --overwrite, a stopped run keeps an existing OUT (its image goes to OUT_interrupted)
     but replaced that image's history with its own partial one: its history goes beside its image."""
     import json
-
-    import wct.gatys
-
-    calls, tv_loss = [], wct.gatys.tv_loss
-
-    def interrupted_in_step_3(x):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return tv_loss(x)
 
     out, history = tmp_path / "g.png", tmp_path / "h.json"
     args = ("gatys", str(pair / "content.png"), str(pair / "style.jpg"), "-o", str(out), "--size", "32")
     args += ("--history", str(history))
     assert wct_cli(*args, "--steps", "2").returncode == 0
     before = {p: p.read_bytes() for p in (out, history)}
-    monkeypatch.setattr(wct.gatys, "tv_loss", interrupted_in_step_3)
     for tag in ("_interrupted", "_interrupted2"):
-        calls.clear()
+        stop_gatys()
         r = wct_cli(*args, "--steps", "5", "--overwrite")
         assert r.returncode == 130 and f"to {tmp_path / f'h{tag}.json'}" in " ".join(r.stderr.split())
         assert all(p.read_bytes() == b for p, b in before.items())  # the first run's pair, kept
