@@ -337,6 +337,34 @@ def test_texture_is_deterministic_for_a_seed(files, wct_cli, tmp_path):
     assert mean_colour(y)[0] > mean_colour(y)[2] + 0.3  # the red style's colours
 
 
+def test_texture_blends_several_styles_by_weight_as_stylize_does(files, wct_cli, tmp_path, recwarn):
+    """`wct texture --style A:W --style B:W`, as `wct.texture(..., weights=)`; weights 1 and 0 give
+    the first style's texture exactly."""
+    red, blue = str(files["red"]), str(files["blue"])
+    run = ("--size", "32x24", "--passes", "1", "--levels", "2,1")
+    outs = {name: tmp_path / f"{name}.png" for name in ("red", "one_zero", "even", "blue")}
+    for name, styles in (
+        ("red", (red,)),
+        ("one_zero", ("--style", f"{red}:1", "--style", f"{blue}:0")),
+        ("even", ("--style", red, "--style", blue)),
+        ("blue", ("--style", blue)),
+    ):
+        r = wct_cli("texture", *styles, "-o", str(outs[name]), *run)
+        assert r.returncode == 0, r.stderr
+    assert Image.open(outs["one_zero"]).tobytes() == Image.open(outs["red"]).tobytes()
+    reds = [mean_colour(load_image(outs[k]))[0].item() for k in ("red", "even", "blue")]
+    assert reds[0] > reds[1] + 0.1 > reds[2] + 0.2, reds  # the blend lies between the two
+    out = str(tmp_path / "bad.png")
+    assert_clean_error(wct_cli("texture", red, "--style", blue, "-o", out), "not both")
+    assert_clean_error(wct_cli("texture", "-o", out), "give a STYLE")
+    r = wct_cli("texture", "--style", f"{red}:-1", "--style", blue, "-o", out)
+    assert_clean_error(r, "non-negative")
+    assert not Path(out).exists()
+    r = wct_cli("texture", "--style", f"{red}:2", "-o", out, *run)  # a lone weight: warned, no --alpha
+    said = [str(w.message) for w in recwarn if "one style's does nothing" in str(w.message)]
+    assert r.returncode == 0 and len(said) == 1 and "--alpha" not in said[0], said
+
+
 def test_large_textures_are_tiled_like_large_photos(files, stylizer, monkeypatch):
     style = stylizer.style(load_image(files["red"]), levels=(2, 1))
     whole = stylizer.texture(style, (96, 64), seed=2, passes=2, levels=(2, 1), tile=0)

@@ -599,8 +599,11 @@ def video(
 
 @app.command()
 def texture(
-    style: Path = typer.Argument(
-        ..., parser=in_arg("STYLE"), metavar="style", help="Style image or .safetensors preset."
+    style: Path | None = typer.Argument(
+        None,
+        parser=in_arg("STYLE"),
+        metavar="style",
+        help="Style image or .safetensors preset (or use --style).",
     ),
     output: Path = out_option(..., "Output image."),
     size: str = typer.Option("512x512", help="WIDTHxHEIGHT of the texture in pixels, or N for N x N."),
@@ -608,29 +611,42 @@ def texture(
     passes: int = typer.Option(3, help="How many times the coarse-to-fine pipeline runs."),
     levels: str = typer.Option("5,4,3,2,1", help=LEVELS_HELP),
     style_size: int = typer.Option(0, help="Longer side of the style in pixels (0 keeps it)."),
+    style_opts: list[str] = typer.Option(
+        [],
+        "--style",
+        metavar="<path>",
+        help="Style image or preset, PATH or PATH:WEIGHT (repeatable: blend).",
+    ),
     tile: str = TileOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     vgg_weights: Path | None = VggOpt,
 ) -> None:
-    """Synthesise a texture in the style of STYLE from seeded noise (WCT paper, sec. 4)."""
-    must_exist(style)
+    """Synthesise a texture in the style of STYLE (or a blend of several --style) from seeded
+    noise (WCT paper, sec. 4)."""
+    specs = [parse_style_spec(t) for t in style_opts]
+    named = [style] if style is not None else [p for p, _ in specs]
+    must_exist(*named)
     check_options(device, precision)
+    if style is None:  # with both, parse_styles refuses them
+        check_style_weights([w for _, w in specs])
     wh = parse_size(size)
     check_texture_pixels(*(max(v, MIN_SIDE) for v in wh))  # now, not after the style is encoded
     if passes < 1:
         raise InputError(f"--passes must be at least 1, got {passes}")
     check_seed(seed, "--seed")
     tile_, lv, style_size_ = tile_arg(tile), parse_levels(levels), size_arg(style_size, "--style-size")
-    check_output(output, overwrite, (style,))  # before torch loads
+    check_output(output, overwrite, tuple(named))  # before torch loads
+    from . import controls
     from .images import atomic_save, tensor_to_pil
     from .pipeline import Stylizer
 
+    paths, weights = controls.parse_styles(style, style_opts, alpha=False)
     s = Stylizer(device, vgg_weights, precision)
-    st = s.style(style, style_size_, lv, tile_)
-    y = s.texture(st, wh, seed, passes, lv, tile=tile_)
-    atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=(style,), option="--overwrite")
+    sts = [s.style(p, style_size_, lv, tile_) for p in paths]
+    y = s.texture(sts, wh, seed, passes, lv, weights, tile=tile_)
+    atomic_save(tensor_to_pil(y), output, overwrite=overwrite, protect=tuple(paths), option="--overwrite")
     console.print(f"wrote {output}")
 
 

@@ -28,10 +28,11 @@ from .transform import FeatureStats, normalise_weights
 
 
 def parse_styles(
-    positional: Path | None, options: Sequence[str], mask: Path | None = None
+    positional: Path | None, options: Sequence[str], mask: Path | None = None, alpha: bool = True
 ) -> tuple[list[Path], list[float] | None]:
-    """The styles of `wct stylize` (the positional STYLE, or every --style) and their normalised
-    weights; weights are None for a single style or with a mask (each region takes one style)."""
+    """The styles of `wct stylize` or `wct texture` (the positional STYLE, or every --style) and
+    their normalised weights; weights are None for a single style or with a mask (each region takes
+    one style). `alpha`: whether the command has --alpha, which a lone weight's warning names."""
     if positional is not None and options:
         raise InputError("give STYLE or --style, not both")
     if positional is None and not options:
@@ -42,8 +43,8 @@ def parse_styles(
     weights = normalise_weights([1.0 if w is None else w for _, w in specs])
     if len(specs) == 1 and specs[0][1] is not None:
         warnings.warn(
-            f"--style {options[0]}: a weight blends several styles, so one style's does nothing "
-            "(--alpha sets the style's strength)",
+            f"--style {options[0]}: a weight blends several styles, so one style's does nothing"
+            + (" (--alpha sets the style's strength)" if alpha else ""),
             stacklevel=2,
         )
     paths = [p for p, _ in specs]
