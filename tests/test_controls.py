@@ -707,3 +707,23 @@ def test_a_mask_as_bytes_or_a_file_object_is_read_as_its_path_is(tmp_path):
     halves(16, 24, (0, 128, 255)).save(jpeg, "JPEG", quality=100)
     with pytest.raises(InputError, match="3 regions .*; save masks as PNG"):
         as_labels(jpeg.getvalue(), 2)
+
+
+def test_preserve_color_matches_the_visible_part_of_a_transparent_content():
+    """A cut-out's hidden pixels, composited on white, counted in the luma it is matched to: its
+    visible part came out washed out (brighter) and over-contrasted."""
+    import numpy as np
+
+    import wct
+
+    rgb = tensor_to_pil(gradient_image(64, 64)[0] * 0.4)  # a dark photo
+    alpha = Image.new("L", (64, 64), 0)
+    alpha.paste(255, (0, 0, 32, 64))  # its left half shown, the right half hidden
+    content = rgb.copy()
+    content.putalpha(alpha)
+    style = tensor_to_pil(stripes(64, 64, RED)[0])
+    out = wct.stylize(content, style, alpha=1.0, levels=(3, 2, 1), size=None, preserve_color=True)
+    assert out.mode == "RGBA"
+    luma = lambda im: np.asarray(im.convert("RGB").convert("L"), dtype=float)[:, :32]  # noqa: E731
+    assert abs(luma(out).mean() - luma(rgb).mean()) < 4  # was 94 levels brighter
+    assert luma(out).std() < 1.5 * luma(rgb).std() + 4

@@ -185,7 +185,7 @@ def ycbcr_to_rgb(y: Tensor) -> Tensor:
     return torch.einsum("ij,njhw->nihw", m, y - _CHROMA_OFFSET.to(y)[:, None, None])
 
 
-def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
+def preserve_color(content: Tensor, stylized: Tensor, weight: Tensor | None = None) -> Tensor:
     """Luminance-only transfer: the stylised luma with the content's chroma, in YCbCr.
 
     The stylised luma is first shifted and scaled to the content's luma mean and standard
@@ -193,7 +193,9 @@ def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
     the style's luminance to the content's the same way), so the photo keeps its hues, its
     saturation and its overall brightness, and takes only the style's texture and strokes.
     Both images are (N, 3, H, W) or (3, H, W) in [0, 1] of the same size; returns that, clamped,
-    in the stylised image's dtype (bf16 and fp16 are computed in fp32).
+    in the stylised image's dtype (bf16 and fp16 are computed in fp32). `weight`, (H, W) in [0, 1]
+    (a transparent content's alpha), weighs each pixel in the means and spreads, so that what the
+    alpha hides (composited on white) does not wash out what it shows.
     """
     if not isinstance(content, Tensor) or not isinstance(stylized, Tensor):
         got = f"{type(content).__name__}, {type(stylized).__name__}"
@@ -209,17 +211,26 @@ def preserve_color(content: Tensor, stylized: Tensor) -> Tensor:
             raise InputError(
                 f"the {name} must be finite floats in [0, 1] (uint8: divide by 255), got {t.dtype}"
             )
+    if weight is not None and (weight.shape != content.shape[-2:] or not bool((weight >= 0).all())):
+        raise InputError(f"the weight must be (H, W) non-negative, got {tuple(weight.shape)}")
     if content.ndim == 3:
-        return preserve_color(content[None], stylized[None])[0]
+        return preserve_color(content[None], stylized[None], weight)[0]
     work = torch.promote_types(stylized.dtype, torch.float32)  # in bf16/fp16: 4x the rounding error
     c = rgb_to_ycbcr(content.to(stylized.device, work))
     s = rgb_to_ycbcr(stylized.to(work))
     ys, yc = s[:, :1], c[:, :1]
-    dims = (1, 2, 3)
-    ys_mean, ys_std = ys.mean(dims, keepdim=True), ys.std(dims, keepdim=True, unbiased=False)
-    yc_mean, yc_std = yc.mean(dims, keepdim=True), yc.std(dims, keepdim=True, unbiased=False)
+    w = torch.ones_like(ys) if weight is None or not bool(weight.any()) else weight.to(ys).expand_as(ys)
+    ys_mean, ys_std = weighted_moments(ys, w)
+    yc_mean, yc_std = weighted_moments(yc, w)
     luma = (ys - ys_mean) * (yc_std / ys_std.clamp_min(1e-6)) + yc_mean
     return ycbcr_to_rgb(torch.cat([luma, c[:, 1:]], 1)).clamp(0, 1).to(stylized.dtype)
+
+
+def weighted_moments(y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean and standard deviation of each image of `y` (N, 1, H, W), pixels weighted by `w`."""
+    dims, total = (1, 2, 3), w.sum((1, 2, 3), keepdim=True)
+    mean = (y * w).sum(dims, keepdim=True) / total
+    return mean, (((y - mean) ** 2 * w).sum(dims, keepdim=True) / total).sqrt()
 
 
 # ---------------------------------------------------------------- style presets

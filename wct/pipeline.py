@@ -35,6 +35,7 @@ from .images import (
     ImageLike,
     alpha_channel,
     load_image,
+    pil_to_tensor,
     resize,
     stretch_small,
     tensor_to_pil,
@@ -139,8 +140,11 @@ def finish(
     """The stylised `y` as a PIL image, with `content`'s colours if `preserve_color` (see
     `controls.preserve_color`) and the alpha channel of `source`, the image `content` was read
     from (with `max_pixels` as it was read), if it has one."""
-    out = tensor_to_pil(controls.preserve_color(content, y) if preserve_color else y)
-    return with_alpha(out, alpha_channel(source, out.size, max_pixels))
+    alpha = alpha_channel(source, tuple(y.shape[-1:-3:-1]), max_pixels)
+    if preserve_color:  # matched where the alpha shows the photo, not on the white it hides
+        weight = None if alpha is None else pil_to_tensor(alpha)[0, 0]
+        y = controls.preserve_color(content, y, weight)
+    return with_alpha(tensor_to_pil(y), alpha)
 
 
 def split_batch(content: ImageLike) -> list[Tensor]:
