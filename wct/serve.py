@@ -922,20 +922,20 @@ def run_server(
     try:
         studio_server(app, host=host, port=port, log_level="warning").run()
     finally:  # a process that exits while the worker is in the model aborts ("terminate called")
-        app.state.stop()
-        app.state.worker.close()
         worker = app.state.worker.thread
-        worker.join(1)
-        if worker.is_alive():
-            print("stopping when the model ends its current level (Ctrl-C again: now)", flush=True)
-            try:
+        try:  # Ctrl-C again, at any point of this (after which is_alive says False: CPython 3.11)
+            app.state.stop()
+            app.state.worker.close()
+            worker.join(1)
+            if worker.is_alive():
+                print("stopping when the model ends its current level (Ctrl-C again: now)", flush=True)
                 worker.join(SHUTDOWN_WAIT)
-                ended = not worker.is_alive()
-            except KeyboardInterrupt:  # Ctrl-C again (after which is_alive says False: CPython 3.11)
-                ended = False
-            if not ended:  # an exit with the worker in the model aborts: skip the runtime's cleanup
-                print("interrupted", flush=True)
-                os._exit(130)
+            ended = not worker.is_alive()
+        except KeyboardInterrupt:
+            ended = False
+        if not ended:  # an exit with the worker in the model aborts: skip the runtime's cleanup
+            print("interrupted", flush=True)
+            os._exit(130)
 
 
 def studio_server(app: FastAPI, **config: Any) -> Any:
