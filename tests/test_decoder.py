@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -241,3 +242,47 @@ def test_an_installed_wheel_carries_the_shipped_decoders(tmp_path):
     where, levels = out.stdout.splitlines()
     assert Path(where) == site / "wct" / "decoders"
     assert levels == "[1, 2, 3, 4, 5]"
+
+
+def test_a_decoders_variable_naming_no_folder_or_an_empty_one_says_so(tmp_path, monkeypatch):
+    """The hint was "run only the levels it holds" for a folder that holds none or does not exist."""
+    (tmp_path / "file").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    for folder, text in (
+        ("nowhere", f"WCT_DECODERS={tmp_path}/nowhere: no such folder; point it at a folder"),
+        ("file", f"WCT_DECODERS={tmp_path}/file is a file, not a folder; point it at a folder"),
+        ("empty", "it holds no relu{X}_1.safetensors: add relu3_1.safetensors there, or unset it"),
+    ):
+        monkeypatch.setenv("WCT_DECODERS", str(tmp_path / folder))
+        with pytest.raises(WeightsError, match=re.escape(text)):
+            load_decoder(3, "cpu")
+    for level in (1, 2):
+        save_decoder(
+            Decoder(level), tmp_path / "empty" / f"relu{level}_1.safetensors", {"encoder": VGG19_MD5}
+        )
+    with pytest.raises(WeightsError, match=r"run only the levels it holds \(--levels 2,1\), or add relu3_1"):
+        load_decoder(3, "cpu")
+
+
+def test_available_reports_what_load_decoder_refuses_in_its_words(tmp_path, monkeypatch):
+    """A style preset renamed as a decoder was listed as "for level None"; a file whose tensors do not
+    fit its level was listed as a good decoder, and refused only by stylize."""
+    from wct.decoder import available
+    from wct.encoder import write_signed
+
+    monkeypatch.setenv("WCT_DECODERS", str(tmp_path))
+    write_signed(
+        {"x": torch.zeros(3)},
+        {"encoder": VGG19_MD5, "format": "wct-style-stats"},
+        tmp_path / "relu1_1.safetensors",
+    )
+    write_signed(
+        {"x": torch.zeros(3)}, {"encoder": VGG19_MD5, "level": "2"}, tmp_path / "relu2_1.safetensors"
+    )
+    for level, text in (
+        (1, "is not a decoder file: its metadata names no level"),
+        (2, "do not fit a relu2_1"),
+    ):
+        with pytest.raises(WeightsError, match=text) as refused:
+            load_decoder(level, "cpu")
+        assert available()[level] == {"error": str(refused.value)}

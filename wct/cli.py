@@ -692,6 +692,7 @@ def demo(
     alpha: float = typer.Option(0.8, help="Style strength."),
     device: str = DeviceOpt,
     overwrite: bool = typer.Option(False, help="Replace existing files."),
+    vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Stylise a generated landscape with a generated painting (no images needed)."""
     names = ("content.png", "style.png", "stylized.png")
@@ -707,7 +708,7 @@ def demo(
     from .pipeline import Stylizer
 
     content, style = landscape(), painting()
-    s = Stylizer(device)
+    s = Stylizer(device, vgg_weights)
     y = s.stylize(pil_to_tensor(content), s.style(pil_to_tensor(style)), alpha)
     for name, im in zip(names, (content, style, tensor_to_pil(y)), strict=True):
         atomic_save(im, output / name, overwrite=overwrite, option="--overwrite")
@@ -726,11 +727,20 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
     status = "a directory, not a file" if Path(enc["path"]).is_dir() else enc["status"]
     out_console.print(f"encoder weights: {enc['path']} [{status}]", markup=False, soft_wrap=True)
     folder = dec.decoder_path(1).parent
-    note = "" if folder.is_dir() else " [a file, not a folder]" if folder.exists() else " [no such folder]"
+    found = dec.available(enc.get("md5"))
+    note = (
+        ""
+        if found
+        else " [no relu{X}_1.safetensors in it]"
+        if folder.is_dir()
+        else " [a file, not a folder]"
+        if folder.exists()
+        else " [no such folder]"
+    )
     out_console.print(f"decoders: {folder}{note}", markup=False, soft_wrap=True)
     file_column = Column("file", overflow="fold")  # an error's path wraps whole rather than cut short
     table = Table("level", file_column, "val PSNR (dB)", "val SSIM", "steps", "encoder")
-    for level, meta in dec.available(enc.get("md5")).items():
+    for level, meta in found.items():
         if "error" in meta:
             table.add_row(str(level), meta["error"], "", "", "", "")
         else:
@@ -742,7 +752,8 @@ def info(vgg_weights: Path | None = VggOpt) -> None:
                 total_steps(meta),
                 meta.get("encoder", "?")[:8],
             )
-    out_console.print(table)
+    if found:  # an empty table says nothing more than the note
+        out_console.print(table)
     cuda = torch.cuda.is_available()
     out_console.print(
         f"device: {'cuda (' + torch.cuda.get_device_name() + ')' if cuda else 'cpu'}, "

@@ -127,7 +127,15 @@ def load_decoder(
     if level is not None and (isinstance(level, bool) or level not in LEVELS):
         raise InputError(f"level must be one of {', '.join(map(str, LEVELS))}, got {level!r}")
     level = None if level is None else int(level)  # 2.0 and numpy's 2 too
-    if path is None and os.environ.get(ENV_VAR) and not decoder_path(level).is_file():
+    env = os.environ.get(ENV_VAR)
+    if path is None and env and not decoder_path(level).parent.is_dir():  # a typo, not missing levels
+        kind = " is a file, not a folder" if decoder_path(level).parent.exists() else ": no such folder"
+        raise WeightsError(
+            f"{ENV_VAR}={env}{kind}; point it at a folder of relu{{X}}_1.safetensors decoders "
+            "(a run's --export), or unset it to use the shipped ones"
+        )
+    if path is None and env and not decoder_path(level).is_file():
+        held = ",".join(str(x) for x in reversed(LEVELS) if decoder_path(x).is_file())
         run = decoder_path(level).with_suffix(".best.safetensors")  # a training run's --out, not --export
         final = run.with_name(f"{relu(level)}.final.safetensors")  # a run without --val: no --export
         hint = (
@@ -137,22 +145,29 @@ def load_decoder(
             if final.is_file()
             else ""
         )
-        raise WeightsError(
-            f"decoder file {decoder_path(level)} not found ({ENV_VAR}={os.environ[ENV_VAR]}): "
-            f"run only the levels it holds (--levels), or add {relu(level)}.safetensors there{hint}"
+        todo = (
+            f"run only the levels it holds (--levels {held}), or add {relu(level)}.safetensors there"
+            if held
+            else f"it holds no relu{{X}}_1.safetensors: add {relu(level)}.safetensors there, or unset "
+            "it to use the shipped ones"
         )
+        raise WeightsError(f"decoder file {decoder_path(level)} not found ({ENV_VAR}={env}): {todo}{hint}")
     path = Path(path) if path else decoder_path(level)
     tensors, meta = read_decoder(path)
     check_encoder(meta, path, encoder_id or VGG19_MD5)
-    if meta.get("level") not in {str(x) for x in LEVELS}:
-        raise WeightsError(f"{path} is not a decoder file: its metadata names no level (1-5)")
-    if level is None:
-        level = int(meta["level"])
-    if meta.get("level") != str(level):
-        raise WeightsError(f"decoder {path} is for level {meta.get('level')}, not {level}")
+    level = file_level(meta, path, level)
     decoder = fill(Decoder(level), tensors, path)
     decoder.metadata = meta
     return decoder.requires_grad_(False).eval().to(resolve_device(device))
+
+
+def file_level(meta: dict[str, str], path: str | Path, level: int | None = None) -> int:
+    """The level a decoder file's metadata names; a WeightsError if it names none, or not `level`."""
+    if meta.get("level") not in {str(x) for x in LEVELS}:
+        raise WeightsError(f"{path} is not a decoder file: its metadata names no level (1-5)")
+    if level is not None and meta["level"] != str(level):
+        raise WeightsError(f"decoder {path} is for level {meta['level']}, not {level}")
+    return int(meta["level"])
 
 
 def soup_metadata(
@@ -223,8 +238,9 @@ def average_decoders(decoders: Sequence[Decoder], weights: Sequence[float] | Non
 
 
 def available(encoder_id: str | None = None) -> dict[int, dict[str, str]]:
-    """Metadata of every decoder present (for `wct info`); unreadable ones, and those that
-    `load_decoder` would refuse for another level or other encoder weights, report their error."""
+    """Metadata of every decoder present (for `wct info`); those that `load_decoder` would refuse
+    (unreadable, for another level or other encoder weights, with weights that do not fit) report
+    its error."""
     from .encoder import VGG19_MD5
 
     out = {}
@@ -232,11 +248,11 @@ def available(encoder_id: str | None = None) -> dict[int, dict[str, str]]:
         p = decoder_path(level)
         if p.exists():
             try:
-                out[level] = read_decoder(p)[1]
-                check_encoder(out[level], p, encoder_id or VGG19_MD5)
+                tensors, meta = read_decoder(p)
+                check_encoder(meta, p, encoder_id or VGG19_MD5)
+                file_level(meta, p, level)  # else its scores are another level's
+                fill(Decoder(level), tensors, p)
+                out[level] = meta
             except WeightsError as e:
                 out[level] = {"error": str(e)}
-                continue
-            if out[level].get("level") != str(level):  # its scores are another level's
-                out[level] = {"error": f"decoder {p} is for level {out[level].get('level')}, not {level}"}
     return out

