@@ -669,12 +669,16 @@ def test_a_mask_image_is_read_once_for_a_whole_batch(stylizer, tmp_path, monkeyp
 def test_warnings_point_at_the_code_that_called_wct(stylizer, tmp_path):
     tiny, style = gradient_image(8, 12), stylizer.style(stripes(32, 32), levels=(1,))
     preset = stylizer.save_style(style, tmp_path / "p.safetensors")
+    flat, mask = gradient_image(32, 16), tmp_path / "m.png"
+    Image.new("L", (16, 16)).save(mask)  # one region for two styles, and a square for a 16x32 content
     calls = {  # each pointed inside wct: pipeline.py, torch's no_grad wrapper
         "the content is only 12x8": lambda: stylizer.stylize(tiny, style, 0.8, (1,)),
         "the style is only 12x8": lambda: stylizer.style(tiny, levels=(1,)),
         "the content is only 12x8 ": lambda: wct.stylize(tiny[0], style, 0.8, (1,), size=None),
         "is a preset": lambda: stylizer.style(preset, 64, levels=(1,)),
         "is a preset ": lambda: wct.stylize(tiny[0], preset, 0.8, (1,), size=32, style_size=64),
+        "the mask has 1 region": lambda: stylizer.stylize(flat, [style, style], 0.8, (1,), mask=mask),
+        "the mask is 16x16": lambda: wct.stylize(flat[0], [style, style], 0.8, (1,), size=None, mask=mask),
     }
     for match, call in calls.items():
         with pytest.warns(UserWarning, match=match.strip()) as caught:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .encoder import LEVELS, channels, read_signed, relu, write_signed
 from .errors import InputError, WeightsError
-from .images import INT_GREY, ImageBytes, alpha_of, decode, has_alpha, scaled_size, to_rgb
+from .images import INT_GREY, ImageBytes, alpha_of, decode, has_alpha, scaled_size, to_rgb, warn_caller
 from .paths import check_preset_path, parse_style_spec
 from .transform import FeatureStats, normalise_weights
 
@@ -92,10 +92,7 @@ def read_mask(
     if styles is not None and len(values) < styles:
         first = len(values) + 1
         unused = f"style {first} is" if first == styles else f"styles {first}..{styles} are"
-        warnings.warn(
-            f"the mask has {len(values)} region(s) but {styles} styles were given: {unused} not used",
-            stacklevel=2,
-        )
+        warn_caller(f"the mask has {len(values)} region(s) but {styles} styles were given: {unused} not used")
     return torch.from_numpy(labels.reshape(codes.shape))
 
 
@@ -158,10 +155,7 @@ def fit_labels(labels: Tensor, size: tuple[int, int], scale: int | None = None) 
     if (mh, mw) != (h, w):
         mask_size = f"{labels.shape[1]}x{labels.shape[0]}"
         scaled = f" ({mw}x{mh} scaled like the content)" if (mh, mw) != tuple(labels.shape) else ""
-        warnings.warn(
-            f"the mask is {mask_size}{scaled} but the content is {w}x{h}: resizing it",
-            stacklevel=2,
-        )
+        warn_caller(f"the mask is {mask_size}{scaled} but the content is {w}x{h}: resizing it")
     return resize_labels(labels, (h, w))
 
 
