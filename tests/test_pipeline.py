@@ -657,13 +657,19 @@ def test_a_mask_image_is_read_once_for_a_whole_batch(stylizer, tmp_path, monkeyp
     real = controls.read_mask
     monkeypatch.setattr(controls, "read_mask", lambda *a: reads.append(1) or real(*a))
     batch = torch.cat([gradient_image(32, 32, seed=s) for s in range(3)])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        y = stylizer.stylize(batch, two, 0.8, (1,), mask=path)
-    assert len(reads) == 1 and [str(w.message) for w in caught] == [
-        "the mask has 1 region(s) but 2 styles were given: style 2 is not used"
-    ]
-    torch.testing.assert_close(y, stylizer.stylize(batch, two[0], 0.8, (1,)))
+    from wct.tiling import stylize_tiled
+
+    for run in (stylizer.stylize, lambda *a, **k: stylize_tiled(stylizer, *a, tile=16, **k)):  # tiled too
+        reads.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            y = run(batch, two, 0.8, (1,), mask=path)
+        assert len(reads) == 1 and [str(w.message) for w in caught] == [
+            "the mask has 1 region(s) but 2 styles were given: style 2 is not used"
+        ]
+        torch.testing.assert_close(
+            y.to(stylizer.device), stylizer.stylize(batch, two[0], 0.8, (1,)), atol=1e-3, rtol=0
+        )
 
 
 def test_warnings_point_at_the_code_that_called_wct(stylizer, tmp_path):

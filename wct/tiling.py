@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_alpha, whole
-from .controls import resize_labels
+from .controls import as_labels, resize_labels
 from .decoder import Decoder
 from .encoder import cfg, relu
 from .errors import InputError
@@ -259,7 +259,7 @@ def stylize_tiled(
     levels: Sequence[int] = (5, 4, 3, 2, 1),
     tile: int = AUTO_TILE,
     weights: Sequence[float] | None = None,
-    mask: Tensor | None = None,
+    mask: Tensor | ImageLike | None = None,
     blend: int = BLEND,
     cache_bytes: int = CACHE_BYTES,
     hook: StatsHook | None = None,
@@ -274,6 +274,8 @@ def stylize_tiled(
         raise InputError(f"blend must be a whole number of pixels >= 0, got {blend!r}")
     style = stylizer.styles(style, levels)
     weights = once(weights)
+    if mask is not None:  # a mask image is read (and warns) once, not for every image of a batch
+        mask = as_labels(mask, len(style))
 
     def one(image: Tensor) -> Tensor:
         styles, x, hw, labels = prepare_inputs(image.cpu(), style, levels, weights, mask)
