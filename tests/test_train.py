@@ -1377,3 +1377,22 @@ def test_the_cli_names_the_step_of_the_kept_decoder(data, tmp_path, wct_cli):
     r = wct_cli("train", *common, *ruined, "--out", str(out), "--device", "cpu", "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert f"step 0: {out / 'relu1_1.best.safetensors'} (val PSNR" in r.stdout, r.stdout
+
+
+def test_a_checkpoint_from_before_best_on_resumes_past_an_unreadable_best(data, tmp_path):
+    """A checkpoint that does not say which images its best was scored on has the best rescored at
+    the first validation; a best file cut short (a kill mid-write) stopped the run with a
+    WeightsError, where it is to be replaced, as an unreadable best always was."""
+    from wct.train import atomic_torch_save
+
+    cfg = config(data, tmp_path / "run", level=1, steps=6, val_every=2, ckpt_every=2, stop_at=2)
+    train(cfg)
+    last = tmp_path / "run" / "relu1_1.last.pt"
+    ck = load_checkpoint(last)
+    ck["state"].pop("best_on", None)  # as checkpoints written before it was recorded
+    atomic_torch_save(ck, last)
+    best = tmp_path / "run" / "relu1_1.best.safetensors"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    summary = train(replace(cfg, stop_at=None, resume=True))
+    assert summary["step"] == 6
+    assert int(load_decoder(1, "cpu", path=best).metadata["steps"]) >= 2  # readable again: replaced

@@ -1049,13 +1049,18 @@ def validate_and_save(run: Run, step: int, final: bool) -> None:
         decoder.train()
         scored_on = {"val": absolute(cfg.val), "images": entry["images"]}
         if best.exists() and state.get("best_on") != scored_on:
-            state["best_psnr"], state["best_on"] = rescore_best(run, val), scored_on
-            which = "all" if len(val) == len(run.val_all) else "the first"
-            print(
-                f"best so far (step {state.get('best_step')}) rescored on {which} {len(val)} --val images: "
-                f"{state['best_psnr']:.2f} dB",
-                flush=True,
-            )
+            state["best_on"] = scored_on
+            try:
+                state["best_psnr"] = rescore_best(run, val)
+            except WeightsError:  # unreadable (killed mid-write before checkpoints said where): replaced
+                state["best_psnr"] = -math.inf
+            else:
+                which = "all" if len(val) == len(run.val_all) else "the first"
+                print(
+                    f"best so far (step {state.get('best_step')}) rescored on {which} {len(val)} --val "
+                    f"images: {state['best_psnr']:.2f} dB",
+                    flush=True,
+                )
         if entry["psnr"] > state["best_psnr"]:  # the best decoder on validation is kept
             state.update(best_psnr=entry["psnr"], best_step=step, best_on=scored_on)
             seconds = state["seconds"] + time.time() - run.t0
