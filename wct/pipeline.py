@@ -426,19 +426,20 @@ def stylize(
     style_size: int | None = None,
     device: str | torch.device | None = None,
     weights: Sequence[float] | None = None,
-    mask: str | Path | Image.Image | Tensor | None = None,
+    mask: ImageLike | None = None,
     preserve_color: bool = False,
     tile: int | None = None,
     precision: str = "fp32",
 ) -> Image.Image:
-    """Repaint `content` in the style of `style`; paths, PIL images, (3, H, W) tensors in [0, 1]
-    (uint8: 0..255) or (H, W, 3) numpy arrays (see `images.load_image`).
+    """Repaint `content` in the style of `style`; paths, an image file's bytes or binary file
+    objects, PIL images, (3, H, W) tensors in [0, 1] (uint8: 0..255) or (H, W, 3) numpy arrays
+    (see `images.load_image`).
 
     `size` scales the content's longer side (None keeps it); `style_size` likewise for the style.
     A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
     or `mask` (an image whose distinct values label regions, or (H, W) integer labels) gives
     region i style i. `preserve_color` keeps the content's colours (see `controls.preserve_color`).
-    A content path or PIL image with transparency gives an RGBA result with its alpha. Large images
+    A content with transparency (a file, its bytes, or a PIL image) gives an RGBA result with its alpha. Large images
     are stylised in tiles with exact whole-image statistics (`tile`: None auto, 0 never, N px).
     `precision` "bf16"/"fp16" runs the networks under autocast (see `Stylizer`).
     """
