@@ -439,8 +439,9 @@ def stylize(
     A style may also be a .safetensors preset. With a list of styles: `weights` interpolates them,
     or `mask` (an image whose distinct values label regions, or (H, W) integer labels) gives
     region i style i. `preserve_color` keeps the content's colours (see `controls.preserve_color`).
-    A content with transparency (a file, its bytes, or a PIL image) gives an RGBA result with its alpha. Large images
-    are stylised in tiles with exact whole-image statistics (`tile`: None auto, 0 never, N px).
+    A content with transparency (a file, its bytes, or a PIL image) gives an RGBA result with its
+    alpha. Large images are stylised in tiles with exact whole-image statistics (`tile`: None
+    auto, 0 never, N px).
     `precision` "bf16"/"fp16" runs the networks under autocast (see `Stylizer`).
     """
     from .tiling import stylize_any
