@@ -386,6 +386,23 @@ def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_bracket
     assert_clean_error(r, "error: --host is empty: give an address to serve on, such as 127.0.0.1 or 0.0.0.0")
 
 
+def test_serve_takes_the_vgg_weights_as_the_other_commands_do(wct_cli, monkeypatch, tmp_path):
+    """The studio's model loads on its worker from $WCT_VGG19_WEIGHTS: --vgg-weights sets it (the
+    missing-weights error told studio users to pass an option it did not have)."""
+    import wct.serve
+    from wct.encoder import ENV_VAR, default_weights_path
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert_clean_error(wct_cli("serve", "--vgg-weights", str(tmp_path / "no.h5")), "--vgg-weights")
+    seen = []
+    monkeypatch.setattr(wct.serve, "run_server", lambda *a: seen.append(os.environ.get(ENV_VAR)))
+    monkeypatch.setattr("wct.cli.check_port", lambda host, port: None)
+    weights = default_weights_path()
+    monkeypatch.chdir(weights.parent)
+    assert wct_cli("serve", "--vgg-weights", weights.name).returncode == 0
+    assert seen == [str(weights.resolve())]  # resolved: the worker may run from anywhere
+
+
 def test_demo_checks_alpha_and_all_its_outputs_before_any_work(tmp_path, wct_cli, monkeypatch):
     import wct.pipeline
 

@@ -805,11 +805,15 @@ def serve(
     port: int = typer.Option(7860, help="Port to listen on."),
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
+    vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Start the local web studio (live alpha preview, renders, gallery) at http://HOST:PORT."""
-    from .encoder import precision_dtype, resolve_device
+    from .encoder import ENV_VAR, precision_dtype, resolve_device
     from .serve import LOOPBACK, run_server
 
+    must_exist_as(("--vgg-weights", vgg_weights))
+    if vgg_weights is not None:  # the studio's Stylizer, loaded on its worker, reads the variable
+        os.environ[ENV_VAR] = str(vgg_weights.resolve())
     if not 0 < port < 65536:
         raise InputError(f"--port must be between 1 and 65535, got {port}")
     if not host.strip():
