@@ -387,20 +387,21 @@ def test_serve_refuses_a_port_in_use_in_one_line_and_shows_ipv6_hosts_in_bracket
 
 
 def test_serve_takes_the_vgg_weights_as_the_other_commands_do(wct_cli, monkeypatch, tmp_path):
-    """The studio's model loads on its worker from $WCT_VGG19_WEIGHTS: --vgg-weights sets it (the
-    missing-weights error told studio users to pass an option it did not have)."""
+    """The studio's model, loaded on its worker, takes --vgg-weights (the missing-weights error told
+    studio users to pass an option it did not have)."""
     import wct.serve
-    from wct.encoder import ENV_VAR, default_weights_path
 
-    monkeypatch.delenv(ENV_VAR, raising=False)
     assert_clean_error(wct_cli("serve", "--vgg-weights", str(tmp_path / "no.h5")), "--vgg-weights")
-    seen = []
-    monkeypatch.setattr(wct.serve, "run_server", lambda *a: seen.append(os.environ.get(ENV_VAR)))
+    served = []
+    monkeypatch.setattr(wct.serve, "run_server", lambda *a: served.append(a))
     monkeypatch.setattr("wct.cli.check_port", lambda host, port: None)
-    weights = default_weights_path()
-    monkeypatch.chdir(weights.parent)
-    assert wct_cli("serve", "--vgg-weights", weights.name).returncode == 0
-    assert seen == [str(weights.resolve())]  # resolved: the worker may run from anywhere
+    (weights := tmp_path / "w.h5").write_bytes(b"not read here")
+    assert wct_cli("serve", "--vgg-weights", str(weights)).returncode == 0
+    assert served[0][-1] == weights
+    made = []
+    monkeypatch.setattr(wct.serve, "Stylizer", lambda *a, **k: made.append(a) or "stylizer")
+    app = wct.serve.create_app(device="cpu", vgg_weights=weights)
+    assert app.state.engine.s == "stylizer" and made == [("cpu", weights)]
 
 
 def test_demo_checks_alpha_and_all_its_outputs_before_any_work(tmp_path, wct_cli, monkeypatch):

@@ -727,3 +727,20 @@ def test_preserve_color_matches_the_visible_part_of_a_transparent_content():
     luma = lambda im: np.asarray(im.convert("RGB").convert("L"), dtype=float)[:, :32]  # noqa: E731
     assert abs(luma(out).mean() - luma(rgb).mean()) < 4  # was 94 levels brighter
     assert luma(out).std() < 1.5 * luma(rgb).std() + 4
+
+
+def test_preserve_colors_weight_is_checked_like_its_images():
+    import numpy as np
+
+    content, stylised = gradient_image(8, 8)[0], stripes(8, 8, RED)[0]
+    for weight in (
+        np.ones((8, 8)),
+        torch.ones(4, 4),
+        torch.full((8, 8), float("inf")),
+        torch.ones(8, 8) * -1,
+    ):
+        with pytest.raises(InputError, match="weight must be an"):  # were AttributeErrors, or NaN pixels
+            preserve_color(content, stylised, weight)
+    half = torch.zeros(8, 8)
+    half[:, :4] = 1
+    assert torch.isfinite(preserve_color(content, stylised, half)).all()

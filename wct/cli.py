@@ -808,12 +808,10 @@ def serve(
     vgg_weights: Path | None = VggOpt,
 ) -> None:
     """Start the local web studio (live alpha preview, renders, gallery) at http://HOST:PORT."""
-    from .encoder import ENV_VAR, precision_dtype, resolve_device
+    from .encoder import precision_dtype, resolve_device
     from .serve import LOOPBACK, run_server
 
     must_exist_as(("--vgg-weights", vgg_weights))
-    if vgg_weights is not None:  # the studio's Stylizer, loaded on its worker, reads the variable
-        os.environ[ENV_VAR] = str(vgg_weights.resolve())
     if not 0 < port < 65536:
         raise InputError(f"--port must be between 1 and 65535, got {port}")
     if not host.strip():
@@ -826,7 +824,7 @@ def serve(
         console.print(f"warning: binding {host}: anyone who can reach this machine can use the studio")
     shown = "127.0.0.1" if host == "localhost" else f"[{host}]" if ":" in host else host  # IPv6 in []
     console.print(f"wct studio on http://{shown}:{port}  (Ctrl-C stops it)")
-    run_server(host, port, device, precision)
+    run_server(host, port, device, precision, vgg_weights)
 
 
 def check_port(host: str, port: int) -> None:

@@ -205,8 +205,11 @@ def preserve_color(content: Tensor, stylized: Tensor, weight: Tensor | None = No
             raise InputError(
                 f"the {name} must be finite floats in [0, 1] (uint8: divide by 255), got {t.dtype}"
             )
-    if weight is not None and (weight.shape != content.shape[-2:] or not bool((weight >= 0).all())):
-        raise InputError(f"the weight must be (H, W) non-negative, got {tuple(weight.shape)}")
+    if weight is not None:
+        ok = isinstance(weight, Tensor) and weight.shape == content.shape[-2:] and weight.is_floating_point()
+        if not ok or not bool(((weight >= 0) & (weight <= 1)).all()):  # NaN fails too
+            got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+            raise InputError(f"the weight must be an (H, W) tensor of floats in [0, 1], got {got}")
     if content.ndim == 3:
         return preserve_color(content[None], stylized[None], weight)[0]
     work = torch.promote_types(stylized.dtype, torch.float32)  # in bf16/fp16: 4x the rounding error

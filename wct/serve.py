@@ -468,14 +468,16 @@ class Engine:
         device: str | None = None,
         prefetch: bool = True,
         precision: str = "fp32",
+        vgg_weights: str | os.PathLike | None = None,
     ):
         self._s, self.device, self.prefetch, self.precision = stylizer, device, prefetch, precision
+        self.vgg_weights = vgg_weights
         self.latest: tuple[Session, Params] | None = None  # the preview the idle worker extends
 
     @property
     def s(self) -> Stylizer:
         if self._s is None:
-            self._s = Stylizer(self.device, precision=self.precision)
+            self._s = Stylizer(self.device, self.vgg_weights, precision=self.precision)
         return self._s
 
     def styles(self, session: Session, p: Params) -> list[Style]:
@@ -630,6 +632,7 @@ def create_app(
     prefetch: bool = True,
     precision: str = "fp32",
     max_result_bytes: int = MAX_RESULT_BYTES,
+    vgg_weights: str | os.PathLike | None = None,
 ) -> FastAPI:
     """The studio app. `hosts`: Host names accepted (loopback by default: defeats DNS rebinding).
     Renders are kept up to MAX_RESULTS per session and `max_result_bytes` of PNG in all sessions
@@ -639,7 +642,7 @@ def create_app(
         for route, (name, kind) in ASSETS.items()
     }
     sessions = Sessions(ttl, max_result_bytes=max_result_bytes)
-    engine = Engine(stylizer, device, prefetch, precision)
+    engine = Engine(stylizer, device, prefetch, precision, vgg_weights)
     worker = Worker(queue_size, engine.idle)
     threading.Thread(target=sessions.sweep_forever, name="wct-sessions", daemon=True).start()
     stopping = threading.Event()
@@ -913,11 +916,15 @@ def create_app(
 
 
 def run_server(
-    host: str = "127.0.0.1", port: int = 7860, device: str | None = None, precision: str = "fp32"
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str | None = None,
+    precision: str = "fp32",
+    vgg_weights: str | os.PathLike | None = None,
 ) -> None:
     """Serve the studio with uvicorn; the model loads in the background at start."""
     hosts = list(LOOPBACK_HOSTS) if host in LOOPBACK else ["*"]
-    app = create_app(device=device, hosts=hosts, precision=precision)
+    app = create_app(device=device, hosts=hosts, precision=precision, vgg_weights=vgg_weights)
     app.state.worker.submit(lambda: app.state.engine.s)  # load the weights while the page opens
     try:
         studio_server(app, host=host, port=port, log_level="warning").run()
