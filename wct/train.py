@@ -1052,8 +1052,9 @@ def validate_and_save(run: Run, step: int, final: bool) -> None:
             state["best_on"] = scored_on
             try:
                 state["best_psnr"] = rescore_best(run, val)
-            except WeightsError:  # unreadable (killed mid-write before checkpoints said where): replaced
+            except WeightsError as e:  # unreadable (killed mid-write before checkpoints said where): replaced
                 state["best_psnr"] = -math.inf
+                print(f"best so far not rescored, replaced by this step's: {e}", flush=True)
             else:
                 which = "all" if len(val) == len(run.val_all) else "the first"
                 print(
