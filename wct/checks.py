@@ -202,10 +202,10 @@ class Options:
     def checked(self, has_content: bool = True) -> Options:
         """The options validated, with the defaults that depend on others filled in (init, lr,
         weights). Cheap: the CLI calls it before loading anything. InputError names the bad one."""
-        opt = _choice(self.optimizer, OPTIMIZERS, "optimizer")
-        init = _choice(self.init or ("content" if has_content else "noise"), INITS, "init")
+        opt = check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        init = check_choice(self.init or ("content" if has_content else "noise"), INITS, "init")
         if init == "content" and not has_content:
-            raise InputError(f"{_named('init')} 'content' needs a content image: use 'noise' or 'style'")
+            raise InputError(f"{named('init')} 'content' needs a content image: use 'noise' or 'style'")
         if not isinstance(self.normalise, bool):
             raise InputError(f"normalise must be True or False, got {self.normalise!r}")
         defaults = DEFAULT_WEIGHTS[self.normalise]
@@ -213,8 +213,8 @@ class Options:
         tv_weight = defaults["tv_weight"] if self.tv_weight is None else self.tv_weight
         content_weight = _weight(self.content_weight, "content_weight")
         if _weight(style_weight, "style_weight") == 0 and (content_weight == 0 or not has_content):
-            what = f"and {_named('content_weight')} are both 0" if has_content else "is 0 without content"
-            raise InputError(f"{_named('style_weight')} {what}: the result would ignore the images")
+            what = f"and {named('content_weight')} are both 0" if has_content else "is 0 without content"
+            raise InputError(f"{named('style_weight')} {what}: the result would ignore the images")
         return Options(
             steps=_count(self.steps, "steps", 1),
             optimizer=opt,
@@ -222,8 +222,8 @@ class Options:
             content_weight=content_weight,
             style_weight=_weight(style_weight, "style_weight"),
             tv_weight=_weight(tv_weight, "tv_weight"),
-            gram=_choice(self.gram, GRAMS, "gram"),
-            seed=check_seed(self.seed, _named("seed")),
+            gram=check_choice(self.gram, GRAMS, "gram"),
+            seed=check_seed(self.seed, named("seed")),
             lr=_lr(self.lr, opt),
             save_every=_count(self.save_every, "save_every"),
             normalise=self.normalise,
@@ -232,21 +232,21 @@ class Options:
         )
 
 
-def _named(name: str) -> str:
+def named(name: str) -> str:
     """An option as both the API and the CLI spell it: 'style_weight (--style-weight)'."""
     return f"{name} (--{name.replace('_', '-')})"
 
 
-def _choice(value: object, options: tuple[str, ...], name: str) -> str:
+def check_choice(value: object, options: tuple[str, ...], name: str) -> str:
     if not isinstance(value, str) or value.lower() not in options:
-        raise InputError(f"unknown {_named(name)} {value!r}: use one of {', '.join(options)}")
+        raise InputError(f"unknown {named(name)} {value!r}: use one of {', '.join(options)}")
     return value.lower()
 
 
 def _count(value: object, name: str, least: int = 0) -> int:
     """An integer (numpy's too, as for sizes) >= least, as a Python int."""
     if not whole(value) or value < least:
-        raise InputError(f"{_named(name)} must be an integer >= {least}, got {value!r}")
+        raise InputError(f"{named(name)} must be an integer >= {least}, got {value!r}")
     return int(value)
 
 
@@ -256,7 +256,7 @@ def _weight(value: object, name: str) -> float:
     except InputError:
         v = math.nan
     if not (math.isfinite(v) and v >= 0):
-        raise InputError(f"{_named(name)} must be a finite number >= 0, got {value!r}")
+        raise InputError(f"{named(name)} must be a finite number >= 0, got {value!r}")
     return v
 
 
@@ -268,7 +268,7 @@ def _layers(value: object, name: str) -> tuple[str, ...]:
         or not all(isinstance(v, str) and v in RELUS for v in value)
         or len(set(value)) != len(value)
     ):
-        raise InputError(f"{_named(name)} takes distinct ReLU layers ({', '.join(RELUS)}), got {value!r}")
+        raise InputError(f"{named(name)} takes distinct ReLU layers ({', '.join(RELUS)}), got {value!r}")
     return value
 
 
@@ -277,7 +277,7 @@ def _layer(value: object, name: str) -> str:
     try:
         return _layers((value,), name)[0]
     except InputError:
-        raise InputError(f"{_named(name)} takes one ReLU layer ({', '.join(RELUS)}), got {value!r}") from None
+        raise InputError(f"{named(name)} takes one ReLU layer ({', '.join(RELUS)}), got {value!r}") from None
 
 
 def _lr(value: float | None, opt: str) -> float:
@@ -285,10 +285,10 @@ def _lr(value: float | None, opt: str) -> float:
         return 1.0 if opt == "lbfgs" else 0.05
     v = _weight(value, "lr")
     if v == 0:
-        raise InputError(f"{_named('lr')} must be > 0")
+        raise InputError(f"{named('lr')} must be > 0")
     if opt == "adam" and v > ADAM_MAX_LR:
         raise InputError(
-            f"{_named('lr')} must be at most {ADAM_MAX_LR:g} with adam, which moves each pixel (0 to 1) "
+            f"{named('lr')} must be at most {ADAM_MAX_LR:g} with adam, which moves each pixel (0 to 1) "
             f"by up to about lr a step, got {v:g}: try 0.05"
         )
     return v

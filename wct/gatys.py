@@ -32,11 +32,11 @@ from .checks import (  # the options are checked without torch, for the CLI
     GRAMS,
     STYLE_LAYERS,
     Options,
-    _choice,
-    _named,
+    check_choice,
     check_layer,
     check_texture_pixels,
     min_side,
+    named,
     whole,
 )
 from .encoder import NAMES, Encoder, read_signed
@@ -114,7 +114,7 @@ def gram(features: Tensor, centered: bool = False) -> Tensor:
 
 def style_targets(feats: Mapping[str, Tensor], grams: str = "plain") -> dict[str, tuple[Tensor, ...]]:
     """Per layer, the Grams the style loss compares: (plain,), (centred,) or (plain, centred)."""
-    kinds = _choice(grams, GRAMS, "gram")
+    kinds = check_choice(grams, GRAMS, "gram")
     centered = {"plain": (False,), "centered": (True,), "both": (False, True)}[kinds]
     return {layer: tuple(gram(f, c) for c in centered) for layer, f in feats.items()}
 
@@ -403,7 +403,7 @@ def _optimise(
         entry = {"step": step, **{k: losses[k].item() for k in LOSS_KEYS}, "seconds": seconds}
         if not math.isfinite(entry["total"]):
             # at step 0 no step has been taken, so lr played no part
-            fix = "lower the weights" + (f" or {_named('lr')} {lr:g}" if step else "")
+            fix = "lower the weights" + (f" or {named('lr')} {lr:g}" if step else "")
             raise Diverged(
                 f"the loss became {entry['total']} at step {step}: {fix}",
                 GatysResult(best, history, best_step) if history else None,
@@ -432,7 +432,7 @@ def _optimise(
                 raise Diverged(
                     f"L-BFGS diverged at step {step - 1}: even its first step from a fresh start raised "
                     f"the loss from {history[best_step]['total']:.4g} to {history[-1]['total']:.4g}, and a "
-                    f"restart would repeat it: lower {_named('lr')} {lr:g}, e.g. to {lr / 10:g}",
+                    f"restart would repeat it: lower {named('lr')} {lr:g}, e.g. to {lr / 10:g}",
                     GatysResult(best, history, best_step),
                 )
             with torch.no_grad():
@@ -461,7 +461,7 @@ def _optimise(
         why = "too small: no step changed the loss" if still else "too large"
         warnings.warn(
             f"no step went below the starting image's loss, so the result is that image: "
-            f"{_named('lr')} {lr:g} may be {why} (or the start already optimal)",
+            f"{named('lr')} {lr:g} may be {why} (or the start already optimal)",
             stacklevel=2,
         )
     return GatysResult(best, history, best_step)
