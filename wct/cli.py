@@ -149,6 +149,16 @@ def check_options(device: str, precision: str | None = None, alpha: float | None
         check_precision(precision)
 
 
+def style_args(style: Path | None, style_opts: list[str], masked: bool = False) -> list[Path]:
+    """The styles STYLE or the --style PATH[:WEIGHT] options name, their weights checked before
+    torch loads (with both, `controls.parse_styles` refuses them later)."""
+    specs = [parse_style_spec(t) for t in style_opts]
+    if style is not None:
+        return [style]
+    check_style_weights([w for _, w in specs], masked)
+    return [p for p, _ in specs]
+
+
 def must_exist(*paths: Path | None) -> None:
     """A missing input, refused before the heavy imports (torch takes seconds to load)."""
     must_exist_as(*(("", p) for p in paths))
@@ -327,12 +337,9 @@ def stylize(
 ) -> None:
     """Repaint CONTENT in the style of STYLE (or of several --style, blended or by --mask)."""
     output, folder = file_or_folder("-o", out_text)
-    specs = [parse_style_spec(t) for t in style_opts]
-    named = [style] if style is not None else [p for p, _ in specs]
+    named = style_args(style, style_opts, mask is not None)
     must_exist(content, *named, mask)
     check_options(device, precision, alpha)
-    if style is None:  # with both, parse_styles refuses them
-        check_style_weights([w for _, w in specs], mask is not None)
     if max_pixels is not None and max_pixels < 1:  # as check_max_pixels words it, without torch
         raise InputError(f"--max-pixels must be a whole positive number of pixels, got {max_pixels}")
     tile_, lv = tile_arg(tile), parse_levels(levels)
@@ -625,12 +632,9 @@ def texture(
 ) -> None:
     """Synthesise a texture in the style of STYLE (or a blend of several --style) from seeded
     noise (WCT paper, sec. 4)."""
-    specs = [parse_style_spec(t) for t in style_opts]
-    named = [style] if style is not None else [p for p, _ in specs]
+    named = style_args(style, style_opts)
     must_exist(*named)
     check_options(device, precision)
-    if style is None:  # with both, parse_styles refuses them
-        check_style_weights([w for _, w in specs])
     wh = parse_size(size)
     check_texture_pixels(*(max(v, MIN_SIDE) for v in wh))  # now, not after the style is encoded
     if passes < 1:

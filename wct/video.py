@@ -447,7 +447,7 @@ def read_frames(path: str | Path, size: int | None = None) -> tuple[Iterator[Ten
             reader.close()
         printed = float(meta.get("fps") or 0)
         fps = exact_rate(printed or thousands_fps(path) or DEFAULT_FPS)
-        if printed % 1:  # two decimals: 1/60 fps is printed 0.02, and read so repeats frames
+        if printed % 1 and fps == printed:  # two decimals (not NTSC's, made exact): 1/60 fps is 0.02
             fps = stream_rate(path, printed) or fps
     except Exception as e:  # imageio raises many kinds for a file ffmpeg cannot read
         kinds = sorted(stream_kinds(path))
